@@ -1,0 +1,186 @@
+// ExitReason: why the guest stopped running, as axvcpu's AxVCpuExitReason
+// names it, plus Exception for every exit the classifier has no better word
+// for (the original panics there; armvcpu reports it).
+//
+// ExitReason is a tagged union of trivially copyable structs so that the
+// firmware can place it in the exit record verbatim and Python can read it
+// back through armvcpu._core.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace armvcpu {
+
+enum class ExitKind : std::uint32_t {
+    Nothing = 0,            // handled inside the vCPU; nothing for the VMM to do
+    Hypercall = 1,
+    MmioRead = 2,
+    MmioWrite = 3,
+    SysRegRead = 4,
+    SysRegWrite = 5,
+    IoRead = 6,             // x86 port I/O: kept for parity, never produced on arm64
+    IoWrite = 7,            // x86 port I/O: kept for parity, never produced on arm64
+    ExternalInterrupt = 8,
+    NestedPageFault = 9,
+    Halt = 10,
+    CpuUp = 11,
+    CpuDown = 12,
+    SystemDown = 13,
+    FailEntry = 14,
+    SendIpi = 15,
+    Exception = 16,         // any other exception: EC, ISS and PC for the host
+};
+
+inline constexpr std::uint32_t kNumExitKinds = 17;
+
+constexpr const char* exit_kind_name(ExitKind kind) {
+    switch (kind) {
+        case ExitKind::Nothing: return "Nothing";
+        case ExitKind::Hypercall: return "Hypercall";
+        case ExitKind::MmioRead: return "MmioRead";
+        case ExitKind::MmioWrite: return "MmioWrite";
+        case ExitKind::SysRegRead: return "SysRegRead";
+        case ExitKind::SysRegWrite: return "SysRegWrite";
+        case ExitKind::IoRead: return "IoRead";
+        case ExitKind::IoWrite: return "IoWrite";
+        case ExitKind::ExternalInterrupt: return "ExternalInterrupt";
+        case ExitKind::NestedPageFault: return "NestedPageFault";
+        case ExitKind::Halt: return "Halt";
+        case ExitKind::CpuUp: return "CpuUp";
+        case ExitKind::CpuDown: return "CpuDown";
+        case ExitKind::SystemDown: return "SystemDown";
+        case ExitKind::FailEntry: return "FailEntry";
+        case ExitKind::SendIpi: return "SendIpi";
+        case ExitKind::Exception: return "Exception";
+    }
+    return nullptr;
+}
+
+namespace exit {
+
+struct Nothing {};
+struct Hypercall {
+    std::uint64_t nr;       // X0
+    std::uint64_t args[6];  // X1..X6
+};
+struct MmioRead {
+    std::uint64_t addr;     // faulting IPA
+    std::uint32_t width;    // access size in bytes
+    std::uint32_t reg;      // Rt (SRT); 31 is XZR
+    std::uint32_t reg_width;  // 8 when SF = 1, else 4
+    std::uint32_t signed_ext;  // SSE
+};
+struct MmioWrite {
+    std::uint64_t addr;
+    std::uint64_t data;     // Rt's value masked to width
+    std::uint32_t width;
+    std::uint32_t reserved;
+};
+struct SysRegRead {
+    std::uint64_t addr;     // encoding: op0, op1, CRn, CRm, op2 (see sysreg.hpp)
+    std::uint32_t reg;      // Rt
+    std::uint32_t reserved;
+};
+struct SysRegWrite {
+    std::uint64_t addr;
+    std::uint64_t value;
+};
+struct IoRead {
+    std::uint32_t port;
+    std::uint32_t width;
+};
+struct IoWrite {
+    std::uint32_t port;
+    std::uint32_t width;
+    std::uint64_t data;
+};
+struct ExternalInterrupt {
+    std::uint64_t vector;   // INTID
+};
+struct NestedPageFault {
+    std::uint64_t addr;
+    std::uint64_t access_flags;
+};
+struct Halt {};
+struct CpuUp {
+    std::uint64_t target_cpu;  // MPIDR affinity of the target
+    std::uint64_t entry_point;
+    std::uint64_t arg;
+};
+struct CpuDown {
+    std::uint64_t state;
+};
+struct SystemDown {};
+struct FailEntry {
+    std::uint64_t hardware_entry_failure_reason;
+};
+struct SendIpi {
+    std::uint64_t target_cpu;
+    std::uint64_t target_cpu_aux;
+    std::uint32_t send_to_all;
+    std::uint32_t send_to_self;
+    std::uint64_t vector;
+};
+struct Exception {
+    std::uint64_t esr;
+    std::uint64_t pc;
+    std::uint32_t ec;
+    std::uint32_t iss;
+};
+
+}  // namespace exit
+
+// Every variant once: (ExitKind enumerator and struct name, union member).
+// The union, make_exit() and the Python binding are all generated from it.
+#define ARMVCPU_EXIT_VARIANTS(X)                   \
+    X(Nothing, nothing)                            \
+    X(Hypercall, hypercall)                        \
+    X(MmioRead, mmio_read)                         \
+    X(MmioWrite, mmio_write)                       \
+    X(SysRegRead, sysreg_read)                     \
+    X(SysRegWrite, sysreg_write)                   \
+    X(IoRead, io_read)                             \
+    X(IoWrite, io_write)                           \
+    X(ExternalInterrupt, external_interrupt)       \
+    X(NestedPageFault, nested_page_fault)          \
+    X(Halt, halt)                                  \
+    X(CpuUp, cpu_up)                               \
+    X(CpuDown, cpu_down)                           \
+    X(SystemDown, system_down)                     \
+    X(FailEntry, fail_entry)                       \
+    X(SendIpi, send_ipi)                           \
+    X(Exception, exception)
+
+struct ExitReason {
+    ExitKind kind;
+    std::uint32_t reserved;
+    union {
+#define ARMVCPU_X(Name, member) exit::Name member;
+        ARMVCPU_EXIT_VARIANTS(ARMVCPU_X)
+#undef ARMVCPU_X
+        std::uint64_t raw[8];  // fixes the union's size for the exit record
+    };
+};
+
+// make_exit(exit::Hypercall{...}) -> an ExitReason with the matching kind.
+#define ARMVCPU_X(Name, member)                               \
+    constexpr ExitReason make_exit(const exit::Name& value) { \
+        ExitReason r{};                                       \
+        r.kind = ExitKind::Name;                              \
+        r.member = value;                                     \
+        return r;                                             \
+    }
+ARMVCPU_EXIT_VARIANTS(ARMVCPU_X)
+#undef ARMVCPU_X
+
+#define ARMVCPU_X(Name, member) +1
+static_assert(kNumExitKinds == 0 ARMVCPU_EXIT_VARIANTS(ARMVCPU_X));
+#undef ARMVCPU_X
+static_assert(std::is_trivially_copyable_v<ExitReason>);
+static_assert(std::is_standard_layout_v<ExitReason>);
+static_assert(sizeof(ExitReason) == 8 + 8 * 8);
+static_assert(offsetof(ExitReason, raw) == 8);
+
+}  // namespace armvcpu

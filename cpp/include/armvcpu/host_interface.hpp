@@ -1,0 +1,84 @@
+// The memory interface between the EL2 firmware and a host (the Python
+// control plane, or gdb by hand): the per-vCPU exit record, the guest
+// configuration the host may overwrite before the first run, and the flag
+// that says a host is attached. The firmware exports one object of each under
+// the extern "C" symbol names below; the host finds them in the ELF's symbol
+// table and reads or writes them through the gdbstub.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "armvcpu/exit_reason.hpp"
+#include "armvcpu/trap_frame.hpp"
+
+namespace armvcpu {
+
+inline constexpr const char* kSymExitRecords = "armvcpu_exit_records";
+inline constexpr const char* kSymGuestConfig = "armvcpu_guest_config";
+inline constexpr const char* kSymHostAttached = "armvcpu_host_attached";
+inline constexpr const char* kSymHostHandoff = "armvcpu_host_handoff";
+
+inline constexpr std::uint32_t kExitRecordMagic = 0x58455641;  // "AVEX" little-endian
+inline constexpr std::uint16_t kExitRecordVersion = 1;
+
+// How the vCPU left the guest: the vector-table entry that was taken.
+enum class ExceptionType : std::uint32_t {
+    Synchronous = 0,
+    Irq = 1,
+    Fiq = 2,
+    SError = 3,
+};
+
+// What the host asks for when it hands an exit record back.
+enum class HostAction : std::uint32_t {
+    Default = 0,  // the firmware's built-in answer (as with no host attached)
+    Resume = 1,   // resume the guest with the record's frame, verbatim
+    Stop = 2,     // stop the VM
+};
+
+struct ExitRecord {
+    std::uint32_t magic;    // kExitRecordMagic once the firmware has written it
+    std::uint16_t version;  // kExitRecordVersion
+    std::uint16_t size;     // sizeof(ExitRecord)
+    std::uint32_t vm_id;
+    std::uint32_t vcpu_id;
+    std::uint64_t seq;      // 1 for the first exit of this vCPU
+    ExceptionType exception_type;
+    HostAction action;      // written by the host before it resumes
+    std::uint64_t esr;      // ESR_EL2
+    std::uint64_t far;      // FAR_EL2
+    std::uint64_t hpfar;    // HPFAR_EL2
+    ExitReason reason;      // the firmware's classification
+    TrapFrame frame;        // guest registers at the exit; the host may edit
+};
+
+static_assert(std::is_trivially_copyable_v<ExitRecord>);
+static_assert(std::is_standard_layout_v<ExitRecord>);
+static_assert(offsetof(ExitRecord, seq) == 16);
+static_assert(offsetof(ExitRecord, exception_type) == 24);
+static_assert(offsetof(ExitRecord, action) == 28);
+static_assert(offsetof(ExitRecord, esr) == 32);
+static_assert(offsetof(ExitRecord, reason) == 56);
+static_assert(offsetof(ExitRecord, frame) == 128);
+static_assert(sizeof(ExitRecord) == 128 + sizeof(TrapFrame));
+static_assert(sizeof(ExitRecord) < 0x10000);  // fits the 16-bit size field
+
+// Where the guest lives and where it starts. The firmware carries defaults
+// for a standalone run (guest placed with QEMU's -device loader); a host
+// overwrites the fields before releasing the CPU.
+struct GuestConfig {
+    std::uint64_t entry;     // IPA of the first instruction
+    std::uint64_t ipa_base;  // guest RAM as the guest sees it
+    std::uint64_t pa_base;   // guest RAM in physical memory
+    std::uint64_t size;      // bytes of guest RAM (a multiple of 2 MiB)
+    std::uint64_t x0;        // the guest's X0 at entry (e.g. a DTB address)
+};
+
+static_assert(std::is_trivially_copyable_v<GuestConfig>);
+static_assert(offsetof(GuestConfig, entry) == 0);
+static_assert(offsetof(GuestConfig, x0) == 32);
+static_assert(sizeof(GuestConfig) == 40);
+
+}  // namespace armvcpu

@@ -1,0 +1,58 @@
+#include "host_link.hpp"
+
+#include "armvcpu/classify.hpp"
+
+using armvcpu::ExitRecord;
+using armvcpu::GuestConfig;
+using armvcpu::HostAction;
+
+extern "C" {
+
+// Written by the host through the gdbstub before it releases the CPU. Both
+// live in .data, not .bss, so that the boot code's BSS clear leaves them be.
+[[gnu::used, gnu::section(".data")]] volatile std::uint32_t armvcpu_host_attached = 0;
+
+// Defaults for a standalone run: 64 MiB of guest RAM at IPA 0x4000_0000
+// backed by physical 0x4800_0000, entry at its first byte. Put a guest there
+// with QEMU's "-device loader,file=guest.bin,addr=0x48000000".
+[[gnu::used, gnu::section(".data")]] GuestConfig armvcpu_guest_config = {
+    0x40000000, 0x40000000, 0x48000000, 0x04000000, 0};
+
+[[gnu::used]] ExitRecord armvcpu_exit_records[fw::kMaxVcpus];
+
+// handoff.S: a call the host breaks on.
+void armvcpu_host_handoff(ExitRecord* record);
+}
+
+namespace fw {
+
+bool host_attached() { return armvcpu_host_attached != 0; }
+
+HostAction report_exit(unsigned vcpu_id, armvcpu::ExceptionType type,
+                       const armvcpu::Syndrome& syndrome, const armvcpu::ExitReason& reason,
+                       armvcpu::TrapFrame& frame) {
+    ExitRecord& record = armvcpu_exit_records[vcpu_id];
+    record.magic = armvcpu::kExitRecordMagic;
+    record.version = armvcpu::kExitRecordVersion;
+    record.size = sizeof(ExitRecord);
+    record.vm_id = 1;
+    record.vcpu_id = vcpu_id;
+    record.seq += 1;
+    record.exception_type = type;
+    record.action = HostAction::Default;
+    record.esr = syndrome.esr;
+    record.far = syndrome.far;
+    record.hpfar = syndrome.hpfar;
+    record.reason = reason;
+    record.frame = frame;
+    if (!host_attached()) return HostAction::Default;
+
+    // The call is a compiler barrier: the record is written before the host
+    // sees it and read again after the host has changed it.
+    armvcpu_host_handoff(&record);
+    const HostAction action = record.action;
+    if (action == HostAction::Resume) frame = record.frame;
+    return action;
+}
+
+}  // namespace fw

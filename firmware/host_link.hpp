@@ -1,0 +1,19 @@
+// The firmware's side of the host interface (cpp/include/armvcpu/host_interface.hpp).
+#pragma once
+
+#include "armvcpu/esr.hpp"
+#include "armvcpu/host_interface.hpp"
+
+namespace fw {
+
+inline constexpr unsigned kMaxVcpus = 8;
+
+// Publishes an exit to the host and returns what the host asked for.
+// With no host attached it returns HostAction::Default at once.
+armvcpu::HostAction report_exit(unsigned vcpu_id, armvcpu::ExceptionType type,
+                                const armvcpu::Syndrome& syndrome,
+                                const armvcpu::ExitReason& reason, armvcpu::TrapFrame& frame);
+
+bool host_attached();
+
+}  // namespace fw
