@@ -87,11 +87,11 @@ void log_exit(std::uint64_t seq, const ExitReason& reason, const TrapFrame& fram
         put_hex(reason.hypercall.nr);
         put_str(" x1=");
         put_hex(reason.hypercall.args[0]);
-    } else if (reason.kind == ExitKind::Exception) {
+    } else if (reason.kind == ExitKind::GuestException) {
         put_str(" EC=");
-        put_hex(reason.exception.ec);
+        put_hex(reason.guest_exception.ec);
         put_str(" ISS=");
-        put_hex(reason.exception.iss);
+        put_hex(reason.guest_exception.iss);
     }
     put_str(" pc=");
     put_hex(frame.exception_pc());
@@ -194,7 +194,7 @@ extern "C" [[noreturn]] void fw_main() {
             // FIQ, SError, or anything from AArch32: report what we saw.
             const armvcpu::Esr esr{syndrome.esr};
             reason = armvcpu::make_exit(
-                armvcpu::exit::Exception{syndrome.esr, frame.exception_pc(), esr.ec(), esr.iss()});
+                armvcpu::exit::GuestException{syndrome.esr, frame.exception_pc(), esr.ec(), esr.iss()});
         }
         if (reason.kind == ExitKind::Nothing) continue;
 

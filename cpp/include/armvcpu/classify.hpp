@@ -52,7 +52,7 @@ constexpr ExitReason classify_sync(TrapFrame& frame, const Syndrome& syndrome) {
         default:
             break;
     }
-    return make_exit(exit::Exception{syndrome.esr, frame.exception_pc(), esr.ec(), esr.iss()});
+    return make_exit(exit::GuestException{syndrome.esr, frame.exception_pc(), esr.ec(), esr.iss()});
 }
 
 }  // namespace armvcpu

@@ -1,5 +1,5 @@
 // ExitReason: why the guest stopped running, as axvcpu's AxVCpuExitReason
-// names it, plus Exception for every exit the classifier has no better word
+// names it, plus GuestException for every exit the classifier has no better word
 // for (the original panics there; armvcpu reports it).
 //
 // ExitReason is a tagged union of trivially copyable structs so that the
@@ -30,7 +30,7 @@ enum class ExitKind : std::uint32_t {
     SystemDown = 13,
     FailEntry = 14,
     SendIpi = 15,
-    Exception = 16,         // any other exception: EC, ISS and PC for the host
+    GuestException = 16,        // any other exception: EC, ISS and PC for the host
 };
 
 inline constexpr std::uint32_t kNumExitKinds = 17;
@@ -53,7 +53,7 @@ constexpr const char* exit_kind_name(ExitKind kind) {
         case ExitKind::SystemDown: return "SystemDown";
         case ExitKind::FailEntry: return "FailEntry";
         case ExitKind::SendIpi: return "SendIpi";
-        case ExitKind::Exception: return "Exception";
+        case ExitKind::GuestException: return "GuestException";
     }
     return nullptr;
 }
@@ -123,7 +123,7 @@ struct SendIpi {
     std::uint32_t send_to_self;
     std::uint64_t vector;
 };
-struct Exception {
+struct GuestException {
     std::uint64_t esr;
     std::uint64_t pc;
     std::uint32_t ec;
@@ -151,7 +151,7 @@ struct Exception {
     X(SystemDown, system_down)                     \
     X(FailEntry, fail_entry)                       \
     X(SendIpi, send_ipi)                           \
-    X(Exception, exception)
+    X(GuestException, guest_exception)
 
 struct ExitReason {
     ExitKind kind;

@@ -1,0 +1,51 @@
+"""armvcpu: see and script every VM exit of an AArch64 guest.
+
+A C++ core (``armvcpu._core``) decodes and classifies exits; the same core
+runs inside an EL2 firmware on QEMU's ``virt`` machine; this package drives
+that firmware over QEMU's gdbstub.
+
+>>> import armvcpu
+>>> armvcpu.firmware_path().name  # doctest: +SKIP
+'armvcpu-firmware.elf'
+"""
+
+from __future__ import annotations
+
+from . import _core
+from .errors import (
+    ArmvcpuError,
+    FirmwareError,
+    GdbProtocolError,
+    GuestImageError,
+    GuestTimeout,
+    QemuError,
+    SessionClosedError,
+    ToolNotFoundError,
+)
+from .exits import Exit, ExitKind, Registers
+from .firmware import Firmware, example_guest_path, firmware_path
+from .guest import Guest, Segment
+from .hypervisor import Hypervisor
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "ArmvcpuError",
+    "Exit",
+    "ExitKind",
+    "Firmware",
+    "FirmwareError",
+    "GdbProtocolError",
+    "Guest",
+    "GuestImageError",
+    "GuestTimeout",
+    "Hypervisor",
+    "QemuError",
+    "Registers",
+    "Segment",
+    "SessionClosedError",
+    "ToolNotFoundError",
+    "__version__",
+    "example_guest_path",
+    "firmware_path",
+]

@@ -1,0 +1,56 @@
+"""The ``armvcpu`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import _core
+from .errors import ArmvcpuError
+
+
+def _decode_esr(value: str) -> int:
+    esr = _core.Esr(int(value, 0))
+    name = _core.exception_class_name(esr.ec) or "reserved"
+    print(f"ESR_EL2 {esr.value:#x}")
+    print(f"  EC  [31:26] {esr.ec:#04x}  {name}")
+    print(f"  IL  [25]    {int(esr.il)}     {esr.instruction_length * 8}-bit instruction")
+    print(f"  ISS [24:0]  {esr.iss:#x}")
+    if esr.exception_class in (_core.ExceptionClass.Hvc64, _core.ExceptionClass.Smc64,
+                               _core.ExceptionClass.Svc64, _core.ExceptionClass.Brk64):  # fmt: skip
+        print(f"  imm16 [15:0] {esr.imm16:#x}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="armvcpu", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"armvcpu {_core.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="boot the firmware, run the example guest, show its exits")
+    sub.add_parser("firmware", help="print the path of the packaged firmware ELF")
+    decode = sub.add_parser("decode", help="decode a syndrome value")
+    decode.add_argument("register", choices=["esr"])
+    decode.add_argument("value", help="e.g. 0x5a000000")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            from .demo import main as demo_main
+
+            return demo_main()
+        if args.command == "firmware":
+            from .firmware import firmware_path
+
+            print(firmware_path())
+            return 0
+        if args.command == "decode":
+            try:
+                return _decode_esr(args.value)
+            except ValueError:
+                parser.error(f"not a number: {args.value!r}")
+    except ArmvcpuError as exc:
+        print(f"armvcpu: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("armvcpu: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,176 @@
+"""VM exits as Python objects: the decoded reason, the registers, the answer."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from . import _core
+
+ExitKind = _core.ExitKind
+
+_SPSR_MODES = {0b0000: "EL0t", 0b0100: "EL1t", 0b0101: "EL1h", 0b1000: "EL2t", 0b1001: "EL2h"}
+
+
+class Registers:
+    """Named access to a TrapFrame: ``regs.x0``, ``regs["x5"]``, ``regs.pc``.
+
+    Writes go to the frame, which the guest sees when the exit is resumed.
+
+    >>> from armvcpu._core import TrapFrame
+    >>> r = Registers(TrapFrame())
+    >>> r.x3 = 7; r["x3"], r.pc
+    (7, 0)
+    """
+
+    __slots__ = ("_frame",)
+    _SPECIAL = ("sp_el0", "elr", "spsr")
+
+    def __init__(self, frame: Any) -> None:
+        object.__setattr__(self, "_frame", frame)
+
+    @staticmethod
+    def _index(name: str) -> int | None:
+        if len(name) > 1 and name[0] == "x" and name[1:].isdigit():
+            return int(name[1:])
+        return None
+
+    def __getitem__(self, name: str) -> int:
+        index = self._index(name)
+        if index is not None:
+            return int(self._frame.gpr(index))
+        if name == "pc":
+            return int(self._frame.elr)
+        if name in self._SPECIAL:
+            return int(getattr(self._frame, name))
+        raise KeyError(f"no register {name!r}; use x0..x30, pc, sp_el0, elr or spsr")
+
+    def __setitem__(self, name: str, value: int) -> None:
+        index = self._index(name)
+        if index is not None:
+            self._frame.set_gpr(index, value)
+        elif name == "pc":
+            self._frame.elr = value
+        elif name in self._SPECIAL:
+            setattr(self._frame, name, value)
+        else:
+            raise KeyError(f"no register {name!r}; use x0..x30, pc, sp_el0, elr or spsr")
+
+    def __getattr__(self, name: str) -> int:
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from None
+
+    def __setattr__(self, name: str, value: int) -> None:
+        try:
+            self[name] = value
+        except KeyError as exc:
+            raise AttributeError(str(exc)) from None
+
+    @property
+    def mode(self) -> str:
+        """The exception level and stack the guest was in (from SPSR.M)."""
+        spsr = int(self._frame.spsr)
+        if spsr & 0x10:
+            return "AArch32"
+        return _SPSR_MODES.get(spsr & 0xF, f"M={spsr & 0xF:#x}")
+
+    def as_dict(self) -> dict[str, int]:
+        out = {f"x{i}": int(self._frame.gpr(i)) for i in range(31)}
+        out.update(sp_el0=int(self._frame.sp_el0), pc=int(self._frame.elr),
+                   spsr=int(self._frame.spsr))  # fmt: skip
+        return out
+
+    def __repr__(self) -> str:
+        return f"Registers(pc={self.pc:#x}, x0={self.x0:#x}, x1={self.x1:#x}, ...)"
+
+
+class Exit:
+    """One VM exit, as the firmware reported it.
+
+    ``reason`` is the decoded variant (``_core.Hypercall``, ``_core.SystemDown``,
+    ...), ``frame``/``regs`` the guest's registers (editable), and ``resume()``
+    answers the exit. An exit that is not resumed explicitly gets the firmware's
+    default answer when iteration moves on.
+    """
+
+    def __init__(self, record: Any, resolver: Callable[[Exit, Any], None]) -> None:
+        self.record = record
+        # Copies: edits reach the guest only through resume().
+        self.frame = copy.copy(record.frame)
+        self._original = copy.copy(record.frame)
+        self._resolver = resolver
+        self.resolved = False
+
+    @property
+    def seq(self) -> int:
+        return int(self.record.seq)
+
+    @property
+    def vm_id(self) -> int:
+        return int(self.record.vm_id)
+
+    @property
+    def vcpu_id(self) -> int:
+        return int(self.record.vcpu_id)
+
+    @property
+    def kind(self) -> Any:
+        return self.record.reason.kind
+
+    @property
+    def reason(self) -> Any:
+        return self.record.reason.value
+
+    @property
+    def esr(self) -> Any:
+        """ESR_EL2 decoded (``.exception_class``, ``.il``, ``.iss``, ``.imm16``)."""
+        return _core.Esr(self.record.esr)
+
+    @property
+    def syndrome(self) -> Any:
+        return self.record.syndrome
+
+    @property
+    def regs(self) -> Registers:
+        return Registers(self.frame)
+
+    @property
+    def pc(self) -> int:
+        return int(self.frame.elr)
+
+    def resume(self, x0: int | None = None, **regs: int) -> None:
+        """Let the guest continue, optionally with registers changed.
+
+        ``exit.resume(x0=5)`` returns 5 from a hypercall; ``exit.resume()``
+        keeps any edits made to ``exit.frame`` / ``exit.regs`` and otherwise
+        applies the firmware's default answer.
+        """
+        if self.resolved:
+            raise RuntimeError(f"exit #{self.seq} was already answered")
+        view = Registers(self.frame)
+        if x0 is not None:
+            view.x0 = x0
+        for name, value in regs.items():
+            view[name] = value
+        record = self.record
+        if self.frame == self._original:
+            record.action = _core.HostAction.Default
+        else:
+            record.frame = self.frame
+            record.action = _core.HostAction.Resume
+        self.resolved = True
+        self._resolver(self, record)
+
+    def stop(self) -> None:
+        """Stop the VM at this exit."""
+        if self.resolved:
+            raise RuntimeError(f"exit #{self.seq} was already answered")
+        self.record.action = _core.HostAction.Stop
+        self.resolved = True
+        self._resolver(self, self.record)
+
+    def __repr__(self) -> str:
+        return f"<Exit #{self.seq} vcpu {self.vcpu_id} {self.reason!r} pc={self.pc:#x}>"

@@ -1,0 +1,76 @@
+"""The EL2 firmware image: where it is and the symbols the host needs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from . import _core
+from .errors import FirmwareError
+
+_DATA = Path(__file__).resolve().parent / "data"
+
+
+def firmware_path() -> Path:
+    """The firmware ELF this installation carries (``$ARMVCPU_FIRMWARE`` overrides).
+
+    >>> firmware_path().name  # doctest: +SKIP
+    'armvcpu-firmware.elf'
+    """
+    override = os.environ.get("ARMVCPU_FIRMWARE")
+    path = Path(override) if override else _DATA / "armvcpu-firmware.elf"
+    if not path.is_file():
+        raise FirmwareError(
+            f"firmware image not found at {path}; reinstall armvcpu (pip install .) "
+            "or point ARMVCPU_FIRMWARE at an armvcpu-firmware.elf"
+        )
+    return path
+
+
+def example_guest_path(name: str) -> Path:
+    """A prebuilt example guest shipped in the package, e.g. ``"hypercalls"``."""
+    path = _DATA / "guests" / f"{name}.elf"
+    if not path.is_file():
+        available = sorted(p.stem for p in (_DATA / "guests").glob("*.elf"))
+        raise FileNotFoundError(f"no example guest {name!r}; available: {available}")
+    return path
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """A firmware image and the addresses of its host-interface symbols."""
+
+    path: Path
+    exit_records: int
+    guest_config: int
+    host_attached: int
+    host_handoff: int
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> Firmware:
+        p = Path(path) if path is not None else firmware_path()
+        try:
+            with p.open("rb") as f:
+                elf = ELFFile(f)
+                if elf["e_machine"] != "EM_AARCH64":
+                    raise FirmwareError(f"{p} is not an AArch64 image ({elf['e_machine']})")
+                symtab = elf.get_section_by_name(".symtab")
+                if not isinstance(symtab, SymbolTableSection):
+                    raise FirmwareError(f"{p} has no symbol table; was it stripped?")
+                wanted = dict(_core.FIRMWARE_SYMBOLS)
+                found: dict[str, int] = {}
+                for key, name in wanted.items():
+                    syms = symtab.get_symbol_by_name(name)
+                    if not syms:
+                        raise FirmwareError(f"{p} lacks the symbol {name}; is it armvcpu firmware?")
+                    found[key] = int(syms[0]["st_value"])
+        except OSError as exc:
+            raise FirmwareError(f"cannot read firmware {p}: {exc}") from exc
+        except ELFError as exc:
+            raise FirmwareError(f"{p} is not a valid ELF file: {exc}") from exc
+        return cls(path=p, **found)

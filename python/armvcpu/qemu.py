@@ -1,0 +1,145 @@
+"""QEMU as an owned child process.
+
+The child dies with its owner: on close(), on an exception, on Ctrl-C, and
+when the owning Python process is killed outright (Linux's parent-death
+signal), so a crashed session never leaves a ``qemu-system-aarch64`` behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import QemuError, ToolNotFoundError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """In the child, before exec: SIGKILL us when the parent thread dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+@dataclass
+class QemuConfig:
+    """How to start QEMU's ``virt`` machine for armvcpu."""
+
+    binary: str = "qemu-system-aarch64"
+    cpu: str = "max"
+    memory_mb: int = 256
+    gic_version: int = 3
+    smp: int = 1
+    extra_args: Sequence[str] = field(default_factory=tuple)
+
+    def command(self, firmware: Path, gdb_socket: Path, console: Path) -> list[str]:
+        return [
+            self.binary,
+            "-machine", f"virt,virtualization=on,gic-version={self.gic_version}",
+            "-cpu", self.cpu,
+            "-smp", str(self.smp),
+            "-m", f"{self.memory_mb}M",
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-kernel", str(firmware),
+            "-serial", f"file:{console}",
+            "-gdb", f"unix:{gdb_socket},server=on,wait=off",
+            "-S",
+            *self.extra_args,
+        ]  # fmt: skip
+
+
+class QemuProcess:
+    """A running QEMU with a private directory for its sockets and logs."""
+
+    def __init__(self, config: QemuConfig, firmware: Path) -> None:
+        binary = shutil.which(config.binary)
+        if binary is None:
+            raise ToolNotFoundError(
+                f"{config.binary} not found; install Debian's qemu-system-arm package "
+                "(sudo apt-get install qemu-system-arm) or pass qemu=... to Hypervisor"
+            )
+        self.config = config
+        self.workdir = Path(tempfile.mkdtemp(prefix="armvcpu-"))
+        self.gdb_socket = self.workdir / "gdb.sock"
+        self.console_path = self.workdir / "console.log"
+        self.stderr_path = self.workdir / "qemu.stderr"
+        self.command = config.command(firmware, self.gdb_socket, self.console_path)
+        self.command[0] = binary
+        self._console_cache: str | None = None
+        with self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                preexec_fn=_die_with_parent,
+                # Own session: a terminal's Ctrl-C goes to Python, which then
+                # tears QEMU down in order instead of both dying at once.
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def console_text(self) -> str:
+        if self._console_cache is not None:
+            return self._console_cache
+        try:
+            return self.console_path.read_text(errors="replace").replace("\r\n", "\n")
+        except OSError:
+            return ""
+
+    def describe_exit(self) -> str:
+        code = self.proc.poll()
+        if code is None:
+            return "QEMU is still running"
+        how = f"signal {-code}" if code < 0 else f"status {code}"
+        err = self.stderr_text()
+        return f"QEMU exited with {how}" + (f": {err.splitlines()[-1]}" if err else "")
+
+    def wait_for_socket(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.gdb_socket.exists():
+            if not self.alive():
+                raise QemuError(f"QEMU failed to start: {self.describe_exit()}")
+            if time.monotonic() > deadline:
+                raise QemuError(f"QEMU did not open its gdbstub socket within {timeout:.0f} s")
+            time.sleep(0.01)
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def terminate(self) -> None:
+        """Stop QEMU (SIGTERM, then SIGKILL) and remove the private directory."""
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            if self.wait(2.0) is None:
+                self.proc.kill()
+                self.proc.wait()
+        if self._console_cache is None:
+            self._console_cache = self.console_text()
+        shutil.rmtree(self.workdir, ignore_errors=True)
