@@ -15,8 +15,8 @@ extern "C" {
 // Defaults for a standalone run: 64 MiB of guest RAM at IPA 0x4000_0000
 // backed by physical 0x4800_0000, entry at its first byte. Put a guest there
 // with QEMU's "-device loader,file=guest.bin,addr=0x48000000".
-[[gnu::used, gnu::section(".data")]] GuestConfig armvcpu_guest_config = {
-    0x40000000, 0x40000000, 0x48000000, 0x04000000, 0};
+[[gnu::used, gnu::section(".data")]] GuestConfig armvcpu_guest_config = {0x40000000, 0x40000000,
+                                                                         0x48000000, 0x04000000, 0};
 
 [[gnu::used]] ExitRecord armvcpu_exit_records[fw::kMaxVcpus];
 

@@ -98,28 +98,18 @@ void log_exit(std::uint64_t seq, const ExitReason& reason, const TrapFrame& fram
     put_str("\n");
 }
 
-// What the firmware does when nobody else decides.
+// The firmware's answer when nobody else decides (see default_stops_vm).
 // Returns false when the VM must stop.
 bool apply_default(const ExitReason& reason, TrapFrame& frame) {
-    switch (reason.kind) {
-        case ExitKind::Nothing:
-            return true;
-        case ExitKind::Hypercall:
-            frame.set_gpr(0, 0);
-            return true;
-        case ExitKind::SystemDown:
-            return false;
-        default:
-            // One vCPU and no device models yet: anything else stops the VM
-            // after it has been reported, never a silent resume into a loop.
-            return false;
-    }
+    if (armvcpu::default_stops_vm(reason.kind)) return false;
+    if (reason.kind == ExitKind::Hypercall) frame.set_gpr(0, 0);
+    return true;
 }
 
 }  // namespace
 
-extern "C" [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr,
-                                          std::uint64_t elr, std::uint64_t far) {
+extern "C" [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr, std::uint64_t elr,
+                                          std::uint64_t far) {
     put_str("armvcpu: FATAL: exception at EL2, type ");
     put_dec(type);
     put_str(" ESR_EL2=");
@@ -161,8 +151,8 @@ extern "C" [[noreturn]] void fw_main() {
     ARMVCPU_WRITE_SYSREG(vttbr_el2, s2.vttbr(1));
     ARMVCPU_WRITE_SYSREG(vpidr_el2, ARMVCPU_READ_SYSREG(midr_el1));
     ARMVCPU_WRITE_SYSREG(vmpidr_el2, ARMVCPU_READ_SYSREG(mpidr_el1));
-    ARMVCPU_WRITE_SYSREG(cptr_el2, 0x33ff);      // RES1 bits only: FP/SIMD not trapped
-    ARMVCPU_WRITE_SYSREG(cnthctl_el2, 0x3);      // EL1PCTEN | EL1PCEN
+    ARMVCPU_WRITE_SYSREG(cptr_el2, 0x33ff);  // RES1 bits only: FP/SIMD not trapped
+    ARMVCPU_WRITE_SYSREG(cnthctl_el2, 0x3);  // EL1PCTEN | EL1PCEN
     ARMVCPU_WRITE_SYSREG(cntvoff_el2, 0);
     ARMVCPU_WRITE_SYSREG(sctlr_el1, kSctlrEl1Reset);
     ARMVCPU_WRITE_SYSREG(hcr_el2, kHcrGuest);
@@ -180,8 +170,7 @@ extern "C" [[noreturn]] void fw_main() {
     std::uint64_t exits = 0;
     for (;;) {
         const std::uint64_t raw_type = armvcpu_run_guest(&frame);
-        const armvcpu::Syndrome syndrome{ARMVCPU_READ_SYSREG(esr_el2),
-                                         ARMVCPU_READ_SYSREG(far_el2),
+        const armvcpu::Syndrome syndrome{ARMVCPU_READ_SYSREG(esr_el2), ARMVCPU_READ_SYSREG(far_el2),
                                          ARMVCPU_READ_SYSREG(hpfar_el2)};
         const auto type = static_cast<ExceptionType>(raw_type & 3);
         ExitReason reason;
@@ -193,8 +182,8 @@ extern "C" [[noreturn]] void fw_main() {
         } else {
             // FIQ, SError, or anything from AArch32: report what we saw.
             const armvcpu::Esr esr{syndrome.esr};
-            reason = armvcpu::make_exit(
-                armvcpu::exit::GuestException{syndrome.esr, frame.exception_pc(), esr.ec(), esr.iss()});
+            reason = armvcpu::make_exit(armvcpu::exit::GuestException{
+                syndrome.esr, frame.exception_pc(), esr.ec(), esr.iss()});
         }
         if (reason.kind == ExitKind::Nothing) continue;
 

@@ -3,17 +3,17 @@
 
 #include <cstdint>
 
-#define ARMVCPU_READ_SYSREG(reg)                         \
-    ([] {                                                \
-        std::uint64_t read_value_;                            \
-        asm volatile("mrs %0, " #reg : "=r"(read_value_));    \
-        return read_value_;                                   \
+#define ARMVCPU_READ_SYSREG(reg)                           \
+    ([] {                                                  \
+        std::uint64_t read_value_;                         \
+        asm volatile("mrs %0, " #reg : "=r"(read_value_)); \
+        return read_value_;                                \
     }())
 
-#define ARMVCPU_WRITE_SYSREG(reg, value)                                               \
-    do {                                                                               \
-        const std::uint64_t sysreg_value_ = (value);                                          \
-        asm volatile("msr " #reg ", %0" : : "r"(sysreg_value_) : "memory");                   \
+#define ARMVCPU_WRITE_SYSREG(reg, value)                                    \
+    do {                                                                    \
+        const std::uint64_t sysreg_value_ = (value);                        \
+        asm volatile("msr " #reg ", %0" : : "r"(sysreg_value_) : "memory"); \
     } while (0)
 
 namespace fw {

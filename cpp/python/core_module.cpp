@@ -63,8 +63,7 @@ py::tuple args_tuple(const std::uint64_t (&args)[6]) {
 py::object variant_of(const ExitReason& r) {
     switch (r.kind) {
 #define ARMVCPU_X(Name, member) \
-    case ExitKind::Name:        \
-        return py::cast(r.member);
+    case ExitKind::Name: return py::cast(r.member);
         ARMVCPU_EXIT_VARIANTS(ARMVCPU_X)
 #undef ARMVCPU_X
     }
@@ -73,18 +72,53 @@ py::object variant_of(const ExitReason& r) {
 }
 
 void bind_syndrome(py::module_& m) {
-    auto ec = py::enum_<ExceptionClass>(m, "ExceptionClass",
-                                        "ESR_EL2.EC values (Arm ARM D17.2.37).");
+    auto ec =
+        py::enum_<ExceptionClass>(m, "ExceptionClass", "ESR_EL2.EC values (Arm ARM D17.2.37).");
 #define EC(name) ec.value(#name, ExceptionClass::name)
-    EC(Unknown); EC(WfxTrap); EC(Mcr15Mrc15); EC(Mcrr15Mrrc15); EC(Mcr14Mrc14);
-    EC(Ldc14Stc14); EC(SimdFpAccess); EC(Vmrs); EC(PointerAuth); EC(Ld64bSt64b);
-    EC(Mrrc14); EC(BranchTarget); EC(IllegalState); EC(Svc32); EC(Hvc32); EC(Smc32);
-    EC(Svc64); EC(Hvc64); EC(Smc64); EC(SysReg64); EC(SveAccess); EC(Eret); EC(Tstart);
-    EC(PacFail); EC(SmeAccess); EC(InstrAbortLower); EC(InstrAbortSame); EC(PcAlignment);
-    EC(DataAbortLower); EC(DataAbortSame); EC(SpAlignment); EC(MemoryOp);
-    EC(FpException32); EC(FpException64); EC(SError); EC(BreakpointLower);
-    EC(BreakpointSame); EC(SoftwareStepLower); EC(SoftwareStepSame); EC(WatchpointLower);
-    EC(WatchpointSame); EC(Bkpt32); EC(VectorCatch32); EC(Brk64);
+    EC(Unknown);
+    EC(WfxTrap);
+    EC(Mcr15Mrc15);
+    EC(Mcrr15Mrrc15);
+    EC(Mcr14Mrc14);
+    EC(Ldc14Stc14);
+    EC(SimdFpAccess);
+    EC(Vmrs);
+    EC(PointerAuth);
+    EC(Ld64bSt64b);
+    EC(Mrrc14);
+    EC(BranchTarget);
+    EC(IllegalState);
+    EC(Svc32);
+    EC(Hvc32);
+    EC(Smc32);
+    EC(Svc64);
+    EC(Hvc64);
+    EC(Smc64);
+    EC(SysReg64);
+    EC(SveAccess);
+    EC(Eret);
+    EC(Tstart);
+    EC(PacFail);
+    EC(SmeAccess);
+    EC(InstrAbortLower);
+    EC(InstrAbortSame);
+    EC(PcAlignment);
+    EC(DataAbortLower);
+    EC(DataAbortSame);
+    EC(SpAlignment);
+    EC(MemoryOp);
+    EC(FpException32);
+    EC(FpException64);
+    EC(SError);
+    EC(BreakpointLower);
+    EC(BreakpointSame);
+    EC(SoftwareStepLower);
+    EC(SoftwareStepSame);
+    EC(WatchpointLower);
+    EC(WatchpointSame);
+    EC(Bkpt32);
+    EC(VectorCatch32);
+    EC(Brk64);
 #undef EC
 
     m.def(
@@ -130,8 +164,8 @@ A raw ESR_EL2 value and its class-independent fields.
         .def_readwrite("far", &Syndrome::far)
         .def_readwrite("hpfar", &Syndrome::hpfar)
         .def("__repr__", [](const Syndrome& s) {
-            return "Syndrome(esr=" + hex(s.esr) + ", far=" + hex(s.far) + ", hpfar=" + hex(s.hpfar) +
-                   ")";
+            return "Syndrome(esr=" + hex(s.esr) + ", far=" + hex(s.far) +
+                   ", hpfar=" + hex(s.hpfar) + ")";
         });
 }
 
@@ -149,11 +183,13 @@ Traceback (most recent call last):
 IndexError: general-purpose register index 31 out of range: a TrapFrame holds x0..x30
 )doc")
         .def(py::init([]() { return TrapFrame{}; }))
-        .def("gpr", [](const TrapFrame& f, int i) { return f.gpr(checked_gpr_index(i)); },
-             py::arg("index"))
-        .def("set_gpr",
-             [](TrapFrame& f, int i, std::uint64_t v) { f.set_gpr(checked_gpr_index(i), v); },
-             py::arg("index"), py::arg("value"))
+        .def(
+            "gpr", [](const TrapFrame& f, int i) { return f.gpr(checked_gpr_index(i)); },
+            py::arg("index"))
+        .def(
+            "set_gpr",
+            [](TrapFrame& f, int i, std::uint64_t v) { f.set_gpr(checked_gpr_index(i), v); },
+            py::arg("index"), py::arg("value"))
         .def_readwrite("sp_el0", &TrapFrame::sp_el0)
         .def_readwrite("elr", &TrapFrame::elr)
         .def_readwrite("spsr", &TrapFrame::spsr)
@@ -161,9 +197,10 @@ IndexError: general-purpose register index 31 out of range: a TrapFrame holds x0
         .def("set_exception_pc", &TrapFrame::set_exception_pc, py::arg("pc"))
         .def("set_argument", &TrapFrame::set_argument, py::arg("arg"))
         .def("to_bytes", &to_bytes<TrapFrame>)
-        .def_static("from_bytes",
-                    [](const py::buffer& b) { return from_buffer<TrapFrame>(b, "TrapFrame"); },
-                    py::arg("data"))
+        .def_static(
+            "from_bytes",
+            [](const py::buffer& b) { return from_buffer<TrapFrame>(b, "TrapFrame"); },
+            py::arg("data"))
         .def("__eq__",
              [](const TrapFrame& a, const TrapFrame& b) {
                  return std::memcmp(&a, &b, sizeof(TrapFrame)) == 0;
@@ -172,8 +209,8 @@ IndexError: general-purpose register index 31 out of range: a TrapFrame holds x0
         .def("__deepcopy__", [](const TrapFrame& f, const py::object&) { return f; })
         .def("__repr__",
              [](const TrapFrame& f) {
-                 return "TrapFrame(pc=" + hex(f.elr) + ", spsr=" + hex(f.spsr) + ", x0=" +
-                        hex(f.gpr(0)) + ", x1=" + hex(f.gpr(1)) + ", ...)";
+                 return "TrapFrame(pc=" + hex(f.elr) + ", spsr=" + hex(f.spsr) +
+                        ", x0=" + hex(f.gpr(0)) + ", x1=" + hex(f.gpr(1)) + ", ...)";
              })
         .def_property_readonly_static("SIZE", [](py::object) { return sizeof(TrapFrame); })
         .def_property_readonly_static("OFFSETS", [](py::object) {
@@ -187,7 +224,8 @@ IndexError: general-purpose register index 31 out of range: a TrapFrame holds x0
 }
 
 void bind_exit_reasons(py::module_& m) {
-    auto kind = py::enum_<ExitKind>(m, "ExitKind", "Why the vCPU left the guest (axvcpu's AxVCpuExitReason).");
+    auto kind = py::enum_<ExitKind>(m, "ExitKind",
+                                    "Why the vCPU left the guest (axvcpu's AxVCpuExitReason).");
 #define ARMVCPU_X(Name, member) kind.value(#Name, ExitKind::Name);
     ARMVCPU_EXIT_VARIANTS(ARMVCPU_X)
 #undef ARMVCPU_X
@@ -211,10 +249,12 @@ void bind_exit_reasons(py::module_& m) {
                                [](const exit::MmioRead& r) { return r.signed_ext != 0; })
         .def("__repr__", [](const exit::MmioRead& r) {
             return "MmioRead(addr=" + hex(r.addr) + ", width=" + std::to_string(r.width) +
-                   ", reg=x" + std::to_string(r.reg) + ", reg_width=" + std::to_string(r.reg_width) +
+                   ", reg=x" + std::to_string(r.reg) +
+                   ", reg_width=" + std::to_string(r.reg_width) +
                    ", signed_ext=" + (r.signed_ext ? "True" : "False") + ")";
         });
-    py::class_<exit::MmioWrite>(m, "MmioWrite", "A guest store to an address with no RAM behind it.")
+    py::class_<exit::MmioWrite>(m, "MmioWrite",
+                                "A guest store to an address with no RAM behind it.")
         .def_readonly("addr", &exit::MmioWrite::addr)
         .def_readonly("width", &exit::MmioWrite::width)
         .def_readonly("data", &exit::MmioWrite::data)
@@ -234,13 +274,15 @@ void bind_exit_reasons(py::module_& m) {
         .def("__repr__", [](const exit::SysRegWrite& w) {
             return "SysRegWrite(addr=" + hex(w.addr) + ", value=" + hex(w.value) + ")";
         });
-    py::class_<exit::IoRead>(m, "IoRead", "x86 port input: kept for parity, never produced on arm64.")
+    py::class_<exit::IoRead>(m, "IoRead",
+                             "x86 port input: kept for parity, never produced on arm64.")
         .def_readonly("port", &exit::IoRead::port)
         .def_readonly("width", &exit::IoRead::width)
         .def("__repr__", [](const exit::IoRead& r) {
             return "IoRead(port=" + hex(r.port) + ", width=" + std::to_string(r.width) + ")";
         });
-    py::class_<exit::IoWrite>(m, "IoWrite", "x86 port output: kept for parity, never produced on arm64.")
+    py::class_<exit::IoWrite>(m, "IoWrite",
+                              "x86 port output: kept for parity, never produced on arm64.")
         .def_readonly("port", &exit::IoWrite::port)
         .def_readonly("width", &exit::IoWrite::width)
         .def_readonly("data", &exit::IoWrite::data)
@@ -248,7 +290,8 @@ void bind_exit_reasons(py::module_& m) {
             return "IoWrite(port=" + hex(w.port) + ", width=" + std::to_string(w.width) +
                    ", data=" + hex(w.data) + ")";
         });
-    py::class_<exit::ExternalInterrupt>(m, "ExternalInterrupt", "A physical interrupt taken to EL2.")
+    py::class_<exit::ExternalInterrupt>(m, "ExternalInterrupt",
+                                        "A physical interrupt taken to EL2.")
         .def_readonly("vector", &exit::ExternalInterrupt::vector)
         .def("__repr__", [](const exit::ExternalInterrupt& e) {
             return "ExternalInterrupt(vector=" + std::to_string(e.vector) + ")";
@@ -257,7 +300,8 @@ void bind_exit_reasons(py::module_& m) {
         .def_readonly("addr", &exit::NestedPageFault::addr)
         .def_readonly("access_flags", &exit::NestedPageFault::access_flags)
         .def("__repr__", [](const exit::NestedPageFault& f) {
-            return "NestedPageFault(addr=" + hex(f.addr) + ", access_flags=" + hex(f.access_flags) + ")";
+            return "NestedPageFault(addr=" + hex(f.addr) + ", access_flags=" + hex(f.access_flags) +
+                   ")";
         });
     py::class_<exit::Halt>(m, "Halt", "The vCPU waits (WFI/WFE).")
         .def("__repr__", [](const exit::Halt&) { return std::string("Halt()"); });
@@ -271,45 +315,50 @@ void bind_exit_reasons(py::module_& m) {
         });
     py::class_<exit::CpuDown>(m, "CpuDown", "PSCI CPU_OFF.")
         .def_readonly("state", &exit::CpuDown::state)
-        .def("__repr__", [](const exit::CpuDown& c) {
-            return "CpuDown(state=" + hex(c.state) + ")";
-        });
+        .def("__repr__",
+             [](const exit::CpuDown& c) { return "CpuDown(state=" + hex(c.state) + ")"; });
     py::class_<exit::SystemDown>(m, "SystemDown", "PSCI SYSTEM_OFF.")
         .def("__repr__", [](const exit::SystemDown&) { return std::string("SystemDown()"); });
     py::class_<exit::FailEntry>(m, "FailEntry", "The vCPU could not enter the guest.")
         .def_readonly("hardware_entry_failure_reason",
                       &exit::FailEntry::hardware_entry_failure_reason)
         .def("__repr__", [](const exit::FailEntry& f) {
-            return "FailEntry(hardware_entry_failure_reason=" + hex(f.hardware_entry_failure_reason) + ")";
+            return "FailEntry(hardware_entry_failure_reason=" +
+                   hex(f.hardware_entry_failure_reason) + ")";
         });
     py::class_<exit::SendIpi>(m, "SendIpi", "An SGI the guest sent through ICC_SGI1R_EL1.")
         .def_readonly("target_cpu", &exit::SendIpi::target_cpu)
         .def_readonly("target_cpu_aux", &exit::SendIpi::target_cpu_aux)
-        .def_property_readonly("send_to_all", [](const exit::SendIpi& s) { return s.send_to_all != 0; })
-        .def_property_readonly("send_to_self", [](const exit::SendIpi& s) { return s.send_to_self != 0; })
+        .def_property_readonly("send_to_all",
+                               [](const exit::SendIpi& s) { return s.send_to_all != 0; })
+        .def_property_readonly("send_to_self",
+                               [](const exit::SendIpi& s) { return s.send_to_self != 0; })
         .def_readonly("vector", &exit::SendIpi::vector)
         .def("__repr__", [](const exit::SendIpi& s) {
-            return "SendIpi(target_cpu=" + hex(s.target_cpu) + ", target_cpu_aux=" +
-                   hex(s.target_cpu_aux) + ", send_to_all=" + (s.send_to_all ? "True" : "False") +
+            return "SendIpi(target_cpu=" + hex(s.target_cpu) +
+                   ", target_cpu_aux=" + hex(s.target_cpu_aux) +
+                   ", send_to_all=" + (s.send_to_all ? "True" : "False") +
                    ", send_to_self=" + (s.send_to_self ? "True" : "False") +
                    ", vector=" + std::to_string(s.vector) + ")";
         });
-    py::class_<exit::GuestException>(m, "GuestException",
-                                "Any other exception from the guest: the original panics, armvcpu reports.")
+    py::class_<exit::GuestException>(
+        m, "GuestException",
+        "Any other exception from the guest: the original panics, armvcpu reports.")
         .def_readonly("esr", &exit::GuestException::esr)
         .def_readonly("pc", &exit::GuestException::pc)
         .def_readonly("ec", &exit::GuestException::ec)
         .def_readonly("iss", &exit::GuestException::iss)
         .def("__repr__", [](const exit::GuestException& e) {
             const char* name = exception_class_name(static_cast<std::uint8_t>(e.ec));
-            return "GuestException(ec=" + hex(e.ec) + " " + (name ? name : "reserved") + ", iss=" +
-                   hex(e.iss) + ", pc=" + hex(e.pc) + ")";
+            return "GuestException(ec=" + hex(e.ec) + " " + (name ? name : "reserved") +
+                   ", iss=" + hex(e.iss) + ", pc=" + hex(e.pc) + ")";
         });
 
     py::class_<ExitReason>(m, "ExitReason", "A tagged exit reason; .value is the variant object.")
         .def_readonly("kind", &ExitReason::kind)
         .def_property_readonly("value", &variant_of)
-        .def("__repr__", [](const ExitReason& r) { return py::repr(variant_of(r)).cast<std::string>(); });
+        .def("__repr__",
+             [](const ExitReason& r) { return py::repr(variant_of(r)).cast<std::string>(); });
 
     m.def(
         "classify_sync",
@@ -331,6 +380,8 @@ Returns (ExitReason, TrapFrame): the frame as the firmware would resume it
 Hypercall(nr=0x7, args=(0x0, 0x0, 0x0, 0x0, 0x0, 0x0))
 )doc");
 
+    m.def("default_stops_vm", &default_stops_vm, py::arg("kind"),
+          "True when the firmware's default answer to this kind of exit stops the VM.");
     m.def("is_psci_function_id", &psci::is_psci_function_id, py::arg("x0"),
           "True when x0 is a PSCI or SMCCC function ID (DEN0022, DEN0028).");
 }
@@ -374,8 +425,9 @@ to_bytes() after changing .action and .frame.
                                           std::to_string(sizeof(ExitRecord)) + ")");
                 }
                 if (static_cast<std::uint32_t>(r.reason.kind) >= kNumExitKinds) {
-                    throw py::value_error("exit record holds an unknown exit kind " +
-                                          std::to_string(static_cast<std::uint32_t>(r.reason.kind)));
+                    throw py::value_error(
+                        "exit record holds an unknown exit kind " +
+                        std::to_string(static_cast<std::uint32_t>(r.reason.kind)));
                 }
                 return r;
             },
@@ -405,11 +457,14 @@ to_bytes() after changing .action and .frame.
             return d;
         });
 
-    py::class_<GuestConfig>(m, "GuestConfig", "Where the guest lives and starts (firmware symbol armvcpu_guest_config).")
+    py::class_<GuestConfig>(
+        m, "GuestConfig",
+        "Where the guest lives and starts (firmware symbol armvcpu_guest_config).")
         .def(py::init([]() { return GuestConfig{}; }))
-        .def_static("from_bytes",
-                    [](const py::buffer& b) { return from_buffer<GuestConfig>(b, "GuestConfig"); },
-                    py::arg("data"))
+        .def_static(
+            "from_bytes",
+            [](const py::buffer& b) { return from_buffer<GuestConfig>(b, "GuestConfig"); },
+            py::arg("data"))
         .def("to_bytes", &to_bytes<GuestConfig>)
         .def_readwrite("entry", &GuestConfig::entry)
         .def_readwrite("ipa_base", &GuestConfig::ipa_base)
@@ -419,7 +474,8 @@ to_bytes() after changing .action and .frame.
         .def_property_readonly_static("SIZE", [](py::object) { return sizeof(GuestConfig); })
         .def("__repr__", [](const GuestConfig& c) {
             return "GuestConfig(entry=" + hex(c.entry) + ", ipa_base=" + hex(c.ipa_base) +
-                   ", pa_base=" + hex(c.pa_base) + ", size=" + hex(c.size) + ", x0=" + hex(c.x0) + ")";
+                   ", pa_base=" + hex(c.pa_base) + ", size=" + hex(c.size) + ", x0=" + hex(c.x0) +
+                   ")";
         });
 
     py::dict symbols;
@@ -435,7 +491,8 @@ to_bytes() after changing .action and .frame.
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-    m.doc() = "armvcpu's C++ core: syndrome decoding, exit classification, TrapFrames, exit records.";
+    m.doc() =
+        "armvcpu's C++ core: syndrome decoding, exit classification, TrapFrames, exit records.";
     m.attr("__version__") = ARMVCPU_VERSION;
     bind_syndrome(m);
     bind_trap_frame(m);

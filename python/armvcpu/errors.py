@@ -27,6 +27,10 @@ class GdbProtocolError(ArmvcpuError):
     """The GDB remote target answered something armvcpu did not expect."""
 
 
+class TargetConnectionError(ArmvcpuError, ConnectionError):
+    """The connection to the GDB remote target broke or was closed."""
+
+
 class GuestTimeout(ArmvcpuError):
     """The guest made no exit within the allowed time."""
 

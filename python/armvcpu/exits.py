@@ -26,13 +26,14 @@ class Registers:
 
     __slots__ = ("_frame",)
     _SPECIAL = ("sp_el0", "elr", "spsr")
+    _frame: _core.TrapFrame
 
-    def __init__(self, frame: Any) -> None:
+    def __init__(self, frame: _core.TrapFrame) -> None:
         object.__setattr__(self, "_frame", frame)
 
     @staticmethod
     def _index(name: str) -> int | None:
-        if len(name) > 1 and name[0] == "x" and name[1:].isdigit():
+        if len(name) > 1 and name[0] == "x" and name[1:].isdigit() and int(name[1:]) <= 30:
             return int(name[1:])
         return None
 
@@ -150,11 +151,13 @@ class Exit:
         """
         if self.resolved:
             raise RuntimeError(f"exit #{self.seq} was already answered")
-        view = Registers(self.frame)
         if x0 is not None:
-            view.x0 = x0
-        for name, value in regs.items():
+            regs = {"x0": x0, **regs}
+        edited = copy.copy(self.frame)
+        view = Registers(edited)
+        for name, value in regs.items():  # all or nothing: a bad name changes no register
             view[name] = value
+        self.frame = edited
         record = self.record
         if self.frame == self._original:
             record.action = _core.HostAction.Default

@@ -11,6 +11,7 @@ b'...'
 
 from __future__ import annotations
 
+import contextlib
 import re
 import select
 import socket
@@ -18,7 +19,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from .errors import GdbProtocolError
+from .errors import GdbProtocolError, TargetConnectionError
 
 _INTERRUPT = b"\x03"
 
@@ -102,10 +103,8 @@ class GdbRemote:
         return cls(sock, timeout=timeout)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._sock.close()
-        except OSError:
-            pass
 
     def handshake(self) -> None:
         """Negotiate features, learn the register layout and stop state."""
@@ -131,16 +130,16 @@ class GdbRemote:
         try:
             chunk = self._sock.recv(65536)
         except OSError as exc:
-            raise ConnectionError(f"GDB remote connection failed: {exc}") from exc
+            raise TargetConnectionError(f"GDB remote connection failed: {exc}") from exc
         if not chunk:
-            raise ConnectionError("GDB remote target closed the connection")
+            raise TargetConnectionError("GDB remote target closed the connection")
         self._buf += chunk
 
     def _send_raw(self, data: bytes) -> None:
         try:
             self._sock.sendall(data)
         except OSError as exc:
-            raise ConnectionError(f"GDB remote connection failed: {exc}") from exc
+            raise TargetConnectionError(f"GDB remote connection failed: {exc}") from exc
 
     def send_packet(self, payload: str | bytes) -> None:
         data = payload.encode() if isinstance(payload, str) else payload

@@ -45,16 +45,33 @@ class Guest:
 
     @classmethod
     def from_binary(
-        cls, data: bytes, addr: int = DEFAULT_GUEST_BASE, *, entry: int | None = None,
+        cls,
+        data: bytes,
+        addr: int = DEFAULT_GUEST_BASE,
+        *,
+        entry: int | None = None,
         name: str = "binary",
     ) -> Guest:
-        """Raw AArch64 code or data placed at ``addr``; execution starts at ``entry`` or ``addr``."""
+        """Raw AArch64 code or data at ``addr``; execution starts at ``entry`` or ``addr``."""
         if not data:
             raise GuestImageError("guest image is empty")
         if addr % 4:
             raise GuestImageError(f"guest load address {addr:#x} is not 4-byte aligned")
         start = addr if entry is None else entry
         return cls((Segment(addr, bytes(data), len(data)),), start, name)
+
+    @classmethod
+    def from_asm(cls, source: str, addr: int = DEFAULT_GUEST_BASE, *, name: str = "asm") -> Guest:
+        """AArch64 assembly, assembled and linked at ``addr`` with the cross toolchain.
+
+        A source without a ``_start`` label starts at its first instruction.
+
+        >>> g = Guest.from_asm("hvc #0\\nb .")  # doctest: +SKIP
+        """
+        from .toolchain import assemble
+
+        guest = cls.from_elf(assemble(source, addr))
+        return cls(guest.segments, guest.entry, name)
 
     @classmethod
     def from_elf(cls, source: str | Path | bytes) -> Guest:

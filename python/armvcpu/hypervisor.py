@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from .errors import (
     GuestTimeout,
     QemuError,
     SessionClosedError,
+    TargetConnectionError,
 )
 from .exits import Exit
 from .firmware import Firmware
@@ -128,7 +130,9 @@ class Hypervisor:
 
     def _require_gdb(self) -> GdbRemote:
         if self._closed or self.gdb is None or self.qemu is None:
-            raise SessionClosedError("the Hypervisor session is not running; use it in a with block")
+            raise SessionClosedError(
+                "the Hypervisor session is not running; use it in a with block"
+            )
         return self.gdb
 
     # -- guest memory ---------------------------------------------------------------
@@ -179,11 +183,12 @@ class Hypervisor:
         wait = self.timeout if timeout is None else timeout
         self._started = True
         while not self._finished:
-            gdb.cont()
-            stop = self._wait_for_exit(gdb, wait)
-            if stop is None:
-                return
-            raw = gdb.read_memory(self.firmware.exit_records, _core.ExitRecord.SIZE)
+            with self._target_errors():
+                gdb.cont()
+                stop = self._wait_for_exit(gdb, wait)
+                if stop is None:
+                    return
+                raw = gdb.read_memory(self.firmware.exit_records, _core.ExitRecord.SIZE)
             record = _core.ExitRecord.from_bytes(raw)
             exit = Exit(record, self._answer)
             self.last_exit = exit
@@ -210,11 +215,31 @@ class Hypervisor:
                 exit.resume(x0=value)
         return seen
 
+    @contextlib.contextmanager
+    def _target_errors(self) -> Generator[None, None, None]:
+        """A broken gdbstub connection because QEMU died becomes a QemuError."""
+        try:
+            yield
+        except TargetConnectionError as exc:
+            if self.qemu is not None and self.qemu.wait(1.0) is not None:
+                self._finished = True
+                raise QemuError(
+                    f"{self.qemu.describe_exit()} while the VM was running; last exit: "
+                    f"{self.last_exit!r}; firmware log:\n{self._console_tail()}"
+                ) from exc
+            raise
+
     def _answer(self, exit: Exit, record: Any) -> None:
+        with self._target_errors():
+            self._write_answer(exit, record)
+
+    def _write_answer(self, exit: Exit, record: Any) -> None:
         gdb = self._require_gdb()
         if record.action != _core.HostAction.Default:
             gdb.write_memory(self.firmware.exit_records, record.to_bytes())
-        if record.action == _core.HostAction.Stop or exit.kind == _core.ExitKind.SystemDown:
+        if record.action == _core.HostAction.Stop or (
+            record.action == _core.HostAction.Default and _core.default_stops_vm(exit.kind)
+        ):
             self._end_expected = True
         # Step over the breakpoint's NOP: QEMU would re-hit it on continue.
         gdb.write_register("pc", self.firmware.host_handoff + 4)
@@ -226,7 +251,7 @@ class Hypervisor:
             stop = gdb.wait_stop(timeout)
         except TimeoutError:
             raise self._timeout_error(gdb, timeout) from None
-        except ConnectionError:
+        except TargetConnectionError:
             return self._ended_or_died()
         if stop.running_ended:
             self.qemu.wait(5.0)
@@ -257,7 +282,7 @@ class Hypervisor:
             gdb.interrupt()
             gdb.wait_stop(2.0)
             where = f"; the CPU is now at pc={gdb.read_register('pc'):#x}"
-        except (TimeoutError, ConnectionError, ArmvcpuError):
+        except (TimeoutError, ArmvcpuError):
             pass
         return GuestTimeout(
             f"the guest made no exit within {timeout:g} s (exits so far: {self.exit_count}; "

@@ -7,6 +7,7 @@ signal), so a crashed session never leaves a ``qemu-system-aarch64`` behind.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -133,10 +134,8 @@ class QemuProcess:
     def terminate(self) -> None:
         """Stop QEMU (SIGTERM, then SIGKILL) and remove the private directory."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             if self.wait(2.0) is None:
                 self.proc.kill()
                 self.proc.wait()

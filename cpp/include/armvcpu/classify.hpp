@@ -27,10 +27,8 @@ constexpr ExitReason classify_psci(TrapFrame& frame) {
     switch (psci::canonical(frame.gpr(0))) {
         case Function::CpuOn:
             return make_exit(exit::CpuUp{frame.gpr(1), frame.gpr(2), frame.gpr(3)});
-        case Function::CpuOff:
-            return make_exit(exit::CpuDown{0});
-        case Function::SystemOff:
-            return make_exit(exit::SystemDown{});
+        case Function::CpuOff: return make_exit(exit::CpuDown{0});
+        case Function::SystemOff: return make_exit(exit::SystemDown{});
         default:
             // Not yet answered by the core: the VMM sees a hypercall.
             break;
@@ -49,8 +47,7 @@ constexpr ExitReason classify_sync(TrapFrame& frame, const Syndrome& syndrome) {
             if (psci::is_psci_function_id(frame.gpr(0))) return classify_psci(frame);
             return hypercall_from(frame);
         }
-        default:
-            break;
+        default: break;
     }
     return make_exit(exit::GuestException{syndrome.esr, frame.exception_pc(), esr.ec(), esr.iss()});
 }

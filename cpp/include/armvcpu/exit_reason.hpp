@@ -14,14 +14,14 @@
 namespace armvcpu {
 
 enum class ExitKind : std::uint32_t {
-    Nothing = 0,            // handled inside the vCPU; nothing for the VMM to do
+    Nothing = 0,  // handled inside the vCPU; nothing for the VMM to do
     Hypercall = 1,
     MmioRead = 2,
     MmioWrite = 3,
     SysRegRead = 4,
     SysRegWrite = 5,
-    IoRead = 6,             // x86 port I/O: kept for parity, never produced on arm64
-    IoWrite = 7,            // x86 port I/O: kept for parity, never produced on arm64
+    IoRead = 6,   // x86 port I/O: kept for parity, never produced on arm64
+    IoWrite = 7,  // x86 port I/O: kept for parity, never produced on arm64
     ExternalInterrupt = 8,
     NestedPageFault = 9,
     Halt = 10,
@@ -30,7 +30,7 @@ enum class ExitKind : std::uint32_t {
     SystemDown = 13,
     FailEntry = 14,
     SendIpi = 15,
-    GuestException = 16,        // any other exception: EC, ISS and PC for the host
+    GuestException = 16,  // any other exception: EC, ISS and PC for the host
 };
 
 inline constexpr std::uint32_t kNumExitKinds = 17;
@@ -66,21 +66,21 @@ struct Hypercall {
     std::uint64_t args[6];  // X1..X6
 };
 struct MmioRead {
-    std::uint64_t addr;     // faulting IPA
-    std::uint32_t width;    // access size in bytes
-    std::uint32_t reg;      // Rt (SRT); 31 is XZR
-    std::uint32_t reg_width;  // 8 when SF = 1, else 4
+    std::uint64_t addr;        // faulting IPA
+    std::uint32_t width;       // access size in bytes
+    std::uint32_t reg;         // Rt (SRT); 31 is XZR
+    std::uint32_t reg_width;   // 8 when SF = 1, else 4
     std::uint32_t signed_ext;  // SSE
 };
 struct MmioWrite {
     std::uint64_t addr;
-    std::uint64_t data;     // Rt's value masked to width
+    std::uint64_t data;  // Rt's value masked to width
     std::uint32_t width;
     std::uint32_t reserved;
 };
 struct SysRegRead {
-    std::uint64_t addr;     // encoding: op0, op1, CRn, CRm, op2 (see sysreg.hpp)
-    std::uint32_t reg;      // Rt
+    std::uint64_t addr;  // encoding: op0, op1, CRn, CRm, op2 (see sysreg.hpp)
+    std::uint32_t reg;   // Rt
     std::uint32_t reserved;
 };
 struct SysRegWrite {
@@ -97,7 +97,7 @@ struct IoWrite {
     std::uint64_t data;
 };
 struct ExternalInterrupt {
-    std::uint64_t vector;   // INTID
+    std::uint64_t vector;  // INTID
 };
 struct NestedPageFault {
     std::uint64_t addr;
@@ -134,23 +134,23 @@ struct GuestException {
 
 // Every variant once: (ExitKind enumerator and struct name, union member).
 // The union, make_exit() and the Python binding are all generated from it.
-#define ARMVCPU_EXIT_VARIANTS(X)                   \
-    X(Nothing, nothing)                            \
-    X(Hypercall, hypercall)                        \
-    X(MmioRead, mmio_read)                         \
-    X(MmioWrite, mmio_write)                       \
-    X(SysRegRead, sysreg_read)                     \
-    X(SysRegWrite, sysreg_write)                   \
-    X(IoRead, io_read)                             \
-    X(IoWrite, io_write)                           \
-    X(ExternalInterrupt, external_interrupt)       \
-    X(NestedPageFault, nested_page_fault)          \
-    X(Halt, halt)                                  \
-    X(CpuUp, cpu_up)                               \
-    X(CpuDown, cpu_down)                           \
-    X(SystemDown, system_down)                     \
-    X(FailEntry, fail_entry)                       \
-    X(SendIpi, send_ipi)                           \
+#define ARMVCPU_EXIT_VARIANTS(X)             \
+    X(Nothing, nothing)                      \
+    X(Hypercall, hypercall)                  \
+    X(MmioRead, mmio_read)                   \
+    X(MmioWrite, mmio_write)                 \
+    X(SysRegRead, sysreg_read)               \
+    X(SysRegWrite, sysreg_write)             \
+    X(IoRead, io_read)                       \
+    X(IoWrite, io_write)                     \
+    X(ExternalInterrupt, external_interrupt) \
+    X(NestedPageFault, nested_page_fault)    \
+    X(Halt, halt)                            \
+    X(CpuUp, cpu_up)                         \
+    X(CpuDown, cpu_down)                     \
+    X(SystemDown, system_down)               \
+    X(FailEntry, fail_entry)                 \
+    X(SendIpi, send_ipi)                     \
     X(GuestException, guest_exception)
 
 struct ExitReason {
@@ -182,5 +182,16 @@ static_assert(std::is_trivially_copyable_v<ExitReason>);
 static_assert(std::is_standard_layout_v<ExitReason>);
 static_assert(sizeof(ExitReason) == 8 + 8 * 8);
 static_assert(offsetof(ExitReason, raw) == 8);
+
+// What happens to an exit nobody answers (no host attached, or the host asks
+// for the default): true when the VM stops there. The firmware applies it and
+// the host reads it, so both agree on when a VM ends.
+//  - Hypercall: x0 = 0 and resume (a VMM with no opinion returns success).
+//  - Nothing: resume.
+//  - Everything else stops the VM after it has been reported: resuming an
+//    exit nobody emulated would re-execute the same instruction forever.
+constexpr bool default_stops_vm(ExitKind kind) {
+    return !(kind == ExitKind::Nothing || kind == ExitKind::Hypercall);
+}
 
 }  // namespace armvcpu

@@ -44,14 +44,14 @@ struct ExitRecord {
     std::uint16_t size;     // sizeof(ExitRecord)
     std::uint32_t vm_id;
     std::uint32_t vcpu_id;
-    std::uint64_t seq;      // 1 for the first exit of this vCPU
+    std::uint64_t seq;  // 1 for the first exit of this vCPU
     ExceptionType exception_type;
-    HostAction action;      // written by the host before it resumes
-    std::uint64_t esr;      // ESR_EL2
-    std::uint64_t far;      // FAR_EL2
-    std::uint64_t hpfar;    // HPFAR_EL2
-    ExitReason reason;      // the firmware's classification
-    TrapFrame frame;        // guest registers at the exit; the host may edit
+    HostAction action;    // written by the host before it resumes
+    std::uint64_t esr;    // ESR_EL2
+    std::uint64_t far;    // FAR_EL2
+    std::uint64_t hpfar;  // HPFAR_EL2
+    ExitReason reason;    // the firmware's classification
+    TrapFrame frame;      // guest registers at the exit; the host may edit
 };
 
 static_assert(std::is_trivially_copyable_v<ExitRecord>);

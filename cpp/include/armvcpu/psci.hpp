@@ -31,8 +31,7 @@ enum class Function : std::uint32_t {
 constexpr bool is_psci_function_id(std::uint64_t x0) {
     if (x0 > 0xffffffffu) return false;
     const auto id = static_cast<std::uint32_t>(x0) & ~kSmc64Bit;
-    return (id >= 0x84000000u && id <= 0x8400001Fu) || id == 0x80000000u ||
-           id == 0x80000001u;
+    return (id >= 0x84000000u && id <= 0x8400001Fu) || id == 0x80000000u || id == 0x80000001u;
 }
 
 // The SMC32 form of an ID, so SMC64 and SMC32 variants compare equal.

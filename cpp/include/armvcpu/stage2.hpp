@@ -42,7 +42,7 @@ inline constexpr std::uint64_t kDescValid = 1u << 0;
 inline constexpr std::uint64_t kDescTableOrPage = 1u << 1;  // table (L0-L2) or page (L3)
 inline constexpr std::uint64_t kDescAf = 1u << 10;
 inline constexpr std::uint64_t kDescShInner = 3u << 8;
-inline constexpr std::uint64_t kDescXn = 1ull << 54;        // XN[1] of the stage-2 XN field
+inline constexpr std::uint64_t kDescXn = 1ull << 54;  // XN[1] of the stage-2 XN field
 inline constexpr std::uint64_t kOutputMask = 0x0000fffffffff000ull;  // OA[47:12]
 
 // VTCR_EL2.PS for a physical address size, or -1 when the size has no code.

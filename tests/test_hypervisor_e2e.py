@@ -1,0 +1,178 @@
+"""End to end: the real firmware under real QEMU, driven over the gdbstub."""
+
+from __future__ import annotations
+
+import armvcpu
+import pytest
+from armvcpu import ExitKind, Guest, Hypervisor, _core
+
+MASK64 = (1 << 64) - 1
+
+
+def fold(values: list[int]) -> int:
+    """The guest's checksum, written from its documented rule, not from our code."""
+    checksum = 0
+    for v in values:
+        checksum = (checksum * 31 + v) & MASK64
+    return checksum
+
+
+def test_hypercall_sequence_arguments_and_checksum(hypercalls_guest, no_leaked_qemu):
+    answers = [0xDEAD0000 + 17 * i for i in range(8)]
+    seen = []
+    with Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        for exit in hv.exits():
+            seen.append(exit)
+            if exit.kind == ExitKind.Hypercall and exit.reason.nr == 1:
+                exit.resume(x0=answers[exit.reason.args[0]])
+    kinds = [e.kind for e in seen]
+    assert kinds == [ExitKind.Hypercall] * 9 + [ExitKind.SystemDown]
+    for i, e in enumerate(seen[:8]):
+        assert e.reason.nr == 1
+        assert e.reason.args == (i, i * i, 0xC0FFEE, 0, 0, 0)
+    report = seen[8].reason
+    assert report.nr == 2
+    assert report.args[0] == fold(answers)
+    assert report.args[1] == 8
+    assert seen[9].regs.x0 == 0x84000008
+    assert [e.seq for e in seen] == list(range(1, 11))
+
+
+def test_exit_carries_syndrome_and_frame(hypercalls_guest, no_leaked_qemu):
+    with Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        first = next(iter(hv.exits()))
+        # What QEMU's CPU reports for HVC #0 from EL1 (Arm ARM D17.2.37).
+        assert first.esr.value == 0x5A000000
+        assert first.esr.exception_class == _core.ExceptionClass.Hvc64
+        assert first.regs.mode == "EL1h"
+        # HVC leaves ELR_EL2 past the instruction: the word before it is HVC #0.
+        hvc = hv.read_guest(first.pc - 4, 4)
+        assert int.from_bytes(hvc, "little") == 0xD4000002
+
+
+def test_default_answer_without_a_handler(hypercalls_guest, no_leaked_qemu):
+    with Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        exits = hv.run()
+    assert exits[8].reason.args[0] == 0  # every answer was the default x0 = 0
+    assert "VM 1 stopped after 10 exits" in hv.console
+
+
+def test_run_with_a_handler_that_returns_values(hypercalls_guest, no_leaked_qemu):
+    with Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        exits = hv.run(lambda e: 5 if e.kind == ExitKind.Hypercall else None)
+    assert exits[8].reason.args[0] == fold([5] * 8)
+
+
+def test_editing_registers_reaches_the_guest(no_leaked_qemu):
+    guest = Guest.from_asm(
+        """
+        mov x0, #1
+        hvc #0
+        // the host set x5 and x30: report them back
+        mov x0, #2
+        mov x1, x5
+        mov x2, x30
+        hvc #0
+        ldr x0, =0x84000008
+        hvc #0
+        """
+    )
+    with Hypervisor() as hv:
+        hv.load(guest)
+        exits = []
+        for exit in hv.exits():
+            exits.append(exit)
+            if exit.seq == 1:
+                exit.regs.x5 = 0x5555
+                exit.resume(x30=0x3030)
+    assert exits[1].reason.args[:2] == (0x5555, 0x3030)
+
+
+def test_stage2_blocks_access_outside_guest_ram(no_leaked_qemu):
+    """The PL011 at 0x09000000 is not mapped for the guest: a data abort exit."""
+    guest = Guest.from_asm(
+        """
+        movz x1, #0x0900, lsl #16
+        ldr w2, [x1]
+        b .
+        """
+    )
+    with Hypervisor() as hv:
+        hv.load(guest)
+        exits = hv.run()
+    assert len(exits) == 1
+    exc = exits[0]
+    assert exc.kind == ExitKind.GuestException
+    assert exc.esr.exception_class == _core.ExceptionClass.DataAbortLower
+    assert exc.syndrome.hpfar >> 4 == 0x09000000 >> 12  # HPFAR_EL2.FIPA = IPA[47:12]
+    assert exc.pc == 0x40000004
+    assert "stopped after 1 exits (last: GuestException)" in hv.console
+
+
+def test_guest_exception_without_vectors_becomes_an_exit(no_leaked_qemu):
+    """BRK at EL1 is taken to the guest's own EL1 vector (Arm ARM D2.3: debug
+    exceptions stay at EL1 unless MDCR_EL2.TDE). With VBAR_EL1 = 0 that vector
+    at IPA 0x200 is unmapped in stage 2: an instruction abort reaches EL2."""
+    with Hypervisor() as hv:
+        hv.load(Guest.from_asm("brk #0x77"))
+        exits = hv.run()
+    assert [e.kind for e in exits] == [ExitKind.GuestException]
+    reason = exits[0].reason
+    assert reason.ec == 0x20  # Instruction Abort from a lower EL
+    assert reason.pc == 0x200  # VBAR_EL1 + 0x200: current EL with SP_ELx, synchronous
+    assert reason.iss & 0x3F == 0b000101  # IFSC: translation fault, level 1
+
+
+def test_trapped_smc_is_reported_at_the_instruction(no_leaked_qemu):
+    """HCR_EL2.TSC traps SMC; its ELR_EL2 is the SMC itself (Arm ARM D1.3.2)."""
+    with Hypervisor() as hv:
+        hv.load(Guest.from_asm("mov x0, #0x1234\nsmc #0x42\nb ."))
+        exits = hv.run()
+    assert [e.kind for e in exits] == [ExitKind.GuestException]
+    assert exits[0].esr.exception_class == _core.ExceptionClass.Smc64
+    assert exits[0].esr.imm16 == 0x42
+    assert exits[0].pc == 0x40000004
+
+
+def test_stop_ends_the_vm(hypercalls_guest, no_leaked_qemu):
+    with Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        count = 0
+        for exit in hv.exits():
+            count += 1
+            exit.stop()
+    assert count == 1
+
+
+def test_resume_twice_is_an_error(hypercalls_guest, no_leaked_qemu):
+    with Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        exit = next(iter(hv.exits()))
+        exit.resume(x0=1)
+        with pytest.raises(RuntimeError, match="already answered"):
+            exit.resume(x0=2)
+
+
+def test_unknown_register_name(hypercalls_guest, no_leaked_qemu):
+    with Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        exit = next(iter(hv.exits()))
+        with pytest.raises(KeyError, match="no register 'x31'"):
+            exit.resume(x31=1)
+        with pytest.raises(AttributeError):
+            _ = exit.regs.w0
+
+
+def test_load_outside_guest_ram_is_refused(no_leaked_qemu):
+    with Hypervisor() as hv, pytest.raises(armvcpu.GuestImageError, match="outside guest RAM"):
+        hv.load(Guest.from_binary(b"\0" * 8, addr=0x80000000))
+
+
+def test_packaged_firmware_and_cli_path():
+    path = armvcpu.firmware_path()
+    assert path.name == "armvcpu-firmware.elf"
+    assert path.is_file()

@@ -1,0 +1,127 @@
+"""QEMU is owned by the session: it never outlives it, whatever goes wrong."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import armvcpu
+import pytest
+from armvcpu import Guest, Hypervisor
+
+from .conftest import pid_gone
+
+OWNER_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import armvcpu
+    hv = armvcpu.Hypervisor(timeout=600)
+    hv.start()
+    hv.load(armvcpu.Guest.from_asm("b ."))  # a guest that never exits
+    print(hv.qemu_pid, flush=True)
+    for exit in hv.exits():
+        pass
+    """
+)
+
+
+def _start_owner() -> tuple[subprocess.Popen[str], int]:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_SCRIPT], stdout=subprocess.PIPE, text=True
+    )
+    assert owner.stdout is not None
+    line = owner.stdout.readline()
+    assert line.strip().isdigit(), f"owner printed {line!r}"
+    return owner, int(line)
+
+
+def test_killing_the_owner_process_kills_qemu(no_leaked_qemu):
+    owner, qemu_pid = _start_owner()
+    time.sleep(0.3)  # the guest is spinning now
+    assert not pid_gone(qemu_pid, timeout=0.1)
+    owner.kill()  # SIGKILL: no Python cleanup runs at all
+    owner.wait()
+    assert pid_gone(qemu_pid), "QEMU outlived the process that owned it"
+
+
+def test_ctrl_c_in_the_owner_tears_qemu_down(no_leaked_qemu):
+    owner, qemu_pid = _start_owner()
+    time.sleep(0.3)
+    owner.send_signal(signal.SIGINT)
+    assert owner.wait(timeout=10) != 0
+    assert pid_gone(qemu_pid)
+
+
+def test_exception_inside_the_session_stops_qemu(hypercalls_guest, no_leaked_qemu):
+    with pytest.raises(ZeroDivisionError), Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        pid = hv.qemu_pid
+        for _exit in hv.exits():
+            1 / 0  # noqa: B018
+    assert pid is not None and pid_gone(pid)
+
+
+def test_hung_guest_times_out_with_where_it_is(no_leaked_qemu):
+    guest = Guest.from_asm("mov x0, #7\nhvc #0\nspin: b spin")
+    with Hypervisor(timeout=1.0) as hv:
+        hv.load(guest)
+        with pytest.raises(armvcpu.GuestTimeout) as info:
+            for _exit in hv.exits():
+                pass
+    message = str(info.value)
+    assert "no exit within 1 s" in message
+    assert "Hypercall(nr=0x7" in message  # the last exit seen
+    assert "pc=0x40000008" in message  # where the spinning guest is
+
+
+def test_qemu_dying_mid_session_is_a_clear_error(hypercalls_guest, no_leaked_qemu):
+    with Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        exits = hv.exits()
+        next(exits)
+        assert hv.qemu is not None
+        os.kill(hv.qemu.pid, signal.SIGKILL)
+        with pytest.raises(armvcpu.ArmvcpuError, match=r"QEMU|connection"):
+            next(exits)
+
+
+def test_missing_qemu_binary(no_leaked_qemu):
+    with (
+        pytest.raises(armvcpu.ToolNotFoundError, match="qemu-system-arm"),
+        Hypervisor(qemu="qemu-system-does-not-exist"),
+    ):
+        pass
+
+
+def test_qemu_refusing_its_arguments(no_leaked_qemu):
+    with (
+        pytest.raises(armvcpu.QemuError, match="failed to start"),
+        Hypervisor(extra_args=["-no-such-option"]),
+    ):
+        pass
+
+
+def test_missing_or_bad_firmware(tmp_path, no_leaked_qemu):
+    with pytest.raises(armvcpu.FirmwareError, match="cannot read"):
+        Hypervisor(firmware=tmp_path / "none.elf")
+    junk = tmp_path / "junk.elf"
+    junk.write_bytes(b"\x7fELF garbage")
+    with pytest.raises(armvcpu.FirmwareError, match="not a valid ELF"):
+        Hypervisor(firmware=junk)
+    with pytest.raises(armvcpu.FirmwareError, match="not an AArch64 image"):
+        Hypervisor(firmware="/bin/true")
+
+
+def test_closed_session_refuses_work(hypercalls_guest, no_leaked_qemu):
+    hv = Hypervisor()
+    with hv:
+        pass
+    with pytest.raises(armvcpu.SessionClosedError):
+        hv.load(hypercalls_guest)
+    with pytest.raises(armvcpu.SessionClosedError):
+        hv.start()
+    hv.close()  # closing twice is fine
