@@ -3,16 +3,19 @@
 // one is attached.
 #include <cstdint>
 
-#include "armvcpu/classify.hpp"
 #include "armvcpu/host_interface.hpp"
+#include "armvcpu/percpu.hpp"
+#include "armvcpu/psci.hpp"
 #include "armvcpu/stage2.hpp"
+#include "armvcpu/vcpu.hpp"
+#include "fw_hal.hpp"
 #include "host_link.hpp"
 #include "sysreg.hpp"
 #include "uart.hpp"
 
 extern "C" {
 extern armvcpu::GuestConfig armvcpu_guest_config;
-std::uint64_t armvcpu_run_guest(armvcpu::TrapFrame* frame);
+extern const char armvcpu_el2_vectors[];
 [[noreturn]] void fw_main();
 [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr, std::uint64_t elr,
                                std::uint64_t far);
@@ -53,22 +56,6 @@ struct PhysicalTableMemory {
 // Guest IPA space: 32 bits covers QEMU virt's low RAM and devices.
 constexpr unsigned kIpaBits = 32;
 constexpr unsigned kPaBits = 32;
-
-// HCR_EL2 (Arm ARM D17.2.48): VM enables stage 2; FMO/IMO/AMO route physical
-// FIQ/IRQ/SError to EL2; TSC traps SMC so PSCI over SMC reaches us; RW makes
-// EL1 AArch64. Dropping any of these loses control of the guest.
-constexpr std::uint64_t kHcrVm = 1ull << 0;
-constexpr std::uint64_t kHcrFmo = 1ull << 3;
-constexpr std::uint64_t kHcrImo = 1ull << 4;
-constexpr std::uint64_t kHcrAmo = 1ull << 5;
-constexpr std::uint64_t kHcrTsc = 1ull << 19;
-constexpr std::uint64_t kHcrRw = 1ull << 31;
-constexpr std::uint64_t kHcrGuest = kHcrVm | kHcrFmo | kHcrImo | kHcrAmo | kHcrTsc | kHcrRw;
-
-// SCTLR_EL1 with the MMU and caches off: only the RES1 bits of Armv8.0.
-constexpr std::uint64_t kSctlrEl1Reset = 0x30D00800;
-// SPSR for entering EL1h with D, A, I and F masked.
-constexpr std::uint64_t kSpsrEl1h = 0x3c5;
 
 // PSCI SYSTEM_OFF to QEMU's own PSCI firmware (conduit SMC at EL2).
 [[noreturn]] void power_off() {
@@ -147,52 +134,49 @@ extern "C" [[noreturn]] void fw_main() {
         power_off();
     }
 
-    ARMVCPU_WRITE_SYSREG(vtcr_el2, s2.vtcr());
-    ARMVCPU_WRITE_SYSREG(vttbr_el2, s2.vttbr(1));
-    ARMVCPU_WRITE_SYSREG(vpidr_el2, ARMVCPU_READ_SYSREG(midr_el1));
-    ARMVCPU_WRITE_SYSREG(vmpidr_el2, ARMVCPU_READ_SYSREG(mpidr_el1));
-    ARMVCPU_WRITE_SYSREG(cptr_el2, 0x33ff);  // RES1 bits only: FP/SIMD not trapped
-    ARMVCPU_WRITE_SYSREG(cnthctl_el2, 0x3);  // EL1PCTEN | EL1PCEN
-    ARMVCPU_WRITE_SYSREG(cntvoff_el2, 0);
-    ARMVCPU_WRITE_SYSREG(sctlr_el1, kSctlrEl1Reset);
-    ARMVCPU_WRITE_SYSREG(hcr_el2, kHcrGuest);
-    fw::isb();
+    fw::FwHal hal;
+    static armvcpu::PerCpu<fw::FwHal> percpu(hal, 0);
+    percpu.hardware_enable(reinterpret_cast<std::uint64_t>(armvcpu_el2_vectors));
+    // EL2 traps the guest keeps (not part of its context): FP/SIMD untrapped
+    // (CPTR_EL2 RES1 bits only), debug and PMU registers not trapped.
+    hal.write_sysreg(armvcpu::SysReg::cptr_el2, 0x33ff);
+    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, 0);
+
+    const std::uint64_t mpidr = hal.read_sysreg(armvcpu::SysReg::mpidr_el1);
+    static armvcpu::psci::VmPowerState power{};
+    power.num_vcpus = 1;
+    power.mpidr[0] = mpidr;
+    power.state[0] = static_cast<std::uint8_t>(armvcpu::psci::AffinityState::On);
+
+    static armvcpu::VCpu<fw::FwHal> vcpu(hal, 1, 0, {mpidr, cfg.x0});
+    vcpu.set_power_state(&power);
+    if (vcpu.setup({}) != armvcpu::VCpuError::None ||
+        vcpu.set_entry(cfg.entry) != armvcpu::VCpuError::None ||
+        vcpu.set_ept_root(s2.vttbr(1), s2.vtcr()) != armvcpu::VCpuError::None ||
+        vcpu.bind() != armvcpu::VCpuError::None) {
+        put_str("armvcpu: FATAL: vCPU set-up failed\n");
+        power_off();
+    }
     asm volatile("tlbi vmalls12e1is" ::: "memory");
     fw::dsb_ish();
     fw::isb();
 
-    TrapFrame frame{};
-    frame.set_exception_pc(cfg.entry);
-    frame.spsr = kSpsrEl1h;
-    frame.set_argument(cfg.x0);
-
-    constexpr unsigned kVcpu = 0;
     std::uint64_t exits = 0;
     for (;;) {
-        const std::uint64_t raw_type = armvcpu_run_guest(&frame);
-        const armvcpu::Syndrome syndrome{ARMVCPU_READ_SYSREG(esr_el2), ARMVCPU_READ_SYSREG(far_el2),
-                                         ARMVCPU_READ_SYSREG(hpfar_el2)};
-        const auto type = static_cast<ExceptionType>(raw_type & 3);
-        ExitReason reason;
-        if (raw_type == 0) {
-            reason = armvcpu::classify_sync(frame, syndrome);
-        } else if (raw_type == 1) {
-            // No interrupt controller is set up yet: 1023 is GICv3's "spurious".
-            reason = armvcpu::make_exit(armvcpu::exit::ExternalInterrupt{1023});
-        } else {
-            // FIQ, SError, or anything from AArch32: report what we saw.
-            const armvcpu::Esr esr{syndrome.esr};
-            reason = armvcpu::make_exit(armvcpu::exit::GuestException{
-                syndrome.esr, frame.exception_pc(), esr.ec(), esr.iss()});
-        }
+        const armvcpu::VCpuRunResult result = vcpu.run();
+        const ExitReason& reason = result.reason;
         if (reason.kind == ExitKind::Nothing) continue;
 
+        TrapFrame& frame = vcpu.context();
         ++exits;
         if (!fw::host_attached()) log_exit(exits, reason, frame);
-        const HostAction action = fw::report_exit(kVcpu, type, syndrome, reason, frame);
+        const HostAction action =
+            fw::report_exit(vcpu.vcpu_id(), result.type, result.syndrome, reason, frame);
         bool keep_running = true;
         if (action == HostAction::Default) keep_running = apply_default(reason, frame);
         if (action == HostAction::Stop) keep_running = false;
+        // A halted vCPU resumes once someone has answered for it.
+        if (keep_running && vcpu.state() == armvcpu::VCpuState::Blocked) vcpu.wake();
         if (!keep_running) {
             put_str("armvcpu: VM 1 stopped after ");
             put_dec(exits);

@@ -93,7 +93,8 @@ def test_editing_registers_reaches_the_guest(no_leaked_qemu):
 
 
 def test_stage2_blocks_access_outside_guest_ram(no_leaked_qemu):
-    """The PL011 at 0x09000000 is not mapped for the guest: a data abort exit."""
+    """The PL011 at 0x09000000 is not mapped for the guest: its load traps to
+    EL2 as a stage-2 data abort and becomes an MMIO read exit."""
     guest = Guest.from_asm(
         """
         movz x1, #0x0900, lsl #16
@@ -105,26 +106,29 @@ def test_stage2_blocks_access_outside_guest_ram(no_leaked_qemu):
         hv.load(guest)
         exits = hv.run()
     assert len(exits) == 1
-    exc = exits[0]
-    assert exc.kind == ExitKind.GuestException
-    assert exc.esr.exception_class == _core.ExceptionClass.DataAbortLower
-    assert exc.syndrome.hpfar >> 4 == 0x09000000 >> 12  # HPFAR_EL2.FIPA = IPA[47:12]
-    assert exc.pc == 0x40000004
-    assert "stopped after 1 exits (last: GuestException)" in hv.console
+    mmio = exits[0]
+    assert mmio.kind == ExitKind.MmioRead
+    assert mmio.esr.exception_class == _core.ExceptionClass.DataAbortLower
+    assert mmio.syndrome.hpfar >> 4 == 0x09000000 >> 12  # HPFAR_EL2.FIPA = IPA[47:12]
+    r = mmio.reason
+    assert (r.addr, r.width, r.reg, r.reg_width, r.signed_ext) == (0x09000000, 4, 2, 4, False)
+    assert mmio.pc == 0x40000008  # past the emulated LDR
+    assert "stopped after 1 exits (last: MmioRead)" in hv.console
 
 
-def test_guest_exception_without_vectors_becomes_an_exit(no_leaked_qemu):
+def test_fetch_from_unmapped_memory_is_a_nested_page_fault(no_leaked_qemu):
     """BRK at EL1 is taken to the guest's own EL1 vector (Arm ARM D2.3: debug
     exceptions stay at EL1 unless MDCR_EL2.TDE). With VBAR_EL1 = 0 that vector
     at IPA 0x200 is unmapped in stage 2: an instruction abort reaches EL2."""
     with Hypervisor() as hv:
         hv.load(Guest.from_asm("brk #0x77"))
         exits = hv.run()
-    assert [e.kind for e in exits] == [ExitKind.GuestException]
-    reason = exits[0].reason
-    assert reason.ec == 0x20  # Instruction Abort from a lower EL
-    assert reason.pc == 0x200  # VBAR_EL1 + 0x200: current EL with SP_ELx, synchronous
-    assert reason.iss & 0x3F == 0b000101  # IFSC: translation fault, level 1
+    assert [e.kind for e in exits] == [ExitKind.NestedPageFault]
+    assert exits[0].esr.exception_class == _core.ExceptionClass.InstrAbortLower
+    assert exits[0].esr.iss & 0x3F == 0b000101  # IFSC: translation fault, level 1
+    assert exits[0].reason.addr == 0x200  # VBAR_EL1 + 0x200: current EL, SP_ELx, sync
+    assert exits[0].reason.access_flags == 0b100  # an instruction fetch
+    assert exits[0].pc == 0x200
 
 
 def test_trapped_smc_is_reported_at_the_instruction(no_leaked_qemu):

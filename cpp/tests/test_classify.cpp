@@ -57,11 +57,21 @@ TEST(Classify, PsciCpuOffIsCpuDown) {
     EXPECT_EQ(classify_sync(f, {kHvc0, 0, 0}).kind, ExitKind::CpuDown);
 }
 
-TEST(Classify, ValuesNearThePsciRangeAreHypercalls) {
-    TrapFrame f = frame_with(0x84000020);  // just past PSCI's 0x00..0x1F range
+// SMCCC (DEN0028 6.2): the owner of a service answers unknown function IDs
+// in its range with NOT_SUPPORTED; other owners' IDs are ordinary hypercalls.
+TEST(Classify, UnknownIdsInCoreOwnedRangesAreNotSupported) {
+    TrapFrame f = frame_with(0x84000020);  // Standard Secure Service, unassigned
+    EXPECT_EQ(classify_sync(f, {kHvc0, 0, 0}).kind, ExitKind::Nothing);
+    EXPECT_EQ(f.gpr(0), 0xffffffffffffffffull);  // -1, sign-extended
+}
+
+TEST(Classify, OtherOwnersAndNonFastCallsAreHypercalls) {
+    TrapFrame f = frame_with(0x85000000);  // Standard Hypervisor Service (owner 5)
     EXPECT_EQ(classify_sync(f, {kHvc0, 0, 0}).kind, ExitKind::Hypercall);
     TrapFrame g = frame_with(0x1'84000008ull);  // upper bits set: not a 32-bit function ID
     EXPECT_EQ(classify_sync(g, {kHvc0, 0, 0}).kind, ExitKind::Hypercall);
+    TrapFrame h = frame_with(0x04000008);  // bit 31 clear: a yielding call, not ours
+    EXPECT_EQ(classify_sync(h, {kHvc0, 0, 0}).kind, ExitKind::Hypercall);
 }
 
 // The original panics on classes it does not handle; armvcpu reports them.

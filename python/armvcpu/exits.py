@@ -92,12 +92,12 @@ class Exit:
     """One VM exit, as the firmware reported it.
 
     ``reason`` is the decoded variant (``_core.Hypercall``, ``_core.SystemDown``,
-    ...), ``frame``/``regs`` the guest's registers (editable), and ``resume()``
-    answers the exit. An exit that is not resumed explicitly gets the firmware's
-    default answer when iteration moves on.
+    ...), ``frame``/``regs`` the guest's registers (editable). Answer it with
+    ``resume()``, ``complete_read()``, ``resume_default()`` or ``stop()``; an
+    exit left unanswered gets ``resume_default()`` when iteration moves on.
     """
 
-    def __init__(self, record: Any, resolver: Callable[[Exit, Any], None]) -> None:
+    def __init__(self, record: Any, resolver: Callable[[Exit, bool], None]) -> None:
         self.record = record
         # Copies: edits reach the guest only through resume().
         self.frame = copy.copy(record.frame)
@@ -146,11 +146,11 @@ class Exit:
         """Let the guest continue, optionally with registers changed.
 
         ``exit.resume(x0=5)`` returns 5 from a hypercall; ``exit.resume()``
-        keeps any edits made to ``exit.frame`` / ``exit.regs`` and otherwise
-        applies the firmware's default answer.
+        continues with the registers as they are (including edits made to
+        ``exit.frame`` / ``exit.regs``). For emulated instructions (MMIO,
+        MSR/MRS, WFx, SMC) the PC is already past the instruction.
         """
-        if self.resolved:
-            raise RuntimeError(f"exit #{self.seq} was already answered")
+        self._check_open()
         if x0 is not None:
             regs = {"x0": x0, **regs}
         edited = copy.copy(self.frame)
@@ -158,22 +158,45 @@ class Exit:
         for name, value in regs.items():  # all or nothing: a bad name changes no register
             view[name] = value
         self.frame = edited
-        record = self.record
-        if self.frame == self._original:
-            record.action = _core.HostAction.Default
-        else:
-            record.frame = self.frame
-            record.action = _core.HostAction.Resume
-        self.resolved = True
-        self._resolver(self, record)
+        self.record.frame = self.frame
+        self.record.action = _core.HostAction.Resume
+        self._answer(frame_changed=self.frame != self._original)
+
+    def complete_read(self, value: int) -> None:
+        """Answer an MMIO read: ``value`` goes into Rt as the load would put it
+        there (truncated to the access width, sign-extended when the load was
+        signed, 32 bits for a W register), then the guest resumes.
+        """
+        if not isinstance(self.reason, _core.MmioRead):
+            raise TypeError(f"complete_read() answers MmioRead exits, not {self.reason!r}")
+        self._check_open()
+        self.frame = _core.complete_mmio_read(self.frame, self.reason, value)
+        self.resume()
+
+    def resume_default(self) -> None:
+        """Let the firmware answer as it would with no host attached.
+
+        Hypercalls return 0; exits nobody emulated (MMIO, system registers,
+        faults, ...) stop the VM (see ``_core.default_stops_vm``). An exit the
+        loop moves past without an answer gets this.
+        """
+        self._check_open()
+        self.record.action = _core.HostAction.Default
+        self._answer(frame_changed=False)
 
     def stop(self) -> None:
         """Stop the VM at this exit."""
+        self._check_open()
+        self.record.action = _core.HostAction.Stop
+        self._answer(frame_changed=False)
+
+    def _check_open(self) -> None:
         if self.resolved:
             raise RuntimeError(f"exit #{self.seq} was already answered")
-        self.record.action = _core.HostAction.Stop
+
+    def _answer(self, *, frame_changed: bool) -> None:
         self.resolved = True
-        self._resolver(self, self.record)
+        self._resolver(self, frame_changed)
 
     def __repr__(self) -> str:
         return f"<Exit #{self.seq} vcpu {self.vcpu_id} {self.reason!r} pc={self.pc:#x}>"

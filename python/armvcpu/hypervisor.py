@@ -195,14 +195,14 @@ class Hypervisor:
             self.exit_count += 1
             yield exit
             if not exit.resolved:
-                exit.resume()
+                exit.resume_default()
 
     def run(self, handler: Callable[[Exit], int | None] | None = None,
             timeout: float | None = None) -> list[Exit]:  # fmt: skip
         """Run to the end, calling ``handler(exit)`` for each exit.
 
         A handler that returns an int resumes the exit with that value in x0;
-        one that returns None leaves the exit to its own resume() or the default.
+        one that returns None leaves the exit to its own answer, or the default.
         Returns every exit in order.
         """
         seen = []
@@ -229,14 +229,19 @@ class Hypervisor:
                 ) from exc
             raise
 
-    def _answer(self, exit: Exit, record: Any) -> None:
+    def _answer(self, exit: Exit, frame_changed: bool) -> None:
         with self._target_errors():
-            self._write_answer(exit, record)
+            self._write_answer(exit, frame_changed)
 
-    def _write_answer(self, exit: Exit, record: Any) -> None:
+    def _write_answer(self, exit: Exit, frame_changed: bool) -> None:
         gdb = self._require_gdb()
-        if record.action != _core.HostAction.Default:
-            gdb.write_memory(self.firmware.exit_records, record.to_bytes())
+        record = exit.record
+        base = self.firmware.exit_records + exit.vcpu_id * _core.ExitRecord.SIZE
+        if frame_changed:
+            gdb.write_memory(base, record.to_bytes())
+        elif record.action != _core.HostAction.Default:  # the firmware preset Default
+            offset = _core.ExitRecord.OFFSETS["action"]
+            gdb.write_memory(base + offset, int(record.action).to_bytes(4, "little"))
         if record.action == _core.HostAction.Stop or (
             record.action == _core.HostAction.Default and _core.default_stops_vm(exit.kind)
         ):

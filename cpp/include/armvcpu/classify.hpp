@@ -1,16 +1,38 @@
-// Exit classification: the seeds' handle_exception_sync. One function that the
-// firmware runs on every synchronous exit and that Python runs on recorded
-// syndromes, so both sides reach the same conclusion from the same bits.
+// Exit classification: the seeds' handle_exception_sync, done right. One
+// function that the firmware runs on every synchronous exit and that Python
+// runs on recorded syndromes, so both sides reach the same conclusion from
+// the same bits.
+//
+// Rules the original got wrong, and this gets right:
+//  - a data abort with ISV = 0 is a NestedPageFault flagged kAccessNoSyndrome,
+//    never decoded from the invalid SAS/SRT/SF fields;
+//  - MMIO write data is masked to the access width;
+//  - the PC advances by IL for instructions that are emulated here (SMC,
+//    MSR/MRS, data aborts, WFx) and never for HVC, whose ELR_EL2 already
+//    points past it;
+//  - an exception class without a better exit is reported (GuestException),
+//    never a panic.
 #pragma once
 
 #include <cstdint>
 
 #include "armvcpu/esr.hpp"
 #include "armvcpu/exit_reason.hpp"
+#include "armvcpu/iss.hpp"
+#include "armvcpu/mmio.hpp"
 #include "armvcpu/psci.hpp"
+#include "armvcpu/sysreg.hpp"
 #include "armvcpu/trap_frame.hpp"
 
 namespace armvcpu {
+
+// What classification may consult besides the syndrome and the frame.
+struct ClassifyContext {
+    // The VM's vCPU power states for PSCI; nullptr for a VM without one (then
+    // CPU_ON always becomes a CpuUp exit and AFFINITY_INFO reports ON).
+    psci::VmPowerState* power = nullptr;
+    unsigned vcpu_index = 0;
+};
 
 // The seeds' hypercall convention: number in X0, arguments in X1..X6.
 constexpr ExitReason hypercall_from(const TrapFrame& frame) {
@@ -20,36 +42,200 @@ constexpr ExitReason hypercall_from(const TrapFrame& frame) {
     return make_exit(h);
 }
 
-// A PSCI call from the guest. Calls that need the VMM become exits; the
-// rest are answered in X0 and reported as Nothing.
-constexpr ExitReason classify_psci(TrapFrame& frame) {
+constexpr void set_psci_result(TrapFrame& frame, psci::ReturnCode code) {
+    // Return codes are signed 32-bit values, sign-extended in X0.
+    frame.set_gpr(0, static_cast<std::uint64_t>(static_cast<std::int64_t>(code)));
+}
+
+// A PSCI or SMCCC call (the caller has checked psci::is_core_function).
+// Calls the core can answer set X0 and return Nothing; the rest are exits.
+constexpr ExitReason classify_psci(TrapFrame& frame, const ClassifyContext& ctx) {
     using psci::Function;
-    switch (psci::canonical(frame.gpr(0))) {
-        case Function::CpuOn:
-            return make_exit(exit::CpuUp{frame.gpr(1), frame.gpr(2), frame.gpr(3)});
-        case Function::CpuOff: return make_exit(exit::CpuDown{0});
-        case Function::SystemOff: return make_exit(exit::SystemDown{});
-        default:
-            // Not yet answered by the core: the VMM sees a hypercall.
+    using psci::ReturnCode;
+    const std::uint64_t x0 = frame.gpr(0);
+    switch (psci::canonical(x0)) {
+        case Function::PsciVersion: frame.set_gpr(0, psci::kPsciVersion); break;
+        case Function::SmcccVersion: frame.set_gpr(0, psci::kSmcccVersion); break;
+        case Function::PsciFeatures:
+            set_psci_result(frame, psci::is_implemented(frame.gpr(1)) ? ReturnCode::Success
+                                                                      : ReturnCode::NotSupported);
             break;
+        case Function::SmcccArchFeatures:
+            // No ARCH_WORKAROUND_* service is offered; only the call itself.
+            set_psci_result(frame, psci::canonical(frame.gpr(1)) == Function::SmcccArchFeatures
+                                       ? ReturnCode::Success
+                                       : ReturnCode::NotSupported);
+            break;
+        case Function::MigrateInfoType: frame.set_gpr(0, psci::kMigrateInfoNotRequired); break;
+        case Function::CpuSuspend:
+            // Every power state is treated as standby: wait for an interrupt,
+            // then return SUCCESS (DEN0022 5.4.2 allows this).
+            set_psci_result(frame, ReturnCode::Success);
+            return make_exit(exit::Halt{});
+        case Function::CpuOn: {
+            const std::uint64_t target = frame.gpr(1);
+            if (ctx.power != nullptr) {
+                const ReturnCode rc = ctx.power->try_cpu_on(target);
+                set_psci_result(frame, rc);
+                if (rc != ReturnCode::Success) break;
+            } else {
+                set_psci_result(frame, ReturnCode::Success);
+            }
+            return make_exit(exit::CpuUp{target, frame.gpr(2), frame.gpr(3)});
+        }
+        case Function::CpuOff:
+            if (ctx.power != nullptr) ctx.power->store(ctx.vcpu_index, psci::AffinityState::Off);
+            return make_exit(exit::CpuDown{0});
+        case Function::AffinityInfo: {
+            if (frame.gpr(2) != 0) {  // only affinity level 0 is described
+                set_psci_result(frame, ReturnCode::InvalidParameters);
+                break;
+            }
+            if (ctx.power == nullptr) {
+                frame.set_gpr(0, static_cast<std::uint64_t>(psci::AffinityState::On));
+                break;
+            }
+            const int index = ctx.power->index_of(frame.gpr(1));
+            if (index < 0) {
+                set_psci_result(frame, ReturnCode::InvalidParameters);
+            } else {
+                frame.set_gpr(
+                    0, static_cast<std::uint64_t>(ctx.power->load(static_cast<unsigned>(index))));
+            }
+            break;
+        }
+        case Function::SystemOff: return make_exit(exit::SystemDown{0, 0});
+        case Function::SystemReset:
+        case Function::SystemReset2: return make_exit(exit::SystemDown{1, 0});
+        default: set_psci_result(frame, ReturnCode::NotSupported); break;
     }
-    return hypercall_from(frame);
+    return make_exit(exit::Nothing{});
+}
+
+// ICC_SGI1R_EL1, ICC_ASGI1R_EL1 and ICC_SGI0R_EL1 share one layout (GICv3,
+// IHI 0069, 12.11.x): TargetList [15:0], Aff1 [23:16], INTID [27:24],
+// Aff2 [39:32], IRM [40], RS [47:44], Aff3 [55:48].
+// SendIpi.target_cpu is the affinity of the first PE the TargetList can name
+// (Aff3.Aff2.Aff1.(RS * 16)) in MPIDR layout; target_cpu_aux is TargetList,
+// bit n naming Aff0 = RS * 16 + n. With IRM = 1 the SGI goes to every PE but
+// the sender and the target fields are ignored.
+constexpr exit::SendIpi decode_sgi_register(std::uint64_t value) {
+    exit::SendIpi ipi{};
+    ipi.vector = (value >> 24) & 0xf;
+    if (((value >> 40) & 1) != 0) {
+        ipi.send_to_all = 1;
+        return ipi;
+    }
+    const std::uint64_t aff1 = (value >> 16) & 0xff;
+    const std::uint64_t aff2 = (value >> 32) & 0xff;
+    const std::uint64_t aff3 = (value >> 48) & 0xff;
+    const std::uint64_t rs = (value >> 44) & 0xf;
+    ipi.target_cpu = (aff3 << 32) | (aff2 << 16) | (aff1 << 8) | (rs << 4);
+    ipi.target_cpu_aux = value & 0xffff;
+    return ipi;
+}
+
+// The seeds' builtin_sysreg_access_handler: accesses the core turns into a
+// specific exit instead of a generic SysRegWrite. Returns false when the
+// access is not one of them.
+constexpr bool builtin_sysreg_access(const SysRegIss& iss, const TrapFrame& frame,
+                                     ExitReason& out) {
+    if (iss.is_read()) return false;
+    const std::uint32_t key = iss.key();
+    if (key == kIccSgi1rEl1.iss_key() || key == kIccAsgi1rEl1.iss_key() ||
+        key == kIccSgi0rEl1.iss_key()) {
+        out = make_exit(decode_sgi_register(frame.gpr(iss.rt())));
+        return true;
+    }
+    return false;
+}
+
+constexpr void advance_pc(TrapFrame& frame, const Esr& esr) {
+    frame.set_exception_pc(frame.exception_pc() + esr.instruction_length());
+}
+
+constexpr ExitReason guest_exception(const TrapFrame& frame, const Syndrome& s) {
+    const Esr esr{s.esr};
+    return make_exit(exit::GuestException{s.esr, frame.exception_pc(), esr.ec(), esr.iss()});
+}
+
+constexpr ExitReason classify_data_abort(TrapFrame& frame, const Syndrome& s) {
+    const Esr esr{s.esr};
+    const DataAbortIss da{esr.iss()};
+    if (!da.dfsc().is_stage2_resolvable() || da.ea()) return guest_exception(frame, s);
+    const FaultAddress fa = fault_ipa(s.hpfar, s.far, da.fnv());
+    std::uint64_t flags = da.wnr() ? exit::kAccessWrite : exit::kAccessRead;
+    if (!da.isv()) flags |= exit::kAccessNoSyndrome;
+    if (da.s1ptw()) flags |= exit::kAccessStage1Walk;
+    if (!fa.offset_valid) flags |= exit::kAccessPageOnly;
+    // Only a fully described, single-register access is emulated here; the
+    // VMM gets everything else with the PC still on the instruction.
+    if (!da.isv() || da.s1ptw() || da.cm() || !fa.offset_valid) {
+        return make_exit(exit::NestedPageFault{fa.ipa, flags});
+    }
+    const std::uint32_t width = da.access_size();
+    ExitReason r{};
+    if (da.wnr()) {
+        r = make_exit(exit::MmioWrite{fa.ipa, frame.gpr(da.srt()) & width_mask(width), width, 0});
+    } else {
+        r = make_exit(
+            exit::MmioRead{fa.ipa, width, da.srt(), da.sf() ? 8u : 4u, da.sse() ? 1u : 0u});
+    }
+    advance_pc(frame, esr);
+    return r;
 }
 
 // Classifies a synchronous exception taken from the guest. May update the
-// frame (e.g. advance the PC past an emulated instruction).
-constexpr ExitReason classify_sync(TrapFrame& frame, const Syndrome& syndrome) {
+// frame: the PC past an emulated instruction, X0 for calls answered here.
+constexpr ExitReason classify_sync(TrapFrame& frame, const Syndrome& syndrome,
+                                   const ClassifyContext& ctx = {}) {
     const Esr esr{syndrome.esr};
     switch (esr.exception_class()) {
-        case ExceptionClass::Hvc64: {
-            // HVC is taken with ELR_EL2 already past the instruction (Arm ARM
-            // D1.3.2 "preferred exception return address"), so no PC change.
-            if (psci::is_psci_function_id(frame.gpr(0))) return classify_psci(frame);
+        case ExceptionClass::Hvc64:
+            if (psci::is_core_function(frame.gpr(0))) return classify_psci(frame, ctx);
             return hypercall_from(frame);
+        case ExceptionClass::Smc64:
+            // A trapped SMC (HCR_EL2.TSC) leaves ELR_EL2 on the SMC itself.
+            if (psci::is_core_function(frame.gpr(0))) {
+                advance_pc(frame, esr);
+                return classify_psci(frame, ctx);
+            }
+            // Not ours and no secure firmware to forward it to: the VMM decides.
+            return guest_exception(frame, syndrome);
+        case ExceptionClass::SysReg64: {
+            const SysRegIss iss{esr.iss()};
+            ExitReason r{};
+            if (!builtin_sysreg_access(iss, frame, r)) {
+                r = iss.is_read() ? make_exit(exit::SysRegRead{iss.key(), iss.rt(), 0})
+                                  : make_exit(exit::SysRegWrite{iss.key(), frame.gpr(iss.rt())});
+            }
+            advance_pc(frame, esr);
+            return r;
+        }
+        case ExceptionClass::WfxTrap: {
+            const WfxIss iss{esr.iss()};
+            advance_pc(frame, esr);
+            // WFE is a hint a VMM may treat as a yield; WFI waits for an interrupt.
+            if (iss.ti() == WfxKind::Wfe || iss.ti() == WfxKind::Wfet) {
+                return make_exit(exit::Nothing{});
+            }
+            return make_exit(exit::Halt{});
+        }
+        case ExceptionClass::DataAbortLower: return classify_data_abort(frame, syndrome);
+        case ExceptionClass::InstrAbortLower: {
+            const InstrAbortIss ia{esr.iss()};
+            if (!ia.ifsc().is_stage2_resolvable() || ia.ea()) {
+                return guest_exception(frame, syndrome);
+            }
+            const FaultAddress fa = fault_ipa(syndrome.hpfar, syndrome.far, ia.fnv());
+            std::uint64_t flags = exit::kAccessExecute;
+            if (ia.s1ptw()) flags |= exit::kAccessStage1Walk;
+            if (!fa.offset_valid) flags |= exit::kAccessPageOnly;
+            return make_exit(exit::NestedPageFault{fa.ipa, flags});
         }
         default: break;
     }
-    return make_exit(exit::GuestException{syndrome.esr, frame.exception_pc(), esr.ec(), esr.iss()});
+    return guest_exception(frame, syndrome);
 }
 
 }  // namespace armvcpu

@@ -99,8 +99,20 @@ struct IoWrite {
 struct ExternalInterrupt {
     std::uint64_t vector;  // INTID
 };
+// NestedPageFault::access_flags bits.
+inline constexpr std::uint64_t kAccessRead = 1u << 0;
+inline constexpr std::uint64_t kAccessWrite = 1u << 1;
+inline constexpr std::uint64_t kAccessExecute = 1u << 2;
+// The syndrome did not describe the access (ISV = 0: LDP/STP, writeback
+// forms, ...): the VMM must decode the instruction itself to emulate it.
+inline constexpr std::uint64_t kAccessNoSyndrome = 1u << 3;
+// The fault hit stage 2 during the guest's own stage-1 table walk (S1PTW).
+inline constexpr std::uint64_t kAccessStage1Walk = 1u << 4;
+// FAR_EL2 was not valid (FnV = 1): addr is the page's base only.
+inline constexpr std::uint64_t kAccessPageOnly = 1u << 5;
+
 struct NestedPageFault {
-    std::uint64_t addr;
+    std::uint64_t addr;  // faulting IPA
     std::uint64_t access_flags;
 };
 struct Halt {};
@@ -112,7 +124,10 @@ struct CpuUp {
 struct CpuDown {
     std::uint64_t state;
 };
-struct SystemDown {};
+struct SystemDown {
+    std::uint32_t reset;  // 1 for SYSTEM_RESET/SYSTEM_RESET2, 0 for SYSTEM_OFF
+    std::uint32_t reserved;
+};
 struct FailEntry {
     std::uint64_t hardware_entry_failure_reason;
 };

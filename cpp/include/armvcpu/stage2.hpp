@@ -59,6 +59,20 @@ constexpr int ps_for_pa_bits(unsigned pa_bits) {
     }
 }
 
+// ID_AA64MMFR0_EL1.PARange [3:0] -> physical address bits, 0 when reserved.
+constexpr unsigned pa_bits_from_parange(std::uint64_t id_aa64mmfr0) {
+    switch (id_aa64mmfr0 & 0xf) {
+        case 0: return 32;
+        case 1: return 36;
+        case 2: return 40;
+        case 3: return 42;
+        case 4: return 44;
+        case 5: return 48;
+        case 6: return 52;
+        default: return 0;
+    }
+}
+
 // Bits of input address resolved below each level with a 4 KiB granule.
 constexpr unsigned level_shift(unsigned level) { return 12 + 9 * (3 - level); }
 
@@ -95,7 +109,30 @@ enum class MapError : std::uint8_t {
     OutOfRange,     // IPA beyond the configured width
     OutOfTables,    // TableMemory had no page left
     AlreadyMapped,  // the range overlaps an existing mapping
+    NotMapped,      // unmap of a range that is not mapped
+    SplitBlock,     // unmap of part of a 2 MiB block (blocks are not split)
+    BadSize,        // an IPA or PA width the 4 KiB granule cannot describe
 };
+
+constexpr const char* map_error_name(MapError e) {
+    switch (e) {
+        case MapError::None: return "None";
+        case MapError::Unaligned: return "Unaligned";
+        case MapError::OutOfRange: return "OutOfRange";
+        case MapError::OutOfTables: return "OutOfTables";
+        case MapError::AlreadyMapped: return "AlreadyMapped";
+        case MapError::NotMapped: return "NotMapped";
+        case MapError::SplitBlock: return "SplitBlock";
+        case MapError::BadSize: return "BadSize";
+    }
+    return nullptr;
+}
+
+// IPA and PA widths these tables support: 4 KiB granule, no concatenation,
+// IPA from 25 to 48 bits (T0SZ 16..39), PA one of PARange's sizes.
+constexpr bool valid_sizes(unsigned ipa_bits, unsigned pa_bits) {
+    return ipa_bits >= 25 && ipa_bits <= 48 && ps_for_pa_bits(pa_bits) >= 0;
+}
 
 struct Translation {
     bool valid;
@@ -123,7 +160,9 @@ public:
     // sides are aligned and 4 KiB pages elsewhere.
     constexpr MapError map(std::uint64_t ipa, std::uint64_t pa, std::uint64_t size,
                            const Attributes& attrs) {
+        if (!valid_sizes(ipa_bits_, pa_bits_)) return MapError::BadSize;
         if ((ipa | pa | size) & (kPageSize - 1)) return MapError::Unaligned;
+        if (pa + size > (1ull << pa_bits_) || pa + size < pa) return MapError::OutOfRange;
         if (ipa + size > (1ull << ipa_bits_) || ipa + size < ipa) return MapError::OutOfRange;
         const std::uint64_t leaf = leaf_attributes(attrs);
         while (size != 0) {
@@ -136,6 +175,23 @@ public:
             ipa += step;
             pa += step;
             size -= step;
+        }
+        return MapError::None;
+    }
+
+    // Removes the mappings of [ipa, ipa + size): whole 2 MiB blocks or 4 KiB
+    // pages. Tables emptied by it stay allocated. The caller invalidates TLBs.
+    constexpr MapError unmap(std::uint64_t ipa, std::uint64_t size) {
+        if ((ipa | size) & (kPageSize - 1)) return MapError::Unaligned;
+        if (ipa + size > (1ull << ipa_bits_) || ipa + size < ipa) return MapError::OutOfRange;
+        while (size != 0) {
+            const Slot slot = find_leaf(ipa);
+            if (slot.address == 0) return MapError::NotMapped;
+            const std::uint64_t span = 1ull << level_shift(slot.level);
+            if ((ipa & (span - 1)) != 0 || size < span) return MapError::SplitBlock;
+            mem_.write64(slot.address, 0);
+            ipa += span;
+            size -= span;
         }
         return MapError::None;
     }
@@ -156,6 +212,23 @@ public:
     }
 
 private:
+    struct Slot {
+        std::uint64_t address;  // of the leaf descriptor, 0 if none
+        unsigned level;
+    };
+
+    [[nodiscard]] constexpr Slot find_leaf(std::uint64_t ipa) const {
+        std::uint64_t table = root_;
+        for (unsigned level = start_level(); level <= 3; ++level) {
+            const std::uint64_t slot = table + 8 * index(ipa, level);
+            const std::uint64_t d = mem_.read64(slot);
+            if ((d & kDescValid) == 0) return {0, level};
+            if (level == 3 || (d & kDescTableOrPage) == 0) return {slot, level};
+            table = d & kOutputMask;
+        }
+        return {0, 3};
+    }
+
     [[nodiscard]] constexpr unsigned index(std::uint64_t ipa, unsigned level) const {
         return static_cast<unsigned>((ipa >> level_shift(level)) & 0x1ff);
     }

@@ -1,0 +1,222 @@
+// Exit reasons and the classification that produces them.
+#include <pybind11/stl.h>
+
+#include "armvcpu/classify.hpp"
+#include "armvcpu/exit_reason.hpp"
+#include "armvcpu/host_interface.hpp"
+#include "armvcpu/mmio.hpp"
+#include "armvcpu/psci.hpp"
+#include "armvcpu/trap_frame.hpp"
+#include "bindings.hpp"
+
+namespace armvcpu::py_bind {
+
+namespace {
+
+py::tuple args_tuple(const std::uint64_t (&args)[6]) {
+    py::tuple t(6);
+    for (std::size_t i = 0; i < 6; ++i) t[i] = args[i];
+    return t;
+}
+
+py::object variant_of(const ExitReason& r) {
+    switch (r.kind) {
+#define ARMVCPU_X(Name, member) \
+    case ExitKind::Name: return py::cast(r.member);
+        ARMVCPU_EXIT_VARIANTS(ARMVCPU_X)
+#undef ARMVCPU_X
+    }
+    throw py::value_error("exit record holds an unknown exit kind " +
+                          std::to_string(static_cast<std::uint32_t>(r.kind)));
+}
+
+}  // namespace
+
+void bind_exits(py::module_& m) {
+    auto kind = py::enum_<ExitKind>(m, "ExitKind",
+                                    "Why the vCPU left the guest (axvcpu's AxVCpuExitReason).");
+#define ARMVCPU_X(Name, member) kind.value(#Name, ExitKind::Name);
+    ARMVCPU_EXIT_VARIANTS(ARMVCPU_X)
+#undef ARMVCPU_X
+
+    py::class_<exit::Nothing>(m, "Nothing", "Handled inside the vCPU; nothing for the VMM.")
+        .def("__repr__", [](const exit::Nothing&) { return std::string("Nothing()"); });
+    py::class_<exit::Hypercall>(m, "Hypercall", "HVC with the number in x0 and arguments x1..x6.")
+        .def_readonly("nr", &exit::Hypercall::nr)
+        .def_property_readonly("args", [](const exit::Hypercall& h) { return args_tuple(h.args); })
+        .def("__repr__", [](const exit::Hypercall& h) {
+            std::string s = "Hypercall(nr=" + hex(h.nr) + ", args=(";
+            for (int i = 0; i < 6; ++i) s += (i ? ", " : "") + hex(h.args[i]);
+            return s + "))";
+        });
+    py::class_<exit::MmioRead>(m, "MmioRead", "A guest load from an address with no RAM behind it.")
+        .def_readonly("addr", &exit::MmioRead::addr)
+        .def_readonly("width", &exit::MmioRead::width)
+        .def_readonly("reg", &exit::MmioRead::reg)
+        .def_readonly("reg_width", &exit::MmioRead::reg_width)
+        .def_property_readonly("signed_ext",
+                               [](const exit::MmioRead& r) { return r.signed_ext != 0; })
+        .def("__repr__", [](const exit::MmioRead& r) {
+            return "MmioRead(addr=" + hex(r.addr) + ", width=" + std::to_string(r.width) +
+                   ", reg=x" + std::to_string(r.reg) +
+                   ", reg_width=" + std::to_string(r.reg_width) +
+                   ", signed_ext=" + (r.signed_ext ? "True" : "False") + ")";
+        });
+    py::class_<exit::MmioWrite>(m, "MmioWrite",
+                                "A guest store to an address with no RAM behind it.")
+        .def_readonly("addr", &exit::MmioWrite::addr)
+        .def_readonly("width", &exit::MmioWrite::width)
+        .def_readonly("data", &exit::MmioWrite::data)
+        .def("__repr__", [](const exit::MmioWrite& w) {
+            return "MmioWrite(addr=" + hex(w.addr) + ", width=" + std::to_string(w.width) +
+                   ", data=" + hex(w.data) + ")";
+        });
+    py::class_<exit::SysRegRead>(m, "SysRegRead", "A trapped MRS.")
+        .def_readonly("addr", &exit::SysRegRead::addr)
+        .def_readonly("reg", &exit::SysRegRead::reg)
+        .def("__repr__", [](const exit::SysRegRead& r) {
+            return "SysRegRead(addr=" + hex(r.addr) + ", reg=x" + std::to_string(r.reg) + ")";
+        });
+    py::class_<exit::SysRegWrite>(m, "SysRegWrite", "A trapped MSR.")
+        .def_readonly("addr", &exit::SysRegWrite::addr)
+        .def_readonly("value", &exit::SysRegWrite::value)
+        .def("__repr__", [](const exit::SysRegWrite& w) {
+            return "SysRegWrite(addr=" + hex(w.addr) + ", value=" + hex(w.value) + ")";
+        });
+    py::class_<exit::IoRead>(m, "IoRead",
+                             "x86 port input: kept for parity, never produced on arm64.")
+        .def_readonly("port", &exit::IoRead::port)
+        .def_readonly("width", &exit::IoRead::width)
+        .def("__repr__", [](const exit::IoRead& r) {
+            return "IoRead(port=" + hex(r.port) + ", width=" + std::to_string(r.width) + ")";
+        });
+    py::class_<exit::IoWrite>(m, "IoWrite",
+                              "x86 port output: kept for parity, never produced on arm64.")
+        .def_readonly("port", &exit::IoWrite::port)
+        .def_readonly("width", &exit::IoWrite::width)
+        .def_readonly("data", &exit::IoWrite::data)
+        .def("__repr__", [](const exit::IoWrite& w) {
+            return "IoWrite(port=" + hex(w.port) + ", width=" + std::to_string(w.width) +
+                   ", data=" + hex(w.data) + ")";
+        });
+    py::class_<exit::ExternalInterrupt>(m, "ExternalInterrupt",
+                                        "A physical interrupt taken to EL2.")
+        .def_readonly("vector", &exit::ExternalInterrupt::vector)
+        .def("__repr__", [](const exit::ExternalInterrupt& e) {
+            return "ExternalInterrupt(vector=" + std::to_string(e.vector) + ")";
+        });
+    py::class_<exit::NestedPageFault>(m, "NestedPageFault", "A stage-2 fault the VMM must resolve.")
+        .def_readonly("addr", &exit::NestedPageFault::addr)
+        .def_readonly("access_flags", &exit::NestedPageFault::access_flags)
+        .def("__repr__", [](const exit::NestedPageFault& f) {
+            return "NestedPageFault(addr=" + hex(f.addr) + ", access_flags=" + hex(f.access_flags) +
+                   ")";
+        });
+    py::class_<exit::Halt>(m, "Halt", "The vCPU waits (WFI/WFE).")
+        .def("__repr__", [](const exit::Halt&) { return std::string("Halt()"); });
+    py::class_<exit::CpuUp>(m, "CpuUp", "PSCI CPU_ON.")
+        .def_readonly("target_cpu", &exit::CpuUp::target_cpu)
+        .def_readonly("entry_point", &exit::CpuUp::entry_point)
+        .def_readonly("arg", &exit::CpuUp::arg)
+        .def("__repr__", [](const exit::CpuUp& c) {
+            return "CpuUp(target_cpu=" + hex(c.target_cpu) + ", entry_point=" + hex(c.entry_point) +
+                   ", arg=" + hex(c.arg) + ")";
+        });
+    py::class_<exit::CpuDown>(m, "CpuDown", "PSCI CPU_OFF.")
+        .def_readonly("state", &exit::CpuDown::state)
+        .def("__repr__",
+             [](const exit::CpuDown& c) { return "CpuDown(state=" + hex(c.state) + ")"; });
+    py::class_<exit::SystemDown>(m, "SystemDown", "PSCI SYSTEM_OFF, or SYSTEM_RESET(2) with reset.")
+        .def_property_readonly("reset", [](const exit::SystemDown& s) { return s.reset != 0; })
+        .def("__repr__", [](const exit::SystemDown& s) {
+            return std::string(s.reset ? "SystemDown(reset=True)" : "SystemDown()");
+        });
+    py::class_<exit::FailEntry>(m, "FailEntry", "The vCPU could not enter the guest.")
+        .def_readonly("hardware_entry_failure_reason",
+                      &exit::FailEntry::hardware_entry_failure_reason)
+        .def("__repr__", [](const exit::FailEntry& f) {
+            return "FailEntry(hardware_entry_failure_reason=" +
+                   hex(f.hardware_entry_failure_reason) + ")";
+        });
+    py::class_<exit::SendIpi>(m, "SendIpi", "An SGI the guest sent through ICC_SGI1R_EL1.")
+        .def_readonly("target_cpu", &exit::SendIpi::target_cpu)
+        .def_readonly("target_cpu_aux", &exit::SendIpi::target_cpu_aux)
+        .def_property_readonly("send_to_all",
+                               [](const exit::SendIpi& s) { return s.send_to_all != 0; })
+        .def_property_readonly("send_to_self",
+                               [](const exit::SendIpi& s) { return s.send_to_self != 0; })
+        .def_readonly("vector", &exit::SendIpi::vector)
+        .def("__repr__", [](const exit::SendIpi& s) {
+            return "SendIpi(target_cpu=" + hex(s.target_cpu) +
+                   ", target_cpu_aux=" + hex(s.target_cpu_aux) +
+                   ", send_to_all=" + (s.send_to_all ? "True" : "False") +
+                   ", send_to_self=" + (s.send_to_self ? "True" : "False") +
+                   ", vector=" + std::to_string(s.vector) + ")";
+        });
+    py::class_<exit::GuestException>(
+        m, "GuestException",
+        "Any other exception from the guest: the original panics, armvcpu reports.")
+        .def_readonly("esr", &exit::GuestException::esr)
+        .def_readonly("pc", &exit::GuestException::pc)
+        .def_readonly("ec", &exit::GuestException::ec)
+        .def_readonly("iss", &exit::GuestException::iss)
+        .def("__repr__", [](const exit::GuestException& e) {
+            const char* name = exception_class_name(static_cast<std::uint8_t>(e.ec));
+            return "GuestException(ec=" + hex(e.ec) + " " + (name ? name : "reserved") +
+                   ", iss=" + hex(e.iss) + ", pc=" + hex(e.pc) + ")";
+        });
+
+    py::class_<ExitReason>(m, "ExitReason", "A tagged exit reason; .value is the variant object.")
+        .def_readonly("kind", &ExitReason::kind)
+        .def_property_readonly("value", &variant_of)
+        .def("__repr__",
+             [](const ExitReason& r) { return py::repr(variant_of(r)).cast<std::string>(); });
+
+    m.attr("ACCESS_READ") = exit::kAccessRead;
+    m.attr("ACCESS_WRITE") = exit::kAccessWrite;
+    m.attr("ACCESS_EXECUTE") = exit::kAccessExecute;
+    m.attr("ACCESS_NO_SYNDROME") = exit::kAccessNoSyndrome;
+    m.attr("ACCESS_STAGE1_WALK") = exit::kAccessStage1Walk;
+    m.attr("ACCESS_PAGE_ONLY") = exit::kAccessPageOnly;
+
+    m.def("default_stops_vm", &default_stops_vm, py::arg("kind"),
+          "True when the firmware's default answer to this kind of exit stops the VM.");
+
+    m.def(
+        "classify_sync",
+        [](const TrapFrame& frame, const Syndrome& syndrome, psci::VmPowerState* power,
+           unsigned vcpu_index) {
+            TrapFrame updated = frame;
+            const ExitReason reason =
+                classify_sync(updated, syndrome, ClassifyContext{power, vcpu_index});
+            return py::make_tuple(reason, updated);
+        },
+        py::arg("frame"), py::arg("syndrome"), py::arg("power") = nullptr,
+        py::arg("vcpu_index") = 0, R"doc(
+Classify a synchronous exit exactly as the firmware does.
+
+Returns (ExitReason, TrapFrame): the frame as the firmware would resume it
+(the PC past an emulated instruction, X0 for a call answered in the core).
+`power` is the VM's PSCI state (VmPowerState) for CPU_ON/AFFINITY_INFO.
+
+>>> from armvcpu._core import TrapFrame, Syndrome, classify_sync
+>>> f = TrapFrame(); f.set_gpr(0, 7)
+>>> reason, _ = classify_sync(f, Syndrome(esr=0x5a000000))
+>>> reason
+Hypercall(nr=0x7, args=(0x0, 0x0, 0x0, 0x0, 0x0, 0x0))
+)doc");
+
+    m.def("mmio_read_value", &mmio_read_value, py::arg("read"), py::arg("value"),
+          "The register value an MMIO load produces: truncated to width, SSE/SF applied.");
+    m.def(
+        "complete_mmio_read",
+        [](const TrapFrame& frame, const exit::MmioRead& read, std::uint64_t value) {
+            TrapFrame updated = frame;
+            complete_mmio_read(updated, read, value);
+            return updated;
+        },
+        py::arg("frame"), py::arg("read"), py::arg("value"),
+        "A copy of frame with the loaded value written into Rt (as the load would).");
+}
+
+}  // namespace armvcpu::py_bind

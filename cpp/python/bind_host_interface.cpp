@@ -1,0 +1,116 @@
+// The firmware/host exit record and guest configuration.
+#include <pybind11/stl.h>
+
+#include "armvcpu/classify.hpp"
+#include "armvcpu/exit_reason.hpp"
+#include "armvcpu/host_interface.hpp"
+#include "armvcpu/mmio.hpp"
+#include "armvcpu/psci.hpp"
+#include "armvcpu/trap_frame.hpp"
+#include "bindings.hpp"
+
+namespace armvcpu::py_bind {
+
+void bind_host_interface(py::module_& m) {
+    py::enum_<ExceptionType>(m, "ExceptionType", "The vector-table entry an exit came through.")
+        .value("Synchronous", ExceptionType::Synchronous)
+        .value("Irq", ExceptionType::Irq)
+        .value("Fiq", ExceptionType::Fiq)
+        .value("SError", ExceptionType::SError);
+    py::enum_<HostAction>(m, "HostAction", "What the host asks the firmware to do with an exit.")
+        .value("Default", HostAction::Default)
+        .value("Resume", HostAction::Resume)
+        .value("Stop", HostAction::Stop);
+
+    py::class_<ExitRecord>(m, "ExitRecord", R"doc(
+The per-vCPU exit record the firmware publishes to the host.
+Read it from target memory with ExitRecord.from_bytes(); write it back with
+to_bytes() after changing .action and .frame.
+)doc")
+        .def(py::init([]() {
+            ExitRecord r{};
+            r.magic = kExitRecordMagic;
+            r.version = kExitRecordVersion;
+            r.size = sizeof(ExitRecord);
+            return r;
+        }))
+        .def_static(
+            "from_bytes",
+            [](const py::buffer& b) {
+                const auto r = from_buffer<ExitRecord>(b, "ExitRecord");
+                if (r.magic != kExitRecordMagic) {
+                    throw py::value_error("not an exit record: magic " + hex(r.magic) +
+                                          ", expected " + hex(kExitRecordMagic));
+                }
+                if (r.version != kExitRecordVersion || r.size != sizeof(ExitRecord)) {
+                    throw py::value_error("exit record version " + std::to_string(r.version) +
+                                          " size " + std::to_string(r.size) +
+                                          " does not match this armvcpu (version " +
+                                          std::to_string(kExitRecordVersion) + ", size " +
+                                          std::to_string(sizeof(ExitRecord)) + ")");
+                }
+                if (static_cast<std::uint32_t>(r.reason.kind) >= kNumExitKinds) {
+                    throw py::value_error(
+                        "exit record holds an unknown exit kind " +
+                        std::to_string(static_cast<std::uint32_t>(r.reason.kind)));
+                }
+                return r;
+            },
+            py::arg("data"))
+        .def("to_bytes", &to_bytes<ExitRecord>)
+        .def_readonly("vm_id", &ExitRecord::vm_id)
+        .def_readonly("vcpu_id", &ExitRecord::vcpu_id)
+        .def_readonly("seq", &ExitRecord::seq)
+        .def_readonly("exception_type", &ExitRecord::exception_type)
+        .def_readwrite("action", &ExitRecord::action)
+        .def_readonly("esr", &ExitRecord::esr)
+        .def_readonly("far", &ExitRecord::far)
+        .def_readonly("hpfar", &ExitRecord::hpfar)
+        .def_property_readonly("syndrome",
+                               [](const ExitRecord& r) { return Syndrome{r.esr, r.far, r.hpfar}; })
+        .def_readonly("reason", &ExitRecord::reason)
+        .def_readwrite("frame", &ExitRecord::frame)
+        .def_property_readonly_static("SIZE", [](py::object) { return sizeof(ExitRecord); })
+        .def_property_readonly_static("OFFSETS", [](py::object) {
+            py::dict d;
+            d["magic"] = offsetof(ExitRecord, magic);
+            d["seq"] = offsetof(ExitRecord, seq);
+            d["action"] = offsetof(ExitRecord, action);
+            d["esr"] = offsetof(ExitRecord, esr);
+            d["reason"] = offsetof(ExitRecord, reason);
+            d["frame"] = offsetof(ExitRecord, frame);
+            return d;
+        });
+
+    py::class_<GuestConfig>(
+        m, "GuestConfig",
+        "Where the guest lives and starts (firmware symbol armvcpu_guest_config).")
+        .def(py::init([]() { return GuestConfig{}; }))
+        .def_static(
+            "from_bytes",
+            [](const py::buffer& b) { return from_buffer<GuestConfig>(b, "GuestConfig"); },
+            py::arg("data"))
+        .def("to_bytes", &to_bytes<GuestConfig>)
+        .def_readwrite("entry", &GuestConfig::entry)
+        .def_readwrite("ipa_base", &GuestConfig::ipa_base)
+        .def_readwrite("pa_base", &GuestConfig::pa_base)
+        .def_readwrite("size", &GuestConfig::size)
+        .def_readwrite("x0", &GuestConfig::x0)
+        .def_property_readonly_static("SIZE", [](py::object) { return sizeof(GuestConfig); })
+        .def("__repr__", [](const GuestConfig& c) {
+            return "GuestConfig(entry=" + hex(c.entry) + ", ipa_base=" + hex(c.ipa_base) +
+                   ", pa_base=" + hex(c.pa_base) + ", size=" + hex(c.size) + ", x0=" + hex(c.x0) +
+                   ")";
+        });
+
+    py::dict symbols;
+    symbols["exit_records"] = kSymExitRecords;
+    symbols["guest_config"] = kSymGuestConfig;
+    symbols["host_attached"] = kSymHostAttached;
+    symbols["host_handoff"] = kSymHostHandoff;
+    m.attr("FIRMWARE_SYMBOLS") = symbols;
+    m.attr("EXIT_RECORD_MAGIC") = kExitRecordMagic;
+    m.attr("EXIT_RECORD_VERSION") = kExitRecordVersion;
+}
+
+}  // namespace armvcpu::py_bind

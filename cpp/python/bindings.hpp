@@ -1,0 +1,51 @@
+// Shared helpers for the armvcpu._core binding files. Binding only: every
+// decision lives in cpp/include/armvcpu.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+namespace armvcpu::py_bind {
+
+namespace py = pybind11;
+
+inline std::string hex(std::uint64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
+// Copies a bytes-like object into a trivially copyable struct, insisting on
+// the exact size so a truncated read from the target is an error, not garbage.
+template <class T>
+T from_buffer(const py::buffer& data, const char* what) {
+    const py::buffer_info info = data.request();
+    const auto size = static_cast<std::size_t>(info.size * info.itemsize);
+    if (size != sizeof(T)) {
+        throw py::value_error(std::string(what) + " needs exactly " + std::to_string(sizeof(T)) +
+                              " bytes, got " + std::to_string(size));
+    }
+    T value;
+    std::memcpy(&value, info.ptr, sizeof(T));
+    return value;
+}
+
+template <class T>
+py::bytes to_bytes(const T& value) {
+    return py::bytes(reinterpret_cast<const char*>(&value), sizeof(T));
+}
+
+void bind_syndrome(py::module_& m);
+void bind_sysregs(py::module_& m);
+void bind_trap_frame(py::module_& m);
+void bind_exits(py::module_& m);
+void bind_psci(py::module_& m);
+void bind_host_interface(py::module_& m);
+void bind_vcpu(py::module_& m);
+void bind_stage2(py::module_& m);
+
+}  // namespace armvcpu::py_bind

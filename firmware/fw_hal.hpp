@@ -1,0 +1,56 @@
+// FwHal: the core's Hal on the real (emulated) CPU: mrs/msr and the
+// assembly world switch. Every register access the core makes goes through
+// here, generated from the core's own register lists.
+#pragma once
+
+#include <cstdint>
+
+#include "armvcpu/guest_context.hpp"
+#include "armvcpu/hal.hpp"
+#include "sysreg.hpp"
+
+extern "C" std::uint64_t armvcpu_run_guest(armvcpu::TrapFrame* frame);
+
+namespace fw {
+
+struct FwHal {
+    std::uint64_t read_sysreg(armvcpu::SysReg r) {
+        switch (r) {
+#define ARMVCPU_X(field, name) \
+    case armvcpu::SysReg::field: return ARMVCPU_READ_SYSREG(name);
+            ARMVCPU_GUEST_SYSREGS(ARMVCPU_X) ARMVCPU_HOST_SYSREGS(ARMVCPU_X)
+#undef ARMVCPU_X
+            case armvcpu::SysReg::kCount: break;
+        }
+        return 0;
+    }
+
+    void write_sysreg(armvcpu::SysReg r, std::uint64_t v) {
+        switch (r) {
+#define ARMVCPU_X(field, name)         \
+    case armvcpu::SysReg::field:       \
+        ARMVCPU_WRITE_SYSREG(name, v); \
+        return;
+            ARMVCPU_GUEST_SYSREGS(ARMVCPU_X) ARMVCPU_HOST_SYSREGS_RW(ARMVCPU_X)
+#undef ARMVCPU_X
+            default: return;  // identification registers are read-only
+        }
+    }
+
+    void isb() { fw::isb(); }
+
+    armvcpu::ExceptionType enter_guest(armvcpu::TrapFrame& frame) {
+        // Bit 2 of the vectors' code marks an AArch32 lower EL; the syndrome
+        // (ESR_EL2) already tells a VMM which state the guest was in.
+        return static_cast<armvcpu::ExceptionType>(armvcpu_run_guest(&frame) & 3);
+    }
+
+    // No interrupt controller is driven yet: 1023 is GICv3's "spurious".
+    std::uint64_t irq_fetch() { return 1023; }
+    void irq_handler() {}
+    bool inject_interrupt(std::uint64_t) { return false; }
+};
+
+static_assert(armvcpu::Hal<FwHal>);
+
+}  // namespace fw
