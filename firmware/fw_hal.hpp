@@ -18,7 +18,8 @@ struct FwHal {
         switch (r) {
 #define ARMVCPU_X(field, name) \
     case armvcpu::SysReg::field: return ARMVCPU_READ_SYSREG(name);
-            ARMVCPU_GUEST_SYSREGS(ARMVCPU_X) ARMVCPU_HOST_SYSREGS(ARMVCPU_X)
+            ARMVCPU_GUEST_SYSREGS(ARMVCPU_X)
+            ARMVCPU_HOST_SYSREGS(ARMVCPU_X)
 #undef ARMVCPU_X
             case armvcpu::SysReg::kCount: break;
         }
@@ -27,11 +28,10 @@ struct FwHal {
 
     void write_sysreg(armvcpu::SysReg r, std::uint64_t v) {
         switch (r) {
-#define ARMVCPU_X(field, name)         \
-    case armvcpu::SysReg::field:       \
-        ARMVCPU_WRITE_SYSREG(name, v); \
-        return;
-            ARMVCPU_GUEST_SYSREGS(ARMVCPU_X) ARMVCPU_HOST_SYSREGS_RW(ARMVCPU_X)
+#define ARMVCPU_X(field, name) \
+    case armvcpu::SysReg::field: ARMVCPU_WRITE_SYSREG(name, v); return;
+            ARMVCPU_GUEST_SYSREGS(ARMVCPU_X)
+            ARMVCPU_HOST_SYSREGS_RW(ARMVCPU_X)
 #undef ARMVCPU_X
             default: return;  // identification registers are read-only
         }

@@ -1,10 +1,12 @@
 #include "host_link.hpp"
 
 #include "armvcpu/classify.hpp"
+#include "armvcpu/mailbox.hpp"
 
 using armvcpu::ExitRecord;
 using armvcpu::GuestConfig;
 using armvcpu::HostAction;
+using armvcpu::HostTransport;
 
 extern "C" {
 
@@ -28,6 +30,12 @@ namespace fw {
 
 bool host_attached() { return armvcpu_host_attached != 0; }
 
+namespace {
+
+HostTransport transport() { return static_cast<HostTransport>(armvcpu_host_attached); }
+
+}  // namespace
+
 HostAction report_exit(unsigned vcpu_id, armvcpu::ExceptionType type,
                        const armvcpu::Syndrome& syndrome, const armvcpu::ExitReason& reason,
                        armvcpu::TrapFrame& frame) {
@@ -37,7 +45,7 @@ HostAction report_exit(unsigned vcpu_id, armvcpu::ExceptionType type,
     record.size = sizeof(ExitRecord);
     record.vm_id = 1;
     record.vcpu_id = vcpu_id;
-    record.seq += 1;
+    const std::uint64_t seq = record.seq + 1;
     record.exception_type = type;
     record.action = HostAction::Default;
     record.esr = syndrome.esr;
@@ -45,11 +53,22 @@ HostAction report_exit(unsigned vcpu_id, armvcpu::ExceptionType type,
     record.hpfar = syndrome.hpfar;
     record.reason = reason;
     record.frame = frame;
-    if (!host_attached()) return HostAction::Default;
 
-    // The call is a compiler barrier: the record is written before the host
-    // sees it and read again after the host has changed it.
-    armvcpu_host_handoff(&record);
+    switch (transport()) {
+        case HostTransport::Gdb:
+            record.seq = seq;
+            // The call is a compiler barrier: the record is written before the
+            // host sees it and read again after the host has changed it.
+            armvcpu_host_handoff(&record);
+            break;
+        case HostTransport::SharedMemory:
+            armvcpu::mailbox::store_release(&record.seq, seq);
+            while (armvcpu::mailbox::load_acquire(&record.ack) != seq) {
+                asm volatile("yield");
+            }
+            break;
+        default: record.seq = seq; return HostAction::Default;
+    }
     const HostAction action = record.action;
     if (action == HostAction::Resume) frame = record.frame;
     return action;

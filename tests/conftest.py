@@ -40,15 +40,27 @@ def qemu_pids() -> set[int]:
     return pids
 
 
+def shm_files() -> set[str]:
+    """armvcpu's shared guest-RAM files in /dev/shm."""
+    return {p.name for p in Path("/dev/shm").glob("armvcpu-*")}
+
+
 @pytest.fixture
 def no_leaked_qemu():
-    """Fails the test if it leaves a QEMU process behind."""
-    before = qemu_pids()
+    """Fails the test if it leaves a QEMU process or a /dev/shm file behind."""
+    before, files_before = qemu_pids(), shm_files()
     yield
     deadline = time.monotonic() + 5
     while (leaked := qemu_pids() - before) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not leaked, f"leaked QEMU processes: {sorted(leaked)}"
+    assert not shm_files() - files_before, "leaked /dev/shm files"
+
+
+@pytest.fixture(params=["shm", "gdb"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Run the test over each exit transport."""
+    return str(request.param)
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ def test_classify_unhandled_class_is_reported_not_fatal():
 
 def _record_bytes(**changes: int) -> bytes:
     raw = bytearray(_core.ExitRecord().to_bytes())
-    offsets = {"magic": (0, 4), "version": (4, 2), "kind": (56, 4)}
+    offsets = {"magic": (0, 4), "version": (4, 2), "kind": (_core.ExitRecord.OFFSETS["reason"], 4)}
     for field, value in changes.items():
         off, size = offsets[field]
         raw[off : off + size] = value.to_bytes(size, "little")

@@ -10,7 +10,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from armvcpu import _core
 from armvcpu._core import ExceptionType, ExitKind
 
@@ -217,21 +216,26 @@ def test_psci_over_smc_advances_the_pc():
     assert v.frame.elr == pc + 4
 
 
+def _race_cpu_on(vm: _core.VmPowerState, racers: int) -> list[object]:
+    results: list[object] = []
+    barrier = threading.Barrier(racers)
+
+    def race() -> None:
+        barrier.wait()
+        results.append(vm.try_cpu_on(1))
+
+    threads = [threading.Thread(target=race) for _ in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def test_concurrent_cpu_on_has_one_winner():
     for _ in range(50):
         vm = _core.VmPowerState([0, 1])
-        results = []
-        barrier = threading.Barrier(4)
-
-        def race() -> None:
-            barrier.wait()
-            results.append(vm.try_cpu_on(1))
-
-        threads = [threading.Thread(target=race) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = _race_cpu_on(vm, 4)
         assert results.count(_core.PsciReturnCode.SUCCESS) == 1
         assert vm.state(1) == _core.AffinityState.ON_PENDING
 

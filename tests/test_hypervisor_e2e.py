@@ -17,10 +17,10 @@ def fold(values: list[int]) -> int:
     return checksum
 
 
-def test_hypercall_sequence_arguments_and_checksum(hypercalls_guest, no_leaked_qemu):
+def test_hypercall_sequence_arguments_and_checksum(hypercalls_guest, no_leaked_qemu, transport):
     answers = [0xDEAD0000 + 17 * i for i in range(8)]
     seen = []
-    with Hypervisor() as hv:
+    with Hypervisor(transport=transport) as hv:
         hv.load(hypercalls_guest)
         for exit in hv.exits():
             seen.append(exit)
@@ -39,8 +39,8 @@ def test_hypercall_sequence_arguments_and_checksum(hypercalls_guest, no_leaked_q
     assert [e.seq for e in seen] == list(range(1, 11))
 
 
-def test_exit_carries_syndrome_and_frame(hypercalls_guest, no_leaked_qemu):
-    with Hypervisor() as hv:
+def test_exit_carries_syndrome_and_frame(hypercalls_guest, no_leaked_qemu, transport):
+    with Hypervisor(transport=transport) as hv:
         hv.load(hypercalls_guest)
         first = next(iter(hv.exits()))
         # What QEMU's CPU reports for HVC #0 from EL1 (Arm ARM D17.2.37).
@@ -52,22 +52,22 @@ def test_exit_carries_syndrome_and_frame(hypercalls_guest, no_leaked_qemu):
         assert int.from_bytes(hvc, "little") == 0xD4000002
 
 
-def test_default_answer_without_a_handler(hypercalls_guest, no_leaked_qemu):
-    with Hypervisor() as hv:
+def test_default_answer_without_a_handler(hypercalls_guest, no_leaked_qemu, transport):
+    with Hypervisor(transport=transport) as hv:
         hv.load(hypercalls_guest)
         exits = hv.run()
     assert exits[8].reason.args[0] == 0  # every answer was the default x0 = 0
     assert "VM 1 stopped after 10 exits" in hv.console
 
 
-def test_run_with_a_handler_that_returns_values(hypercalls_guest, no_leaked_qemu):
-    with Hypervisor() as hv:
+def test_run_with_a_handler_that_returns_values(hypercalls_guest, no_leaked_qemu, transport):
+    with Hypervisor(transport=transport) as hv:
         hv.load(hypercalls_guest)
         exits = hv.run(lambda e: 5 if e.kind == ExitKind.Hypercall else None)
     assert exits[8].reason.args[0] == fold([5] * 8)
 
 
-def test_editing_registers_reaches_the_guest(no_leaked_qemu):
+def test_editing_registers_reaches_the_guest(no_leaked_qemu, transport):
     guest = Guest.from_asm(
         """
         mov x0, #1
@@ -81,7 +81,7 @@ def test_editing_registers_reaches_the_guest(no_leaked_qemu):
         hvc #0
         """
     )
-    with Hypervisor() as hv:
+    with Hypervisor(transport=transport) as hv:
         hv.load(guest)
         exits = []
         for exit in hv.exits():
@@ -92,7 +92,7 @@ def test_editing_registers_reaches_the_guest(no_leaked_qemu):
     assert exits[1].reason.args[:2] == (0x5555, 0x3030)
 
 
-def test_stage2_blocks_access_outside_guest_ram(no_leaked_qemu):
+def test_stage2_blocks_access_outside_guest_ram(no_leaked_qemu, transport):
     """The PL011 at 0x09000000 is not mapped for the guest: its load traps to
     EL2 as a stage-2 data abort and becomes an MMIO read exit."""
     guest = Guest.from_asm(
@@ -102,7 +102,7 @@ def test_stage2_blocks_access_outside_guest_ram(no_leaked_qemu):
         b .
         """
     )
-    with Hypervisor() as hv:
+    with Hypervisor(transport=transport) as hv:
         hv.load(guest)
         exits = hv.run()
     assert len(exits) == 1
@@ -116,11 +116,11 @@ def test_stage2_blocks_access_outside_guest_ram(no_leaked_qemu):
     assert "stopped after 1 exits (last: MmioRead)" in hv.console
 
 
-def test_fetch_from_unmapped_memory_is_a_nested_page_fault(no_leaked_qemu):
+def test_fetch_from_unmapped_memory_is_a_nested_page_fault(no_leaked_qemu, transport):
     """BRK at EL1 is taken to the guest's own EL1 vector (Arm ARM D2.3: debug
     exceptions stay at EL1 unless MDCR_EL2.TDE). With VBAR_EL1 = 0 that vector
     at IPA 0x200 is unmapped in stage 2: an instruction abort reaches EL2."""
-    with Hypervisor() as hv:
+    with Hypervisor(transport=transport) as hv:
         hv.load(Guest.from_asm("brk #0x77"))
         exits = hv.run()
     assert [e.kind for e in exits] == [ExitKind.NestedPageFault]
@@ -131,9 +131,9 @@ def test_fetch_from_unmapped_memory_is_a_nested_page_fault(no_leaked_qemu):
     assert exits[0].pc == 0x200
 
 
-def test_trapped_smc_is_reported_at_the_instruction(no_leaked_qemu):
+def test_trapped_smc_is_reported_at_the_instruction(no_leaked_qemu, transport):
     """HCR_EL2.TSC traps SMC; its ELR_EL2 is the SMC itself (Arm ARM D1.3.2)."""
-    with Hypervisor() as hv:
+    with Hypervisor(transport=transport) as hv:
         hv.load(Guest.from_asm("mov x0, #0x1234\nsmc #0x42\nb ."))
         exits = hv.run()
     assert [e.kind for e in exits] == [ExitKind.GuestException]
@@ -142,8 +142,8 @@ def test_trapped_smc_is_reported_at_the_instruction(no_leaked_qemu):
     assert exits[0].pc == 0x40000004
 
 
-def test_stop_ends_the_vm(hypercalls_guest, no_leaked_qemu):
-    with Hypervisor() as hv:
+def test_stop_ends_the_vm(hypercalls_guest, no_leaked_qemu, transport):
+    with Hypervisor(transport=transport) as hv:
         hv.load(hypercalls_guest)
         count = 0
         for exit in hv.exits():
@@ -152,8 +152,8 @@ def test_stop_ends_the_vm(hypercalls_guest, no_leaked_qemu):
     assert count == 1
 
 
-def test_resume_twice_is_an_error(hypercalls_guest, no_leaked_qemu):
-    with Hypervisor() as hv:
+def test_resume_twice_is_an_error(hypercalls_guest, no_leaked_qemu, transport):
+    with Hypervisor(transport=transport) as hv:
         hv.load(hypercalls_guest)
         exit = next(iter(hv.exits()))
         exit.resume(x0=1)
@@ -161,8 +161,8 @@ def test_resume_twice_is_an_error(hypercalls_guest, no_leaked_qemu):
             exit.resume(x0=2)
 
 
-def test_unknown_register_name(hypercalls_guest, no_leaked_qemu):
-    with Hypervisor() as hv:
+def test_unknown_register_name(hypercalls_guest, no_leaked_qemu, transport):
+    with Hypervisor(transport=transport) as hv:
         hv.load(hypercalls_guest)
         exit = next(iter(hv.exits()))
         with pytest.raises(KeyError, match="no register 'x31'"):

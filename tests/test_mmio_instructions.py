@@ -95,13 +95,13 @@ def _encoding(asm: str) -> bytes:
     return Guest.from_asm(f".arch armv8.1-a\n{asm}").segments[0].data[:4]
 
 
-@pytest.fixture(scope="module")
-def observed():
+@pytest.fixture(scope="module", params=["shm", "gdb"])
+def observed(request):
     """Run the guest once; pair every exit with the form that caused it."""
     results: list[tuple[Form, object, bytes, int | None]] = []
     forms = iter(FORMS)
     pending_read: Form | None = None
-    with Hypervisor() as hv:
+    with Hypervisor(transport=request.param) as hv:
         hv.load(Guest.from_asm(_guest_source()))
         for exit in hv.exits():
             if exit.kind == ExitKind.Hypercall and exit.reason.nr == REPORT:

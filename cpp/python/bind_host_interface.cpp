@@ -17,6 +17,10 @@ void bind_host_interface(py::module_& m) {
         .value("Irq", ExceptionType::Irq)
         .value("Fiq", ExceptionType::Fiq)
         .value("SError", ExceptionType::SError);
+    py::enum_<HostTransport>(m, "HostTransport", "How the firmware hands exits to the host.")
+        .value("None_", HostTransport::None)
+        .value("Gdb", HostTransport::Gdb)
+        .value("SharedMemory", HostTransport::SharedMemory);
     py::enum_<HostAction>(m, "HostAction", "What the host asks the firmware to do with an exit.")
         .value("Default", HostAction::Default)
         .value("Resume", HostAction::Resume)
@@ -61,6 +65,7 @@ to_bytes() after changing .action and .frame.
         .def_readonly("vm_id", &ExitRecord::vm_id)
         .def_readonly("vcpu_id", &ExitRecord::vcpu_id)
         .def_readonly("seq", &ExitRecord::seq)
+        .def_readonly("ack", &ExitRecord::ack)
         .def_readonly("exception_type", &ExitRecord::exception_type)
         .def_readwrite("action", &ExitRecord::action)
         .def_readonly("esr", &ExitRecord::esr)
@@ -75,6 +80,7 @@ to_bytes() after changing .action and .frame.
             py::dict d;
             d["magic"] = offsetof(ExitRecord, magic);
             d["seq"] = offsetof(ExitRecord, seq);
+            d["ack"] = offsetof(ExitRecord, ack);
             d["action"] = offsetof(ExitRecord, action);
             d["esr"] = offsetof(ExitRecord, esr);
             d["reason"] = offsetof(ExitRecord, reason);

@@ -15,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
     b::bind_host_interface(m);
     b::bind_vcpu(m);
     b::bind_stage2(m);
+    b::bind_mailbox(m);
 }

@@ -1,4 +1,4 @@
-"""The session: QEMU running the armvcpu firmware, driven over its gdbstub.
+"""The session: QEMU running the armvcpu firmware, driven from Python.
 
 >>> from armvcpu import Hypervisor, Guest, example_guest_path
 >>> with Hypervisor() as hv:                                # doctest: +SKIP
@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import mmap
+import os
+import secrets
+import time
 import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import _core
 from .errors import (
     ArmvcpuError,
-    GdbProtocolError,
     GuestImageError,
     GuestTimeout,
     QemuError,
@@ -32,6 +35,12 @@ from .firmware import Firmware
 from .gdbstub import GdbRemote
 from .guest import Guest
 from .qemu import QemuConfig, QemuProcess
+from .transport import GdbTransport, SharedMemoryTransport, Transport
+
+#: Where QEMU virt's RAM starts in the physical address space.
+RAM_BASE = 0x4000_0000
+#: How often a waiting host checks that QEMU is still alive.
+_POLL_SLICE = 0.1
 
 _live_sessions: weakref.WeakSet[Hypervisor] = weakref.WeakSet()
 
@@ -50,6 +59,8 @@ class Hypervisor:
 
     Args:
         firmware: the firmware ELF (default: the one this package carries).
+        transport: ``"shm"`` (guest RAM shared with the host; fastest) or
+            ``"gdb"`` (the gdbstub hand-off; works with any GDB remote target).
         qemu: the QEMU binary.
         cpu: QEMU's ``-cpu`` model.
         memory_mb: machine RAM; the firmware carves guest RAM out of it.
@@ -61,21 +72,28 @@ class Hypervisor:
         self,
         *,
         firmware: str | Path | None = None,
+        transport: Literal["shm", "gdb"] = "shm",
         qemu: str = "qemu-system-aarch64",
         cpu: str = "max",
         memory_mb: int = 256,
         timeout: float = 10.0,
         extra_args: Sequence[str] = (),
     ) -> None:
+        if transport not in ("shm", "gdb"):
+            raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
         self.firmware = Firmware.load(firmware)
+        self.transport_name = transport
         self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=memory_mb,
                                  extra_args=tuple(extra_args))  # fmt: skip
         self.timeout = timeout
         self.qemu: QemuProcess | None = None
         self.gdb: GdbRemote | None = None
+        self.transport: Transport | None = None
+        self.ram: mmap.mmap | None = None
         self.guest_config: Any = None
         self.last_exit: Exit | None = None
         self.exit_count = 0
+        self._ram_file: Path | None = None
         self._started = False
         self._finished = False  # QEMU has gone
         self._end_expected = False  # the last answered exit ends the VM
@@ -91,24 +109,59 @@ class Hypervisor:
         self.close()
 
     def start(self) -> None:
-        """Start QEMU halted, attach to its gdbstub and mark the host attached."""
+        """Start QEMU halted, attach to it and tell the firmware a host is there."""
         if self._closed:
             raise SessionClosedError("this Hypervisor session is closed")
         if self.qemu is not None:
             return
         _live_sessions.add(self)
         try:
+            if self.transport_name == "shm":
+                self._ram_file = self._create_ram_file()
+                self.config.ram_file = self._ram_file
             self.qemu = QemuProcess(self.config, self.firmware.path)
             self.qemu.wait_for_socket()
             self.gdb = GdbRemote.connect_unix(str(self.qemu.gdb_socket), timeout=self.timeout)
             self.gdb.handshake()
+            if self._ram_file is not None:
+                self.ram = self._map_ram_file(self._ram_file)
+                self.transport = SharedMemoryTransport(
+                    self.ram, RAM_BASE, self.firmware.exit_records
+                )
+            else:
+                gdb_transport = GdbTransport(
+                    self.gdb, self.firmware.exit_records, self.firmware.host_handoff
+                )
+                gdb_transport.prepare()
+                self.transport = gdb_transport
             raw = self.gdb.read_memory(self.firmware.guest_config, _core.GuestConfig.SIZE)
             self.guest_config = _core.GuestConfig.from_bytes(raw)
-            self.gdb.write_memory(self.firmware.host_attached, (1).to_bytes(4, "little"))
-            self.gdb.insert_breakpoint(self.firmware.host_handoff)
+            attach = self.transport.attach_value().to_bytes(4, "little")
+            self.gdb.write_memory(self.firmware.host_attached, attach)
         except BaseException:
             self.close()
             raise
+
+    def _create_ram_file(self) -> Path:
+        path = Path("/dev/shm") / f"armvcpu-{os.getpid()}-{secrets.token_hex(4)}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, self.config.memory_mb << 20)
+        finally:
+            os.close(fd)
+        return path
+
+    def _map_ram_file(self, path: Path) -> mmap.mmap:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            ram = mmap.mmap(fd, self.config.memory_mb << 20, mmap.MAP_SHARED)
+        finally:
+            os.close(fd)
+        # QEMU and we both hold mappings now: the name is no longer needed, and
+        # removing it here means no /dev/shm file can outlive the session.
+        path.unlink(missing_ok=True)
+        self._ram_file = None
+        return ram
 
     def close(self) -> None:
         """Stop QEMU and release everything; safe to call more than once."""
@@ -117,6 +170,12 @@ class Hypervisor:
             self.gdb.close()
         if self.qemu is not None:
             self.qemu.terminate()
+        if self.ram is not None:
+            with contextlib.suppress(BufferError):
+                self.ram.close()
+        if self._ram_file is not None:
+            self._ram_file.unlink(missing_ok=True)
+            self._ram_file = None
         _live_sessions.discard(self)
 
     @property
@@ -150,10 +209,19 @@ class Hypervisor:
         return int(cfg.pa_base + (ipa - cfg.ipa_base))
 
     def read_guest(self, ipa: int, length: int) -> bytes:
-        return self._require_gdb().read_memory(self.ipa_to_pa(ipa, length), length)
+        """Bytes of guest RAM at a guest physical address."""
+        pa = self.ipa_to_pa(ipa, length)
+        if self.ram is not None:
+            return bytes(self.ram[pa - RAM_BASE : pa - RAM_BASE + length])
+        return self._require_gdb().read_memory(pa, length)
 
     def write_guest(self, ipa: int, data: bytes) -> None:
-        self._require_gdb().write_memory(self.ipa_to_pa(ipa, len(data)), data)
+        """Write guest RAM at a guest physical address."""
+        pa = self.ipa_to_pa(ipa, len(data))
+        if self.ram is not None:
+            self.ram[pa - RAM_BASE : pa - RAM_BASE + len(data)] = data
+        else:
+            self._require_gdb().write_memory(pa, data)
 
     def load(self, guest: Guest) -> None:
         """Copy a guest into guest RAM and make its entry point the vCPU's first PC."""
@@ -176,19 +244,19 @@ class Hypervisor:
     def exits(self, timeout: float | None = None) -> Iterator[Exit]:
         """Run the guest and yield each exit until the VM stops.
 
-        Each exit must be answered (``resume()``/``stop()``) or it gets the
-        firmware's default answer when the loop asks for the next one.
+        Answer each exit (``resume()``, ``complete_read()``, ``stop()``, ...);
+        one left unanswered gets the firmware's default when the loop goes on.
         """
         gdb = self._require_gdb()
         wait = self.timeout if timeout is None else timeout
+        if not self._started and self.transport_name == "shm":
+            gdb.cont()  # the CPU runs freely from here; exits come through RAM
         self._started = True
         while not self._finished:
             with self._target_errors():
-                gdb.cont()
-                stop = self._wait_for_exit(gdb, wait)
-                if stop is None:
-                    return
-                raw = gdb.read_memory(self.firmware.exit_records, _core.ExitRecord.SIZE)
+                raw = self._next_record(gdb, wait)
+            if raw is None:
+                return
             record = _core.ExitRecord.from_bytes(raw)
             exit = Exit(record, self._answer)
             self.last_exit = exit
@@ -215,6 +283,44 @@ class Hypervisor:
                 exit.resume(x0=value)
         return seen
 
+    def _next_record(self, gdb: GdbRemote, timeout: float) -> bytes | None:
+        """The next exit record, or None when the VM has ended as expected."""
+        assert self.qemu is not None and self.transport is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._timeout_error(gdb, timeout)
+            if (
+                self._end_expected
+                and isinstance(self.transport, SharedMemoryTransport)
+                and self.qemu.wait(remaining) is not None
+            ):
+                # Powered off, as the last answer asked; the gdb transport
+                # instead sees the exit as a stop reply after its continue.
+                self._ended_or_died()
+                return None
+            try:
+                raw = self.transport.wait_record(min(remaining, _POLL_SLICE))
+            except TargetConnectionError:
+                self._ended_or_died()
+                return None
+            if raw is not None:
+                return raw
+            if not self.qemu.alive():
+                self._ended_or_died()
+                return None
+
+    def _answer(self, exit: Exit, frame_changed: bool) -> None:
+        assert self.transport is not None
+        record = exit.record
+        if record.action == _core.HostAction.Stop or (
+            record.action == _core.HostAction.Default and _core.default_stops_vm(exit.kind)
+        ):
+            self._end_expected = True
+        with self._target_errors():
+            self.transport.answer(exit.vcpu_id, record, frame_changed)
+
     @contextlib.contextmanager
     def _target_errors(self) -> Generator[None, None, None]:
         """A broken gdbstub connection because QEMU died becomes a QemuError."""
@@ -228,46 +334,6 @@ class Hypervisor:
                     f"{self.last_exit!r}; firmware log:\n{self._console_tail()}"
                 ) from exc
             raise
-
-    def _answer(self, exit: Exit, frame_changed: bool) -> None:
-        with self._target_errors():
-            self._write_answer(exit, frame_changed)
-
-    def _write_answer(self, exit: Exit, frame_changed: bool) -> None:
-        gdb = self._require_gdb()
-        record = exit.record
-        base = self.firmware.exit_records + exit.vcpu_id * _core.ExitRecord.SIZE
-        if frame_changed:
-            gdb.write_memory(base, record.to_bytes())
-        elif record.action != _core.HostAction.Default:  # the firmware preset Default
-            offset = _core.ExitRecord.OFFSETS["action"]
-            gdb.write_memory(base + offset, int(record.action).to_bytes(4, "little"))
-        if record.action == _core.HostAction.Stop or (
-            record.action == _core.HostAction.Default and _core.default_stops_vm(exit.kind)
-        ):
-            self._end_expected = True
-        # Step over the breakpoint's NOP: QEMU would re-hit it on continue.
-        gdb.write_register("pc", self.firmware.host_handoff + 4)
-
-    def _wait_for_exit(self, gdb: GdbRemote, timeout: float) -> Any:
-        """The stop at the hand-off breakpoint, or None when the VM has ended."""
-        assert self.qemu is not None
-        try:
-            stop = gdb.wait_stop(timeout)
-        except TimeoutError:
-            raise self._timeout_error(gdb, timeout) from None
-        except TargetConnectionError:
-            return self._ended_or_died()
-        if stop.running_ended:
-            self.qemu.wait(5.0)
-            return self._ended_or_died()
-        pc = gdb.read_register("pc")
-        if pc != self.firmware.host_handoff:
-            raise GdbProtocolError(
-                f"target stopped at {pc:#x}, not at the exit hand-off "
-                f"({self.firmware.host_handoff:#x}); firmware log:\n{self._console_tail()}"
-            )
-        return stop
 
     def _ended_or_died(self) -> None:
         """QEMU is gone: a normal end after SystemDown/stop, otherwise an error."""

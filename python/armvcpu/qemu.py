@@ -40,11 +40,20 @@ class QemuConfig:
     gic_version: int = 3
     smp: int = 1
     extra_args: Sequence[str] = field(default_factory=tuple)
+    #: Back guest RAM with this file (shared, so the host can map it too).
+    ram_file: Path | None = None
 
     def command(self, firmware: Path, gdb_socket: Path, console: Path) -> list[str]:
+        machine = f"virt,virtualization=on,gic-version={self.gic_version}"
+        ram: list[str] = []
+        if self.ram_file is not None:
+            machine += ",memory-backend=ram"
+            ram = ["-object", f"memory-backend-file,id=ram,size={self.memory_mb}M,"
+                              f"share=on,mem-path={self.ram_file}"]  # fmt: skip
         return [
             self.binary,
-            "-machine", f"virt,virtualization=on,gic-version={self.gic_version}",
+            "-machine", machine,
+            *ram,
             "-cpu", self.cpu,
             "-smp", str(self.smp),
             "-m", f"{self.memory_mb}M",

@@ -53,16 +53,23 @@ constexpr ExitReason classify_psci(TrapFrame& frame, const ClassifyContext& ctx)
     using psci::Function;
     using psci::ReturnCode;
     const std::uint64_t x0 = frame.gpr(0);
+    // SMC32-convention calls pass their arguments in W1..W7 (DEN0028 2.4):
+    // the upper halves of X1..X7 are not part of the call.
+    const bool wide = psci::is_smc64(x0);
+    const auto arg = [&frame, wide](unsigned i) {
+        const std::uint64_t v = frame.gpr(i);
+        return wide ? v : (v & 0xffffffffu);
+    };
     switch (psci::canonical(x0)) {
         case Function::PsciVersion: frame.set_gpr(0, psci::kPsciVersion); break;
         case Function::SmcccVersion: frame.set_gpr(0, psci::kSmcccVersion); break;
         case Function::PsciFeatures:
-            set_psci_result(frame, psci::is_implemented(frame.gpr(1)) ? ReturnCode::Success
-                                                                      : ReturnCode::NotSupported);
+            set_psci_result(frame, psci::is_implemented(arg(1)) ? ReturnCode::Success
+                                                                : ReturnCode::NotSupported);
             break;
         case Function::SmcccArchFeatures:
             // No ARCH_WORKAROUND_* service is offered; only the call itself.
-            set_psci_result(frame, psci::canonical(frame.gpr(1)) == Function::SmcccArchFeatures
+            set_psci_result(frame, psci::canonical(arg(1)) == Function::SmcccArchFeatures
                                        ? ReturnCode::Success
                                        : ReturnCode::NotSupported);
             break;
@@ -73,7 +80,7 @@ constexpr ExitReason classify_psci(TrapFrame& frame, const ClassifyContext& ctx)
             set_psci_result(frame, ReturnCode::Success);
             return make_exit(exit::Halt{});
         case Function::CpuOn: {
-            const std::uint64_t target = frame.gpr(1);
+            const std::uint64_t target = arg(1);
             if (ctx.power != nullptr) {
                 const ReturnCode rc = ctx.power->try_cpu_on(target);
                 set_psci_result(frame, rc);
@@ -81,13 +88,13 @@ constexpr ExitReason classify_psci(TrapFrame& frame, const ClassifyContext& ctx)
             } else {
                 set_psci_result(frame, ReturnCode::Success);
             }
-            return make_exit(exit::CpuUp{target, frame.gpr(2), frame.gpr(3)});
+            return make_exit(exit::CpuUp{target, arg(2), arg(3)});
         }
         case Function::CpuOff:
             if (ctx.power != nullptr) ctx.power->store(ctx.vcpu_index, psci::AffinityState::Off);
             return make_exit(exit::CpuDown{0});
         case Function::AffinityInfo: {
-            if (frame.gpr(2) != 0) {  // only affinity level 0 is described
+            if (arg(2) != 0) {  // only affinity level 0 is described
                 set_psci_result(frame, ReturnCode::InvalidParameters);
                 break;
             }
@@ -95,7 +102,7 @@ constexpr ExitReason classify_psci(TrapFrame& frame, const ClassifyContext& ctx)
                 frame.set_gpr(0, static_cast<std::uint64_t>(psci::AffinityState::On));
                 break;
             }
-            const int index = ctx.power->index_of(frame.gpr(1));
+            const int index = ctx.power->index_of(arg(1));
             if (index < 0) {
                 set_psci_result(frame, ReturnCode::InvalidParameters);
             } else {

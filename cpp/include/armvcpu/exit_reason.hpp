@@ -28,8 +28,8 @@ enum class ExitKind : std::uint32_t {
     CpuUp = 11,
     CpuDown = 12,
     SystemDown = 13,
-    FailEntry = 14,         // parity with axvcpu; never produced on arm64: a failed ERET
-                            // is an Illegal State exception taken in the guest
+    FailEntry = 14,  // parity with axvcpu; never produced on arm64: a failed ERET
+                     // is an Illegal State exception taken in the guest
     SendIpi = 15,
     GuestException = 16,  // any other exception: EC, ISS and PC for the host
 };

@@ -21,41 +21,41 @@ namespace armvcpu {
 //  5. Last the stage-2 and trap controls, VTCR, VTTBR, HCR: the guest's
 //     translation regime switches only when everything it depends on is
 //     loaded. The caller then issues an ISB.
-#define ARMVCPU_GUEST_SYSREGS(X) \
-    X(vpidr_el2, vpidr_el2)      \
-    X(vmpidr_el2, vmpidr_el2)    \
-    X(cntvoff_el2, cntvoff_el2)  \
-    X(cnthctl_el2, cnthctl_el2)  \
-    X(ttbr0_el1, ttbr0_el1)      \
-    X(ttbr1_el1, ttbr1_el1)      \
-    X(tcr_el1, tcr_el1)          \
-    X(mair_el1, mair_el1)        \
-    X(amair_el1, amair_el1)      \
-    X(sctlr_el1, sctlr_el1)      \
-    X(cpacr_el1, cpacr_el1)      \
-    X(vbar_el1, vbar_el1)        \
+#define ARMVCPU_GUEST_SYSREGS(X)      \
+    X(vpidr_el2, vpidr_el2)           \
+    X(vmpidr_el2, vmpidr_el2)         \
+    X(cntvoff_el2, cntvoff_el2)       \
+    X(cnthctl_el2, cnthctl_el2)       \
+    X(ttbr0_el1, ttbr0_el1)           \
+    X(ttbr1_el1, ttbr1_el1)           \
+    X(tcr_el1, tcr_el1)               \
+    X(mair_el1, mair_el1)             \
+    X(amair_el1, amair_el1)           \
+    X(sctlr_el1, sctlr_el1)           \
+    X(cpacr_el1, cpacr_el1)           \
+    X(vbar_el1, vbar_el1)             \
     X(contextidr_el1, contextidr_el1) \
-    X(tpidr_el0, tpidr_el0)      \
-    X(tpidrro_el0, tpidrro_el0)  \
-    X(tpidr_el1, tpidr_el1)      \
-    X(par_el1, par_el1)          \
-    X(esr_el1, esr_el1)          \
-    X(far_el1, far_el1)          \
-    X(afsr0_el1, afsr0_el1)      \
-    X(afsr1_el1, afsr1_el1)      \
-    X(csselr_el1, csselr_el1)    \
-    X(mdscr_el1, mdscr_el1)      \
-    X(sp_el1, sp_el1)            \
-    X(elr_el1, elr_el1)          \
-    X(spsr_el1, spsr_el1)        \
-    X(cntkctl_el1, cntkctl_el1)  \
-    X(cntv_cval_el0, cntv_cval_el0) \
-    X(cntv_ctl_el0, cntv_ctl_el0)   \
-    X(cntp_cval_el0, cntp_cval_el0) \
-    X(cntp_ctl_el0, cntp_ctl_el0)   \
-    X(pmcr_el0, pmcr_el0)        \
-    X(vtcr_el2, vtcr_el2)        \
-    X(vttbr_el2, vttbr_el2)      \
+    X(tpidr_el0, tpidr_el0)           \
+    X(tpidrro_el0, tpidrro_el0)       \
+    X(tpidr_el1, tpidr_el1)           \
+    X(par_el1, par_el1)               \
+    X(esr_el1, esr_el1)               \
+    X(far_el1, far_el1)               \
+    X(afsr0_el1, afsr0_el1)           \
+    X(afsr1_el1, afsr1_el1)           \
+    X(csselr_el1, csselr_el1)         \
+    X(mdscr_el1, mdscr_el1)           \
+    X(sp_el1, sp_el1)                 \
+    X(elr_el1, elr_el1)               \
+    X(spsr_el1, spsr_el1)             \
+    X(cntkctl_el1, cntkctl_el1)       \
+    X(cntv_cval_el0, cntv_cval_el0)   \
+    X(cntv_ctl_el0, cntv_ctl_el0)     \
+    X(cntp_cval_el0, cntp_cval_el0)   \
+    X(cntp_ctl_el0, cntp_ctl_el0)     \
+    X(pmcr_el0, pmcr_el0)             \
+    X(vtcr_el2, vtcr_el2)             \
+    X(vttbr_el2, vttbr_el2)           \
     X(hcr_el2, hcr_el2)
 
 // Registers the hypervisor itself reads or writes.
@@ -86,7 +86,8 @@ constexpr const char* sysreg_id_name(SysReg r) {
     switch (r) {
 #define ARMVCPU_X(field, name) \
     case SysReg::field: return #name;
-        ARMVCPU_GUEST_SYSREGS(ARMVCPU_X) ARMVCPU_HOST_SYSREGS(ARMVCPU_X)
+        ARMVCPU_GUEST_SYSREGS(ARMVCPU_X)
+        ARMVCPU_HOST_SYSREGS(ARMVCPU_X)
 #undef ARMVCPU_X
         case SysReg::kCount: break;
     }

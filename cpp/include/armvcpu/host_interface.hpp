@@ -21,7 +21,15 @@ inline constexpr const char* kSymHostAttached = "armvcpu_host_attached";
 inline constexpr const char* kSymHostHandoff = "armvcpu_host_handoff";
 
 inline constexpr std::uint32_t kExitRecordMagic = 0x58455641;  // "AVEX" little-endian
-inline constexpr std::uint16_t kExitRecordVersion = 1;
+inline constexpr std::uint16_t kExitRecordVersion = 2;
+
+// How the firmware hands exits to the host (the value the host writes into
+// armvcpu_host_attached before it releases the CPU).
+enum class HostTransport : std::uint32_t {
+    None = 0,          // standalone: the firmware answers every exit itself
+    Gdb = 1,           // the host breaks on armvcpu_host_handoff through a gdbstub
+    SharedMemory = 2,  // the host maps guest RAM and polls the record's seq
+};
 
 // How the vCPU left the guest: the vector-table entry that was taken.
 enum class ExceptionType : std::uint32_t {
@@ -38,13 +46,18 @@ enum class HostAction : std::uint32_t {
     Stop = 2,     // stop the VM
 };
 
+// Shared-memory protocol: the firmware fills the record, then stores seq
+// with release ordering; the host, polling seq with acquire ordering, reads
+// the record, writes action (and frame), then stores ack = seq with release;
+// the firmware spins until it loads ack == seq with acquire ordering.
 struct ExitRecord {
     std::uint32_t magic;    // kExitRecordMagic once the firmware has written it
     std::uint16_t version;  // kExitRecordVersion
     std::uint16_t size;     // sizeof(ExitRecord)
     std::uint32_t vm_id;
     std::uint32_t vcpu_id;
-    std::uint64_t seq;  // 1 for the first exit of this vCPU
+    std::uint64_t seq;  // 1 for the first exit of this vCPU; published last
+    std::uint64_t ack;  // written by the host (shared memory): the seq it answered
     ExceptionType exception_type;
     HostAction action;    // written by the host before it resumes
     std::uint64_t esr;    // ESR_EL2
@@ -57,12 +70,15 @@ struct ExitRecord {
 static_assert(std::is_trivially_copyable_v<ExitRecord>);
 static_assert(std::is_standard_layout_v<ExitRecord>);
 static_assert(offsetof(ExitRecord, seq) == 16);
-static_assert(offsetof(ExitRecord, exception_type) == 24);
-static_assert(offsetof(ExitRecord, action) == 28);
-static_assert(offsetof(ExitRecord, esr) == 32);
-static_assert(offsetof(ExitRecord, reason) == 56);
-static_assert(offsetof(ExitRecord, frame) == 128);
-static_assert(sizeof(ExitRecord) == 128 + sizeof(TrapFrame));
+static_assert(offsetof(ExitRecord, ack) == 24);
+static_assert(offsetof(ExitRecord, exception_type) == 32);
+static_assert(offsetof(ExitRecord, action) == 36);
+static_assert(offsetof(ExitRecord, esr) == 40);
+static_assert(offsetof(ExitRecord, reason) == 64);
+static_assert(offsetof(ExitRecord, frame) == 136);
+static_assert(sizeof(ExitRecord) == 136 + sizeof(TrapFrame));
+static_assert(offsetof(ExitRecord, seq) % 8 == 0 && offsetof(ExitRecord, ack) % 8 == 0,
+              "seq and ack are accessed atomically");
 static_assert(sizeof(ExitRecord) < 0x10000);  // fits the 16-bit size field
 
 // Where the guest lives and where it starts. The firmware carries defaults

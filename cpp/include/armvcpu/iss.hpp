@@ -99,7 +99,8 @@ struct DataAbortIss {
     static constexpr IssField kS1ptw{"S1PTW", 7, 7};
     static constexpr IssField kWnr{"WnR", 6, 6};
     static constexpr IssField kDfsc{"DFSC", 5, 0};
-    static constexpr IssField kFields[] = {kIsv, kSas, kSse, kSrt, kSf, kAr, kVncr, kLst, kFnv, kEa, kCm, kS1ptw, kWnr, kDfsc};
+    static constexpr IssField kFields[] = {kIsv, kSas, kSse, kSrt, kSf,    kAr,  kVncr,
+                                           kLst, kFnv, kEa,  kCm,  kS1ptw, kWnr, kDfsc};
 
     [[nodiscard]] constexpr bool isv() const { return kIsv.of(iss) != 0; }
     // The fields up to AR are valid only when ISV is 1.
@@ -187,9 +188,7 @@ struct WfxIss {
     [[nodiscard]] constexpr unsigned cond() const { return kCond.of(iss); }
     [[nodiscard]] constexpr unsigned rn() const { return kRn.of(iss); }
     [[nodiscard]] constexpr bool rv() const { return kRv.of(iss) != 0; }
-    [[nodiscard]] constexpr WfxKind ti() const {
-        return static_cast<WfxKind>(kTi.of(iss));
-    }
+    [[nodiscard]] constexpr WfxKind ti() const { return static_cast<WfxKind>(kTi.of(iss)); }
 };
 
 // EC 0x07: "ISS encoding for an exception from an access to SVE, Advanced
@@ -254,7 +253,18 @@ struct SErrorIss {
     [[nodiscard]] constexpr unsigned dfsc() const { return kDfsc.of(iss); }
 };
 
-// HVC, SMC, SVC (EC 0x15-0x17, 0x11-0x13) and BRK (EC 0x3C): imm16 / comment.
+// EC 0x13: "ISS encoding for an exception from SMC instruction execution in
+// AArch32 state": no immediate, only the condition fields.
+struct Smc32Iss {
+    std::uint32_t iss;
+
+    static constexpr IssField kCv{"CV", 24, 24};
+    static constexpr IssField kCond{"COND", 23, 20};
+    static constexpr IssField kCcknownpass{"CCKNOWNPASS", 19, 19};
+    static constexpr IssField kFields[] = {kCv, kCond, kCcknownpass};
+};
+
+// HVC, SVC (EC 0x15, 0x16, 0x11, 0x12), SMC64 (0x17) and BRK (0x3C): imm16.
 struct ImmediateIss {
     std::uint32_t iss;
 
@@ -281,11 +291,11 @@ constexpr IssFieldList iss_fields(ExceptionClass ec) {
         case ExceptionClass::WatchpointLower:
         case ExceptionClass::WatchpointSame: return list_of(WatchpointIss::kFields);
         case ExceptionClass::SError: return list_of(SErrorIss::kFields);
+        case ExceptionClass::Smc32: return list_of(Smc32Iss::kFields);
         case ExceptionClass::Hvc64:
         case ExceptionClass::Smc64:
         case ExceptionClass::Svc64:
         case ExceptionClass::Hvc32:
-        case ExceptionClass::Smc32:
         case ExceptionClass::Svc32:
         case ExceptionClass::Brk64: return list_of(ImmediateIss::kFields);
         default: return {nullptr, 0};
@@ -300,8 +310,8 @@ struct FaultAddress {
     bool offset_valid;
 };
 
-// HPFAR_EL2.FIPA ([47:4] with FEAT_LPA, [43:4] without) holds IPA[51:12];
-// FAR_EL2 supplies the offset in the page when FnV = 0.
+// HPFAR_EL2.FIPA is [39:4] holding IPA[47:12], or [43:4] holding IPA[51:12]
+// with FEAT_LPA; FAR_EL2 supplies the offset in the page when FnV = 0.
 constexpr FaultAddress fault_ipa(std::uint64_t hpfar, std::uint64_t far, bool fnv) {
     const std::uint64_t page = ((hpfar >> 4) & 0xFFFFFFFFFFFull) << 12;
     if (fnv) return {page, false};

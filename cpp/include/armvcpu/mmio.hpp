@@ -18,6 +18,7 @@ constexpr std::uint64_t width_mask(std::uint32_t width) {
 // LDRS*): truncate to the access size; with SSE sign-extend to the register;
 // a W register (SF = 0) holds 32 bits and writing it zeroes bits [63:32].
 constexpr std::uint64_t mmio_read_value(const exit::MmioRead& read, std::uint64_t value) {
+    if (read.width == 0) return 0;  // no such access; classification never makes one
     std::uint64_t v = value & width_mask(read.width);
     if (read.signed_ext != 0 && read.width < 8) {
         const std::uint64_t sign = 1ull << (8 * read.width - 1);

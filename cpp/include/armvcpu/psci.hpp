@@ -63,9 +63,31 @@ constexpr bool is_core_function(std::uint64_t x0) {
     return owner == 0 || owner == 4;
 }
 
-// The SMC32 form of an ID, so SMC64 and SMC32 variants compare equal.
+// Functions that also have an SMC64/HVC64 ID (DEN0022 table 5.1): those
+// whose arguments are addresses or affinities. PSCI_VERSION, CPU_OFF,
+// SYSTEM_OFF, ... exist only in the 32-bit convention.
+constexpr bool has_smc64_form(std::uint32_t smc32_id) {
+    switch (static_cast<Function>(smc32_id)) {
+        case Function::CpuSuspend:
+        case Function::CpuOn:
+        case Function::AffinityInfo:
+        case Function::Migrate:
+        case Function::MigrateInfoUpCpu:
+        case Function::SystemReset2: return true;
+        default: return false;
+    }
+}
+
+// True for an ID of the 64-bit calling convention (bit 30).
+constexpr bool is_smc64(std::uint64_t x0) { return (x0 & kSmc64Bit) != 0; }
+
+// The SMC32 form of an ID, so SMC64 and SMC32 variants compare equal. An
+// SMC64 ID that PSCI does not define stays as it is, matching no Function.
 constexpr Function canonical(std::uint64_t x0) {
-    return static_cast<Function>(static_cast<std::uint32_t>(x0) & ~kSmc64Bit);
+    const auto id = static_cast<std::uint32_t>(x0);
+    if (!is_smc64(id)) return static_cast<Function>(id);
+    const std::uint32_t id32 = id & ~kSmc64Bit;
+    return has_smc64_form(id32) ? static_cast<Function>(id32) : static_cast<Function>(id);
 }
 
 // Whether PSCI_FEATURES reports a function as implemented.

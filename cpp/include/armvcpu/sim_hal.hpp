@@ -44,6 +44,8 @@ public:
         return regs[static_cast<unsigned>(r)];
     }
     constexpr void write_sysreg(SysReg r, std::uint64_t v) {
+        // Identification registers are read-only, as on the real CPU (FwHal).
+        if (r == SysReg::midr_el1 || r == SysReg::mpidr_el1) return;
         regs[static_cast<unsigned>(r)] = v;
         if (write_log_len < 256) write_log[write_log_len++] = r;
     }

@@ -129,9 +129,11 @@ constexpr const char* map_error_name(MapError e) {
 }
 
 // IPA and PA widths these tables support: 4 KiB granule, no concatenation,
-// IPA from 25 to 48 bits (T0SZ 16..39), PA one of PARange's sizes.
+// IPA from 25 to 48 bits (T0SZ 16..39), PA one of PARange's sizes up to 48
+// bits: a 4 KiB descriptor holds OA[47:12] only (52 bits need FEAT_LPA's
+// other layout).
 constexpr bool valid_sizes(unsigned ipa_bits, unsigned pa_bits) {
-    return ipa_bits >= 25 && ipa_bits <= 48 && ps_for_pa_bits(pa_bits) >= 0;
+    return ipa_bits >= 25 && ipa_bits <= 48 && pa_bits <= 48 && ps_for_pa_bits(pa_bits) >= 0;
 }
 
 struct Translation {
@@ -182,6 +184,7 @@ public:
     // Removes the mappings of [ipa, ipa + size): whole 2 MiB blocks or 4 KiB
     // pages. Tables emptied by it stay allocated. The caller invalidates TLBs.
     constexpr MapError unmap(std::uint64_t ipa, std::uint64_t size) {
+        if (!valid_sizes(ipa_bits_, pa_bits_)) return MapError::BadSize;
         if ((ipa | size) & (kPageSize - 1)) return MapError::Unaligned;
         if (ipa + size > (1ull << ipa_bits_) || ipa + size < ipa) return MapError::OutOfRange;
         while (size != 0) {

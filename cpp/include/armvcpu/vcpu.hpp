@@ -147,7 +147,8 @@ public:
     // and classifies how it came back.
     constexpr VCpuRunResult run() {
         if (!expect(VCpuState::Ready)) {
-            return {VCpuError::BadState, ExceptionType::Synchronous, {}, make_exit(exit::Nothing{})};
+            return {
+                VCpuError::BadState, ExceptionType::Synchronous, {}, make_exit(exit::Nothing{})};
         }
         state_ = VCpuState::Running;
         const ExceptionType type = hal_.enter_guest(ctx_);
@@ -178,6 +179,7 @@ public:
     }
 
     constexpr VCpuError set_gpr(unsigned index, std::uint64_t value) {
+        if (state_ == VCpuState::Invalid) return VCpuError::BadState;
         if (index >= TrapFrame::kNumGprs) return VCpuError::BadArgument;
         ctx_.set_gpr(index, value);
         return VCpuError::None;

@@ -1,0 +1,346 @@
+// Stage-2 additions (stage2.hpp): PARange decoding, size validation, the start
+// level, VTCR_EL2, range checks on the output address, and unmap().
+//
+// Golden values from the Arm ARM (DDI 0487):
+//  - ID_AA64MMFR0_EL1.PARange [3:0]: 0b0000 32 bits, 0b0001 36, 0b0010 40,
+//    0b0011 42, 0b0100 44, 0b0101 48, 0b0110 52 (FEAT_LPA); VTCR_EL2.PS uses the
+//    same encoding.
+//  - D8 (VMSAv8-64 translation), stage 2 with the 4KB granule and no
+//    concatenated tables: a level resolves 9 bits above the 12-bit page offset,
+//    so level 3 covers 21 bits, level 2 30, level 1 39, level 0 48. The initial
+//    lookup level is the one whose range first covers the IPA: 25..30 bits ->
+//    level 2, 31..39 -> level 1, 40..48 -> level 0. T0SZ = 64 - IPA bits, from
+//    16 (48 bits) to 39 (25 bits) without FEAT_TTST/FEAT_LPA2.
+//  - VTCR_EL2: T0SZ [5:0], SL0 [7:6] (4KB granule: 0b00 level 2, 0b01 level 1,
+//    0b10 level 0), IRGN0 [9:8], ORGN0 [11:10], SH0 [13:12], TG0 [15:14]
+//    (0b00 = 4KB), PS [18:16], bit 31 RES1.
+//  - Descriptors (D8.3): bits [1:0] 0b01 block (levels 1-2), 0b11 table or
+//    level-3 page, 0b00 invalid; the 2 MiB block is a level-2 entry.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "armvcpu/stage2.hpp"
+
+using namespace armvcpu::stage2;
+
+namespace {
+
+// Table pages in host memory, addressed as if they were physical memory
+// starting at `base`.
+struct PageArena {
+    std::uint64_t base = 0x80000000;
+    unsigned pages = 32;
+    std::vector<std::uint64_t> words = std::vector<std::uint64_t>(32 * 512, 0);
+    unsigned used = 0;
+
+    std::uint64_t read64(std::uint64_t pa) const { return words.at((pa - base) / 8); }
+    void write64(std::uint64_t pa, std::uint64_t v) { words.at((pa - base) / 8) = v; }
+    std::uint64_t alloc_table() {
+        if (used == pages) return 0;
+        return base + 4096ull * used++;
+    }
+};
+static_assert(TableMemory<PageArena>);
+
+constexpr std::uint64_t k2M = 0x200000;
+constexpr std::uint64_t k4K = 0x1000;
+
+}  // namespace
+
+// ---------------------------------------------------------------- PARange
+
+TEST(Stage2Sizes, PaBitsFromParange) {
+    EXPECT_EQ(pa_bits_from_parange(0b0000), 32u);
+    EXPECT_EQ(pa_bits_from_parange(0b0001), 36u);
+    EXPECT_EQ(pa_bits_from_parange(0b0010), 40u);
+    EXPECT_EQ(pa_bits_from_parange(0b0011), 42u);
+    EXPECT_EQ(pa_bits_from_parange(0b0100), 44u);
+    EXPECT_EQ(pa_bits_from_parange(0b0101), 48u);
+    EXPECT_EQ(pa_bits_from_parange(0b0110), 52u);
+    // 0b0111 is 56 bits only with FEAT_D128 (128-bit descriptors, which these
+    // tables are not); the rest are reserved. All of them: unusable, 0.
+    for (std::uint64_t r = 0b0111; r <= 0b1111; ++r) EXPECT_EQ(pa_bits_from_parange(r), 0u) << r;
+}
+
+TEST(Stage2Sizes, ParangeIsOnlyTheLowFourBits) {
+    // The other ID_AA64MMFR0_EL1 fields (ASIDBits [7:4], ..., ECV [63:60]) are
+    // ignored.
+    EXPECT_EQ(pa_bits_from_parange(0x1122334455667705ull), 48u);
+    EXPECT_EQ(pa_bits_from_parange(0xfffffffffffffff2ull), 40u);
+    EXPECT_EQ(pa_bits_from_parange(0x00000000000000f0ull), 32u);
+}
+
+TEST(Stage2Sizes, VtcrPsUsesTheParangeEncoding) {
+    for (unsigned parange = 0; parange <= 6; ++parange) {
+        EXPECT_EQ(ps_for_pa_bits(pa_bits_from_parange(parange)), static_cast<int>(parange));
+    }
+    EXPECT_EQ(ps_for_pa_bits(33), -1);
+    EXPECT_EQ(ps_for_pa_bits(0), -1);
+}
+
+// ------------------------------------------------------- sizes and levels
+
+TEST(Stage2Sizes, StartLevelForTheFourKilobyteGranule) {
+    EXPECT_EQ(start_level_for(25), 2u);
+    EXPECT_EQ(start_level_for(30), 2u);
+    EXPECT_EQ(start_level_for(31), 1u);
+    EXPECT_EQ(start_level_for(36), 1u);
+    EXPECT_EQ(start_level_for(39), 1u);
+    EXPECT_EQ(start_level_for(40), 0u);
+    EXPECT_EQ(start_level_for(48), 0u);
+}
+
+TEST(Stage2Sizes, TablesReportTheirStartLevel) {
+    PageArena mem;
+    Tables<PageArena> t39(mem, mem.alloc_table(), 39, 40);
+    Tables<PageArena> t40(mem, mem.alloc_table(), 40, 40);
+    EXPECT_EQ(t39.start_level(), 1u);
+    EXPECT_EQ(t40.start_level(), 0u);
+}
+
+TEST(Stage2Sizes, LevelShifts) {
+    EXPECT_EQ(level_shift(3), 12u);
+    EXPECT_EQ(level_shift(2), 21u);
+    EXPECT_EQ(level_shift(1), 30u);
+    EXPECT_EQ(level_shift(0), 39u);
+}
+
+// T0SZ 28 (0x1C), SL0 0b01, IRGN0 0b01, ORGN0 0b01, SH0 0b11, TG0 0b00, PS 0b010,
+// RES1 bit 31.
+TEST(Stage2Sizes, VtcrFor36BitIpaAnd40BitPa) {
+    const std::uint64_t expected = 28u | (1u << 6) | (1u << 8) | (1u << 10) | (3u << 12) |
+                                   (0u << 14) | (2u << 16) | (1ull << 31);
+    EXPECT_EQ(expected, 0x8002355Cu);
+    EXPECT_EQ(vtcr_el2(36, 40), 0x8002355Cu);
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 36, 40);
+    EXPECT_EQ(t.vtcr(), 0x8002355Cu);
+}
+
+TEST(Stage2Sizes, VtcrAtTheLevelBoundaries) {
+    // 30 bits: T0SZ 34, SL0 0b00 (level 2), PS 0b000.
+    EXPECT_EQ(vtcr_el2(30, 32), 0x80003522u);
+    // 39 bits: T0SZ 25, SL0 0b01 (level 1), PS 0b100 (44 bits).
+    EXPECT_EQ(vtcr_el2(39, 44), 0x80043559u);
+    // 48 bits: T0SZ 16, SL0 0b10 (level 0), PS 0b101.
+    EXPECT_EQ(vtcr_el2(48, 48), 0x80053590u);
+}
+
+TEST(Stage2Sizes, ValidSizes) {
+    EXPECT_FALSE(valid_sizes(20, 40));
+    EXPECT_FALSE(valid_sizes(24, 40));
+    EXPECT_TRUE(valid_sizes(25, 40));
+    EXPECT_TRUE(valid_sizes(48, 40));
+    EXPECT_FALSE(valid_sizes(49, 40));
+    EXPECT_FALSE(valid_sizes(40, 33));
+    for (unsigned pa : {32u, 36u, 40u, 42u, 44u, 48u}) EXPECT_TRUE(valid_sizes(40, pa)) << pa;
+    // 52-bit output addresses need FEAT_LPA's descriptor layout (OA[51:48]
+    // elsewhere); a 4 KiB descriptor of this format holds OA[47:12] only.
+    EXPECT_FALSE(valid_sizes(40, 52));
+}
+
+TEST(Stage2Sizes, MapRejectsSizesTheGranuleCannotDescribe) {
+    PageArena mem;
+    Tables<PageArena> ipa20(mem, mem.alloc_table(), 20, 40);
+    EXPECT_EQ(ipa20.map(0, 0, k4K, {}), MapError::BadSize);
+    Tables<PageArena> ipa49(mem, mem.alloc_table(), 49, 40);
+    EXPECT_EQ(ipa49.map(0, 0, k4K, {}), MapError::BadSize);
+    Tables<PageArena> pa33(mem, mem.alloc_table(), 32, 33);
+    EXPECT_EQ(pa33.map(0, 0, k4K, {}), MapError::BadSize);
+    EXPECT_EQ(mem.used, 3u);  // no table was allocated for any of them
+}
+
+// ------------------------------------------------------ output-address range
+
+TEST(Stage2Map, PaBeyondPaBitsIsOutOfRange) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 40, 32);
+    EXPECT_EQ(t.map(0x40000000, 0x100000000ull, k4K, {}), MapError::OutOfRange);
+    EXPECT_EQ(t.map(0x40000000, 0xfffff000ull, 2 * k4K, {}), MapError::OutOfRange);
+    EXPECT_FALSE(t.translate(0x40000000).valid);
+    // The last page below 4 GiB is fine.
+    ASSERT_EQ(t.map(0x40000000, 0xfffff000ull, k4K, {}), MapError::None);
+    const Translation tr = t.translate(0x40000abc);
+    ASSERT_TRUE(tr.valid);
+    EXPECT_EQ(tr.pa, 0xfffffabcull);
+}
+
+TEST(Stage2Map, PaRangeWrapAroundIsOutOfRange) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 40, 48);
+    EXPECT_EQ(t.map(0, 0xfffffffffffff000ull, 2 * k4K, {}), MapError::OutOfRange);
+}
+
+TEST(Stage2Map, FortyBitIpaUsesALevelZeroTable) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 40, 40);
+    // IPA 0x80'4000'0000 has IPA[39] set: level-0 index 1.
+    ASSERT_EQ(t.map(0x8040000000ull, 0x40000000, k2M, {}), MapError::None);
+    const Translation tr = t.translate(0x8040001234ull);
+    ASSERT_TRUE(tr.valid);
+    EXPECT_EQ(tr.level, 2u);
+    EXPECT_EQ(tr.pa, 0x40001234u);
+    // The level-0 entry (index 1) is a table descriptor (bits [1:0] = 0b11).
+    EXPECT_EQ(mem.read64(t.root() + 8) & 3u, 3u);
+}
+
+// ----------------------------------------------------------------- unmap
+
+TEST(Stage2Unmap, TwoMegabyteBlock) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 32);
+    ASSERT_EQ(t.map(0x40000000, 0x48000000, k2M, {}), MapError::None);
+    ASSERT_EQ(t.translate(0x40000000).level, 2u);
+    EXPECT_EQ(t.unmap(0x40000000, k2M), MapError::None);
+    EXPECT_FALSE(t.translate(0x40000000).valid);
+    EXPECT_FALSE(t.translate(0x40123456).valid);
+    EXPECT_FALSE(t.translate(0x401fffff).valid);
+    // The entry is invalid (bit 0 clear).
+    EXPECT_EQ(t.translate(0x40000000).descriptor & 1u, 0u);
+}
+
+TEST(Stage2Unmap, FourKilobytePage) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 32);
+    ASSERT_EQ(t.map(0x09000000, 0x09000000, 2 * k4K, {}), MapError::None);
+    EXPECT_EQ(t.unmap(0x09000000, k4K), MapError::None);
+    EXPECT_FALSE(t.translate(0x09000000).valid);
+    EXPECT_FALSE(t.translate(0x09000fff).valid);
+    const Translation next = t.translate(0x09001004);
+    ASSERT_TRUE(next.valid);
+    EXPECT_EQ(next.level, 3u);
+    EXPECT_EQ(next.pa, 0x09001004u);
+}
+
+TEST(Stage2Unmap, MixedBlocksAndPagesInOneCall) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 32);
+    // Block at 0x4000'0000, then two pages at 0x4020'0000 and 0x4020'1000.
+    ASSERT_EQ(t.map(0x40000000, 0x48000000, k2M + 2 * k4K, {}), MapError::None);
+    ASSERT_EQ(t.translate(0x40000000).level, 2u);
+    ASSERT_EQ(t.translate(0x40201000).level, 3u);
+    EXPECT_EQ(t.unmap(0x40000000, k2M + 2 * k4K), MapError::None);
+    EXPECT_FALSE(t.translate(0x40000000).valid);
+    EXPECT_FALSE(t.translate(0x40200000).valid);
+    EXPECT_FALSE(t.translate(0x40201000).valid);
+}
+
+TEST(Stage2Unmap, PartOfABlockIsSplitBlock) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 32);
+    ASSERT_EQ(t.map(0x40000000, 0x48000000, k2M, {}), MapError::None);
+    EXPECT_EQ(t.unmap(0x40000000, k4K), MapError::SplitBlock);        // the first page
+    EXPECT_EQ(t.unmap(0x40001000, k4K), MapError::SplitBlock);        // a middle page
+    EXPECT_EQ(t.unmap(0x40100000, k2M), MapError::SplitBlock);        // straddles the end
+    EXPECT_EQ(t.unmap(0x40000000, k2M - k4K), MapError::SplitBlock);  // all but one page
+    // The block is untouched.
+    const Translation tr = t.translate(0x40001234);
+    ASSERT_TRUE(tr.valid);
+    EXPECT_EQ(tr.pa, 0x48001234u);
+}
+
+TEST(Stage2Unmap, UnmappedIsNotMapped) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 32);
+    EXPECT_EQ(t.unmap(0x40000000, k4K), MapError::NotMapped);  // no tables at all
+    ASSERT_EQ(t.map(0x09000000, 0x09000000, k4K, {}), MapError::None);
+    // The level-3 table exists, but this entry of it is invalid.
+    EXPECT_EQ(t.unmap(0x09001000, k4K), MapError::NotMapped);
+    ASSERT_EQ(t.unmap(0x09000000, k4K), MapError::None);
+    EXPECT_EQ(t.unmap(0x09000000, k4K), MapError::NotMapped);  // twice
+}
+
+TEST(Stage2Unmap, RangeEndingInAHoleIsNotMapped) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 32);
+    ASSERT_EQ(t.map(0x09000000, 0x09000000, k4K, {}), MapError::None);
+    EXPECT_EQ(t.unmap(0x09000000, 2 * k4K), MapError::NotMapped);
+}
+
+TEST(Stage2Unmap, AlignmentAndRange) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 32);
+    ASSERT_EQ(t.map(0x09000000, 0x09000000, k4K, {}), MapError::None);
+    EXPECT_EQ(t.unmap(0x09000800, k4K), MapError::Unaligned);
+    EXPECT_EQ(t.unmap(0x09000000, 0x800), MapError::Unaligned);
+    EXPECT_EQ(t.unmap(0x100000000ull, k4K), MapError::OutOfRange);
+    EXPECT_EQ(t.unmap(0xfffff000ull, 2 * k4K), MapError::OutOfRange);
+    EXPECT_EQ(t.unmap(0xfffffffffffff000ull, 2 * k4K), MapError::OutOfRange);
+    EXPECT_TRUE(t.translate(0x09000000).valid);  // nothing was removed
+}
+
+TEST(Stage2Unmap, ZeroSizeIsANoOp) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 32);
+    ASSERT_EQ(t.map(0x09000000, 0x09000000, k4K, {}), MapError::None);
+    EXPECT_EQ(t.unmap(0x09000000, 0), MapError::None);
+    EXPECT_TRUE(t.translate(0x09000000).valid);
+}
+
+TEST(Stage2Unmap, RemapAfterUnmap) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 32);
+    ASSERT_EQ(t.map(0x40000000, 0x48000000, k2M, {}), MapError::None);
+    ASSERT_EQ(t.unmap(0x40000000, k2M), MapError::None);
+    // The same IPA can now be mapped again, even as pages somewhere else.
+    EXPECT_EQ(t.map(0x40000000, 0x50000000, k4K, {}), MapError::None);
+    const Translation tr = t.translate(0x40000010);
+    ASSERT_TRUE(tr.valid);
+    EXPECT_EQ(tr.level, 3u);
+    EXPECT_EQ(tr.pa, 0x50000010u);
+}
+
+TEST(Stage2Unmap, ThirtyNineBitIpaStartsAtLevelOne) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 39, 40);
+    ASSERT_EQ(t.map(0x7fc0000000ull, 0x40000000, k2M, {}), MapError::None);
+    ASSERT_EQ(t.map(0x7fc0200000ull, 0x40200000, k4K, {}), MapError::None);
+    // Level-1 index of IPA 0x7F'C000'0000 is IPA[38:30] = 0x1FF.
+    EXPECT_EQ(mem.read64(t.root() + 8 * 0x1ff) & 3u, 3u);
+    EXPECT_EQ(t.unmap(0x7fc0000000ull, k2M), MapError::None);
+    EXPECT_EQ(t.unmap(0x7fc0200000ull, k4K), MapError::None);
+    EXPECT_FALSE(t.translate(0x7fc0000000ull).valid);
+    EXPECT_FALSE(t.translate(0x7fc0200000ull).valid);
+}
+
+TEST(Stage2Errors, EveryErrorHasAName) {
+    EXPECT_STREQ(map_error_name(MapError::None), "None");
+    EXPECT_STREQ(map_error_name(MapError::Unaligned), "Unaligned");
+    EXPECT_STREQ(map_error_name(MapError::OutOfRange), "OutOfRange");
+    EXPECT_STREQ(map_error_name(MapError::OutOfTables), "OutOfTables");
+    EXPECT_STREQ(map_error_name(MapError::AlreadyMapped), "AlreadyMapped");
+    EXPECT_STREQ(map_error_name(MapError::NotMapped), "NotMapped");
+    EXPECT_STREQ(map_error_name(MapError::SplitBlock), "SplitBlock");
+    EXPECT_STREQ(map_error_name(MapError::BadSize), "BadSize");
+    EXPECT_EQ(map_error_name(static_cast<MapError>(200)), nullptr);
+}
+
+// ------------------------------------------------- findings (see report)
+
+// With the 4KB granule and 64-bit descriptors (no FEAT_LPA2), a block or page
+// descriptor holds OA[47:12] (D8.3), so no output address at or above 2^48 can
+// be mapped. valid_sizes() nevertheless accepts pa_bits 52 and map() then
+// masks the PA with kOutputMask: PA 2^48 is silently mapped to PA 0.
+TEST(Stage2Findings, PaAboveFortyEightBitsIsNotSilentlyTruncated) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 48, 52);
+    const MapError err = t.map(0x40000000, 1ull << 48, k4K, {});
+    if (err == MapError::None) {
+        const Translation tr = t.translate(0x40000000);
+        ASSERT_TRUE(tr.valid);
+        EXPECT_EQ(tr.pa, 1ull << 48);
+    } else {
+        EXPECT_TRUE(err == MapError::OutOfRange || err == MapError::BadSize) << map_error_name(err);
+    }
+}
+
+// map() answers BadSize for an IPA width the granule cannot describe; unmap()
+// does not check the sizes at all (and shifts 1 by ipa_bits, which is
+// undefined for ipa_bits >= 64).
+TEST(Stage2Findings, UnmapRejectsUnsupportedSizesLikeMap) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 20, 40);
+    EXPECT_EQ(t.unmap(0, k4K), MapError::BadSize);
+}

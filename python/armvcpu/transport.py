@@ -1,0 +1,118 @@
+"""How exit records travel between the firmware and the host.
+
+Two transports move the same record (``_core.ExitRecord``):
+
+* :class:`GdbTransport` — the firmware calls ``armvcpu_host_handoff``; the host
+  holds a breakpoint there and reads/writes the record with gdbstub packets.
+  Works with any GDB remote target (QEMU, or a board behind OpenOCD).
+* :class:`SharedMemoryTransport` — guest RAM is a shared file that the host
+  maps; the firmware publishes ``seq`` with release ordering and spins until
+  the host stores ``ack`` with release ordering. No packets per exit.
+"""
+
+from __future__ import annotations
+
+import mmap
+from typing import Any, Protocol
+
+from . import _core
+from .errors import GdbProtocolError, TargetConnectionError
+from .gdbstub import GdbRemote
+
+RECORD_SIZE: int = _core.ExitRecord.SIZE
+OFFSETS: dict[str, int] = dict(_core.ExitRecord.OFFSETS)
+
+
+class Transport(Protocol):
+    """What the Hypervisor needs from a transport."""
+
+    name: str
+
+    def attach_value(self) -> int:
+        """The HostTransport value to write into armvcpu_host_attached."""
+        ...
+
+    def wait_record(self, timeout: float) -> bytes | None:
+        """The next exit record's bytes; None when none came within timeout.
+
+        Raises TargetConnectionError when the target has gone.
+        """
+        ...
+
+    def answer(self, vcpu_id: int, record: Any, frame_changed: bool) -> None:
+        """Hand the answered record back and let the vCPU go on."""
+        ...
+
+
+class GdbTransport:
+    name = "gdb"
+
+    def __init__(self, gdb: GdbRemote, records: int, handoff: int) -> None:
+        self.gdb = gdb
+        self.records = records
+        self.handoff = handoff
+        self.running = False
+
+    def attach_value(self) -> int:
+        return int(_core.HostTransport.Gdb)
+
+    def prepare(self) -> None:
+        self.gdb.insert_breakpoint(self.handoff)
+
+    def wait_record(self, timeout: float) -> bytes | None:
+        """Continue the CPU (if stopped) and wait for it to stop at the hand-off."""
+        if not self.running:
+            self.gdb.cont()
+            self.running = True
+        try:
+            stop = self.gdb.wait_stop(timeout)
+        except TimeoutError:
+            return None
+        self.running = False
+        if stop.running_ended:
+            raise TargetConnectionError(f"the target exited ({stop.raw})")
+        pc = self.gdb.read_register("pc")
+        if pc != self.handoff:
+            raise GdbProtocolError(
+                f"target stopped at {pc:#x}, not at the exit hand-off ({self.handoff:#x})"
+            )
+        return self.gdb.read_memory(self.records, RECORD_SIZE)
+
+    def answer(self, vcpu_id: int, record: Any, frame_changed: bool) -> None:
+        base = self.records + vcpu_id * RECORD_SIZE
+        if frame_changed:
+            self.gdb.write_memory(base, record.to_bytes())
+        elif record.action != _core.HostAction.Default:  # the firmware preset Default
+            self.gdb.write_memory(
+                base + OFFSETS["action"], int(record.action).to_bytes(4, "little")
+            )
+        # Step over the breakpoint's NOP: QEMU would re-hit it on continue.
+        self.gdb.write_register("pc", self.handoff + 4)
+
+
+class SharedMemoryTransport:
+    name = "shm"
+
+    def __init__(self, ram: mmap.mmap, ram_base: int, records: int) -> None:
+        self.ram = ram
+        self.offset = records - ram_base
+        self.last_seq = 0
+
+    def attach_value(self) -> int:
+        return int(_core.HostTransport.SharedMemory)
+
+    def wait_record(self, timeout: float) -> bytes | None:
+        seq = _core.mailbox_wait(self.ram, self.offset + OFFSETS["seq"], self.last_seq, timeout)
+        if seq == self.last_seq:
+            return None
+        self.last_seq = seq
+        return bytes(self.ram[self.offset : self.offset + RECORD_SIZE])
+
+    def answer(self, vcpu_id: int, record: Any, frame_changed: bool) -> None:
+        base = self.offset + vcpu_id * RECORD_SIZE
+        if frame_changed:
+            frame_at = base + OFFSETS["frame"]
+            self.ram[frame_at : frame_at + _core.TrapFrame.SIZE] = record.frame.to_bytes()
+        action_at = base + OFFSETS["action"]
+        self.ram[action_at : action_at + 4] = int(record.action).to_bytes(4, "little")
+        _core.mailbox_store(self.ram, base + OFFSETS["ack"], record.seq)
