@@ -22,12 +22,41 @@ def _decode_esr(value: str) -> int:
     return 0
 
 
+def _bench(name: str, runs: int, quick: bool, as_json: bool) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .benchmarks import BENCHMARKS, as_dicts
+
+    console = Console(stderr=True)
+    with console.status(f"running benchmark {name!r} ({runs} runs per figure)..."):
+        figures = BENCHMARKS[name](runs=runs, quick=quick)
+    if as_json:
+        print(json.dumps(as_dicts(figures), indent=2))
+        return 0
+    table = Table(title=f"armvcpu bench {name} (median of {runs})")
+    for col in ("figure", "median", "unit", "runs", "note"):
+        table.add_column(col, justify="right" if col in ("median",) else "left")
+    for f in figures:
+        table.add_row(f.name, f"{f.value:,.3f}" if f.value < 100 else f"{f.value:,.0f}", f.unit,
+                      ", ".join(f"{r:,.3g}" for r in f.runs), f.note)  # fmt: skip
+    Console().print(table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="armvcpu", description=__doc__)
     parser.add_argument("--version", action="version", version=f"armvcpu {_core.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="boot the firmware, run the example guest, show its exits")
     sub.add_parser("firmware", help="print the path of the packaged firmware ELF")
+    bench = sub.add_parser("bench", help="run a benchmark and print its figures")
+    bench.add_argument("name", choices=["exits", "startup"])
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.add_argument("--runs", type=int, default=3, help="runs per figure (median reported)")
+    bench.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
     decode = sub.add_parser("decode", help="decode a syndrome value")
     decode.add_argument("register", choices=["esr"])
     decode.add_argument("value", help="e.g. 0x5a000000")
@@ -37,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import main as demo_main
 
             return demo_main()
+        if args.command == "bench":
+            return _bench(args.name, args.runs, args.quick, args.json)
         if args.command == "firmware":
             from .firmware import firmware_path
 

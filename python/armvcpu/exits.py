@@ -97,13 +97,27 @@ class Exit:
     exit left unanswered gets ``resume_default()`` when iteration moves on.
     """
 
+    __slots__ = ("_frame", "_resolver", "record", "resolved")
+
     def __init__(self, record: Any, resolver: Callable[[Exit, bool], None]) -> None:
         self.record = record
-        # Copies: edits reach the guest only through resume().
-        self.frame = copy.copy(record.frame)
-        self._original = copy.copy(record.frame)
+        self._frame: Any = None  # the editable copy, made on first use
         self._resolver = resolver
         self.resolved = False
+
+    @property
+    def frame(self) -> Any:
+        """The guest's registers (a copy: edits reach the guest on resume())."""
+        if self._frame is None:
+            self._frame = copy.copy(self.record.frame)
+        return self._frame
+
+    @frame.setter
+    def frame(self, value: Any) -> None:
+        self._frame = value
+
+    def _frame_changed(self) -> bool:
+        return self._frame is not None and self._frame != self.record.frame
 
     @property
     def seq(self) -> int:
@@ -153,14 +167,18 @@ class Exit:
         self._check_open()
         if x0 is not None:
             regs = {"x0": x0, **regs}
-        edited = copy.copy(self.frame)
-        view = Registers(edited)
-        for name, value in regs.items():  # all or nothing: a bad name changes no register
-            view[name] = value
-        self.frame = edited
-        self.record.frame = self.frame
+        if regs:
+            # Edit a fresh copy (of the user's edits, or of the record's frame).
+            edited = copy.copy(self._frame if self._frame is not None else self.record.frame)
+            view = Registers(edited)
+            for name, value in regs.items():  # all or nothing: a bad name changes none
+                view[name] = value
+            self._frame = edited
+        changed = self._frame_changed()
+        if changed:
+            self.record.frame = self._frame
         self.record.action = _core.HostAction.Resume
-        self._answer(frame_changed=self.frame != self._original)
+        self._answer(frame_changed=changed)
 
     def complete_read(self, value: int) -> None:
         """Answer an MMIO read: ``value`` goes into Rt as the load would put it

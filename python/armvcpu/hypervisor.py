@@ -17,7 +17,7 @@ import os
 import secrets
 import time
 import weakref
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -253,8 +253,10 @@ class Hypervisor:
             gdb.cont()  # the CPU runs freely from here; exits come through RAM
         self._started = True
         while not self._finished:
-            with self._target_errors():
+            try:
                 raw = self._next_record(gdb, wait)
+            except TargetConnectionError as exc:
+                raise self._qemu_error_for(exc) from exc
             if raw is None:
                 return
             record = _core.ExitRecord.from_bytes(raw)
@@ -318,22 +320,20 @@ class Hypervisor:
             record.action == _core.HostAction.Default and _core.default_stops_vm(exit.kind)
         ):
             self._end_expected = True
-        with self._target_errors():
-            self.transport.answer(exit.vcpu_id, record, frame_changed)
-
-    @contextlib.contextmanager
-    def _target_errors(self) -> Generator[None, None, None]:
-        """A broken gdbstub connection because QEMU died becomes a QemuError."""
         try:
-            yield
+            self.transport.answer(exit.vcpu_id, record, frame_changed)
         except TargetConnectionError as exc:
-            if self.qemu is not None and self.qemu.wait(1.0) is not None:
-                self._finished = True
-                raise QemuError(
-                    f"{self.qemu.describe_exit()} while the VM was running; last exit: "
-                    f"{self.last_exit!r}; firmware log:\n{self._console_tail()}"
-                ) from exc
-            raise
+            raise self._qemu_error_for(exc) from exc
+
+    def _qemu_error_for(self, exc: TargetConnectionError) -> ArmvcpuError:
+        """A broken gdbstub connection because QEMU died becomes a QemuError."""
+        if self.qemu is not None and self.qemu.wait(1.0) is not None:
+            self._finished = True
+            return QemuError(
+                f"{self.qemu.describe_exit()} while the VM was running; last exit: "
+                f"{self.last_exit!r}; firmware log:\n{self._console_tail()}"
+            )
+        return exc
 
     def _ended_or_died(self) -> None:
         """QEMU is gone: a normal end after SystemDown/stop, otherwise an error."""

@@ -52,6 +52,7 @@ class GdbTransport:
         self.records = records
         self.handoff = handoff
         self.running = False
+        self.last_seq = 0
 
     def attach_value(self) -> int:
         return int(_core.HostTransport.Gdb)
@@ -60,7 +61,11 @@ class GdbTransport:
         self.gdb.insert_breakpoint(self.handoff)
 
     def wait_record(self, timeout: float) -> bytes | None:
-        """Continue the CPU (if stopped) and wait for it to stop at the hand-off."""
+        """Continue the CPU (if stopped) and wait for it to stop at the hand-off.
+
+        The hand-off breakpoint is the only one set, so a stop is an exit; the
+        record's magic, version and a new seq (checked by the caller) confirm it.
+        """
         if not self.running:
             self.gdb.cont()
             self.running = True
@@ -71,12 +76,16 @@ class GdbTransport:
         self.running = False
         if stop.running_ended:
             raise TargetConnectionError(f"the target exited ({stop.raw})")
-        pc = self.gdb.read_register("pc")
-        if pc != self.handoff:
+        raw = self.gdb.read_memory(self.records, RECORD_SIZE)
+        seq = int.from_bytes(raw[OFFSETS["seq"] : OFFSETS["seq"] + 8], "little")
+        if seq <= self.last_seq:
+            pc = self.gdb.read_register("pc")
             raise GdbProtocolError(
-                f"target stopped at {pc:#x}, not at the exit hand-off ({self.handoff:#x})"
+                f"target stopped at {pc:#x} without a new exit record (seq {seq}); "
+                f"the hand-off is at {self.handoff:#x}"
             )
-        return self.gdb.read_memory(self.records, RECORD_SIZE)
+        self.last_seq = seq
+        return raw
 
     def answer(self, vcpu_id: int, record: Any, frame_changed: bool) -> None:
         base = self.records + vcpu_id * RECORD_SIZE
@@ -87,6 +96,8 @@ class GdbTransport:
                 base + OFFSETS["action"], int(record.action).to_bytes(4, "little")
             )
         # Step over the breakpoint's NOP: QEMU would re-hit it on continue.
+        # (The P and the following c cannot be pipelined: QEMU stops a running
+        # CPU on any byte it receives, and the ack of P's late reply is one.)
         self.gdb.write_register("pc", self.handoff + 4)
 
 
