@@ -1,6 +1,7 @@
 #include "host_link.hpp"
 
 #include "armvcpu/classify.hpp"
+#include "armvcpu/fast_rules.hpp"
 #include "armvcpu/mailbox.hpp"
 
 using armvcpu::ExitRecord;
@@ -17,8 +18,13 @@ extern "C" {
 // Defaults for a standalone run: 64 MiB of guest RAM at IPA 0x4000_0000
 // backed by physical 0x4800_0000, entry at its first byte. Put a guest there
 // with QEMU's "-device loader,file=guest.bin,addr=0x48000000".
-[[gnu::used, gnu::section(".data")]] GuestConfig armvcpu_guest_config = {0x40000000, 0x40000000,
-                                                                         0x48000000, 0x04000000, 0};
+[[gnu::used, gnu::section(".data")]] GuestConfig armvcpu_guest_config = {
+    0x40000000, 0x40000000, 0x48000000, 0x04000000, 0, 0, 0};
+
+// Empty until the host adds rules (fast_rules.hpp); in .data so that a host
+// may fill it before the first instruction runs.
+[[gnu::used, gnu::section(".data")]] armvcpu::FastRuleTable armvcpu_fast_rules = {
+    armvcpu::kFastRuleMagic, armvcpu::kMaxFastRules, 0, {}};
 
 [[gnu::used]] ExitRecord armvcpu_exit_records[fw::kMaxVcpus];
 
@@ -37,8 +43,8 @@ HostTransport transport() { return static_cast<HostTransport>(armvcpu_host_attac
 }  // namespace
 
 HostAction report_exit(unsigned vcpu_id, armvcpu::ExceptionType type,
-                       const armvcpu::Syndrome& syndrome, const armvcpu::ExitReason& reason,
-                       armvcpu::TrapFrame& frame) {
+                       const armvcpu::Syndrome& syndrome, std::uint64_t exception_pc,
+                       const armvcpu::ExitReason& reason, armvcpu::TrapFrame& frame) {
     ExitRecord& record = armvcpu_exit_records[vcpu_id];
     record.magic = armvcpu::kExitRecordMagic;
     record.version = armvcpu::kExitRecordVersion;
@@ -51,6 +57,7 @@ HostAction report_exit(unsigned vcpu_id, armvcpu::ExceptionType type,
     record.esr = syndrome.esr;
     record.far = syndrome.far;
     record.hpfar = syndrome.hpfar;
+    record.elr = exception_pc;
     record.reason = reason;
     record.frame = frame;
 

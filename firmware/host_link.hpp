@@ -11,7 +11,7 @@ inline constexpr unsigned kMaxVcpus = 8;
 // Publishes an exit to the host and returns what the host asked for.
 // With no host attached it returns HostAction::Default at once.
 armvcpu::HostAction report_exit(unsigned vcpu_id, armvcpu::ExceptionType type,
-                                const armvcpu::Syndrome& syndrome,
+                                const armvcpu::Syndrome& syndrome, std::uint64_t exception_pc,
                                 const armvcpu::ExitReason& reason, armvcpu::TrapFrame& frame);
 
 bool host_attached();

@@ -3,6 +3,7 @@
 // one is attached.
 #include <cstdint>
 
+#include "armvcpu/fast_rules.hpp"
 #include "armvcpu/host_interface.hpp"
 #include "armvcpu/percpu.hpp"
 #include "armvcpu/psci.hpp"
@@ -15,6 +16,7 @@
 
 extern "C" {
 extern armvcpu::GuestConfig armvcpu_guest_config;
+extern armvcpu::FastRuleTable armvcpu_fast_rules;
 extern const char armvcpu_el2_vectors[];
 [[noreturn]] void fw_main();
 [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr, std::uint64_t elr,
@@ -140,7 +142,7 @@ extern "C" [[noreturn]] void fw_main() {
     // EL2 traps the guest keeps (not part of its context): FP/SIMD untrapped
     // (CPTR_EL2 RES1 bits only), debug and PMU registers not trapped.
     hal.write_sysreg(armvcpu::SysReg::cptr_el2, 0x33ff);
-    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, 0);
+    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2);
 
     const std::uint64_t mpidr = hal.read_sysreg(armvcpu::SysReg::mpidr_el1);
     static armvcpu::psci::VmPowerState power{};
@@ -150,7 +152,7 @@ extern "C" [[noreturn]] void fw_main() {
 
     static armvcpu::VCpu<fw::FwHal> vcpu(hal, 1, 0, {mpidr, cfg.x0});
     vcpu.set_power_state(&power);
-    if (vcpu.setup({}) != armvcpu::VCpuError::None ||
+    if (vcpu.setup({false, cfg.hcr_el2_set}) != armvcpu::VCpuError::None ||
         vcpu.set_entry(cfg.entry) != armvcpu::VCpuError::None ||
         vcpu.set_ept_root(s2.vttbr(1), s2.vtcr()) != armvcpu::VCpuError::None ||
         vcpu.bind() != armvcpu::VCpuError::None) {
@@ -168,10 +170,14 @@ extern "C" [[noreturn]] void fw_main() {
         if (reason.kind == ExitKind::Nothing) continue;
 
         TrapFrame& frame = vcpu.context();
+        if (armvcpu::apply_fast_rules(armvcpu_fast_rules, reason, frame)) {
+            if (vcpu.state() == armvcpu::VCpuState::Blocked) vcpu.wake();
+            continue;
+        }
         ++exits;
         if (!fw::host_attached()) log_exit(exits, reason, frame);
-        const HostAction action =
-            fw::report_exit(vcpu.vcpu_id(), result.type, result.syndrome, reason, frame);
+        const HostAction action = fw::report_exit(vcpu.vcpu_id(), result.type, result.syndrome,
+                                                  result.exception_pc, reason, frame);
         bool keep_running = true;
         if (action == HostAction::Default) keep_running = apply_default(reason, frame);
         if (action == HostAction::Stop) keep_running = false;

@@ -130,6 +130,9 @@ def observed(request):
 def test_instruction_form(observed, index):
     form, exit, word, loaded = observed[index]
     assert exit.kind == form.kind, f"{form.asm}: {exit.reason!r}"
+    # Differential: the host core reaches the firmware's conclusion from the
+    # same syndrome and registers.
+    assert repr(exit.reclassify()) == repr(exit.reason)
     # The exit belongs to this instruction: the PC was moved past it exactly
     # when it was emulated (MMIO), and left on it otherwise.
     assert word == _encoding(form.asm)

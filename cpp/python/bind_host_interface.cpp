@@ -71,6 +71,7 @@ to_bytes() after changing .action and .frame.
         .def_readonly("esr", &ExitRecord::esr)
         .def_readonly("far", &ExitRecord::far)
         .def_readonly("hpfar", &ExitRecord::hpfar)
+        .def_readonly("elr", &ExitRecord::elr)
         .def_property_readonly("syndrome",
                                [](const ExitRecord& r) { return Syndrome{r.esr, r.far, r.hpfar}; })
         .def_readonly("reason", &ExitRecord::reason)
@@ -102,6 +103,8 @@ to_bytes() after changing .action and .frame.
         .def_readwrite("pa_base", &GuestConfig::pa_base)
         .def_readwrite("size", &GuestConfig::size)
         .def_readwrite("x0", &GuestConfig::x0)
+        .def_readwrite("hcr_el2_set", &GuestConfig::hcr_el2_set)
+        .def_readwrite("mdcr_el2", &GuestConfig::mdcr_el2)
         .def_property_readonly_static("SIZE", [](py::object) { return sizeof(GuestConfig); })
         .def("__repr__", [](const GuestConfig& c) {
             return "GuestConfig(entry=" + hex(c.entry) + ", ipa_base=" + hex(c.ipa_base) +
@@ -114,6 +117,7 @@ to_bytes() after changing .action and .frame.
     symbols["guest_config"] = kSymGuestConfig;
     symbols["host_attached"] = kSymHostAttached;
     symbols["host_handoff"] = kSymHostHandoff;
+    symbols["fast_rules"] = kSymFastRules;
     m.attr("FIRMWARE_SYMBOLS") = symbols;
     m.attr("EXIT_RECORD_MAGIC") = kExitRecordMagic;
     m.attr("EXIT_RECORD_VERSION") = kExitRecordVersion;

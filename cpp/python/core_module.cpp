@@ -16,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
     b::bind_vcpu(m);
     b::bind_stage2(m);
     b::bind_mailbox(m);
+    b::bind_fast_rules(m);
 }

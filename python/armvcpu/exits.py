@@ -154,7 +154,22 @@ class Exit:
 
     @property
     def pc(self) -> int:
+        """Where the guest resumes (past an instruction the core emulated)."""
         return int(self.frame.elr)
+
+    @property
+    def exception_pc(self) -> int:
+        """ELR_EL2 as the exception left it: the trapping instruction for
+        aborts, MSR/MRS, WFx and SMC; the next one for HVC."""
+        return int(self.record.elr)
+
+    def reclassify(self) -> Any:
+        """The host core's classification of this exit's syndrome and registers,
+        to compare with the firmware's (``reason``): they must always agree."""
+        before = copy.copy(self.record.frame)
+        before.elr = self.record.elr
+        reason, _ = _core.classify_sync(before, self.record.syndrome)
+        return reason
 
     def resume(self, x0: int | None = None, **regs: int) -> None:
         """Let the guest continue, optionally with registers changed.

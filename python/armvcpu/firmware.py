@@ -50,6 +50,7 @@ class Firmware:
     guest_config: int
     host_attached: int
     host_handoff: int
+    fast_rules: int
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:

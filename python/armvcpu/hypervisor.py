@@ -35,6 +35,7 @@ from .firmware import Firmware
 from .gdbstub import GdbRemote
 from .guest import Guest
 from .qemu import QemuConfig, QemuProcess
+from .rules import FastRules
 from .transport import GdbTransport, SharedMemoryTransport, Transport
 
 #: Where QEMU virt's RAM starts in the physical address space.
@@ -91,6 +92,8 @@ class Hypervisor:
         self.transport: Transport | None = None
         self.ram: mmap.mmap | None = None
         self.guest_config: Any = None
+        self.rules = FastRules(self.firmware.fast_rules, self._write_phys, self._read_phys,
+                               self._publish_phys)  # fmt: skip
         self.last_exit: Exit | None = None
         self.exit_count = 0
         self._ram_file: Path | None = None
@@ -208,24 +211,52 @@ class Hypervisor:
             )
         return int(cfg.pa_base + (ipa - cfg.ipa_base))
 
-    def read_guest(self, ipa: int, length: int) -> bytes:
-        """Bytes of guest RAM at a guest physical address."""
-        pa = self.ipa_to_pa(ipa, length)
+    def _read_phys(self, pa: int, length: int) -> bytes:
+        """Physical memory: through the shared RAM mapping, or the gdbstub."""
         if self.ram is not None:
             return bytes(self.ram[pa - RAM_BASE : pa - RAM_BASE + length])
+        if self._finished:
+            raise SessionClosedError(
+                "QEMU has exited: with the gdb transport, memory (and rule hits) can only be "
+                "read while the VM exists, e.g. at its last exit"
+            )
         return self._require_gdb().read_memory(pa, length)
 
-    def write_guest(self, ipa: int, data: bytes) -> None:
-        """Write guest RAM at a guest physical address."""
-        pa = self.ipa_to_pa(ipa, len(data))
+    def _write_phys(self, pa: int, data: bytes) -> None:
         if self.ram is not None:
             self.ram[pa - RAM_BASE : pa - RAM_BASE + len(data)] = data
         else:
             self._require_gdb().write_memory(pa, data)
 
+    def _publish_phys(self, pa: int, value: int) -> None:
+        """Store 8 bytes with release ordering (the CPU may be running)."""
+        if self.ram is not None:
+            _core.mailbox_store(self.ram, pa - RAM_BASE, value)
+        else:
+            self._require_gdb().write_memory(pa, value.to_bytes(8, "little"))
+
+    def set_traps(self, *, hcr_el2: int = 0, mdcr_el2: int = 0) -> None:
+        """Extra traps for the guest, before it starts: bits ORed into its
+        HCR_EL2 (e.g. ``1 << 18``, TID3, traps the ID registers) and its
+        MDCR_EL2 (e.g. ``1 << 9``, TDA, traps the debug registers)."""
+        self._require_gdb()
+        if self._started:
+            raise ArmvcpuError("set_traps() must come before the first exits() call")
+        self.guest_config.hcr_el2_set = hcr_el2
+        self.guest_config.mdcr_el2 = mdcr_el2
+        self._write_phys(self.firmware.guest_config, self.guest_config.to_bytes())
+
+    def read_guest(self, ipa: int, length: int) -> bytes:
+        """Bytes of guest RAM at a guest physical address."""
+        return self._read_phys(self.ipa_to_pa(ipa, length), length)
+
+    def write_guest(self, ipa: int, data: bytes) -> None:
+        """Write guest RAM at a guest physical address."""
+        self._write_phys(self.ipa_to_pa(ipa, len(data)), data)
+
     def load(self, guest: Guest) -> None:
         """Copy a guest into guest RAM and make its entry point the vCPU's first PC."""
-        gdb = self._require_gdb()
+        self._require_gdb()
         if self._started:
             raise ArmvcpuError("load() must come before the first exits() call")
         for seg in guest.segments:
@@ -237,7 +268,7 @@ class Hypervisor:
         self.ipa_to_pa(guest.entry, 4)
         self.guest_config.entry = guest.entry
         self.guest_config.x0 = guest.x0
-        gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
+        self._write_phys(self.firmware.guest_config, self.guest_config.to_bytes())
 
     # -- running --------------------------------------------------------------------
 

@@ -19,9 +19,10 @@ inline constexpr const char* kSymExitRecords = "armvcpu_exit_records";
 inline constexpr const char* kSymGuestConfig = "armvcpu_guest_config";
 inline constexpr const char* kSymHostAttached = "armvcpu_host_attached";
 inline constexpr const char* kSymHostHandoff = "armvcpu_host_handoff";
+inline constexpr const char* kSymFastRules = "armvcpu_fast_rules";
 
 inline constexpr std::uint32_t kExitRecordMagic = 0x58455641;  // "AVEX" little-endian
-inline constexpr std::uint16_t kExitRecordVersion = 2;
+inline constexpr std::uint16_t kExitRecordVersion = 3;
 
 // How the firmware hands exits to the host (the value the host writes into
 // armvcpu_host_attached before it releases the CPU).
@@ -63,6 +64,7 @@ struct ExitRecord {
     std::uint64_t esr;    // ESR_EL2
     std::uint64_t far;    // FAR_EL2
     std::uint64_t hpfar;  // HPFAR_EL2
+    std::uint64_t elr;    // ELR_EL2 as the exception left it (before any PC update)
     ExitReason reason;    // the firmware's classification
     TrapFrame frame;      // guest registers at the exit; the host may edit
 };
@@ -74,9 +76,10 @@ static_assert(offsetof(ExitRecord, ack) == 24);
 static_assert(offsetof(ExitRecord, exception_type) == 32);
 static_assert(offsetof(ExitRecord, action) == 36);
 static_assert(offsetof(ExitRecord, esr) == 40);
-static_assert(offsetof(ExitRecord, reason) == 64);
-static_assert(offsetof(ExitRecord, frame) == 136);
-static_assert(sizeof(ExitRecord) == 136 + sizeof(TrapFrame));
+static_assert(offsetof(ExitRecord, elr) == 64);
+static_assert(offsetof(ExitRecord, reason) == 72);
+static_assert(offsetof(ExitRecord, frame) == 144);
+static_assert(sizeof(ExitRecord) == 144 + sizeof(TrapFrame));
 static_assert(offsetof(ExitRecord, seq) % 8 == 0 && offsetof(ExitRecord, ack) % 8 == 0,
               "seq and ack are accessed atomically");
 static_assert(sizeof(ExitRecord) < 0x10000);  // fits the 16-bit size field
@@ -90,11 +93,18 @@ struct GuestConfig {
     std::uint64_t pa_base;   // guest RAM in physical memory
     std::uint64_t size;      // bytes of guest RAM (a multiple of 2 MiB)
     std::uint64_t x0;        // the guest's X0 at entry (e.g. a DTB address)
+    // Extra traps the host asks for, ORed into the guest's HCR_EL2 (e.g. TID3,
+    // bit 18, traps the ID registers; TWI, bit 13, traps WFI) ...
+    std::uint64_t hcr_el2_set;
+    // ... and MDCR_EL2 as the guest runs with it (e.g. TDA, bit 9, traps the
+    // debug registers).
+    std::uint64_t mdcr_el2;
 };
 
 static_assert(std::is_trivially_copyable_v<GuestConfig>);
 static_assert(offsetof(GuestConfig, entry) == 0);
 static_assert(offsetof(GuestConfig, x0) == 32);
-static_assert(sizeof(GuestConfig) == 40);
+static_assert(offsetof(GuestConfig, mdcr_el2) == 48);
+static_assert(sizeof(GuestConfig) == 56);
 
 }  // namespace armvcpu

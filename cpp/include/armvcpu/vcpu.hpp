@@ -62,7 +62,8 @@ struct VCpuCreateConfig {
 };
 
 struct VCpuSetupConfig {
-    bool trap_wfi = false;  // HCR_EL2.TWI: WFI becomes a Halt exit
+    bool trap_wfi = false;          // HCR_EL2.TWI: WFI becomes a Halt exit
+    std::uint64_t hcr_el2_set = 0;  // further traps, ORed into HCR_EL2
 };
 
 // What run() returns: the exit, and the raw facts it came from.
@@ -71,6 +72,7 @@ struct VCpuRunResult {
     ExceptionType type;
     Syndrome syndrome;
     ExitReason reason;
+    std::uint64_t exception_pc;  // ELR_EL2 at the exit, before classification moved it
 };
 
 template <Hal H>
@@ -108,6 +110,7 @@ public:
         if (!expect(VCpuState::Created)) return VCpuError::BadState;
         sysregs_.vpidr_el2 = hal_.read_sysreg(SysReg::midr_el1);
         if (config.trap_wfi) sysregs_.hcr_el2 |= kHcrTwi;
+        sysregs_.hcr_el2 |= config.hcr_el2_set;
         state_ = VCpuState::Free;
         return VCpuError::None;
     }
@@ -148,10 +151,11 @@ public:
     constexpr VCpuRunResult run() {
         if (!expect(VCpuState::Ready)) {
             return {
-                VCpuError::BadState, ExceptionType::Synchronous, {}, make_exit(exit::Nothing{})};
+                VCpuError::BadState, ExceptionType::Synchronous, {}, make_exit(exit::Nothing{}), 0};
         }
         state_ = VCpuState::Running;
         const ExceptionType type = hal_.enter_guest(ctx_);
+        const std::uint64_t exception_pc = ctx_.exception_pc();
         const Syndrome syndrome{hal_.read_sysreg(SysReg::esr_el2),
                                 hal_.read_sysreg(SysReg::far_el2),
                                 hal_.read_sysreg(SysReg::hpfar_el2)};
@@ -168,7 +172,7 @@ public:
                 break;
         }
         state_ = reason.kind == ExitKind::Halt ? VCpuState::Blocked : VCpuState::Ready;
-        return {VCpuError::None, type, syndrome, reason};
+        return {VCpuError::None, type, syndrome, reason, exception_pc};
     }
 
     // Blocked -> Ready: an interrupt (or the VMM) woke the vCPU.
