@@ -8,6 +8,7 @@
 #include "armvcpu/percpu.hpp"
 #include "armvcpu/psci.hpp"
 #include "armvcpu/stage2.hpp"
+#include "armvcpu/sysreg.hpp"
 #include "armvcpu/vcpu.hpp"
 #include "fw_hal.hpp"
 #include "host_link.hpp"
@@ -76,6 +77,16 @@ void log_exit(std::uint64_t seq, const ExitReason& reason, const TrapFrame& fram
         put_hex(reason.hypercall.nr);
         put_str(" x1=");
         put_hex(reason.hypercall.args[0]);
+    } else if (reason.kind == ExitKind::SysRegRead || reason.kind == ExitKind::SysRegWrite) {
+        const std::uint64_t key = reason.kind == ExitKind::SysRegRead ? reason.sysreg_read.addr
+                                                                      : reason.sysreg_write.addr;
+        const char* name = armvcpu::sysreg_name(static_cast<std::uint32_t>(key));
+        put_str(" ");
+        if (name != nullptr) {
+            put_str(name);
+        } else {
+            put_hex(key);
+        }
     } else if (reason.kind == ExitKind::GuestException) {
         put_str(" EC=");
         put_hex(reason.guest_exception.ec);

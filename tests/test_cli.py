@@ -17,7 +17,20 @@ def test_decode_esr_names_every_field():
     assert out.returncode == 0
     assert "EC  [31:26] 0x16  HVC64" in out.stdout
     assert "IL  [25]    1" in out.stdout
-    assert "imm16 [15:0] 0x2a" in out.stdout
+    assert "imm16       [15:0]   0x2a" in out.stdout
+
+
+def test_decode_names_data_abort_fields_and_system_registers():
+    # LDR w2 from a stage-2 translation fault: ISV 1, SAS 2, SRT 2, DFSC 0b000111
+    out = run_cli(
+        "decode", "esr", hex((0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | (2 << 16) | 7)
+    )
+    assert "ISV         [24]     0x1" in out.stdout
+    assert "SAS         [23:22]  0x2" in out.stdout
+    assert "DFSC        [5:0]    0x7" in out.stdout
+    # MRS x5, CNTV_CTL_EL0 trapped (ISS from the Arm ARM field positions)
+    out = run_cli("decode", "esr", "0x6232f8a7")
+    assert "MRS (read) of CNTV_CTL_EL0, Rt = x5" in out.stdout
 
 
 def test_decode_rejects_garbage():

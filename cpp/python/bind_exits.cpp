@@ -6,12 +6,19 @@
 #include "armvcpu/host_interface.hpp"
 #include "armvcpu/mmio.hpp"
 #include "armvcpu/psci.hpp"
+#include "armvcpu/sysreg.hpp"
 #include "armvcpu/trap_frame.hpp"
 #include "bindings.hpp"
 
 namespace armvcpu::py_bind {
 
 namespace {
+
+// A register's Arm name, or its raw key when the table does not know it.
+std::string sysreg_label(std::uint64_t key) {
+    const char* name = sysreg_name(static_cast<std::uint32_t>(key));
+    return name ? std::string(name) : hex(key);
+}
 
 py::tuple args_tuple(const std::uint64_t (&args)[6]) {
     py::tuple t(6);
@@ -73,15 +80,25 @@ void bind_exits(py::module_& m) {
         });
     py::class_<exit::SysRegRead>(m, "SysRegRead", "A trapped MRS.")
         .def_readonly("addr", &exit::SysRegRead::addr)
+        .def_property_readonly("name",
+                               [](const exit::SysRegRead& r) -> py::object {
+                                   const char* n = sysreg_name(static_cast<std::uint32_t>(r.addr));
+                                   return n ? py::object(py::str(n)) : py::none();
+                               })
         .def_readonly("reg", &exit::SysRegRead::reg)
         .def("__repr__", [](const exit::SysRegRead& r) {
-            return "SysRegRead(addr=" + hex(r.addr) + ", reg=x" + std::to_string(r.reg) + ")";
+            return "SysRegRead(" + sysreg_label(r.addr) + ", reg=x" + std::to_string(r.reg) + ")";
         });
     py::class_<exit::SysRegWrite>(m, "SysRegWrite", "A trapped MSR.")
         .def_readonly("addr", &exit::SysRegWrite::addr)
+        .def_property_readonly("name",
+                               [](const exit::SysRegWrite& r) -> py::object {
+                                   const char* n = sysreg_name(static_cast<std::uint32_t>(r.addr));
+                                   return n ? py::object(py::str(n)) : py::none();
+                               })
         .def_readonly("value", &exit::SysRegWrite::value)
         .def("__repr__", [](const exit::SysRegWrite& w) {
-            return "SysRegWrite(addr=" + hex(w.addr) + ", value=" + hex(w.value) + ")";
+            return "SysRegWrite(" + sysreg_label(w.addr) + ", value=" + hex(w.value) + ")";
         });
     py::class_<exit::IoRead>(m, "IoRead",
                              "x86 port input: kept for parity, never produced on arm64.")

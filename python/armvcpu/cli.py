@@ -16,9 +16,13 @@ def _decode_esr(value: str) -> int:
     print(f"  EC  [31:26] {esr.ec:#04x}  {name}")
     print(f"  IL  [25]    {int(esr.il)}     {esr.instruction_length * 8}-bit instruction")
     print(f"  ISS [24:0]  {esr.iss:#x}")
-    if esr.exception_class in (_core.ExceptionClass.Hvc64, _core.ExceptionClass.Smc64,
-                               _core.ExceptionClass.Svc64, _core.ExceptionClass.Brk64):  # fmt: skip
-        print(f"  imm16 [15:0] {esr.imm16:#x}")
+    for field, hi, lo, field_value in esr.fields():
+        bits = f"[{hi}]" if hi == lo else f"[{hi}:{lo}]"
+        print(f"    {field:<11} {bits:<8} {field_value:#x}")
+    if esr.exception_class == _core.ExceptionClass.SysReg64:
+        reg = _core.sysreg_name(esr.iss) or "an unnamed register"
+        direction = "MRS (read)" if esr.iss & 1 else "MSR (write)"
+        print(f"  {direction} of {reg}, Rt = x{(esr.iss >> 5) & 0x1F}")
     return 0
 
 

@@ -218,6 +218,16 @@ struct SoftwareStepIss {
     [[nodiscard]] constexpr unsigned ifsc() const { return kIfsc.of(iss); }
 };
 
+// EC 0x30/0x31: "ISS encoding for an exception from a Breakpoint or Vector
+// Catch debug exception": IFSC only (0b100010, debug exception).
+struct BreakpointIss {
+    std::uint32_t iss;
+
+    static constexpr IssField kIfsc{"IFSC", 5, 0};
+    static constexpr IssField kFields[] = {kIfsc};
+    [[nodiscard]] constexpr unsigned ifsc() const { return kIfsc.of(iss); }
+};
+
 // EC 0x34/0x35: "ISS encoding for an exception from a Watchpoint exception".
 struct WatchpointIss {
     std::uint32_t iss;
@@ -291,6 +301,8 @@ constexpr IssFieldList iss_fields(ExceptionClass ec) {
         case ExceptionClass::WatchpointLower:
         case ExceptionClass::WatchpointSame: return list_of(WatchpointIss::kFields);
         case ExceptionClass::SError: return list_of(SErrorIss::kFields);
+        case ExceptionClass::BreakpointLower:
+        case ExceptionClass::BreakpointSame: return list_of(BreakpointIss::kFields);
         case ExceptionClass::Smc32: return list_of(Smc32Iss::kFields);
         case ExceptionClass::Hvc64:
         case ExceptionClass::Smc64:
