@@ -180,3 +180,18 @@ def test_packaged_firmware_and_cli_path():
     path = armvcpu.firmware_path()
     assert path.name == "armvcpu-firmware.elf"
     assert path.is_file()
+
+
+@pytest.mark.parametrize(
+    ("cpu", "midr"),
+    # MIDR_EL1 of the cores QEMU models (Arm Cortex-A57 r1p0, Cortex-A72 r0p3 TRMs)
+    [("cortex-a57", 0x411F_D070), ("cortex-a72", 0x410F_D083)],
+)
+def test_cpu_models(cpu, midr, transport, no_leaked_qemu):
+    """The guest sees the real CPU's MIDR through VPIDR_EL2 on each model."""
+    guest = Guest.from_asm("mrs x1, midr_el1\nmov x0, #3\nhvc #0\nldr x0, =0x84000008\nhvc #0")
+    with Hypervisor(cpu=cpu, transport=transport) as hv:
+        hv.load(guest)
+        exits = hv.run()
+    assert exits[0].reason.args[0] == midr
+    assert exits[-1].kind == ExitKind.SystemDown
