@@ -295,6 +295,10 @@ class GdbRemote:
         """Resume the target; collect the stop with :meth:`wait_stop`."""
         self.send_packet("c")
 
+    def detach(self) -> None:
+        """``D``: the target runs on without this client."""
+        self.request("D")
+
     def interrupt(self) -> None:
         self._send_raw(_INTERRUPT)
 

@@ -181,6 +181,27 @@ class Hypervisor:
             self._ram_file = None
         _live_sessions.discard(self)
 
+    def release_gdbstub(self) -> str:
+        """Let an interactive gdb attach to this session's QEMU; returns the
+        gdbstub's socket path (``target remote <path>`` in gdb-multiarch).
+
+        Only with the shared-memory transport, whose exits do not need the
+        gdbstub: the CPU is released to run, then this session disconnects
+        (QEMU's gdbstub takes one client at a time). Exits keep flowing to
+        ``exits()``; a timeout can no longer report where the CPU is.
+        """
+        gdb = self._require_gdb()
+        if not isinstance(self.transport, SharedMemoryTransport):
+            raise ArmvcpuError("release_gdbstub() needs transport='shm'")
+        assert self.qemu is not None
+        if not self._started:
+            gdb.cont()
+            self._started = True
+        gdb.detach()
+        gdb.close()
+        self.gdb = None
+        return str(self.qemu.gdb_socket)
+
     @property
     def console(self) -> str:
         """Everything the firmware printed on its UART so far."""
@@ -278,10 +299,12 @@ class Hypervisor:
         Answer each exit (``resume()``, ``complete_read()``, ``stop()``, ...);
         one left unanswered gets the firmware's default when the loop goes on.
         """
-        gdb = self._require_gdb()
+        if self._closed or self.qemu is None:
+            raise SessionClosedError("the Hypervisor session is not running; use it in a with block")
+        gdb = self.gdb
         wait = self.timeout if timeout is None else timeout
         if not self._started and self.transport_name == "shm":
-            gdb.cont()  # the CPU runs freely from here; exits come through RAM
+            self._require_gdb().cont()  # the CPU runs freely from here; exits come through RAM
         self._started = True
         while not self._finished:
             try:
@@ -316,7 +339,7 @@ class Hypervisor:
                 exit.resume(x0=value)
         return seen
 
-    def _next_record(self, gdb: GdbRemote, timeout: float) -> bytes | None:
+    def _next_record(self, gdb: GdbRemote | None, timeout: float) -> bytes | None:
         """The next exit record, or None when the VM has ended as expected."""
         assert self.qemu is not None and self.transport is not None
         deadline = time.monotonic() + timeout
@@ -378,9 +401,11 @@ class Hypervisor:
             f"{self.last_exit!r}; firmware log:\n{self._console_tail()}"
         )
 
-    def _timeout_error(self, gdb: GdbRemote, timeout: float) -> GuestTimeout:
+    def _timeout_error(self, gdb: GdbRemote | None, timeout: float) -> GuestTimeout:
         where = ""
         try:
+            if gdb is None:
+                raise ArmvcpuError("no gdbstub connection")
             gdb.interrupt()
             gdb.wait_stop(2.0)
             where = f"; the CPU is now at pc={gdb.read_register('pc'):#x}"
