@@ -300,7 +300,7 @@ class Hypervisor:
         one left unanswered gets the firmware's default when the loop goes on.
         """
         if self._closed or self.qemu is None:
-            raise SessionClosedError("the Hypervisor session is not running; use it in a with block")
+            raise SessionClosedError("the Hypervisor session is not running; use a with block")
         gdb = self.gdb
         wait = self.timeout if timeout is None else timeout
         if not self._started and self.transport_name == "shm":
