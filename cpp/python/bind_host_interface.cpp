@@ -80,10 +80,18 @@ to_bytes() after changing .action and .frame.
         .def_property_readonly_static("OFFSETS", [](py::object) {
             py::dict d;
             d["magic"] = offsetof(ExitRecord, magic);
+            d["version"] = offsetof(ExitRecord, version);
+            d["size"] = offsetof(ExitRecord, size);
+            d["vm_id"] = offsetof(ExitRecord, vm_id);
+            d["vcpu_id"] = offsetof(ExitRecord, vcpu_id);
             d["seq"] = offsetof(ExitRecord, seq);
             d["ack"] = offsetof(ExitRecord, ack);
+            d["exception_type"] = offsetof(ExitRecord, exception_type);
             d["action"] = offsetof(ExitRecord, action);
             d["esr"] = offsetof(ExitRecord, esr);
+            d["far"] = offsetof(ExitRecord, far);
+            d["hpfar"] = offsetof(ExitRecord, hpfar);
+            d["elr"] = offsetof(ExitRecord, elr);
             d["reason"] = offsetof(ExitRecord, reason);
             d["frame"] = offsetof(ExitRecord, frame);
             return d;

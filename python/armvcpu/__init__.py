@@ -12,6 +12,7 @@ that firmware over QEMU's gdbstub.
 from __future__ import annotations
 
 from . import _core
+from .devices import MmioDevice, Pl011, Register
 from .errors import (
     ArmvcpuError,
     FirmwareError,
@@ -26,6 +27,8 @@ from .exits import Exit, ExitKind, Registers
 from .firmware import Firmware, example_guest_path, firmware_path
 from .guest import Guest, Segment
 from .hypervisor import Hypervisor
+from .policy import Policy, on
+from .trace import Trace
 
 __version__: str = _core.__version__
 
@@ -40,12 +43,18 @@ __all__ = [
     "GuestImageError",
     "GuestTimeout",
     "Hypervisor",
+    "MmioDevice",
+    "Pl011",
+    "Policy",
     "QemuError",
+    "Register",
     "Registers",
     "Segment",
     "SessionClosedError",
     "ToolNotFoundError",
+    "Trace",
     "__version__",
     "example_guest_path",
     "firmware_path",
+    "on",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -97,10 +98,16 @@ class Exit:
     exit left unanswered gets ``resume_default()`` when iteration moves on.
     """
 
-    __slots__ = ("_frame", "_resolver", "record", "resolved")
+    __slots__ = ("_frame", "_resolver", "answered_ns", "delivered_ns", "raw", "record", "resolved")
 
-    def __init__(self, record: Any, resolver: Callable[[Exit, bool], None]) -> None:
+    def __init__(self, record: Any, resolver: Callable[[Exit, bool], None],
+                 raw: bytes | None = None) -> None:  # fmt: skip
         self.record = record
+        # The record's bytes as the firmware wrote them (record itself carries
+        # the answer once the exit is answered).
+        self.raw = raw if raw is not None else record.to_bytes()
+        self.delivered_ns = time.perf_counter_ns()  # when the host got it
+        self.answered_ns = 0
         self._frame: Any = None  # the editable copy, made on first use
         self._resolver = resolver
         self.resolved = False
@@ -166,9 +173,10 @@ class Exit:
     def reclassify(self) -> Any:
         """The host core's classification of this exit's syndrome and registers,
         to compare with the firmware's (``reason``): they must always agree."""
-        before = copy.copy(self.record.frame)
-        before.elr = self.record.elr
-        reason, _ = _core.classify_sync(before, self.record.syndrome)
+        original = _core.ExitRecord.from_bytes(self.raw)
+        before = original.frame
+        before.elr = original.elr
+        reason, _ = _core.classify_sync(before, original.syndrome)
         return reason
 
     def resume(self, x0: int | None = None, **regs: int) -> None:
@@ -229,6 +237,7 @@ class Exit:
 
     def _answer(self, *, frame_changed: bool) -> None:
         self.resolved = True
+        self.answered_ns = time.perf_counter_ns()
         self._resolver(self, frame_changed)
 
     def __repr__(self) -> str:

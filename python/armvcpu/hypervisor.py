@@ -36,6 +36,7 @@ from .gdbstub import GdbRemote
 from .guest import Guest
 from .qemu import QemuConfig, QemuProcess
 from .rules import FastRules
+from .trace import Trace
 from .transport import GdbTransport, SharedMemoryTransport, Transport
 
 #: Where QEMU virt's RAM starts in the physical address space.
@@ -314,29 +315,37 @@ class Hypervisor:
             if raw is None:
                 return
             record = _core.ExitRecord.from_bytes(raw)
-            exit = Exit(record, self._answer)
+            exit = Exit(record, self._answer, raw)
             self.last_exit = exit
             self.exit_count += 1
             yield exit
             if not exit.resolved:
                 exit.resume_default()
 
-    def run(self, handler: Callable[[Exit], int | None] | None = None,
-            timeout: float | None = None) -> list[Exit]:  # fmt: skip
-        """Run to the end, calling ``handler(exit)`` for each exit.
+    def run(self, handler: Callable[[Exit], Any] | None = None, timeout: float | None = None,
+            trace: Trace | None = None) -> list[Exit]:  # fmt: skip
+        """Run to the end, letting ``handler`` answer each exit; returns them all.
 
-        A handler that returns an int resumes the exit with that value in x0;
-        one that returns None leaves the exit to its own answer, or the default.
-        Returns every exit in order.
+        ``handler`` is a :class:`~armvcpu.policy.Policy` (its declarative rules
+        are installed as fast rules first) or any callable: one that returns an
+        int resumes the exit with that value in x0; one that returns None
+        leaves the exit to its own answer, or the default. With ``trace``,
+        every exit is recorded.
         """
+        install = getattr(handler, "install", None)
+        if install is not None and not self._started:
+            install(self)
         seen = []
         for exit in self.exits(timeout):
             seen.append(exit)
-            if handler is None:
-                continue
-            value = handler(exit)
-            if value is not None and not exit.resolved:
-                exit.resume(x0=value)
+            if handler is not None:
+                value = handler(exit)
+                if value is not None and not exit.resolved:
+                    exit.resume(x0=value)
+            if trace is not None:
+                if not exit.resolved:
+                    exit.resume_default()
+                trace.add(exit)
         return seen
 
     def _next_record(self, gdb: GdbRemote | None, timeout: float) -> bytes | None:
