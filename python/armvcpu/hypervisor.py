@@ -125,7 +125,7 @@ class Hypervisor:
                 self.config.ram_file = self._ram_file
             self.qemu = QemuProcess(self.config, self.firmware.path)
             self.qemu.wait_for_socket()
-            self.gdb = GdbRemote.connect_unix(str(self.qemu.gdb_socket), timeout=self.timeout)
+            self.gdb = self._connect_gdbstub()
             self.gdb.handshake()
             if self._ram_file is not None:
                 self.ram = self._map_ram_file(self._ram_file)
@@ -145,6 +145,21 @@ class Hypervisor:
         except BaseException:
             self.close()
             raise
+
+    def _connect_gdbstub(self) -> GdbRemote:
+        """Connect to QEMU's gdbstub socket. The file appears when QEMU binds it,
+        a moment before QEMU listens: refusals are retried while QEMU lives."""
+        assert self.qemu is not None
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                return GdbRemote.connect_unix(str(self.qemu.gdb_socket), timeout=self.timeout)
+            except (ConnectionRefusedError, FileNotFoundError):
+                if not self.qemu.alive():
+                    raise QemuError(f"QEMU failed to start: {self.qemu.describe_exit()}") from None
+                if time.monotonic() > deadline:
+                    raise QemuError("QEMU's gdbstub refused connections for 10 s") from None
+                time.sleep(0.005)
 
     def _create_ram_file(self) -> Path:
         path = Path("/dev/shm") / f"armvcpu-{os.getpid()}-{secrets.token_hex(4)}"
