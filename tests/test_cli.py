@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -52,3 +53,107 @@ def test_firmware_path_command():
     out = run_cli("firmware")
     assert out.returncode == 0
     assert out.stdout.strip().endswith("armvcpu-firmware.elf")
+
+
+# -- armvcpu run / trace / doctor -------------------------------------------------------
+
+HELLO = """
+    movz x10, #0x0900, lsl #16
+    adr x11, msg
+1:  ldrb w12, [x11], #1
+    cbz w12, 2f
+    str w12, [x10]
+    b 1b
+2:  mov x0, #1
+    hvc #0
+    mov x1, x0
+    mov x0, #2
+    hvc #0
+    ldr x0, =0x84000008
+    hvc #0
+msg: .asciz "hello from the guest\\n"
+"""
+
+POLICY = """
+from armvcpu import Policy, on
+
+class Answers(Policy):
+    @on.hypercall(nr=1)
+    def one(self, exit):
+        return 41
+
+    @on.hypercall(nr=2)
+    def two(self, exit):
+        print(f"guest says {exit.reason.args[0]}")
+        return 0
+"""
+
+
+def _image(tmp_path, source: str, name: str = "guest.elf"):
+    from armvcpu import toolchain
+
+    path = tmp_path / name
+    path.write_bytes(toolchain.assemble(source, 0x4000_0000))
+    return path
+
+
+def test_run_streams_the_console_applies_a_policy_and_records(tmp_path, no_leaked_qemu):
+    guest = _image(tmp_path, HELLO)
+    policy = tmp_path / "policy.py"
+    policy.write_text(POLICY)
+    out = run_cli("run", str(guest), "--policy", str(policy), "--trace", str(tmp_path / "t"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("hello from the guest\n")
+    assert "guest says 41" in out.stdout
+    assert "trace of 24 exits saved" in out.stderr  # 21 chars, 2 hypercalls, SYSTEM_OFF
+
+    summary = run_cli("trace", "summary", str(tmp_path / "t.npz"), "--json")
+    rows = {r["kind"]: r["count"] for r in json.loads(summary.stdout)}
+    assert rows == {"MmioWrite": 21, "Hypercall": 2, "SystemDown": 1}
+    shown = run_cli("trace", "show", str(tmp_path / "t.npz"), "--limit", "2")
+    assert "MmioWrite(addr=0x9000000" in shown.stdout
+    exported = run_cli("trace", "export", str(tmp_path / "t.npz"), str(tmp_path / "t.json"))
+    assert exported.returncode == 0
+    events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    assert sum(e["ph"] == "X" for e in events) == 24
+
+
+def test_run_exit_statuses(tmp_path, no_leaked_qemu):
+    hang = _image(tmp_path, "b .", "hang.elf")
+    out = run_cli("run", str(hang), "--timeout", "1")
+    assert out.returncode == 3
+    assert "timeout" in out.stderr and "no exit within 1 s" in out.stderr
+
+    crash = _image(tmp_path, "brk #1", "crash.elf")
+    out = run_cli("run", str(crash))
+    assert out.returncode == 1
+    assert "the VM stopped at NestedPageFault(addr=0x200" in out.stderr
+
+    out = run_cli("run", str(crash), "--cpu", "no-such-cpu")
+    assert out.returncode == 4
+    assert "QEMU failed" in out.stderr
+
+    out = run_cli("run", str(tmp_path / "missing.elf"))
+    assert out.returncode == 2 and "not found" in out.stderr
+
+    bad_policy = tmp_path / "bad.py"
+    bad_policy.write_text("x = 1\n")
+    out = run_cli("run", str(crash), "--policy", str(bad_policy))
+    assert out.returncode == 2 and "defines no `policy`" in out.stderr
+
+
+def test_trace_of_a_non_trace_file(tmp_path):
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"junk")
+    out = run_cli("trace", "summary", str(junk))
+    assert out.returncode == 2
+    assert "not an armvcpu trace" in out.stderr
+
+
+def test_doctor_reports_tools_and_the_firmware():
+    out = run_cli("doctor", "--json")
+    report = json.loads(out.stdout)
+    programs = {t["program"]: t for t in report["tools"]}
+    assert programs["qemu-system-aarch64"]["version"].startswith("QEMU emulator version")
+    assert report["firmware"].endswith("armvcpu-firmware.elf")
+    assert out.returncode == (0 if not report["missing_packages"] else 1)

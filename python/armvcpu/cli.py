@@ -1,12 +1,34 @@
-"""The ``armvcpu`` command line."""
+"""The ``armvcpu`` command line.
+
+armvcpu demo                          the example guest and its exits
+armvcpu run GUEST [--policy P.py] [--trace OUT] [--timeout S] ...
+armvcpu trace show|summary|export FILE
+armvcpu decode esr VALUE              every field of a syndrome, named
+armvcpu bench exits|startup [--json]  benchmarks (figures, never asserted)
+armvcpu doctor [--json]               what is installed, and what to install
+armvcpu firmware                      the packaged firmware ELF's path
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import runpy
+import shutil
+import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 from . import _core
-from .errors import ArmvcpuError
+from .errors import ArmvcpuError, GuestTimeout, QemuError
+
+# Exit statuses of `armvcpu run`.
+EXIT_OK = 0  # the guest powered off (PSCI SYSTEM_OFF) or reset
+EXIT_GUEST_STOPPED = 1  # the VM was stopped at an exit nobody could answer
+EXIT_USAGE = 2  # bad arguments or files
+EXIT_TIMEOUT = 3  # no exit within --timeout
+EXIT_QEMU = 4  # QEMU failed or died
 
 
 def _decode_esr(value: str) -> int:
@@ -27,8 +49,6 @@ def _decode_esr(value: str) -> int:
 
 
 def _bench(name: str, runs: int, quick: bool, as_json: bool) -> int:
-    import json
-
     from rich.console import Console
     from rich.table import Table
 
@@ -50,41 +70,297 @@ def _bench(name: str, runs: int, quick: bool, as_json: bool) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="armvcpu", description=__doc__)
+# -- run ---------------------------------------------------------------------------------
+
+
+def _load_policy(path: str) -> Any:
+    """A policy file defines `policy` (a Policy or any callable taking an exit)."""
+    from .policy import Policy
+
+    try:
+        namespace = runpy.run_path(path)
+    except FileNotFoundError:
+        raise ArmvcpuError(f"policy file {path} not found") from None
+    except Exception as exc:
+        raise ArmvcpuError(f"policy file {path} failed to load: {exc!r}") from exc
+    policy = namespace.get("policy")
+    if policy is None:
+        policies = [
+            v for v in namespace.values()
+            if isinstance(v, type) and issubclass(v, Policy) and v is not Policy
+        ]  # fmt: skip
+        if len(policies) == 1:
+            policy = policies[0]()
+    if policy is None or not callable(policy):
+        raise ArmvcpuError(f"{path} defines no `policy` (a Policy or a callable taking an exit)")
+    return policy
+
+
+def _load_guest(path: str) -> Any:
+    from .guest import Guest
+
+    p = Path(path)
+    if not p.is_file():
+        raise ArmvcpuError(f"guest image {path} not found")
+    data = p.read_bytes()
+    return Guest.from_elf(data) if data[:4] == b"\x7fELF" else Guest.from_binary(data)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .devices import Pl011
+    from .exits import ExitKind
+    from .hypervisor import Hypervisor
+    from .policy import Policy
+    from .trace import Trace
+
+    err = Console(stderr=True)
+    guest = _load_guest(args.guest or args.kernel)
+    user_policy = _load_policy(args.policy) if args.policy else None
+
+    # The guest's PL011 output goes to stdout as it is written.
+    def echo(ch: str) -> None:
+        sys.stdout.write(ch)
+        sys.stdout.flush()
+
+    uart = Pl011(on_output=echo)
+    policy: Any = uart.policy() if user_policy is None else _chain(user_policy, uart.policy())
+    trace = Trace(meta={"guest": str(args.guest or args.kernel)}) if args.trace else None
+    last = None
+    try:
+        with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=args.memory,
+                        timeout=args.timeout) as hv:  # fmt: skip
+            hv.load(guest)
+            if isinstance(policy, Policy):
+                policy.install(hv)
+            for exit in hv.exits():
+                last = exit
+                policy(exit)
+                if trace is not None:
+                    if not exit.resolved:
+                        exit.resume_default()
+                    trace.add(exit)
+    except GuestTimeout as exc:
+        err.print(f"armvcpu: timeout: {exc}", markup=False, highlight=False)
+        return _finish(trace, args, EXIT_TIMEOUT)
+    except QemuError as exc:
+        err.print(f"armvcpu: QEMU failed: {str(exc).splitlines()[0]}", markup=False)
+        return _finish(trace, args, EXIT_QEMU)
+    status = EXIT_OK
+    if last is None or last.kind != ExitKind.SystemDown:
+        what = repr(last.reason) if last is not None else "no exit"
+        pc = f" at pc {last.exception_pc:#x}" if last is not None else ""
+        err.print(f"armvcpu: the VM stopped at {what}{pc}", markup=False, highlight=False)
+        status = EXIT_GUEST_STOPPED
+    return _finish(trace, args, status)
+
+
+def _chain(first: Any, second: Any) -> Any:
+    from .policy import Policy
+
+    if isinstance(first, Policy):
+        return first + second
+
+    def both(exit: Any) -> Any:
+        value = first(exit)
+        if value is not None and not exit.resolved:
+            exit.resume(x0=value)
+        if not exit.resolved:
+            second(exit)
+
+    return both
+
+
+def _finish(trace: Any, args: argparse.Namespace, status: int) -> int:
+    if trace is not None:
+        path = trace.save(args.trace)
+        print(f"armvcpu: trace of {len(trace)} exits saved to {path}", file=sys.stderr)
+    return status
+
+
+# -- trace -------------------------------------------------------------------------------
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .trace import Trace
+
+    trace = Trace.load(args.file)
+    out = Console()
+    if args.action == "summary":
+        rows = trace.summary()
+        if args.json:
+            print(json.dumps([r.__dict__ for r in rows], indent=2))
+            return 0
+        table = Table(title=f"{args.file}: {len(trace)} exits")
+        for col in ("kind", "count", "share", "median handling", "p99 handling"):
+            table.add_column(col, justify="left" if col == "kind" else "right")
+        for r in rows:
+            table.add_row(r.kind, str(r.count), f"{r.share:.1%}", f"{r.median_us:.1f} µs",
+                          f"{r.p99_us:.1f} µs")  # fmt: skip
+        out.print(table)
+    elif args.action == "show":
+        t_ns = trace.columns["t_ns"]
+        table = Table(title=f"{args.file}: first {min(args.limit, len(trace))} of {len(trace)}")
+        for col in ("#", "t (ms)", "vcpu", "exit", "pc"):
+            table.add_column(col, justify="left" if col == "exit" else "right")
+        for i, record in enumerate(trace.exits()):
+            if i >= args.limit:
+                break
+            table.add_row(str(record.seq), f"{t_ns[i] / 1e6:.3f}", str(record.vcpu_id),
+                          repr(record.reason), f"{record.elr:#x}")  # fmt: skip
+        out.print(table)
+    else:
+        Path(args.out).write_text(json.dumps(trace.to_chrome_trace()))
+        print(f"wrote {args.out}: open it at https://ui.perfetto.dev or chrome://tracing")
+    return 0
+
+
+# -- doctor ------------------------------------------------------------------------------
+
+_TOOLS = [
+    # (program, version flag, Debian package, needed for)
+    ("qemu-system-aarch64", "--version", "qemu-system-arm", "running the firmware"),
+    ("gdb-multiarch", "--version", "gdb-multiarch", "interactive debugging (armvcpu.gdb)"),
+    ("aarch64-linux-gnu-gcc", "--version", "gcc-aarch64-linux-gnu", "building the firmware"),
+    ("aarch64-linux-gnu-g++", "--version", "g++-aarch64-linux-gnu", "building the firmware"),
+    ("aarch64-linux-gnu-as", "--version", "binutils-aarch64-linux-gnu", "Guest.from_asm"),
+    ("aarch64-linux-gnu-ld", "--version", "binutils-aarch64-linux-gnu", "Guest.from_asm"),
+]
+
+
+def _doctor(as_json: bool) -> int:
+    from .firmware import firmware_path
+
+    found: list[dict[str, Any]] = []
+    for program, flag, package, purpose in _TOOLS:
+        path = shutil.which(program)
+        version = None
+        if path is not None:
+            try:
+                text = subprocess.run([path, flag], capture_output=True, text=True,
+                                      timeout=20).stdout  # fmt: skip
+                version = text.splitlines()[0].strip() if text else "?"
+            except (OSError, subprocess.SubprocessError):
+                version = "?"
+        found.append({"program": program, "path": path, "version": version,
+                      "package": package, "for": purpose})  # fmt: skip
+    try:
+        fw: str | None = str(firmware_path())
+    except ArmvcpuError:
+        fw = None
+    missing = sorted({t["package"] for t in found if t["path"] is None})
+    report = {"armvcpu": _core.__version__, "python": sys.version.split()[0],
+              "firmware": fw, "tools": found, "missing_packages": missing}  # fmt: skip
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"armvcpu {_core.__version__} doctor")
+        for col in ("tool", "status", "version", "needed for"):
+            table.add_column(col)
+        for t in found:
+            status = "[green]ok[/green]" if t["path"] else f"[red]missing[/red] ({t['package']})"
+            table.add_row(t["program"], status, t["version"] or "", t["for"])
+        table.add_row("firmware", "[green]ok[/green]" if fw else "[red]missing[/red]", fw or "",
+                      "everything")  # fmt: skip
+        console = Console()
+        console.print(table)
+        if missing:
+            console.print(f"Install with: sudo apt-get install {' '.join(missing)}")
+        else:
+            console.print("Everything armvcpu uses is installed.")
+    return 0 if not missing and fw else 1
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="armvcpu", description="See and script every VM exit "
+                                     "of an AArch64 guest.")  # fmt: skip
     parser.add_argument("--version", action="version", version=f"armvcpu {_core.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="boot the firmware, run the example guest, show its exits")
     sub.add_parser("firmware", help="print the path of the packaged firmware ELF")
+
+    run = sub.add_parser("run", help="run a guest under the firmware",
+                         description="Run a guest (an AArch64 ELF, or a raw binary loaded at "
+                         "the start of guest RAM). Its PL011 output goes to stdout. Exit "
+                         "status: 0 powered off, 1 stopped at an unanswered exit, 2 usage, "
+                         "3 timeout, 4 QEMU failed.")  # fmt: skip
+    run.add_argument("guest", nargs="?", help="the guest image")
+    run.add_argument("--kernel", help="the guest image (as QEMU's -kernel)")
+    run.add_argument("--policy", help="a Python file defining `policy`")
+    run.add_argument("--trace", metavar="OUT", help="record every exit to OUT (.npz)")
+    run.add_argument("--timeout", type=float, default=10.0, help="seconds without an exit")
+    run.add_argument("--cpu", default="max", help="QEMU CPU model (max, cortex-a57, ...)")
+    run.add_argument("-m", "--memory", type=int, default=256, help="machine RAM in MiB")
+    run.add_argument("--transport", choices=["shm", "gdb"], default="shm")
+
+    trace = sub.add_parser("trace", help="inspect a recorded trace")
+    tsub = trace.add_subparsers(dest="action", required=True)
+    show = tsub.add_parser("show", help="the exits, one per line")
+    show.add_argument("file")
+    show.add_argument("--limit", type=int, default=50)
+    summary = tsub.add_parser("summary", help="exits per kind and handling times")
+    summary.add_argument("file")
+    summary.add_argument("--json", action="store_true")
+    export = tsub.add_parser("export", help="Chrome/Perfetto trace-event JSON")
+    export.add_argument("file")
+    export.add_argument("out")
+
+    decode = sub.add_parser("decode", help="decode a syndrome value")
+    decode.add_argument("register", choices=["esr"])
+    decode.add_argument("value", help="e.g. 0x5a000000")
+
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
     bench.add_argument("name", choices=["exits", "startup"])
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--runs", type=int, default=3, help="runs per figure (median reported)")
     bench.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
-    decode = sub.add_parser("decode", help="decode a syndrome value")
-    decode.add_argument("register", choices=["esr"])
-    decode.add_argument("value", help="e.g. 0x5a000000")
+
+    doctor = sub.add_parser("doctor", help="check the tools armvcpu needs")
+    doctor.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
             from .demo import main as demo_main
 
             return demo_main()
-        if args.command == "bench":
-            return _bench(args.name, args.runs, args.quick, args.json)
         if args.command == "firmware":
             from .firmware import firmware_path
 
             print(firmware_path())
             return 0
+        if args.command == "run":
+            if not (args.guest or args.kernel):
+                parser.error("run needs a guest image (GUEST or --kernel)")
+            return _run(args)
+        if args.command == "trace":
+            return _trace(args)
+        if args.command == "bench":
+            return _bench(args.name, args.runs, args.quick, args.json)
+        if args.command == "doctor":
+            return _doctor(args.json)
         if args.command == "decode":
             try:
                 return _decode_esr(args.value)
             except ValueError:
                 parser.error(f"not a number: {args.value!r}")
-    except ArmvcpuError as exc:
+    except (ArmvcpuError, ValueError, FileNotFoundError) as exc:
         print(f"armvcpu: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("armvcpu: interrupted", file=sys.stderr)
         return 130
