@@ -6,6 +6,7 @@
 #include "armvcpu/fast_rules.hpp"
 #include "armvcpu/host_interface.hpp"
 #include "armvcpu/percpu.hpp"
+#include "armvcpu/pl011.hpp"
 #include "armvcpu/psci.hpp"
 #include "armvcpu/stage2.hpp"
 #include "armvcpu/sysreg.hpp"
@@ -18,6 +19,7 @@
 extern "C" {
 extern armvcpu::GuestConfig armvcpu_guest_config;
 extern armvcpu::FastRuleTable armvcpu_fast_rules;
+extern armvcpu::ConsoleRing armvcpu_guest_console;
 extern const char armvcpu_el2_vectors[];
 [[noreturn]] void fw_main();
 [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr, std::uint64_t elr,
@@ -135,11 +137,20 @@ extern "C" [[noreturn]] void fw_main() {
     put_hex(cfg.pa_base);
     put_str(" size ");
     put_hex(cfg.size);
+    put_str(", UART ");
+    put_str(cfg.uart_mode == 1 ? "emulated" : cfg.uart_mode == 2 ? "passthrough" : "host");
     put_str("\n");
 
     PhysicalTableMemory mem;
     armvcpu::stage2::Tables<PhysicalTableMemory> s2(mem, mem.alloc_table(), kIpaBits, kPaBits);
-    const auto err = s2.map(cfg.ipa_base, cfg.pa_base, cfg.size, {});
+    auto err = s2.map(cfg.ipa_base, cfg.pa_base, cfg.size, {});
+    const auto uart_mode = static_cast<armvcpu::UartMode>(cfg.uart_mode);
+    if (err == armvcpu::stage2::MapError::None && uart_mode == armvcpu::UartMode::Passthrough) {
+        // The guest writes the physical PL011 directly: Device memory, no execute.
+        err = s2.map(
+            cfg.uart_base, cfg.uart_base, 0x1000,
+            {armvcpu::stage2::Access::ReadWrite, armvcpu::stage2::MemAttr::DeviceNGnRE, true});
+    }
     if (err != armvcpu::stage2::MapError::None) {
         put_str("armvcpu: FATAL: cannot map guest RAM, error ");
         put_dec(static_cast<unsigned>(err));
@@ -181,7 +192,9 @@ extern "C" [[noreturn]] void fw_main() {
         if (reason.kind == ExitKind::Nothing) continue;
 
         TrapFrame& frame = vcpu.context();
-        if (armvcpu::apply_fast_rules(armvcpu_fast_rules, reason, frame)) {
+        if (armvcpu::apply_fast_rules(armvcpu_fast_rules, reason, frame) ||
+            (uart_mode == armvcpu::UartMode::Emulate &&
+             armvcpu::emulate_pl011(armvcpu_guest_console, cfg.uart_base, reason, frame))) {
             if (vcpu.state() == armvcpu::VCpuState::Blocked) vcpu.wake();
             continue;
         }

@@ -5,6 +5,7 @@
 #include "armvcpu/exit_reason.hpp"
 #include "armvcpu/host_interface.hpp"
 #include "armvcpu/mmio.hpp"
+#include "armvcpu/pl011.hpp"
 #include "armvcpu/psci.hpp"
 #include "armvcpu/trap_frame.hpp"
 #include "bindings.hpp"
@@ -113,6 +114,8 @@ to_bytes() after changing .action and .frame.
         .def_readwrite("x0", &GuestConfig::x0)
         .def_readwrite("hcr_el2_set", &GuestConfig::hcr_el2_set)
         .def_readwrite("mdcr_el2", &GuestConfig::mdcr_el2)
+        .def_readwrite("uart_mode", &GuestConfig::uart_mode)
+        .def_readwrite("uart_base", &GuestConfig::uart_base)
         .def_property_readonly_static("SIZE", [](py::object) { return sizeof(GuestConfig); })
         .def("__repr__", [](const GuestConfig& c) {
             return "GuestConfig(entry=" + hex(c.entry) + ", ipa_base=" + hex(c.ipa_base) +
@@ -126,7 +129,14 @@ to_bytes() after changing .action and .frame.
     symbols["host_attached"] = kSymHostAttached;
     symbols["host_handoff"] = kSymHostHandoff;
     symbols["fast_rules"] = kSymFastRules;
+    symbols["guest_console"] = kSymGuestConsole;
     m.attr("FIRMWARE_SYMBOLS") = symbols;
+    py::enum_<UartMode>(m, "UartMode", "How a VM's PL011 is provided.")
+        .value("Host", UartMode::Host)
+        .value("Emulate", UartMode::Emulate)
+        .value("Passthrough", UartMode::Passthrough);
+    m.attr("CONSOLE_RING_SIZE") = kConsoleRingSize;
+    m.attr("CONSOLE_RING_DATA_OFFSET") = offsetof(ConsoleRing, data);
     m.attr("EXIT_RECORD_MAGIC") = kExitRecordMagic;
     m.attr("EXIT_RECORD_VERSION") = kExitRecordVersion;
 }

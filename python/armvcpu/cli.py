@@ -124,18 +124,24 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(ch)
         sys.stdout.flush()
 
+    def echo_text(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
     uart = Pl011(on_output=echo)
     policy: Any = uart.policy() if user_policy is None else _chain(user_policy, uart.policy())
     trace = Trace(meta={"guest": str(args.guest or args.kernel)}) if args.trace else None
     last = None
     try:
         with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=args.memory,
-                        timeout=args.timeout) as hv:  # fmt: skip
+                        timeout=args.timeout, uart=args.uart) as hv:  # fmt: skip
             hv.load(guest)
             if isinstance(policy, Policy):
                 policy.install(hv)
             for exit in hv.exits():
                 last = exit
+                if args.uart == "emulate":
+                    echo_text(hv.read_guest_console())
                 policy(exit)
                 if trace is not None:
                     if not exit.resolved:
@@ -302,6 +308,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cpu", default="max", help="QEMU CPU model (max, cortex-a57, ...)")
     run.add_argument("-m", "--memory", type=int, default=256, help="machine RAM in MiB")
     run.add_argument("--transport", choices=["shm", "gdb"], default="shm")
+    run.add_argument("--uart", choices=["host", "emulate", "passthrough"], default="host",
+                     help="the guest's PL011: a Python model over exits (host), emulated in "
+                     "EL2, or the real one")  # fmt: skip
 
     trace = sub.add_parser("trace", help="inspect a recorded trace")
     tsub = trace.add_subparsers(dest="action", required=True)
@@ -324,6 +333,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--runs", type=int, default=3, help="runs per figure (median reported)")
     bench.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
+
+    gdb = sub.add_parser("gdb", help="attach gdb-multiarch (with armvcpu.gdb) to a session",
+                         description="Attach gdb-multiarch to a running Hypervisor's gdbstub "
+                         "socket (from hv.release_gdbstub()); see docs/gdb.md.")  # fmt: skip
+    gdb.add_argument("socket", help="the gdbstub socket path")
+    gdb.add_argument("gdb_args", nargs="*", help="more gdb-multiarch arguments")
 
     doctor = sub.add_parser("doctor", help="check the tools armvcpu needs")
     doctor.add_argument("--json", action="store_true")
@@ -351,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
             return _trace(args)
         if args.command == "bench":
             return _bench(args.name, args.runs, args.quick, args.json)
+        if args.command == "gdb":
+            from .gdb_launch import launch
+
+            return launch(args.socket, extra=args.gdb_args)
         if args.command == "doctor":
             return _doctor(args.json)
         if args.command == "decode":

@@ -51,6 +51,7 @@ class Firmware:
     host_attached: int
     host_handoff: int
     fast_rules: int
+    guest_console: int
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:

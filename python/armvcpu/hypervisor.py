@@ -34,6 +34,7 @@ from .exits import Exit
 from .firmware import Firmware
 from .gdbstub import GdbRemote
 from .guest import Guest
+from .policy import Policy
 from .qemu import QemuConfig, QemuProcess
 from .rules import FastRules
 from .trace import Trace
@@ -43,6 +44,12 @@ from .transport import GdbTransport, SharedMemoryTransport, Transport
 RAM_BASE = 0x4000_0000
 #: How often a waiting host checks that QEMU is still alive.
 _POLL_SLICE = 0.1
+
+_UART_MODES = {
+    "host": int(_core.UartMode.Host),
+    "emulate": int(_core.UartMode.Emulate),
+    "passthrough": int(_core.UartMode.Passthrough),
+}
 
 _live_sessions: weakref.WeakSet[Hypervisor] = weakref.WeakSet()
 
@@ -67,6 +74,10 @@ class Hypervisor:
         cpu: QEMU's ``-cpu`` model.
         memory_mb: machine RAM; the firmware carves guest RAM out of it.
         timeout: seconds to wait for the next exit before :class:`GuestTimeout`.
+        uart: the guest's PL011: ``"host"`` (every access is an exit, e.g. for
+            :class:`~armvcpu.devices.Pl011`), ``"emulate"`` (emulated in EL2; read
+            the output with :meth:`read_guest_console`) or ``"passthrough"``
+            (the real PL011, shared with the firmware's log).
         extra_args: more QEMU arguments, appended as given.
     """
 
@@ -79,10 +90,16 @@ class Hypervisor:
         cpu: str = "max",
         memory_mb: int = 256,
         timeout: float = 10.0,
+        uart: Literal["host", "emulate", "passthrough"] = "host",
         extra_args: Sequence[str] = (),
     ) -> None:
         if transport not in ("shm", "gdb"):
             raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
+        if uart not in _UART_MODES:
+            raise ValueError(f"uart must be one of {sorted(_UART_MODES)}, not {uart!r}")
+        self.uart = uart
+        self._console_read = 0
+        self._console_text: list[str] = []
         self.firmware = Firmware.load(firmware)
         self.transport_name = transport
         self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=memory_mb,
@@ -140,6 +157,8 @@ class Hypervisor:
                 self.transport = gdb_transport
             raw = self.gdb.read_memory(self.firmware.guest_config, _core.GuestConfig.SIZE)
             self.guest_config = _core.GuestConfig.from_bytes(raw)
+            self.guest_config.uart_mode = _UART_MODES[self.uart]
+            self.gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
             attach = self.transport.attach_value().to_bytes(4, "little")
             self.gdb.write_memory(self.firmware.host_attached, attach)
         except BaseException:
@@ -217,6 +236,33 @@ class Hypervisor:
         gdb.close()
         self.gdb = None
         return str(self.qemu.gdb_socket)
+
+    def read_guest_console(self) -> str:
+        """What the guest wrote to its emulated UART since the last call
+        (``uart="emulate"``); all of it is in :attr:`guest_console`."""
+        if self.uart != "emulate":
+            raise ArmvcpuError("the guest console stream needs uart='emulate'")
+        base = self.firmware.guest_console
+        written = int.from_bytes(self._read_phys(base, 8), "little")
+        size = int(_core.CONSOLE_RING_SIZE)
+        start = max(self._console_read, written - size)
+        out = bytearray()
+        data_at = base + int(_core.CONSOLE_RING_DATA_OFFSET)
+        while start < written:
+            offset = start % size
+            chunk = min(written - start, size - offset)
+            out += self._read_phys(data_at + offset, chunk)
+            start += chunk
+        lost = max(0, written - size - self._console_read)
+        self._console_read = written
+        text = (f"[{lost} bytes lost]" if lost else "") + out.decode("utf-8", "replace")
+        self._console_text.append(text)
+        return text
+
+    @property
+    def guest_console(self) -> str:
+        """Everything read from the guest's emulated UART so far."""
+        return "".join(self._console_text)
 
     @property
     def console(self) -> str:
@@ -342,10 +388,11 @@ class Hypervisor:
         """Run to the end, letting ``handler`` answer each exit; returns them all.
 
         ``handler`` is a :class:`~armvcpu.policy.Policy` (its declarative rules
-        are installed as fast rules first) or any callable: one that returns an
-        int resumes the exit with that value in x0; one that returns None
-        leaves the exit to its own answer, or the default. With ``trace``,
-        every exit is recorded.
+        are installed as fast rules first) or any callable. A callable's int
+        answers the exit as a Policy handler's would (x0 for a hypercall, the
+        loaded value for an MMIO or system-register read); None leaves the exit
+        to its own answer, or the firmware's default. With ``trace``, every
+        exit is recorded.
         """
         install = getattr(handler, "install", None)
         if install is not None and not self._started:
@@ -356,7 +403,7 @@ class Hypervisor:
             if handler is not None:
                 value = handler(exit)
                 if value is not None and not exit.resolved:
-                    exit.resume(x0=value)
+                    Policy.answer(exit, value)
             if trace is not None:
                 if not exit.resolved:
                     exit.resume_default()

@@ -294,6 +294,11 @@ class Policy:
             self._apply(exit, self.default(exit))
 
     @staticmethod
+    def answer(exit: Exit, result: Any) -> None:
+        """Answer an exit with a handler's result (see the module docstring)."""
+        Policy._apply(exit, result)
+
+    @staticmethod
     def _apply(exit: Exit, result: Any) -> None:
         if exit.resolved:
             return

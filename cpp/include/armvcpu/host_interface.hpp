@@ -20,6 +20,7 @@ inline constexpr const char* kSymGuestConfig = "armvcpu_guest_config";
 inline constexpr const char* kSymHostAttached = "armvcpu_host_attached";
 inline constexpr const char* kSymHostHandoff = "armvcpu_host_handoff";
 inline constexpr const char* kSymFastRules = "armvcpu_fast_rules";
+inline constexpr const char* kSymGuestConsole = "armvcpu_guest_console";
 
 inline constexpr std::uint32_t kExitRecordMagic = 0x58455641;  // "AVEX" little-endian
 inline constexpr std::uint16_t kExitRecordVersion = 3;
@@ -99,12 +100,17 @@ struct GuestConfig {
     // ... and MDCR_EL2 as the guest runs with it (e.g. TDA, bit 9, traps the
     // debug registers).
     std::uint64_t mdcr_el2;
+    std::uint32_t uart_mode;  // UartMode (pl011.hpp)
+    std::uint32_t reserved;
+    std::uint64_t uart_base;  // the PL011's address, for the guest and physically
 };
 
 static_assert(std::is_trivially_copyable_v<GuestConfig>);
 static_assert(offsetof(GuestConfig, entry) == 0);
 static_assert(offsetof(GuestConfig, x0) == 32);
 static_assert(offsetof(GuestConfig, mdcr_el2) == 48);
-static_assert(sizeof(GuestConfig) == 56);
+static_assert(offsetof(GuestConfig, uart_mode) == 56);
+static_assert(offsetof(GuestConfig, uart_base) == 64);
+static_assert(sizeof(GuestConfig) == 72);
 
 }  // namespace armvcpu
