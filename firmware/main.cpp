@@ -11,6 +11,7 @@
 #include "armvcpu/stage2.hpp"
 #include "armvcpu/sysreg.hpp"
 #include "armvcpu/vcpu.hpp"
+#include "el2_mmu.hpp"
 #include "fw_hal.hpp"
 #include "host_link.hpp"
 #include "sysreg.hpp"
@@ -23,7 +24,7 @@ extern armvcpu::ConsoleRing armvcpu_guest_console;
 extern const char armvcpu_el2_vectors[];
 [[noreturn]] void fw_main();
 [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr, std::uint64_t elr,
-                               std::uint64_t far);
+                               std::uint64_t far, std::uint64_t sp);
 }
 
 namespace {
@@ -111,8 +112,11 @@ bool apply_default(const ExitReason& reason, TrapFrame& frame) {
 }  // namespace
 
 extern "C" [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr, std::uint64_t elr,
-                                          std::uint64_t far) {
-    put_str("armvcpu: FATAL: exception at EL2, type ");
+                                          std::uint64_t far, std::uint64_t sp) {
+    const bool overflow = fw::in_stack_guard(far) || fw::in_stack_guard(sp);
+    put_str(overflow ? "armvcpu: FATAL: EL2 stack overflow (guard page hit)"
+                     : "armvcpu: FATAL: exception at EL2");
+    put_str(", type ");
     put_dec(type);
     put_str(" ESR_EL2=");
     put_hex(esr);
@@ -120,11 +124,32 @@ extern "C" [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr,
     put_hex(elr);
     put_str(" FAR_EL2=");
     put_hex(far);
+    put_str(" SP=");
+    put_hex(sp);
     put_str("\n");
+    // Tell the host before stopping: the exit carries EL2's own syndrome
+    // (EC 0x25/0x21: an abort taken from EL2) and the faulting PC.
+    const armvcpu::Esr e{esr};
+    TrapFrame frame{};
+    frame.set_exception_pc(elr);
+    fw::report_exit(0, ExceptionType::Synchronous, {esr, far, 0}, elr,
+                    armvcpu::make_exit(armvcpu::exit::GuestException{esr, elr, e.ec(), e.iss()}),
+                    frame);
     power_off();
 }
 
+// Recurses until the stack runs into the guard page (the self-test). The
+// limit is far beyond the stack's size; it only tells the compiler that the
+// recursion ends.
+[[gnu::noinline]] std::uint64_t selftest_recurse(std::uint64_t depth) {
+    volatile std::uint8_t pad[512];
+    pad[0] = static_cast<std::uint8_t>(depth);
+    if (depth > (1u << 20)) return pad[0];
+    return selftest_recurse(depth + 1) + pad[0];
+}
+
 extern "C" [[noreturn]] void fw_main() {
+    fw::enable_el2_mmu();
     const armvcpu::GuestConfig cfg = armvcpu_guest_config;
     put_str("armvcpu EL2 firmware 0.1.0 (");
     put_str(fw::host_attached() ? "host attached" : "standalone");
@@ -184,6 +209,10 @@ extern "C" [[noreturn]] void fw_main() {
     asm volatile("tlbi vmalls12e1is" ::: "memory");
     fw::dsb_ish();
     fw::isb();
+    if ((cfg.selftest & armvcpu::kSelfTestStackOverflow) != 0) {
+        put_str("armvcpu: self-test: overflowing the EL2 stack\n");
+        selftest_recurse(0);
+    }
 
     std::uint64_t exits = 0;
     for (;;) {

@@ -148,6 +148,10 @@ armvcpu_guest_exit:
 armvcpu_el2_fault_entry:
     .cfi_startproc
     .cfi_undefined x30
+    // Move to the fault stack first: the fault may be a stack overflow.
+    mov     x4, sp
+    ldr     x1, =__fault_stack_top
+    mov     sp, x1
     mrs     x1, esr_el2
     mrs     x2, elr_el2
     mrs     x3, far_el2

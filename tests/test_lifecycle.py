@@ -130,3 +130,17 @@ def test_closed_session_refuses_work(hypercalls_guest, no_leaked_qemu):
     with pytest.raises(armvcpu.SessionClosedError):
         hv.start()
     hv.close()  # closing twice is fine
+
+
+def test_el2_stack_overflow_hits_the_guard_and_is_reported(transport, no_leaked_qemu):
+    """The firmware's EL2 MMU leaves a guard page below its stack: running into
+    it is a data abort taken at EL2 (EC 0x25, Arm ARM D17.2.37), reported to
+    the host as an exit, then a clean power-off; never silent corruption."""
+    with Hypervisor(transport=transport) as hv:
+        hv.load(Guest.from_asm("b ."))
+        hv.request_selftest("stack-overflow")
+        exits = hv.run()
+    assert len(exits) == 1
+    assert exits[0].kind == armvcpu.ExitKind.GuestException
+    assert exits[0].reason.ec == 0x25  # Data Abort taken without a change in EL
+    assert "EL2 stack overflow (guard page hit)" in hv.console

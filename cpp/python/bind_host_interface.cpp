@@ -116,6 +116,7 @@ to_bytes() after changing .action and .frame.
         .def_readwrite("mdcr_el2", &GuestConfig::mdcr_el2)
         .def_readwrite("uart_mode", &GuestConfig::uart_mode)
         .def_readwrite("uart_base", &GuestConfig::uart_base)
+        .def_readwrite("selftest", &GuestConfig::selftest)
         .def_property_readonly_static("SIZE", [](py::object) { return sizeof(GuestConfig); })
         .def("__repr__", [](const GuestConfig& c) {
             return "GuestConfig(entry=" + hex(c.entry) + ", ipa_base=" + hex(c.ipa_base) +
@@ -135,6 +136,7 @@ to_bytes() after changing .action and .frame.
         .value("Host", UartMode::Host)
         .value("Emulate", UartMode::Emulate)
         .value("Passthrough", UartMode::Passthrough);
+    m.attr("SELFTEST_STACK_OVERFLOW") = kSelfTestStackOverflow;
     m.attr("CONSOLE_RING_SIZE") = kConsoleRingSize;
     m.attr("CONSOLE_RING_DATA_OFFSET") = offsetof(ConsoleRing, data);
     m.attr("EXIT_RECORD_MAGIC") = kExitRecordMagic;

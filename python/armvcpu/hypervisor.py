@@ -329,6 +329,19 @@ class Hypervisor:
         self.guest_config.mdcr_el2 = mdcr_el2
         self._write_phys(self.firmware.guest_config, self.guest_config.to_bytes())
 
+    def request_selftest(self, name: Literal["stack-overflow"]) -> None:
+        """Ask the firmware to test one of its own protections before the
+        guest starts. ``"stack-overflow"`` recurses at EL2 until the stack
+        hits its guard page, which must end in a reported exit (a
+        GuestException with EL2's own abort syndrome) and a clean stop."""
+        self._require_gdb()
+        if self._started:
+            raise ArmvcpuError("request_selftest() must come before the first exits() call")
+        if name != "stack-overflow":
+            raise ValueError(f"unknown self-test {name!r}")
+        self.guest_config.selftest |= int(_core.SELFTEST_STACK_OVERFLOW)
+        self._write_phys(self.firmware.guest_config, self.guest_config.to_bytes())
+
     def read_guest(self, ipa: int, length: int) -> bytes:
         """Bytes of guest RAM at a guest physical address."""
         return self._read_phys(self.ipa_to_pa(ipa, length), length)

@@ -88,6 +88,10 @@ static_assert(sizeof(ExitRecord) < 0x10000);  // fits the 16-bit size field
 // Where the guest lives and where it starts. The firmware carries defaults
 // for a standalone run (guest placed with QEMU's -device loader); a host
 // overwrites the fields before releasing the CPU.
+// GuestConfig::selftest: overflow the EL2 stack before entering the guest;
+// the guard page must turn that into a reported exit, not corruption.
+inline constexpr std::uint32_t kSelfTestStackOverflow = 1u << 0;
+
 struct GuestConfig {
     std::uint64_t entry;     // IPA of the first instruction
     std::uint64_t ipa_base;  // guest RAM as the guest sees it
@@ -101,7 +105,9 @@ struct GuestConfig {
     // debug registers).
     std::uint64_t mdcr_el2;
     std::uint32_t uart_mode;  // UartMode (pl011.hpp)
-    std::uint32_t reserved;
+    // Firmware self-tests the host can ask for (kSelfTest*), to show that
+    // its protections work.
+    std::uint32_t selftest;
     std::uint64_t uart_base;  // the PL011's address, for the guest and physically
 };
 

@@ -1,0 +1,85 @@
+// EL2 stage-1 translation (Arm ARM D8: VMSAv8-64, the EL2 regime with
+// TTBR0_EL2 only): a 4 KiB-granule identity map of the low 4 GiB.
+//  - 0x0000_0000..0x3FFF_FFFF: devices (GIC, PL011, ...): Device-nGnRnE, XN.
+//  - 0x4000_0000..0x7FFF_FFFF: RAM: Normal write-back, in 2 MiB blocks,
+//    except the 2 MiB that holds the stack guard, mapped in 4 KiB pages with
+//    the guard page invalid.
+// Normal memory also makes the firmware's atomics architecturally valid
+// (exclusives on Device memory are not).
+#include "el2_mmu.hpp"
+
+#include "sysreg.hpp"
+
+extern "C" {
+extern char __stack_guard[];
+}
+
+namespace fw {
+namespace {
+
+alignas(4096) std::uint64_t g_l1[512];
+alignas(4096) std::uint64_t g_l2_ram[512];
+alignas(4096) std::uint64_t g_l3_guard[512];
+
+// Stage-1 descriptor bits (Arm ARM D8.3): valid, table/page, AttrIndx [4:2],
+// AP [7:6] (00: read/write at EL2), SH [9:8], AF [10], XN [54].
+constexpr std::uint64_t kValid = 1u << 0;
+constexpr std::uint64_t kTableOrPage = 1u << 1;
+constexpr std::uint64_t kAttrDevice = 0u << 2;  // MAIR_EL2 Attr0
+constexpr std::uint64_t kAttrNormal = 1u << 2;  // MAIR_EL2 Attr1
+constexpr std::uint64_t kInnerShareable = 3u << 8;
+constexpr std::uint64_t kAf = 1u << 10;
+constexpr std::uint64_t kXn = 1ull << 54;
+
+// MAIR_EL2: Attr0 = Device-nGnRnE (0x00), Attr1 = Normal, inner and outer
+// write-back read/write-allocate (0xFF).
+constexpr std::uint64_t kMair = 0xFFull << 8;
+// TCR_EL2: T0SZ = 32 (4 GiB), IRGN0 = ORGN0 = write-back, SH0 inner, TG0 4 KiB,
+// PS = 32 bits, and the RES1 bits 31 and 23.
+constexpr std::uint64_t kTcr = 32u | (1u << 8) | (1u << 10) | (3u << 12) | (1u << 23) |
+                               (1ull << 31);
+// SCTLR_EL2 (non-VHE): RES1 bits, then M (MMU), C (data cache), SA (stack
+// alignment check), I (instruction cache).
+constexpr std::uint64_t kSctlrRes1 = 0x30C50830;
+constexpr std::uint64_t kSctlrM = 1u << 0;
+constexpr std::uint64_t kSctlrC = 1u << 2;
+constexpr std::uint64_t kSctlrSa = 1u << 3;
+constexpr std::uint64_t kSctlrI = 1u << 12;
+
+constexpr std::uint64_t k2M = 0x200000;
+constexpr std::uint64_t kRamBase = 0x40000000;
+
+std::uint64_t guard_page() { return reinterpret_cast<std::uint64_t>(__stack_guard); }
+
+}  // namespace
+
+bool in_stack_guard(std::uint64_t addr) {
+    return addr >= guard_page() && addr < guard_page() + 4096;
+}
+
+void enable_el2_mmu() {
+    const std::uint64_t ram_leaf = kValid | kAttrNormal | kInnerShareable | kAf;
+    // Devices: one 1 GiB block.
+    g_l1[0] = 0x0 | kValid | kAttrDevice | kAf | kXn;
+    g_l1[1] = reinterpret_cast<std::uint64_t>(g_l2_ram) | kValid | kTableOrPage;
+    const std::uint64_t guard_2m = guard_page() & ~(k2M - 1);
+    for (unsigned i = 0; i < 512; ++i) {
+        const std::uint64_t pa = kRamBase + i * k2M;
+        g_l2_ram[i] = pa == guard_2m
+                          ? reinterpret_cast<std::uint64_t>(g_l3_guard) | kValid | kTableOrPage
+                          : pa | ram_leaf;
+    }
+    for (unsigned i = 0; i < 512; ++i) {
+        const std::uint64_t pa = guard_2m + i * 4096ull;
+        g_l3_guard[i] = pa == guard_page() ? 0 : pa | ram_leaf | kTableOrPage;
+    }
+    asm volatile("dsb ish" ::: "memory");
+    ARMVCPU_WRITE_SYSREG(mair_el2, kMair);
+    ARMVCPU_WRITE_SYSREG(tcr_el2, kTcr);
+    ARMVCPU_WRITE_SYSREG(ttbr0_el2, reinterpret_cast<std::uint64_t>(g_l1));
+    asm volatile("isb; tlbi alle2; dsb ish; isb" ::: "memory");
+    ARMVCPU_WRITE_SYSREG(sctlr_el2, kSctlrRes1 | kSctlrM | kSctlrC | kSctlrSa | kSctlrI);
+    asm volatile("isb" ::: "memory");
+}
+
+}  // namespace fw
