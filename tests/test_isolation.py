@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import hashlib
 
-from elftools.elf.elffile import ELFFile
-
 import armvcpu
 from armvcpu import ExitKind, Guest, Hypervisor
 from armvcpu.hypervisor import RAM_BASE
+from elftools.elf.elffile import ELFFile
 
 # Each probe is followed by a hypercall 7 reporting x1 = probe number, so the
 # host can tell which probe an exit belongs to; faults are skipped over.
