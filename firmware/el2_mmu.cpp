@@ -36,8 +36,8 @@ constexpr std::uint64_t kXn = 1ull << 54;
 constexpr std::uint64_t kMair = 0xFFull << 8;
 // TCR_EL2: T0SZ = 32 (4 GiB), IRGN0 = ORGN0 = write-back, SH0 inner, TG0 4 KiB,
 // PS = 32 bits, and the RES1 bits 31 and 23.
-constexpr std::uint64_t kTcr = 32u | (1u << 8) | (1u << 10) | (3u << 12) | (1u << 23) |
-                               (1ull << 31);
+constexpr std::uint64_t kTcr =
+    32u | (1u << 8) | (1u << 10) | (3u << 12) | (1u << 23) | (1ull << 31);
 // SCTLR_EL2 (non-VHE): RES1 bits, then M (MMU), C (data cache), SA (stack
 // alignment check), I (instruction cache).
 constexpr std::uint64_t kSctlrRes1 = 0x30C50830;

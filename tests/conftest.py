@@ -66,3 +66,6 @@ def transport(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def hypercalls_guest() -> armvcpu.Guest:
     return armvcpu.Guest.from_elf(armvcpu.example_guest_path("hypercalls"))
+
+
+pytest_plugins = ["pytester"]

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import mmap
 import os
@@ -113,6 +114,8 @@ class Hypervisor:
         self.rules = FastRules(self.firmware.fast_rules, self._write_phys, self._read_phys,
                                self._publish_phys)  # fmt: skip
         self.last_exit: Exit | None = None
+        #: The most recent exits (for error reports), newest last.
+        self.recent_exits: collections.deque[Exit] = collections.deque(maxlen=20)
         self.exit_count = 0
         self._ram_file: Path | None = None
         self._started = False
@@ -391,6 +394,7 @@ class Hypervisor:
             record = _core.ExitRecord.from_bytes(raw)
             exit = Exit(record, self._answer, raw)
             self.last_exit = exit
+            self.recent_exits.append(exit)
             self.exit_count += 1
             yield exit
             if not exit.resolved:
