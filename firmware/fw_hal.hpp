@@ -7,6 +7,7 @@
 
 #include "armvcpu/guest_context.hpp"
 #include "armvcpu/hal.hpp"
+#include "gic.hpp"
 #include "sysreg.hpp"
 
 extern "C" std::uint64_t armvcpu_run_guest(armvcpu::TrapFrame* frame);
@@ -45,10 +46,12 @@ struct FwHal {
         return static_cast<armvcpu::ExceptionType>(armvcpu_run_guest(&frame) & 3);
     }
 
-    // No interrupt controller is driven yet: 1023 is GICv3's "spurious".
-    std::uint64_t irq_fetch() { return 1023; }
+    // The physical interrupt that made the guest exit (acknowledged).
+    std::uint64_t irq_fetch() { return fw::gic::acknowledge(); }
     void irq_handler() {}
-    bool inject_interrupt(std::uint64_t) { return false; }
+    bool inject_interrupt(std::uint64_t vector) {
+        return vector < 1020 && fw::gic::inject(static_cast<std::uint32_t>(vector), false);
+    }
 };
 
 static_assert(armvcpu::Hal<FwHal>);

@@ -34,6 +34,7 @@ extern "C" {
     armvcpu::kFastRuleMagic, armvcpu::kMaxFastRules, 0, {}};
 
 [[gnu::used]] ExitRecord armvcpu_exit_records[fw::kMaxVcpus];
+[[gnu::used]] std::uint64_t armvcpu_pending_irq[fw::kMaxVcpus];
 
 // handoff.S: a call the host breaks on.
 void armvcpu_host_handoff(ExitRecord* record);

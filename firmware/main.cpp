@@ -11,8 +11,10 @@
 #include "armvcpu/stage2.hpp"
 #include "armvcpu/sysreg.hpp"
 #include "armvcpu/vcpu.hpp"
+#include "armvcpu/vgic.hpp"
 #include "el2_mmu.hpp"
 #include "fw_hal.hpp"
+#include "gic.hpp"
 #include "host_link.hpp"
 #include "sysreg.hpp"
 #include "uart.hpp"
@@ -21,6 +23,7 @@ extern "C" {
 extern armvcpu::GuestConfig armvcpu_guest_config;
 extern armvcpu::FastRuleTable armvcpu_fast_rules;
 extern armvcpu::ConsoleRing armvcpu_guest_console;
+extern std::uint64_t armvcpu_pending_irq[];
 extern const char armvcpu_el2_vectors[];
 [[noreturn]] void fw_main();
 [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr, std::uint64_t elr,
@@ -150,6 +153,7 @@ extern "C" [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr,
 
 extern "C" [[noreturn]] void fw_main() {
     fw::enable_el2_mmu();
+    fw::gic::init();
     const armvcpu::GuestConfig cfg = armvcpu_guest_config;
     put_str("armvcpu EL2 firmware 0.1.0 (");
     put_str(fw::host_attached() ? "host attached" : "standalone");
@@ -216,9 +220,36 @@ extern "C" [[noreturn]] void fw_main() {
 
     std::uint64_t exits = 0;
     for (;;) {
+        // An interrupt the host asked for, injected before the next entry.
+        const std::uint64_t requested =
+            __atomic_exchange_n(&armvcpu_pending_irq[0], 0, __ATOMIC_ACQ_REL);
+        if (requested != 0 && vcpu.inject_interrupt(requested - 1) != armvcpu::VCpuError::None) {
+            put_str("armvcpu: cannot inject INTID ");
+            put_dec(requested - 1);
+            put_str(" (no free list register)\n");
+        }
         const armvcpu::VCpuRunResult result = vcpu.run();
         const ExitReason& reason = result.reason;
         if (reason.kind == ExitKind::Nothing) continue;
+
+        // Interrupts and waits the firmware handles itself.
+        if (reason.kind == ExitKind::ExternalInterrupt) {
+            const auto intid = static_cast<std::uint32_t>(reason.external_interrupt.vector);
+            if (!armvcpu::vgic::is_valid_intid(intid)) continue;  // spurious
+            if (intid == armvcpu::vgic::kVirtualTimerPpi) {
+                // The guest's own timer: hand it over, hardware-linked, so
+                // the guest's deactivation deactivates the physical PPI.
+                if (!fw::gic::inject(intid, true)) fw::gic::deactivate(intid);
+                continue;
+            }
+            fw::gic::deactivate(intid);  // the host decides what it means
+        } else if (reason.kind == ExitKind::Halt) {
+            // WFI (trapped) or CPU_SUSPEND: Blocked until an interrupt is
+            // pending for this CPU; the next entry then takes it as an exit.
+            while (!fw::gic::pending()) asm volatile("wfi");
+            vcpu.wake();
+            continue;
+        }
 
         TrapFrame& frame = vcpu.context();
         if (armvcpu::apply_fast_rules(armvcpu_fast_rules, reason, frame) ||

@@ -131,6 +131,7 @@ to_bytes() after changing .action and .frame.
     symbols["host_handoff"] = kSymHostHandoff;
     symbols["fast_rules"] = kSymFastRules;
     symbols["guest_console"] = kSymGuestConsole;
+    symbols["pending_irq"] = kSymPendingIrq;
     m.attr("FIRMWARE_SYMBOLS") = symbols;
     py::enum_<UartMode>(m, "UartMode", "How a VM's PL011 is provided.")
         .value("Host", UartMode::Host)

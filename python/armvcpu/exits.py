@@ -98,7 +98,10 @@ class Exit:
     exit left unanswered gets ``resume_default()`` when iteration moves on.
     """
 
-    __slots__ = ("_frame", "_resolver", "answered_ns", "delivered_ns", "raw", "record", "resolved")
+    __slots__ = (
+        "_frame", "_injector", "_resolver", "answered_ns", "delivered_ns", "raw", "record",
+        "resolved",
+    )  # fmt: skip
 
     def __init__(self, record: Any, resolver: Callable[[Exit, bool], None],
                  raw: bytes | None = None) -> None:  # fmt: skip
@@ -108,6 +111,7 @@ class Exit:
         self.raw = raw if raw is not None else record.to_bytes()
         self.delivered_ns = time.perf_counter_ns()  # when the host got it
         self.answered_ns = 0
+        self._injector: Callable[[int, int], None] | None = None
         self._frame: Any = None  # the editable copy, made on first use
         self._resolver = resolver
         self.resolved = False
@@ -224,6 +228,18 @@ class Exit:
         self._check_open()
         self.record.action = _core.HostAction.Default
         self._answer(frame_changed=False)
+
+    def inject_interrupt(self, intid: int) -> None:
+        """Make virtual interrupt ``intid`` pending for this vCPU: the firmware
+        puts it in a GICv3 list register before the guest runs again (answer
+        the exit as usual afterwards). The guest takes it once it has enabled
+        its CPU interface and unmasked IRQs."""
+        if not 0 <= intid < 1020:
+            raise ValueError(f"INTID {intid} is not an SGI, PPI or SPI (0..1019)")
+        if self._injector is None:
+            raise RuntimeError("this exit is not attached to a running VM")
+        self._check_open()
+        self._injector(self.vcpu_id, intid)
 
     def stop(self) -> None:
         """Stop the VM at this exit."""

@@ -52,6 +52,7 @@ class Firmware:
     host_handoff: int
     fast_rules: int
     guest_console: int
+    pending_irq: int
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:

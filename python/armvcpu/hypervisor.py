@@ -393,6 +393,7 @@ class Hypervisor:
                 return
             record = _core.ExitRecord.from_bytes(raw)
             exit = Exit(record, self._answer, raw)
+            exit._injector = self._inject
             self.last_exit = exit
             self.recent_exits.append(exit)
             self.exit_count += 1
@@ -454,6 +455,9 @@ class Hypervisor:
             if not self.qemu.alive():
                 self._ended_or_died()
                 return None
+
+    def _inject(self, vcpu_id: int, intid: int) -> None:
+        self._publish_phys(self.firmware.pending_irq + 8 * vcpu_id, intid + 1)
 
     def _answer(self, exit: Exit, frame_changed: bool) -> None:
         assert self.transport is not None

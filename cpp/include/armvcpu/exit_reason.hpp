@@ -203,11 +203,13 @@ static_assert(offsetof(ExitReason, raw) == 8);
 // for the default): true when the VM stops there. The firmware applies it and
 // the host reads it, so both agree on when a VM ends.
 //  - Hypercall: x0 = 0 and resume (a VMM with no opinion returns success).
-//  - Nothing: resume.
+//  - Nothing, ExternalInterrupt, Halt: resume (the interrupt was taken care
+//    of; a halted vCPU waits for its interrupt).
 //  - Everything else stops the VM after it has been reported: resuming an
 //    exit nobody emulated would re-execute the same instruction forever.
 constexpr bool default_stops_vm(ExitKind kind) {
-    return !(kind == ExitKind::Nothing || kind == ExitKind::Hypercall);
+    return !(kind == ExitKind::Nothing || kind == ExitKind::Hypercall ||
+             kind == ExitKind::ExternalInterrupt || kind == ExitKind::Halt);
 }
 
 }  // namespace armvcpu

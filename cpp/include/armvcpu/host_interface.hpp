@@ -21,6 +21,10 @@ inline constexpr const char* kSymHostAttached = "armvcpu_host_attached";
 inline constexpr const char* kSymHostHandoff = "armvcpu_host_handoff";
 inline constexpr const char* kSymFastRules = "armvcpu_fast_rules";
 inline constexpr const char* kSymGuestConsole = "armvcpu_guest_console";
+// One 64-bit word per vCPU: INTID + 1 of a virtual interrupt the host wants
+// injected before the vCPU next enters the guest (0: none). The firmware
+// injects it through a list register and clears the word.
+inline constexpr const char* kSymPendingIrq = "armvcpu_pending_irq";
 
 inline constexpr std::uint32_t kExitRecordMagic = 0x58455641;  // "AVEX" little-endian
 inline constexpr std::uint16_t kExitRecordVersion = 3;

@@ -1,0 +1,116 @@
+// GICv3 register offsets and bits: the GICv3 architecture specification
+// (IHI 0069), chapter 12. QEMU virt places the distributor at 0x0800_0000
+// and the redistributors at 0x080A_0000 (128 KiB each: RD_base, SGI_base).
+#include "gic.hpp"
+
+#include "armvcpu/vgic.hpp"
+#include "sysreg.hpp"
+
+namespace fw::gic {
+namespace {
+
+constexpr std::uintptr_t kGicd = 0x08000000;
+constexpr std::uintptr_t kGicr = 0x080A0000;  // CPU 0's RD_base
+constexpr std::uintptr_t kSgiBase = kGicr + 0x10000;
+
+constexpr std::uintptr_t kGicdCtlr = 0x0000;
+constexpr std::uint32_t kGicdCtlrRwp = 1u << 31;
+constexpr std::uint32_t kGicdCtlrAre = 1u << 4;  // ARE (DS = 1: no Secure state)
+constexpr std::uint32_t kGicdCtlrEnableGrp1 = 1u << 1;
+constexpr std::uintptr_t kGicrWaker = 0x0014;
+constexpr std::uint32_t kWakerProcessorSleep = 1u << 1;
+constexpr std::uint32_t kWakerChildrenAsleep = 1u << 2;
+constexpr std::uintptr_t kGicrIgroupr0 = 0x0080;
+constexpr std::uintptr_t kGicrIsenabler0 = 0x0100;
+constexpr std::uintptr_t kGicrIpriorityr = 0x0400;
+
+volatile std::uint32_t& reg32(std::uintptr_t addr) {
+    return *reinterpret_cast<volatile std::uint32_t*>(addr);
+}
+volatile std::uint8_t& reg8(std::uintptr_t addr) {
+    return *reinterpret_cast<volatile std::uint8_t*>(addr);
+}
+
+unsigned g_num_lrs = 0;
+
+std::uint64_t read_lr(unsigned n) {
+    switch (n) {
+        case 0: return ARMVCPU_READ_SYSREG(ich_lr0_el2);
+        case 1: return ARMVCPU_READ_SYSREG(ich_lr1_el2);
+        case 2: return ARMVCPU_READ_SYSREG(ich_lr2_el2);
+        case 3: return ARMVCPU_READ_SYSREG(ich_lr3_el2);
+        default: return ~0ull;  // not implemented: never free
+    }
+}
+
+void write_lr(unsigned n, std::uint64_t value) {
+    switch (n) {
+        case 0: ARMVCPU_WRITE_SYSREG(ich_lr0_el2, value); break;
+        case 1: ARMVCPU_WRITE_SYSREG(ich_lr1_el2, value); break;
+        case 2: ARMVCPU_WRITE_SYSREG(ich_lr2_el2, value); break;
+        case 3: ARMVCPU_WRITE_SYSREG(ich_lr3_el2, value); break;
+        default: break;
+    }
+}
+
+}  // namespace
+
+void init() {
+    // Distributor: affinity routing, group 1 enabled.
+    reg32(kGicd + kGicdCtlr) = kGicdCtlrAre | kGicdCtlrEnableGrp1;
+    while ((reg32(kGicd + kGicdCtlr) & kGicdCtlrRwp) != 0) {
+    }
+    // Redistributor: wake it and wait for its interfaces to be awake.
+    reg32(kGicr + kGicrWaker) = reg32(kGicr + kGicrWaker) & ~kWakerProcessorSleep;
+    while ((reg32(kGicr + kGicrWaker) & kWakerChildrenAsleep) != 0) {
+    }
+    // SGIs and PPIs in group 1; the timers' PPIs enabled at a middle priority.
+    reg32(kSgiBase + kGicrIgroupr0) = 0xffffffffu;
+    const std::uint32_t timer_ppis[] = {armvcpu::vgic::kVirtualTimerPpi,
+                                        armvcpu::vgic::kPhysicalTimerPpi};
+    for (std::uint32_t ppi : timer_ppis) {
+        reg8(kSgiBase + kGicrIpriorityr + ppi) = armvcpu::vgic::kDefaultPriority;
+        reg32(kSgiBase + kGicrIsenabler0) = 1u << ppi;
+    }
+    // CPU interface: system registers (SRE) for EL2, and Enable so EL1's own
+    // ICC_SRE_EL1 accesses are not trapped; all priorities unmasked; group 1
+    // on; EOImode = 1 so that priority drop and deactivation are separate
+    // (a hardware-linked virtual interrupt is deactivated by the guest).
+    ARMVCPU_WRITE_SYSREG(icc_sre_el2, 0xf);  // SRE | DFB | DIB | Enable
+    fw::isb();
+    ARMVCPU_WRITE_SYSREG(icc_pmr_el1, 0xff);
+    ARMVCPU_WRITE_SYSREG(icc_ctlr_el1, 1u << 1);  // EOImode
+    ARMVCPU_WRITE_SYSREG(icc_igrpen1_el1, 1);
+    // Virtual interface on; ICH_VTR_EL2.ListRegs [4:0] is the count minus one.
+    g_num_lrs = static_cast<unsigned>(ARMVCPU_READ_SYSREG(ich_vtr_el2) & 0x1f) + 1;
+    for (unsigned n = 0; n < g_num_lrs; ++n) write_lr(n, 0);
+    ARMVCPU_WRITE_SYSREG(ich_hcr_el2, 1);  // En
+    fw::isb();
+}
+
+std::uint32_t acknowledge() {
+    const auto intid = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(icc_iar1_el1) & 0xffffff);
+    if (armvcpu::vgic::is_valid_intid(intid)) ARMVCPU_WRITE_SYSREG(icc_eoir1_el1, intid);
+    return intid;
+}
+
+void deactivate(std::uint32_t intid) { ARMVCPU_WRITE_SYSREG(icc_dir_el1, intid); }
+
+bool inject(std::uint32_t vintid, bool hw) {
+    for (unsigned n = 0; n < g_num_lrs && n < 4; ++n) {
+        const std::uint64_t lr = read_lr(n);
+        if (armvcpu::vgic::lr_state(lr) == armvcpu::vgic::LrState::Invalid) {
+            write_lr(n, armvcpu::vgic::lr_value(vintid, armvcpu::vgic::LrState::Pending, true, hw,
+                                                vintid));
+            fw::isb();
+            return true;
+        }
+    }
+    return false;
+}
+
+bool pending() {
+    return armvcpu::vgic::is_valid_intid(ARMVCPU_READ_SYSREG(icc_hppir1_el1) & 0xffffff);
+}
+
+}  // namespace fw::gic

@@ -1,0 +1,29 @@
+// The GICv3 on QEMU virt, driven at EL2: the distributor, this CPU's
+// redistributor, the physical CPU interface, and the virtual interface's
+// list registers.
+#pragma once
+
+#include <cstdint>
+
+namespace fw::gic {
+
+// Brings up the distributor, CPU 0's redistributor and the CPU interface;
+// enables the generic timers' PPIs; turns the virtual interface on.
+void init();
+
+// Acknowledges the highest-priority pending interrupt (ICC_IAR1_EL1) and
+// drops its running priority (EOImode = 1: it stays active until deactivated).
+std::uint32_t acknowledge();
+
+// Deactivates an interrupt the firmware has finished with (ICC_DIR_EL1).
+void deactivate(std::uint32_t intid);
+
+// Puts a virtual interrupt into a free list register. With hw, the physical
+// INTID is linked and is deactivated when the guest deactivates it.
+// Returns false when every list register is in use.
+bool inject(std::uint32_t vintid, bool hw);
+
+// True when a physical interrupt is pending for this CPU (ICC_HPPIR1_EL1).
+bool pending();
+
+}  // namespace fw::gic
