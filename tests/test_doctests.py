@@ -10,7 +10,13 @@ import armvcpu
 import pytest
 from armvcpu import _core
 
-PYTHON_MODULES = ["armvcpu.exits", "armvcpu.guest", "armvcpu.gdbstub", "armvcpu.firmware"]
+PYTHON_MODULES = [
+    "armvcpu.devices",
+    "armvcpu.exits",
+    "armvcpu.guest",
+    "armvcpu.gdbstub",
+    "armvcpu.firmware",
+]
 
 
 def _core_doctests() -> list[doctest.DocTest]:

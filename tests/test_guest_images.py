@@ -63,3 +63,8 @@ def test_truncated_elf_is_rejected():
 def test_missing_file():
     with pytest.raises(GuestImageError, match="cannot read"):
         Guest.from_elf("/nonexistent/guest.elf")
+
+
+def test_from_c_reports_compiler_errors():
+    with pytest.raises(GuestImageError, match="gcc failed"):
+        Guest.from_c("int main(void) { return undeclared; }")

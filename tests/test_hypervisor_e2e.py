@@ -195,3 +195,38 @@ def test_cpu_models(cpu, midr, transport, no_leaked_qemu):
         exits = hv.run()
     assert exits[0].reason.args[0] == midr
     assert exits[-1].kind == ExitKind.SystemDown
+
+
+C_GUEST = r"""
+#include <armvcpu_guest.h>
+
+static uint64_t fib[16];  /* in BSS: crt0 must have zeroed it */
+
+int main(void) {
+    uint64_t a = 0, b = 1;
+    for (int i = 0; i < 16; i++) {
+        fib[i] = a;
+        uint64_t t = a + b;
+        a = b;
+        b = t;
+    }
+    armvcpu_puts("fib done\n");
+    uint64_t answer = armvcpu_hvc(5, fib[15], fib[10], 0);
+    return (int)(answer + fib[3]);
+}
+"""
+
+
+def test_c_guest(transport, no_leaked_qemu):
+    with Hypervisor(transport=transport, uart="emulate") as hv:
+        hv.load(Guest.from_c(C_GUEST))
+        exits = []
+        for exit in hv.exits():
+            exits.append(exit)
+            if exit.kind == ExitKind.Hypercall and exit.reason.nr == 5:
+                exit.resume(x0=100)
+            elif exit.kind == ExitKind.SystemDown:
+                console = hv.read_guest_console()
+    assert exits[0].reason.args[:2] == (610, 55)  # Fibonacci 15 and 10
+    assert exits[1].reason.nr == 0 and exits[1].reason.args[0] == 102  # main's return value
+    assert console == "fib done\n"

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _core
+from .errors import ArmvcpuError
 
 ExitKind = _core.ExitKind
 
@@ -99,8 +100,8 @@ class Exit:
     """
 
     __slots__ = (
-        "_frame", "_injector", "_resolver", "answered_ns", "delivered_ns", "raw", "record",
-        "resolved",
+        "_frame", "_injector", "_reader", "_resolver", "answered_ns", "delivered_ns", "raw",
+        "record", "resolved",
     )  # fmt: skip
 
     def __init__(self, record: Any, resolver: Callable[[Exit, bool], None],
@@ -112,6 +113,7 @@ class Exit:
         self.delivered_ns = time.perf_counter_ns()  # when the host got it
         self.answered_ns = 0
         self._injector: Callable[[int, int], None] | None = None
+        self._reader: Callable[[int, int], bytes] | None = None  # guest memory, by IPA
         self._frame: Any = None  # the editable copy, made on first use
         self._resolver = resolver
         self.resolved = False
@@ -173,6 +175,19 @@ class Exit:
         """ELR_EL2 as the exception left it: the trapping instruction for
         aborts, MSR/MRS, WFx and SMC; the next one for HVC."""
         return int(self.record.elr)
+
+    @property
+    def instruction(self) -> str:
+        """The instruction at the exception PC, disassembled (capstone), e.g.
+        ``"ldrb w2, [x1]"``; for HVC the PC is already past the HVC, so this is
+        the instruction the guest runs next. Needs the VM to be running."""
+        if self._reader is None:
+            raise RuntimeError("this exit is not attached to a running VM")
+        try:
+            word = self._reader(self.exception_pc, 4)
+        except ArmvcpuError as exc:
+            return f"<unreadable: {exc}>"
+        return disassemble(word, self.exception_pc)
 
     def reclassify(self) -> Any:
         """The host core's classification of this exit's syndrome and registers,
@@ -258,3 +273,21 @@ class Exit:
 
     def __repr__(self) -> str:
         return f"<Exit #{self.seq} vcpu {self.vcpu_id} {self.reason!r} pc={self.pc:#x}>"
+
+
+_DISASSEMBLER: Any = None
+
+
+def disassemble(code: bytes, address: int = 0) -> str:
+    """AArch64 instructions as text (capstone), one per line.
+
+    >>> disassemble(bytes.fromhex("020000d4"))
+    'hvc #0'
+    """
+    global _DISASSEMBLER
+    if _DISASSEMBLER is None:
+        import capstone
+
+        _DISASSEMBLER = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
+    lines = [f"{i.mnemonic} {i.op_str}".strip() for i in _DISASSEMBLER.disasm(code, address)]
+    return "\n".join(lines) if lines else f".inst {int.from_bytes(code[:4], 'little'):#010x}"

@@ -394,6 +394,7 @@ class Hypervisor:
             record = _core.ExitRecord.from_bytes(raw)
             exit = Exit(record, self._answer, raw)
             exit._injector = self._inject
+            exit._reader = self.read_guest
             self.last_exit = exit
             self.recent_exits.append(exit)
             self.exit_count += 1

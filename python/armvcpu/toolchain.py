@@ -30,6 +30,54 @@ def cache_dir() -> Path:
     return path
 
 
+_RUNTIME = Path(__file__).resolve().parent / "guest_runtime"
+
+C_FLAGS = [
+    "-std=c11", "-O2", "-ffreestanding", "-fno-builtin", "-nostdlib", "-static", "-fno-pie",
+    "-no-pie", "-mgeneral-regs-only", "-mstrict-align", "-mno-outline-atomics",
+    "-fno-stack-protector", "-Wall", "-Wl,--build-id=none", "-Wl,-z,max-page-size=4096",
+]  # fmt: skip
+
+
+def _linker_script(addr: int, stack: int) -> str:
+    return (
+        f"ENTRY(_start)\nSECTIONS {{\n . = {addr:#x};\n .text : {{ *(.text.start) *(.text*) }}\n"
+        " .rodata : { *(.rodata*) }\n .data : { *(.data*) }\n"
+        " .bss : { __bss_start = .; *(.bss*) *(COMMON) __bss_end = .; }\n"
+        f" . = ALIGN(16);\n . = . + {stack:#x};\n __stack_top = .;\n"
+        " /DISCARD/ : { *(.note*) *(.comment) *(.eh_frame*) }\n}\n"
+    )
+
+
+def compile_c(
+    source: str, addr: int, *, flags: tuple[str, ...] = (), stack: int = 0x10000
+) -> bytes:
+    """Compile a freestanding C guest (with armvcpu_guest.h and a crt0 that
+    calls ``main``) for EL1 at ``addr``; returns the ELF bytes. Cached."""
+    gcc = tool("gcc")
+    runtime = (_RUNTIME / "crt0.S").read_text() + (_RUNTIME / "armvcpu_guest.h").read_text()
+    key = hashlib.sha256(
+        f"c1\0{addr:#x}\0{stack:#x}\0{gcc}\0{flags}\0{runtime}\0{source}".encode()
+    ).hexdigest()[:24]
+    cached = cache_dir() / f"{key}.elf"
+    if cached.is_file():
+        return cached.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="armvcpu-cc-") as tmp:
+        src, elf, lds = Path(tmp) / "guest.c", Path(tmp) / "guest.elf", Path(tmp) / "guest.ld"
+        src.write_text(source)
+        lds.write_text(_linker_script(addr, stack))
+        cmd = [gcc, *C_FLAGS, *flags, f"-I{_RUNTIME}", "-T", str(lds), "-o", str(elf),
+               str(_RUNTIME / "crt0.S"), str(src)]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise GuestImageError(f"{Path(gcc).name} failed:\n{result.stderr.strip()}")
+        data = elf.read_bytes()
+    tmp_cached = cached.with_suffix(f".{os.getpid()}.tmp")
+    tmp_cached.write_bytes(data)
+    tmp_cached.replace(cached)
+    return data
+
+
 def assemble(source: str, addr: int) -> bytes:
     """Assemble AArch64 source and link it at ``addr``; returns the ELF bytes.
 
