@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -66,6 +68,36 @@ def transport(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def hypercalls_guest() -> armvcpu.Guest:
     return armvcpu.Guest.from_elf(armvcpu.example_guest_path("hypercalls"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def remote_target():
+    """A QEMU running the firmware, halted, with its gdbstub on TCP."""
+    port = free_port()
+    qemu = subprocess.Popen(
+        ["qemu-system-aarch64", "-machine", "virt,virtualization=on,gic-version=3",
+         "-cpu", "max", "-nodefaults", "-no-user-config", "-display", "none", "-m", "256M",
+         "-kernel", str(armvcpu.firmware_path()), "-serial", "null",
+         "-gdb", f"tcp:127.0.0.1:{port},server=on,wait=off", "-S"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.02)
+    # That probe connection came and went; QEMU accepts the next client.
+    yield f"127.0.0.1:{port}", qemu
+    qemu.kill()
+    qemu.wait()
 
 
 pytest_plugins = ["pytester"]

@@ -69,3 +69,19 @@ def test_command_line_options(pytester: pytest.Pytester, no_leaked_qemu):
     )
     result = pytester.runpytest_subprocess("-q", "--armvcpu-transport", "gdb")
     result.assert_outcomes(passed=1)
+
+
+def test_remote_option_runs_against_a_gdb_target(pytester: pytest.Pytester, remote_target):
+    address, _qemu = remote_target
+    pytester.makepyfile(
+        test_remote="""
+from armvcpu import ExitKind
+
+def test_on_the_target(hypervisor, guest_factory):
+    assert hypervisor.remote is not None and hypervisor.qemu_pid is None
+    hypervisor.load(guest_factory.example("hypercalls"))
+    assert hypervisor.run()[-1].kind == ExitKind.SystemDown
+"""
+    )
+    result = pytester.runpytest_subprocess("-q", "--armvcpu-remote", address)
+    result.assert_outcomes(passed=1)

@@ -21,6 +21,7 @@ from .errors import (
     GuestTimeout,
     QemuError,
     SessionClosedError,
+    TargetConnectionError,
     ToolNotFoundError,
 )
 from .exits import Exit, ExitKind, Registers
@@ -51,6 +52,7 @@ __all__ = [
     "Registers",
     "Segment",
     "SessionClosedError",
+    "TargetConnectionError",
     "ToolNotFoundError",
     "Trace",
     "__version__",

@@ -80,6 +80,8 @@ class Hypervisor:
             the output with :meth:`read_guest_console`) or ``"passthrough"``
             (the real PL011, shared with the firmware's log).
         extra_args: more QEMU arguments, appended as given.
+        remote: ``"host:port"`` of a GDB remote target already running the
+            armvcpu firmware, halted (see :meth:`attach`); no QEMU is started.
     """
 
     def __init__(
@@ -93,9 +95,13 @@ class Hypervisor:
         timeout: float = 10.0,
         uart: Literal["host", "emulate", "passthrough"] = "host",
         extra_args: Sequence[str] = (),
+        remote: str | None = None,
     ) -> None:
         if transport not in ("shm", "gdb"):
             raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
+        if remote is not None:
+            transport = "gdb"  # a remote target shares no memory with this host
+        self.remote = remote
         if uart not in _UART_MODES:
             raise ValueError(f"uart must be one of {sorted(_UART_MODES)}, not {uart!r}")
         self.uart = uart
@@ -136,10 +142,13 @@ class Hypervisor:
         """Start QEMU halted, attach to it and tell the firmware a host is there."""
         if self._closed:
             raise SessionClosedError("this Hypervisor session is closed")
-        if self.qemu is not None:
+        if self.qemu is not None or self.gdb is not None:
             return
         _live_sessions.add(self)
         try:
+            if self.remote is not None:
+                self._start_remote(self.remote)
+                return
             if self.transport_name == "shm":
                 self._ram_file = self._create_ram_file()
                 self.config.ram_file = self._ram_file
@@ -167,6 +176,43 @@ class Hypervisor:
         except BaseException:
             self.close()
             raise
+
+    @classmethod
+    def attach(cls, address: str, *, firmware: str | Path | None = None, timeout: float = 10.0,
+               uart: Literal["host", "emulate", "passthrough"] = "host") -> Hypervisor:  # fmt: skip
+        """A session on a GDB remote target at ``"host:port"`` that already runs
+        the armvcpu firmware and is halted before its first instruction: a
+        board behind OpenOCD's gdbserver, or a QEMU started by someone else
+        (``-kernel armvcpu-firmware.elf -gdb tcp::1234 -S``). Exits use the gdb
+        transport; closing the session detaches and leaves the target running.
+
+        >>> with Hypervisor.attach("localhost:1234") as hv:   # doctest: +SKIP
+        ...     hv.load(guest); hv.run(policy)
+        """
+        return cls(firmware=firmware, timeout=timeout, uart=uart, remote=address)
+
+    def _start_remote(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"remote target must be 'host:port', not {address!r}")
+        try:
+            self.gdb = GdbRemote.connect_tcp(host, int(port), timeout=self.timeout)
+        except OSError as exc:
+            raise TargetConnectionError(
+                f"cannot reach the GDB remote target {address}: {exc}"
+            ) from exc
+        self.gdb.handshake()
+        gdb_transport = GdbTransport(
+            self.gdb, self.firmware.exit_records, self.firmware.host_handoff
+        )
+        gdb_transport.prepare()
+        self.transport = gdb_transport
+        raw = self.gdb.read_memory(self.firmware.guest_config, _core.GuestConfig.SIZE)
+        self.guest_config = _core.GuestConfig.from_bytes(raw)
+        self.guest_config.uart_mode = _UART_MODES[self.uart]
+        self.gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
+        attach = self.transport.attach_value().to_bytes(4, "little")
+        self.gdb.write_memory(self.firmware.host_attached, attach)
 
     def _connect_gdbstub(self) -> GdbRemote:
         """Connect to QEMU's gdbstub socket. The file appears when QEMU binds it,
@@ -208,6 +254,9 @@ class Hypervisor:
         """Stop QEMU and release everything; safe to call more than once."""
         self._closed = True
         if self.gdb is not None:
+            if self.remote is not None and not self._finished:
+                with contextlib.suppress(ArmvcpuError, OSError):
+                    self.gdb.detach()  # leave a remote target running
             self.gdb.close()
         if self.qemu is not None:
             self.qemu.terminate()
@@ -276,11 +325,16 @@ class Hypervisor:
     def qemu_pid(self) -> int | None:
         return self.qemu.pid if self.qemu is not None else None
 
-    def _require_gdb(self) -> GdbRemote:
-        if self._closed or self.gdb is None or self.qemu is None:
+    def _require_live(self) -> None:
+        if self._closed or (self.qemu is None and self.gdb is None):
             raise SessionClosedError(
                 "the Hypervisor session is not running; use it in a with block"
             )
+
+    def _require_gdb(self) -> GdbRemote:
+        self._require_live()
+        if self.gdb is None:
+            raise ArmvcpuError("this session released its gdbstub (release_gdbstub())")
         return self.gdb
 
     # -- guest memory ---------------------------------------------------------------
@@ -377,8 +431,7 @@ class Hypervisor:
         Answer each exit (``resume()``, ``complete_read()``, ``stop()``, ...);
         one left unanswered gets the firmware's default when the loop goes on.
         """
-        if self._closed or self.qemu is None:
-            raise SessionClosedError("the Hypervisor session is not running; use a with block")
+        self._require_live()
         gdb = self.gdb
         wait = self.timeout if timeout is None else timeout
         if not self._started and self.transport_name == "shm":
@@ -431,7 +484,7 @@ class Hypervisor:
 
     def _next_record(self, gdb: GdbRemote | None, timeout: float) -> bytes | None:
         """The next exit record, or None when the VM has ended as expected."""
-        assert self.qemu is not None and self.transport is not None
+        assert self.transport is not None
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -440,6 +493,7 @@ class Hypervisor:
             if (
                 self._end_expected
                 and isinstance(self.transport, SharedMemoryTransport)
+                and self.qemu is not None
                 and self.qemu.wait(remaining) is not None
             ):
                 # Powered off, as the last answer asked; the gdb transport
@@ -453,7 +507,7 @@ class Hypervisor:
                 return None
             if raw is not None:
                 return raw
-            if not self.qemu.alive():
+            if self.qemu is not None and not self.qemu.alive():
                 self._ended_or_died()
                 return None
 
@@ -484,13 +538,14 @@ class Hypervisor:
 
     def _ended_or_died(self) -> None:
         """QEMU is gone: a normal end after SystemDown/stop, otherwise an error."""
-        assert self.qemu is not None
         self._finished = True
-        self.qemu.wait(5.0)
+        if self.qemu is not None:
+            self.qemu.wait(5.0)
         if self._end_expected:
             return None
+        gone = self.qemu.describe_exit() if self.qemu is not None else "the remote target went away"
         raise QemuError(
-            f"{self.qemu.describe_exit()} before the VM stopped; last exit: "
+            f"{gone} before the VM stopped; last exit: "
             f"{self.last_exit!r}; firmware log:\n{self._console_tail()}"
         )
 

@@ -6,7 +6,9 @@ Installed with armvcpu (entry point ``pytest11``), it provides:
 * ``guest_factory`` — ``guest_factory.asm(src)``, ``.elf(path)``, ``.binary(data)``,
   ``.example(name)``;
 * ``trace`` — a fresh :class:`~armvcpu.Trace` (``hypervisor.run(policy, trace=trace)``);
-* options ``--armvcpu-qemu``, ``--armvcpu-cpu``, ``--armvcpu-transport``;
+* options ``--armvcpu-qemu``, ``--armvcpu-cpu``, ``--armvcpu-transport``, and
+  ``--armvcpu-remote HOST:PORT`` to run the same tests against a GDB remote
+  target (a real board behind OpenOCD's gdbserver) already running the firmware;
 * a marker for per-test machines: ``@pytest.mark.armvcpu(cpu="cortex-a57",
   transport="gdb", memory_mb=512, uart="emulate", timeout=5)``.
 
@@ -39,6 +41,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--armvcpu-cpu", default="max", help="QEMU CPU model (max, cortex-a57, ...)")
     group.addoption("--armvcpu-transport", default="shm", choices=["shm", "gdb"],
                     help="how exits reach the host")  # fmt: skip
+    group.addoption("--armvcpu-remote", default=None, metavar="HOST:PORT",
+                    help="run against a GDB remote target already running the firmware "
+                    "(a board behind OpenOCD) instead of a QEMU of our own")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -88,7 +93,12 @@ def hypervisor(request: pytest.FixtureRequest) -> Iterator[Hypervisor]:
     marker = request.node.get_closest_marker("armvcpu")
     if marker is not None:
         options.update(marker.kwargs)
-    hv = Hypervisor(**options)
+    remote = config.getoption("--armvcpu-remote")
+    if remote:
+        keep = ("timeout", "uart", "firmware")
+        hv = Hypervisor.attach(remote, **{k: v for k, v in options.items() if k in keep})
+    else:
+        hv = Hypervisor(**options)
     request.node.stash[_KEY] = hv
     with hv:
         yield hv
