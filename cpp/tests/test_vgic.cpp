@@ -11,12 +11,12 @@ using namespace armvcpu::vgic;
 
 TEST(Vgic, HardwareLinkedPendingGroup1) {
     const std::uint64_t lr = lr_value(27, LrState::Pending, true, true, 27, 0xa0);
-    EXPECT_EQ(lr >> 62, 1u);               // State = pending
-    EXPECT_EQ((lr >> 61) & 1, 1u);         // HW
-    EXPECT_EQ((lr >> 60) & 1, 1u);         // Group 1
-    EXPECT_EQ((lr >> 48) & 0xff, 0xa0u);   // Priority
-    EXPECT_EQ((lr >> 32) & 0x1fff, 27u);   // pINTID
-    EXPECT_EQ(lr & 0xffffffff, 27u);       // vINTID
+    EXPECT_EQ(lr >> 62, 1u);              // State = pending
+    EXPECT_EQ((lr >> 61) & 1, 1u);        // HW
+    EXPECT_EQ((lr >> 60) & 1, 1u);        // Group 1
+    EXPECT_EQ((lr >> 48) & 0xff, 0xa0u);  // Priority
+    EXPECT_EQ((lr >> 32) & 0x1fff, 27u);  // pINTID
+    EXPECT_EQ(lr & 0xffffffff, 27u);      // vINTID
 }
 
 TEST(Vgic, SoftwareInterruptHasNoPhysicalId) {
