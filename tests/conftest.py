@@ -43,8 +43,15 @@ def qemu_pids() -> set[int]:
 
 
 def shm_files() -> set[str]:
-    """armvcpu's shared guest-RAM files in /dev/shm."""
-    return {p.name for p in Path("/dev/shm").glob("armvcpu-*")}
+    """armvcpu's shared guest-RAM files in /dev/shm that this test process
+    made or whose owner is gone (other live sessions on the machine, e.g. a
+    parallel run, are not ours to count)."""
+    found = set()
+    for p in Path("/dev/shm").glob("armvcpu-*"):
+        pid = p.name.split("-")[1]
+        if not pid.isdigit() or int(pid) == os.getpid() or not Path(f"/proc/{pid}").exists():
+            found.add(p.name)
+    return found
 
 
 @pytest.fixture
