@@ -10,12 +10,14 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from .exits import ExitKind
 from .firmware import example_guest_path
 from .guest import Guest
 from .hypervisor import Hypervisor
+from .trace import Trace
 
 KIND_HOST = 0  # hypercall 1: a round trip to the host
 KIND_FIRMWARE = 1  # PSCI_VERSION: answered in the firmware
@@ -52,6 +54,73 @@ def host_round_trips(transport: Literal["shm", "gdb"], count: int) -> float:
     return (seen - 1) / (last - first)
 
 
+_GDB_HANDLER = r"""
+import time, gdb
+state = {"n": 0, "first": 0.0, "last": 0.0}
+
+class Handoff(gdb.Breakpoint):
+    def stop(self):
+        # What a gdb-based tool does at each exit: read the record through
+        # the DWARF-typed value, answer the hypercall, let the CPU go on.
+        rec = gdb.parse_and_eval("armvcpu_exit_records[0]")
+        if int(rec["reason"]["kind"]) == 1 and int(rec["reason"]["hypercall"]["nr"]) == 1:
+            gdb.execute("set var armvcpu_exit_records[0].frame.gpr_[0] = 0")
+            gdb.execute("set var armvcpu_exit_records[0].action = 1")
+            now = time.perf_counter()
+            if state["n"] == 0:
+                state["first"] = now
+            state["n"] += 1
+            state["last"] = now
+        return False
+
+gdb.execute("set var armvcpu_guest_config.x0 = COUNT")
+gdb.execute("set var armvcpu_host_attached = 1")
+Handoff("armvcpu_host_handoff")
+try:
+    gdb.execute("continue")
+except gdb.error:
+    pass
+n = state["n"]
+print("ARMVCPU_RATE %f" % ((n - 1) / (state["last"] - state["first"])))
+"""
+
+
+def gdb_python_round_trips(count: int) -> float:
+    """Exits per second for a gdb-multiarch Python-API breakpoint handler
+    doing the same work (the way gdb-based tools script a target)."""
+    import re
+    import subprocess
+    import tempfile
+
+    from .firmware import firmware_path
+    from .qemu import QemuConfig, QemuProcess
+
+    guest = Guest.from_elf(example_guest_path("exit_loop"))
+    with tempfile.TemporaryDirectory(prefix="armvcpu-bench-") as tmp:
+        image = Path(tmp) / "guest.bin"
+        image.write_bytes(guest.segments[0].data)
+        script = Path(tmp) / "handler.py"
+        script.write_text(_GDB_HANDLER.replace("COUNT", str(count)))
+        # The firmware's defaults put guest RAM's first byte at PA 0x4800_0000.
+        config = QemuConfig(extra_args=("-device", f"loader,file={image},addr=0x48000000"))
+        qemu = QemuProcess(config, firmware_path())
+        try:
+            qemu.wait_for_socket()
+            out = subprocess.run(
+                ["gdb-multiarch", "-batch", "-nx", "-ex", f"file {firmware_path()}",
+                 "-ex", f"target remote {qemu.gdb_socket}", "-ex", f"source {script}"],
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+        finally:
+            qemu.terminate()
+    m = re.search(r"ARMVCPU_RATE ([0-9.]+)", out.stdout)
+    if m is None:
+        raise RuntimeError(
+            f"gdb-multiarch did not report a rate: {out.stdout[-500:]} {out.stderr[-500:]}"
+        )
+    return float(m.group(1))
+
+
 def firmware_exits(count: int) -> float:
     """Exits per second answered inside EL2 (PSCI_VERSION), by difference:
     the same guest with `count` exits against one with none."""
@@ -80,6 +149,42 @@ def startup() -> float:
     return elapsed
 
 
+def _recorded_trace(count: int) -> Trace:
+    """A real trace (UART writes, hypercalls, PSCI) tiled to `count` exits."""
+    import numpy as np
+
+    from .devices import Pl011
+
+    source = (
+        "movz x10, #0x0900, lsl #16\nmov x11, #64\n1: mov x12, #0x41\nstr w12, [x10]\n"
+        "mov x0, #1\nhvc #0\nsubs x11, x11, #1\nb.ne 1b\nldr x0, =0x84000008\nhvc #0"
+    )
+    trace = Trace()
+    uart = Pl011()
+    with Hypervisor() as hv:
+        hv.load(Guest.from_asm(source))
+        hv.run(uart.policy() + _hypercalls_answered(), trace=trace)
+    cols = trace.columns
+    reps = -(-count // len(trace))
+    tiled = Trace(trace.meta)
+    tiled._frozen = {k: np.concatenate([v] * reps)[:count] for k, v in cols.items()}
+    return tiled
+
+
+def _hypercalls_answered() -> Any:
+    from .policy import Policy, on
+
+    p = Policy()
+    p.add(on.hypercall(), lambda exit: 0)
+    return p
+
+
+def trace_summary_seconds(trace: Trace) -> float:
+    start = time.perf_counter()
+    trace.summary()
+    return time.perf_counter() - start
+
+
 def _median(name: str, unit: str, runs: int, fn: Callable[[], float], note: str = "") -> Figure:
     values = [fn() for _ in range(runs)]
     return Figure(name, statistics.median(values), unit, values, note)
@@ -105,9 +210,34 @@ def bench_startup(runs: int = 5, quick: bool = False) -> list[Figure]:
     return [_median("Hypervisor() to the first exit", "s", runs, startup)]
 
 
+def bench_transports(runs: int = 3, quick: bool = False) -> list[Figure]:
+    scale = 10 if quick else 1
+    figures = [
+        _median("shared-memory transport, Python handler", "exits/s", runs,
+                lambda: host_round_trips("shm", 50_000 // scale)),
+        _median("gdbstub transport, Python handler", "exits/s", runs,
+                lambda: host_round_trips("gdb", 3_000 // scale)),
+        _median("gdb-multiarch Python-API breakpoint handler", "exits/s", runs,
+                lambda: gdb_python_round_trips(2_000 // scale)),
+    ]  # fmt: skip
+    base = figures[2].value
+    for f in figures:
+        f.note = f"{f.value / base:.1f}x the gdb-multiarch handler"
+    return figures
+
+
+def bench_trace(runs: int = 3, quick: bool = False) -> list[Figure]:
+    count = 100_000 if quick else 1_000_000
+    trace = _recorded_trace(count)
+    return [_median(f"summarise a {count:,}-exit trace", "s", runs,
+                    lambda: trace_summary_seconds(trace))]  # fmt: skip
+
+
 BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     "exits": bench_exits,
     "startup": bench_startup,
+    "trace": bench_trace,
+    "transports": bench_transports,
 }
 
 
