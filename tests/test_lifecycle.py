@@ -144,3 +144,18 @@ def test_el2_stack_overflow_hits_the_guard_and_is_reported(transport, no_leaked_
     assert exits[0].kind == armvcpu.ExitKind.GuestException
     assert exits[0].reason.ec == 0x25  # Data Abort taken without a change in EL
     assert "EL2 stack overflow (guard page hit)" in hv.console
+
+
+def test_garbage_on_the_gdbstub_connection_is_a_typed_error(hypercalls_guest, no_leaked_qemu):
+    """Bytes that are no RSP packet desynchronise the conversation: the next
+    step must fail with an armvcpu error, and the session still tears down."""
+    with Hypervisor(transport="gdb", timeout=3) as hv:
+        hv.load(hypercalls_guest)
+        exits = hv.exits()
+        first = next(exits)
+        assert hv.gdb is not None
+        hv.gdb._send_raw(b"\x00\xffgarbage$zz#00$m0,4#")
+        with pytest.raises(armvcpu.ArmvcpuError):
+            first.resume(x0=1)
+            for _exit in exits:
+                pass
