@@ -85,7 +85,7 @@ HostAction report_exit(unsigned vcpu_id, armvcpu::ExceptionType type,
         default: record.seq = seq; return HostAction::Default;
     }
     const HostAction action = record.action;
-    if (action == HostAction::Resume) frame = record.frame;
+    if (action == HostAction::Resume || action == HostAction::Step) frame = record.frame;
     return action;
 }
 

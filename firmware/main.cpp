@@ -218,6 +218,16 @@ extern "C" [[noreturn]] void fw_main() {
         selftest_recurse(0);
     }
 
+    // Single-stepping (HostAction::Step): the guest's software-step
+    // exception is routed to EL2 with MDCR_EL2.TDE, armed with MDSCR_EL1.SS
+    // and SPSR_EL2.SS (Arm ARM D2.12 "Software Step exceptions"); the guest's
+    // own MDSCR_EL1 is restored after the step.
+    constexpr std::uint64_t kMdscrSs = 1u << 0;
+    constexpr std::uint64_t kMdcrTde = 1u << 8;
+    constexpr std::uint64_t kSpsrSs = 1u << 21;
+    bool stepping = false;
+    std::uint64_t guest_mdscr = 0;
+
     std::uint64_t exits = 0;
     for (;;) {
         // An interrupt the host asked for, injected before the next entry.
@@ -229,6 +239,12 @@ extern "C" [[noreturn]] void fw_main() {
             put_str(" (no free list register)\n");
         }
         const armvcpu::VCpuRunResult result = vcpu.run();
+        if (stepping) {
+            hal.write_sysreg(armvcpu::SysReg::mdscr_el1, guest_mdscr);
+            hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2);
+            vcpu.context().spsr &= ~kSpsrSs;
+            stepping = false;
+        }
         const ExitReason& reason = result.reason;
         if (reason.kind == ExitKind::Nothing) continue;
 
@@ -265,6 +281,13 @@ extern "C" [[noreturn]] void fw_main() {
         bool keep_running = true;
         if (action == HostAction::Default) keep_running = apply_default(reason, frame);
         if (action == HostAction::Stop) keep_running = false;
+        if (action == HostAction::Step) {
+            guest_mdscr = hal.read_sysreg(armvcpu::SysReg::mdscr_el1);
+            hal.write_sysreg(armvcpu::SysReg::mdscr_el1, guest_mdscr | kMdscrSs);
+            hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2 | kMdcrTde);
+            frame.spsr |= kSpsrSs;
+            stepping = true;
+        }
         // A halted vCPU resumes once someone has answered for it.
         if (keep_running && vcpu.state() == armvcpu::VCpuState::Blocked) vcpu.wake();
         if (!keep_running) {

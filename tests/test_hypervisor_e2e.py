@@ -230,3 +230,31 @@ def test_c_guest(transport, no_leaked_qemu):
     assert exits[0].reason.args[:2] == (610, 55)  # Fibonacci 15 and 10
     assert exits[1].reason.nr == 0 and exits[1].reason.args[0] == 102  # main's return value
     assert console == "fib done\n"
+
+
+def test_single_step(transport, no_leaked_qemu):
+    """exit.step() runs exactly one guest instruction: a software-step exit
+    (EC 0x32, Arm ARM D2.12) follows, with the PC past that instruction."""
+    guest = Guest.from_asm(
+        "mov x0, #1\nhvc #0\nmov x3, #7\nadd x3, x3, #1\nmov x4, x3\n"
+        "mov x0, #2\nhvc #0\nldr x0, =0x84000008\nhvc #0"
+    )
+    with Hypervisor(transport=transport) as hv:
+        hv.load(guest)
+        steps = []
+        for exit in hv.exits():
+            if exit.kind == ExitKind.Hypercall and exit.reason.nr == 1:
+                start = exit.pc
+                exit.step()
+            elif exit.kind == ExitKind.GuestException and exit.reason.ec == 0x32:
+                steps.append((exit.pc, exit.regs.x3, exit.instruction))
+                if len(steps) < 2:
+                    exit.step()
+                else:
+                    exit.resume()
+            elif exit.kind == ExitKind.Hypercall:
+                report = exit.reason.args[2:4]
+    assert [pc for pc, _, _ in steps] == [start + 4, start + 8]
+    assert [x3 for _, x3, _ in steps] == [7, 8]
+    assert steps[0][2] == "add x3, x3, #1"  # the next instruction to run
+    assert report == (8, 8)  # x3, x4: the guest went on normally

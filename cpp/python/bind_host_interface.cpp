@@ -25,7 +25,8 @@ void bind_host_interface(py::module_& m) {
     py::enum_<HostAction>(m, "HostAction", "What the host asks the firmware to do with an exit.")
         .value("Default", HostAction::Default)
         .value("Resume", HostAction::Resume)
-        .value("Stop", HostAction::Stop);
+        .value("Stop", HostAction::Stop)
+        .value("Step", HostAction::Step);
 
     py::class_<ExitRecord>(m, "ExitRecord", R"doc(
 The per-vCPU exit record the firmware publishes to the host.

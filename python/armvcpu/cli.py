@@ -171,7 +171,7 @@ def _chain(first: Any, second: Any) -> Any:
     def both(exit: Any) -> Any:
         value = first(exit)
         if value is not None and not exit.resolved:
-            exit.resume(x0=value)
+            Policy.answer(exit, value)  # as hv.run would: x0, or the loaded value
         if not exit.resolved:
             second(exit)
 

@@ -244,6 +244,24 @@ class Exit:
         self.record.action = _core.HostAction.Default
         self._answer(frame_changed=False)
 
+    def step(self, **regs: int) -> None:
+        """Resume for exactly one guest instruction (optionally with registers
+        changed), then exit again: the next exit is a ``GuestException`` with
+        EC 0x32 (software step) and its PC after that instruction. The guest's
+        own debug state is restored after the step."""
+        self._check_open()
+        if regs:
+            edited = copy.copy(self._frame if self._frame is not None else self.record.frame)
+            view = Registers(edited)
+            for name, value in regs.items():
+                view[name] = value
+            self._frame = edited
+        changed = self._frame_changed()
+        if changed:
+            self.record.frame = self._frame
+        self.record.action = _core.HostAction.Step
+        self._answer(frame_changed=changed)
+
     def inject_interrupt(self, intid: int) -> None:
         """Make virtual interrupt ``intid`` pending for this vCPU: the firmware
         puts it in a GICv3 list register before the guest runs again (answer

@@ -50,6 +50,7 @@ enum class HostAction : std::uint32_t {
     Default = 0,  // the firmware's built-in answer (as with no host attached)
     Resume = 1,   // resume the guest with the record's frame, verbatim
     Stop = 2,     // stop the VM
+    Step = 3,     // resume with the record's frame for one instruction, then exit
 };
 
 // Shared-memory protocol: the firmware fills the record, then stores seq
