@@ -33,8 +33,8 @@ test-python:
 lint:
 	@echo "==> lint: clang-format, ruff, mypy"
 	@$(BIN)/clang-format --dry-run -Werror $(CXX_SOURCES)
-	@$(BIN)/ruff check python tests
-	@$(BIN)/ruff format --check python tests
+	@$(BIN)/ruff check python tests examples
+	@$(BIN)/ruff format --check python tests examples
 	@$(BIN)/pybind11-stubgen armvcpu._core -o build/stubs >/dev/null
 	@cp build/stubs/armvcpu/_core.pyi python/armvcpu/_core.pyi
 	@$(BIN)/mypy
