@@ -28,3 +28,27 @@ _start:
     b       1b
     .cfi_endproc
     .size _start, . - _start
+
+// Secondary CPUs: started by CPU 0 with PSCI CPU_ON at EL2, context = the
+// CPU's index. Each takes its own stack and vectors, then joins C++.
+    .text
+    .global _secondary_start
+    .type _secondary_start, %function
+_secondary_start:
+    .cfi_startproc
+    .cfi_undefined x30
+    mov     x19, x0
+    ldr     x1, =__stacks_start
+    ldr     x2, =0x11000
+    add     x3, x19, #1
+    madd    x1, x3, x2, x1
+    mov     sp, x1
+    ldr     x1, =armvcpu_el2_vectors
+    msr     vbar_el2, x1
+    isb
+    mov     x0, x19
+    bl      fw_secondary_main
+1:  wfe
+    b       1b
+    .cfi_endproc
+    .size _secondary_start, . - _secondary_start

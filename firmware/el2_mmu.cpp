@@ -8,10 +8,11 @@
 // (exclusives on Device memory are not).
 #include "el2_mmu.hpp"
 
+#include "host_link.hpp"
 #include "sysreg.hpp"
 
 extern "C" {
-extern char __stack_guard[];
+extern char __stacks_start[];
 }
 
 namespace fw {
@@ -49,20 +50,41 @@ constexpr std::uint64_t kSctlrI = 1u << 12;
 constexpr std::uint64_t k2M = 0x200000;
 constexpr std::uint64_t kRamBase = 0x40000000;
 
-std::uint64_t guard_page() { return reinterpret_cast<std::uint64_t>(__stack_guard); }
+// CPU i's guard page is the first page of its stack slot.
+std::uint64_t guard_page(unsigned cpu) {
+    return reinterpret_cast<std::uint64_t>(__stacks_start) + cpu * kStackStride;
+}
+
+bool is_guard(std::uint64_t page) {
+    for (unsigned cpu = 0; cpu < kMaxCpus; ++cpu) {
+        if (page == guard_page(cpu)) return true;
+    }
+    return false;
+}
+
+void program_registers() {
+    ARMVCPU_WRITE_SYSREG(mair_el2, kMair);
+    ARMVCPU_WRITE_SYSREG(tcr_el2, kTcr);
+    ARMVCPU_WRITE_SYSREG(ttbr0_el2, reinterpret_cast<std::uint64_t>(g_l1));
+    asm volatile("isb; tlbi alle2; dsb ish; isb" ::: "memory");
+    ARMVCPU_WRITE_SYSREG(sctlr_el2, kSctlrRes1 | kSctlrM | kSctlrC | kSctlrSa | kSctlrI);
+    asm volatile("isb" ::: "memory");
+}
 
 }  // namespace
 
-bool in_stack_guard(std::uint64_t addr) {
-    return addr >= guard_page() && addr < guard_page() + 4096;
-}
+bool in_stack_guard(std::uint64_t addr) { return is_guard(addr & ~0xfffull); }
+
+void enable_el2_mmu_secondary() { program_registers(); }
 
 void enable_el2_mmu() {
     const std::uint64_t ram_leaf = kValid | kAttrNormal | kInnerShareable | kAf;
     // Devices: one 1 GiB block.
     g_l1[0] = 0x0 | kValid | kAttrDevice | kAf | kXn;
     g_l1[1] = reinterpret_cast<std::uint64_t>(g_l2_ram) | kValid | kTableOrPage;
-    const std::uint64_t guard_2m = guard_page() & ~(k2M - 1);
+    // Every stack lies in the 2 MiB block of the first one (8 x 68 KiB).
+    const std::uint64_t guard_2m = guard_page(0) & ~(k2M - 1);
+    static_assert(kMaxCpus * kStackStride < k2M / 2);
     for (unsigned i = 0; i < 512; ++i) {
         const std::uint64_t pa = kRamBase + i * k2M;
         g_l2_ram[i] = pa == guard_2m
@@ -71,15 +93,10 @@ void enable_el2_mmu() {
     }
     for (unsigned i = 0; i < 512; ++i) {
         const std::uint64_t pa = guard_2m + i * 4096ull;
-        g_l3_guard[i] = pa == guard_page() ? 0 : pa | ram_leaf | kTableOrPage;
+        g_l3_guard[i] = is_guard(pa) ? 0 : pa | ram_leaf | kTableOrPage;
     }
     asm volatile("dsb ish" ::: "memory");
-    ARMVCPU_WRITE_SYSREG(mair_el2, kMair);
-    ARMVCPU_WRITE_SYSREG(tcr_el2, kTcr);
-    ARMVCPU_WRITE_SYSREG(ttbr0_el2, reinterpret_cast<std::uint64_t>(g_l1));
-    asm volatile("isb; tlbi alle2; dsb ish; isb" ::: "memory");
-    ARMVCPU_WRITE_SYSREG(sctlr_el2, kSctlrRes1 | kSctlrM | kSctlrC | kSctlrSa | kSctlrI);
-    asm volatile("isb" ::: "memory");
+    program_registers();
 }
 
 }  // namespace fw

@@ -10,8 +10,8 @@ namespace fw::gic {
 namespace {
 
 constexpr std::uintptr_t kGicd = 0x08000000;
-constexpr std::uintptr_t kGicr = 0x080A0000;  // CPU 0's RD_base
-constexpr std::uintptr_t kSgiBase = kGicr + 0x10000;
+constexpr std::uintptr_t kGicr = 0x080A0000;     // CPU 0's RD_base
+constexpr std::uintptr_t kGicrStride = 0x20000;  // RD_base + SGI_base per CPU
 
 constexpr std::uintptr_t kGicdCtlr = 0x0000;
 constexpr std::uint32_t kGicdCtlrRwp = 1u << 31;
@@ -60,17 +60,23 @@ void init() {
     reg32(kGicd + kGicdCtlr) = kGicdCtlrAre | kGicdCtlrEnableGrp1;
     while ((reg32(kGicd + kGicdCtlr) & kGicdCtlrRwp) != 0) {
     }
+    init_cpu(0);
+}
+
+void init_cpu(unsigned cpu) {
+    const std::uintptr_t rd = kGicr + cpu * kGicrStride;
+    const std::uintptr_t sgi = rd + 0x10000;
     // Redistributor: wake it and wait for its interfaces to be awake.
-    reg32(kGicr + kGicrWaker) = reg32(kGicr + kGicrWaker) & ~kWakerProcessorSleep;
-    while ((reg32(kGicr + kGicrWaker) & kWakerChildrenAsleep) != 0) {
+    reg32(rd + kGicrWaker) = reg32(rd + kGicrWaker) & ~kWakerProcessorSleep;
+    while ((reg32(rd + kGicrWaker) & kWakerChildrenAsleep) != 0) {
     }
     // SGIs and PPIs in group 1; the timers' PPIs enabled at a middle priority.
-    reg32(kSgiBase + kGicrIgroupr0) = 0xffffffffu;
+    reg32(sgi + kGicrIgroupr0) = 0xffffffffu;
     const std::uint32_t timer_ppis[] = {armvcpu::vgic::kVirtualTimerPpi,
                                         armvcpu::vgic::kPhysicalTimerPpi};
     for (std::uint32_t ppi : timer_ppis) {
-        reg8(kSgiBase + kGicrIpriorityr + ppi) = armvcpu::vgic::kDefaultPriority;
-        reg32(kSgiBase + kGicrIsenabler0) = 1u << ppi;
+        reg8(sgi + kGicrIpriorityr + ppi) = armvcpu::vgic::kDefaultPriority;
+        reg32(sgi + kGicrIsenabler0) = 1u << ppi;
     }
     // CPU interface: system registers (SRE) for EL2, and Enable so EL1's own
     // ICC_SRE_EL1 accesses are not trapped; all priorities unmasked; group 1

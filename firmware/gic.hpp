@@ -7,9 +7,12 @@
 
 namespace fw::gic {
 
-// Brings up the distributor, CPU 0's redistributor and the CPU interface;
-// enables the generic timers' PPIs; turns the virtual interface on.
+// Brings up the distributor (once, on CPU 0) and this CPU's side.
 void init();
+
+// Brings up CPU `cpu`'s redistributor and this CPU's interfaces (physical
+// and virtual); enables the generic timers' PPIs. Runs on that CPU.
+void init_cpu(unsigned cpu);
 
 // Acknowledges the highest-priority pending interrupt (ICC_IAR1_EL1) and
 // drops its running priority (EOImode = 1: it stays active until deactivated).

@@ -17,13 +17,13 @@ extern "C" {
 [[gnu::used, gnu::section(".data")]] volatile std::uint32_t armvcpu_host_attached = 0;
 
 // Defaults for a standalone run: 64 MiB of guest RAM at IPA 0x4000_0000
-// (the guest sees the PL011 itself, so its output shares the serial line)
-// backed by physical 0x4800_0000, entry at its first byte. Put a guest there
-// with QEMU's "-device loader,file=guest.bin,addr=0x48000000".
+// backed by physical 0x4800_0000, entry at its first byte, one vCPU, the
+// PL011 passed through (the guest's output shares the serial line). Put a
+// guest there with QEMU's "-device loader,file=guest.bin,addr=0x48000000".
 [[gnu::used, gnu::section(".data")]] GuestConfig armvcpu_guest_config = {
     0x40000000, 0x40000000, 0x48000000, 0x04000000,
     0,          0,          0,          static_cast<std::uint32_t>(armvcpu::UartMode::Passthrough),
-    0,          0x09000000};
+    0,          0x09000000, 1,          0};
 
 // The guest's console stream when its UART is emulated (pl011.hpp).
 [[gnu::used]] armvcpu::ConsoleRing armvcpu_guest_console;

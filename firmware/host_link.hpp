@@ -7,6 +7,7 @@
 namespace fw {
 
 inline constexpr unsigned kMaxVcpus = 8;
+inline constexpr unsigned kMaxCpus = 8;
 
 // Publishes an exit to the host and returns what the host asked for.
 // With no host attached it returns HostAction::Default at once.

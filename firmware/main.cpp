@@ -2,6 +2,7 @@
 // and handles every exit with the core's classifier, asking the host when
 // one is attached.
 #include <cstdint>
+#include <new>
 
 #include "armvcpu/fast_rules.hpp"
 #include "armvcpu/host_interface.hpp"
@@ -151,10 +152,203 @@ extern "C" [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr,
     return selftest_recurse(depth + 1) + pad[0];
 }
 
+namespace {
+
+// One VM with up to kMaxCpus vCPUs, vCPU i pinned to physical CPU i.
+struct Vm {
+    armvcpu::GuestConfig cfg;
+    armvcpu::UartMode uart_mode;
+    std::uint64_t vttbr;
+    std::uint64_t vtcr;
+    unsigned num_vcpus;
+    armvcpu::psci::VmPowerState power;
+    std::uint64_t exits;  // atomic: counted by every CPU
+};
+Vm g_vm;
+
+// A vCPU start request for one physical CPU (PSCI CPU_ON from the guest):
+// entry and context, published by storing `pending` with release ordering.
+struct StartRequest {
+    std::uint64_t entry;
+    std::uint64_t context;
+    std::uint64_t pending;
+};
+StartRequest g_start[fw::kMaxCpus];
+
+alignas(armvcpu::VCpu<fw::FwHal>) unsigned char g_vcpu_storage[fw::kMaxCpus]
+                                                              [sizeof(armvcpu::VCpu<fw::FwHal>)];
+alignas(armvcpu::PerCpu<fw::FwHal>) unsigned char g_percpu_storage[fw::kMaxCpus][sizeof(
+    armvcpu::PerCpu<fw::FwHal>)];
+fw::FwHal g_hal[fw::kMaxCpus];
+
+// The guest's MPIDR for vCPU i: Aff0 = i, with the RES1 bit 31.
+constexpr std::uint64_t guest_mpidr(unsigned i) { return (1ull << 31) | i; }
+
+// PSCI CPU_ON to QEMU's own PSCI (SMC conduit at EL2), for physical CPUs.
+std::int64_t psci_cpu_on(std::uint64_t mpidr, std::uint64_t entry, std::uint64_t context) {
+    register std::uint64_t x0 asm("x0") = 0xC4000003;
+    register std::uint64_t x1 asm("x1") = mpidr;
+    register std::uint64_t x2 asm("x2") = entry;
+    register std::uint64_t x3 asm("x3") = context;
+    asm volatile("smc #0" : "+r"(x0) : "r"(x1), "r"(x2), "r"(x3) : "memory");
+    return static_cast<std::int64_t>(x0);
+}
+
+// The EL2 set-up every physical CPU makes for itself.
+armvcpu::PerCpu<fw::FwHal>& enable_this_cpu(unsigned cpu) {
+    fw::FwHal& hal = g_hal[cpu];
+    auto* percpu = new (g_percpu_storage[cpu]) armvcpu::PerCpu<fw::FwHal>(hal, cpu);
+    percpu->hardware_enable(reinterpret_cast<std::uint64_t>(armvcpu_el2_vectors));
+    // EL2 traps the guest keeps (not part of its context): FP/SIMD untrapped
+    // (CPTR_EL2 RES1 bits only), debug traps as the host asked.
+    hal.write_sysreg(armvcpu::SysReg::cptr_el2, 0x33ff);
+    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, g_vm.cfg.mdcr_el2);
+    return *percpu;
+}
+
+[[noreturn]] void stop_vm(const ExitReason& reason) {
+    put_str("armvcpu: VM 1 stopped after ");
+    put_dec(__atomic_load_n(&g_vm.exits, __ATOMIC_RELAXED));
+    put_str(" exits (last: ");
+    put_str(armvcpu::exit_kind_name(reason.kind));
+    put_str(")\n");
+    power_off();
+}
+
+// Runs vCPU `cpu` on this physical CPU until it turns itself off (CPU_OFF).
+void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
+    fw::FwHal& hal = g_hal[cpu];
+    const armvcpu::GuestConfig& cfg = g_vm.cfg;
+    auto* vcpu = new (g_vcpu_storage[cpu])
+        armvcpu::VCpu<fw::FwHal>(hal, 1, cpu, {guest_mpidr(cpu), context});
+    vcpu->set_power_state(&g_vm.power);
+    if (vcpu->setup({false, cfg.hcr_el2_set}) != armvcpu::VCpuError::None ||
+        vcpu->set_entry(entry) != armvcpu::VCpuError::None ||
+        vcpu->set_ept_root(g_vm.vttbr, g_vm.vtcr) != armvcpu::VCpuError::None ||
+        vcpu->bind() != armvcpu::VCpuError::None) {
+        put_str("armvcpu: FATAL: vCPU set-up failed\n");
+        power_off();
+    }
+    asm volatile("tlbi vmalls12e1is" ::: "memory");
+    fw::dsb_ish();
+    fw::isb();
+    g_vm.power.store(cpu, armvcpu::psci::AffinityState::On);
+
+    // Single-stepping (HostAction::Step): the guest's software-step
+    // exception is routed to EL2 with MDCR_EL2.TDE, armed with MDSCR_EL1.SS
+    // and SPSR_EL2.SS (Arm ARM D2.12 "Software Step exceptions"); the guest's
+    // own MDSCR_EL1 is restored after the step.
+    constexpr std::uint64_t kMdscrSs = 1u << 0;
+    constexpr std::uint64_t kMdcrTde = 1u << 8;
+    constexpr std::uint64_t kSpsrSs = 1u << 21;
+    bool stepping = false;
+    std::uint64_t guest_mdscr = 0;
+
+    for (;;) {
+        // An interrupt the host asked for, injected before the next entry.
+        const std::uint64_t requested =
+            __atomic_exchange_n(&armvcpu_pending_irq[cpu], 0, __ATOMIC_ACQ_REL);
+        if (requested != 0 && vcpu->inject_interrupt(requested - 1) != armvcpu::VCpuError::None) {
+            put_str("armvcpu: cannot inject INTID ");
+            put_dec(requested - 1);
+            put_str(" (no free list register)\n");
+        }
+        const armvcpu::VCpuRunResult result = vcpu->run();
+        if (stepping) {
+            hal.write_sysreg(armvcpu::SysReg::mdscr_el1, guest_mdscr);
+            hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2);
+            vcpu->context().spsr &= ~kSpsrSs;
+            stepping = false;
+        }
+        const ExitReason& reason = result.reason;
+        if (reason.kind == ExitKind::Nothing) continue;
+
+        // What the firmware handles itself: interrupts, waits, PSCI.
+        if (reason.kind == ExitKind::ExternalInterrupt) {
+            const auto intid = static_cast<std::uint32_t>(reason.external_interrupt.vector);
+            if (!armvcpu::vgic::is_valid_intid(intid)) continue;  // spurious
+            if (intid == armvcpu::vgic::kVirtualTimerPpi) {
+                // The guest's own timer: hand it over, hardware-linked, so
+                // the guest's deactivation deactivates the physical PPI.
+                if (!fw::gic::inject(intid, true)) fw::gic::deactivate(intid);
+                continue;
+            }
+            fw::gic::deactivate(intid);  // the host decides what it means
+        } else if (reason.kind == ExitKind::Halt) {
+            // WFI (trapped) or CPU_SUSPEND: Blocked until an interrupt is
+            // pending for this CPU; the next entry then takes it as an exit.
+            while (!fw::gic::pending()) asm volatile("wfi");
+            vcpu->wake();
+            continue;
+        } else if (reason.kind == ExitKind::CpuUp) {
+            // The core has checked the state rules (ON_PENDING now) and set
+            // x0; the target's physical CPU starts it.
+            const int target = g_vm.power.index_of(reason.cpu_up.target_cpu);
+            if (target > 0 && static_cast<unsigned>(target) < g_vm.num_vcpus) {
+                StartRequest& req = g_start[target];
+                req.entry = reason.cpu_up.entry_point;
+                req.context = reason.cpu_up.arg;
+                __atomic_store_n(&req.pending, 1, __ATOMIC_RELEASE);
+                asm volatile("sev" ::: "memory");
+            }
+            continue;
+        } else if (reason.kind == ExitKind::CpuDown) {
+            vcpu->unbind();  // the core marked it OFF
+            return;
+        }
+
+        TrapFrame& frame = vcpu->context();
+        if (armvcpu::apply_fast_rules(armvcpu_fast_rules, reason, frame) ||
+            (g_vm.uart_mode == armvcpu::UartMode::Emulate &&
+             armvcpu::emulate_pl011(armvcpu_guest_console, cfg.uart_base, reason, frame))) {
+            if (vcpu->state() == armvcpu::VCpuState::Blocked) vcpu->wake();
+            continue;
+        }
+        const std::uint64_t n = __atomic_add_fetch(&g_vm.exits, 1, __ATOMIC_RELAXED);
+        if (!fw::host_attached()) log_exit(n, reason, frame);
+        const HostAction action =
+            fw::report_exit(cpu, result.type, result.syndrome, result.exception_pc, reason, frame);
+        bool keep_running = true;
+        if (action == HostAction::Default) keep_running = apply_default(reason, frame);
+        if (action == HostAction::Stop) keep_running = false;
+        if (action == HostAction::Step) {
+            guest_mdscr = hal.read_sysreg(armvcpu::SysReg::mdscr_el1);
+            hal.write_sysreg(armvcpu::SysReg::mdscr_el1, guest_mdscr | kMdscrSs);
+            hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2 | kMdcrTde);
+            frame.spsr |= kSpsrSs;
+            stepping = true;
+        }
+        // A halted vCPU resumes once someone has answered for it.
+        if (keep_running && vcpu->state() == armvcpu::VCpuState::Blocked) vcpu->wake();
+        if (!keep_running) stop_vm(reason);
+    }
+}
+
+// A physical CPU without a running vCPU: wait for a CPU_ON for its vCPU.
+[[noreturn]] void wait_for_vcpu(unsigned cpu) {
+    for (;;) {
+        StartRequest& req = g_start[cpu];
+        while (__atomic_load_n(&req.pending, __ATOMIC_ACQUIRE) == 0) asm volatile("wfe");
+        __atomic_store_n(&req.pending, 0, __ATOMIC_RELAXED);
+        run_vcpu(cpu, req.entry, req.context);
+    }
+}
+
+}  // namespace
+
+extern "C" [[noreturn]] void fw_secondary_main(std::uint64_t cpu_index) {
+    const auto cpu = static_cast<unsigned>(cpu_index);
+    fw::enable_el2_mmu_secondary();
+    fw::gic::init_cpu(cpu);
+    enable_this_cpu(cpu);
+    wait_for_vcpu(cpu);
+}
+
 extern "C" [[noreturn]] void fw_main() {
     fw::enable_el2_mmu();
     fw::gic::init();
-    const armvcpu::GuestConfig cfg = armvcpu_guest_config;
+    g_vm.cfg = armvcpu_guest_config;
+    const armvcpu::GuestConfig& cfg = g_vm.cfg;
     put_str("armvcpu EL2 firmware 0.1.0 (");
     put_str(fw::host_attached() ? "host attached" : "standalone");
     put_str(")\n");
@@ -173,8 +367,9 @@ extern "C" [[noreturn]] void fw_main() {
     PhysicalTableMemory mem;
     armvcpu::stage2::Tables<PhysicalTableMemory> s2(mem, mem.alloc_table(), kIpaBits, kPaBits);
     auto err = s2.map(cfg.ipa_base, cfg.pa_base, cfg.size, {});
-    const auto uart_mode = static_cast<armvcpu::UartMode>(cfg.uart_mode);
-    if (err == armvcpu::stage2::MapError::None && uart_mode == armvcpu::UartMode::Passthrough) {
+    g_vm.uart_mode = static_cast<armvcpu::UartMode>(cfg.uart_mode);
+    if (err == armvcpu::stage2::MapError::None &&
+        g_vm.uart_mode == armvcpu::UartMode::Passthrough) {
         // The guest writes the physical PL011 directly: Device memory, no execute.
         err = s2.map(
             cfg.uart_base, cfg.uart_base, 0x1000,
@@ -186,117 +381,36 @@ extern "C" [[noreturn]] void fw_main() {
         put_str("\n");
         power_off();
     }
+    g_vm.vttbr = s2.vttbr(1);
+    g_vm.vtcr = s2.vtcr();
+    enable_this_cpu(0);
 
-    fw::FwHal hal;
-    static armvcpu::PerCpu<fw::FwHal> percpu(hal, 0);
-    percpu.hardware_enable(reinterpret_cast<std::uint64_t>(armvcpu_el2_vectors));
-    // EL2 traps the guest keeps (not part of its context): FP/SIMD untrapped
-    // (CPTR_EL2 RES1 bits only), debug and PMU registers not trapped.
-    hal.write_sysreg(armvcpu::SysReg::cptr_el2, 0x33ff);
-    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2);
-
-    const std::uint64_t mpidr = hal.read_sysreg(armvcpu::SysReg::mpidr_el1);
-    static armvcpu::psci::VmPowerState power{};
-    power.num_vcpus = 1;
-    power.mpidr[0] = mpidr;
-    power.state[0] = static_cast<std::uint8_t>(armvcpu::psci::AffinityState::On);
-
-    static armvcpu::VCpu<fw::FwHal> vcpu(hal, 1, 0, {mpidr, cfg.x0});
-    vcpu.set_power_state(&power);
-    if (vcpu.setup({false, cfg.hcr_el2_set}) != armvcpu::VCpuError::None ||
-        vcpu.set_entry(cfg.entry) != armvcpu::VCpuError::None ||
-        vcpu.set_ept_root(s2.vttbr(1), s2.vtcr()) != armvcpu::VCpuError::None ||
-        vcpu.bind() != armvcpu::VCpuError::None) {
-        put_str("armvcpu: FATAL: vCPU set-up failed\n");
-        power_off();
+    // Bring up the other physical CPUs (QEMU's PSCI answers INVALID_PARAMETERS
+    // past the last one); the VM gets a vCPU per CPU, up to what it asked for.
+    unsigned cpus = 1;
+    for (unsigned i = 1; i < fw::kMaxCpus; ++i) {
+        extern char _secondary_start[];
+        if (psci_cpu_on(i, reinterpret_cast<std::uint64_t>(_secondary_start), i) != 0) break;
+        ++cpus;
     }
-    asm volatile("tlbi vmalls12e1is" ::: "memory");
-    fw::dsb_ish();
-    fw::isb();
+    const unsigned wanted = cfg.num_vcpus == 0 ? 1 : cfg.num_vcpus;
+    g_vm.num_vcpus = wanted < cpus ? wanted : cpus;
+    g_vm.power.num_vcpus = g_vm.num_vcpus;
+    for (unsigned i = 0; i < g_vm.num_vcpus; ++i) {
+        g_vm.power.mpidr[i] = guest_mpidr(i);
+        g_vm.power.store(i, armvcpu::psci::AffinityState::Off);
+    }
+    if (cpus > 1 || g_vm.num_vcpus > 1) {
+        put_str("armvcpu: ");
+        put_dec(cpus);
+        put_str(" CPUs, VM 1 has ");
+        put_dec(g_vm.num_vcpus);
+        put_str(" vCPUs\n");
+    }
     if ((cfg.selftest & armvcpu::kSelfTestStackOverflow) != 0) {
         put_str("armvcpu: self-test: overflowing the EL2 stack\n");
         selftest_recurse(0);
     }
-
-    // Single-stepping (HostAction::Step): the guest's software-step
-    // exception is routed to EL2 with MDCR_EL2.TDE, armed with MDSCR_EL1.SS
-    // and SPSR_EL2.SS (Arm ARM D2.12 "Software Step exceptions"); the guest's
-    // own MDSCR_EL1 is restored after the step.
-    constexpr std::uint64_t kMdscrSs = 1u << 0;
-    constexpr std::uint64_t kMdcrTde = 1u << 8;
-    constexpr std::uint64_t kSpsrSs = 1u << 21;
-    bool stepping = false;
-    std::uint64_t guest_mdscr = 0;
-
-    std::uint64_t exits = 0;
-    for (;;) {
-        // An interrupt the host asked for, injected before the next entry.
-        const std::uint64_t requested =
-            __atomic_exchange_n(&armvcpu_pending_irq[0], 0, __ATOMIC_ACQ_REL);
-        if (requested != 0 && vcpu.inject_interrupt(requested - 1) != armvcpu::VCpuError::None) {
-            put_str("armvcpu: cannot inject INTID ");
-            put_dec(requested - 1);
-            put_str(" (no free list register)\n");
-        }
-        const armvcpu::VCpuRunResult result = vcpu.run();
-        if (stepping) {
-            hal.write_sysreg(armvcpu::SysReg::mdscr_el1, guest_mdscr);
-            hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2);
-            vcpu.context().spsr &= ~kSpsrSs;
-            stepping = false;
-        }
-        const ExitReason& reason = result.reason;
-        if (reason.kind == ExitKind::Nothing) continue;
-
-        // Interrupts and waits the firmware handles itself.
-        if (reason.kind == ExitKind::ExternalInterrupt) {
-            const auto intid = static_cast<std::uint32_t>(reason.external_interrupt.vector);
-            if (!armvcpu::vgic::is_valid_intid(intid)) continue;  // spurious
-            if (intid == armvcpu::vgic::kVirtualTimerPpi) {
-                // The guest's own timer: hand it over, hardware-linked, so
-                // the guest's deactivation deactivates the physical PPI.
-                if (!fw::gic::inject(intid, true)) fw::gic::deactivate(intid);
-                continue;
-            }
-            fw::gic::deactivate(intid);  // the host decides what it means
-        } else if (reason.kind == ExitKind::Halt) {
-            // WFI (trapped) or CPU_SUSPEND: Blocked until an interrupt is
-            // pending for this CPU; the next entry then takes it as an exit.
-            while (!fw::gic::pending()) asm volatile("wfi");
-            vcpu.wake();
-            continue;
-        }
-
-        TrapFrame& frame = vcpu.context();
-        if (armvcpu::apply_fast_rules(armvcpu_fast_rules, reason, frame) ||
-            (uart_mode == armvcpu::UartMode::Emulate &&
-             armvcpu::emulate_pl011(armvcpu_guest_console, cfg.uart_base, reason, frame))) {
-            if (vcpu.state() == armvcpu::VCpuState::Blocked) vcpu.wake();
-            continue;
-        }
-        ++exits;
-        if (!fw::host_attached()) log_exit(exits, reason, frame);
-        const HostAction action = fw::report_exit(vcpu.vcpu_id(), result.type, result.syndrome,
-                                                  result.exception_pc, reason, frame);
-        bool keep_running = true;
-        if (action == HostAction::Default) keep_running = apply_default(reason, frame);
-        if (action == HostAction::Stop) keep_running = false;
-        if (action == HostAction::Step) {
-            guest_mdscr = hal.read_sysreg(armvcpu::SysReg::mdscr_el1);
-            hal.write_sysreg(armvcpu::SysReg::mdscr_el1, guest_mdscr | kMdscrSs);
-            hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2 | kMdcrTde);
-            frame.spsr |= kSpsrSs;
-            stepping = true;
-        }
-        // A halted vCPU resumes once someone has answered for it.
-        if (keep_running && vcpu.state() == armvcpu::VCpuState::Blocked) vcpu.wake();
-        if (!keep_running) {
-            put_str("armvcpu: VM 1 stopped after ");
-            put_dec(exits);
-            put_str(" exits (last: ");
-            put_str(armvcpu::exit_kind_name(reason.kind));
-            put_str(")\n");
-            power_off();
-        }
-    }
+    run_vcpu(0, cfg.entry, cfg.x0);
+    wait_for_vcpu(0);
 }

@@ -118,6 +118,7 @@ to_bytes() after changing .action and .frame.
         .def_readwrite("uart_mode", &GuestConfig::uart_mode)
         .def_readwrite("uart_base", &GuestConfig::uart_base)
         .def_readwrite("selftest", &GuestConfig::selftest)
+        .def_readwrite("num_vcpus", &GuestConfig::num_vcpus)
         .def_property_readonly_static("SIZE", [](py::object) { return sizeof(GuestConfig); })
         .def("__repr__", [](const GuestConfig& c) {
             return "GuestConfig(entry=" + hex(c.entry) + ", ipa_base=" + hex(c.ipa_base) +

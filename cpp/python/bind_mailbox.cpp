@@ -1,7 +1,10 @@
 // The host end of the shared-memory exit mailbox (armvcpu/mailbox.hpp) over
 // a Python buffer such as an mmap of guest RAM.
+#include <pybind11/stl.h>
+
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "armvcpu/mailbox.hpp"
 #include "bindings.hpp"
@@ -45,6 +48,35 @@ void bind_mailbox(py::module_& m) {
         py::arg("buffer"), py::arg("offset"), py::arg("last"), py::arg("timeout"),
         "Wait until the 64-bit word at offset differs from last (acquire); returns it, or "
         "last when timeout seconds pass first.");
+    m.def(
+        "mailbox_wait_any",
+        [](const py::buffer& buffer, const std::vector<std::size_t>& offsets,
+           const std::vector<std::uint64_t>& lasts, double timeout) -> py::object {
+            if (offsets.size() != lasts.size() || offsets.empty()) {
+                throw py::value_error("offsets and lasts must be non-empty and of equal length");
+            }
+            std::vector<const std::uint64_t*> words;
+            for (std::size_t off : offsets) words.push_back(word_at(buffer, off, false));
+            py::gil_scoped_release release;
+            const auto deadline =
+                std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+            for (unsigned spins = 0;; ++spins) {
+                for (std::size_t i = 0; i < words.size(); ++i) {
+                    const std::uint64_t now = mailbox::load_acquire(words[i]);
+                    if (now != lasts[i]) {
+                        py::gil_scoped_acquire acquire;
+                        return py::make_tuple(i, now);
+                    }
+                }
+                if ((spins & 0x3ff) == 0 && std::chrono::steady_clock::now() >= deadline) {
+                    py::gil_scoped_acquire acquire;
+                    return py::none();
+                }
+                if (spins > 200'000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+            }
+        },
+        py::arg("buffer"), py::arg("offsets"), py::arg("lasts"), py::arg("timeout"),
+        "Wait until any word differs from its last value: (index, value), or None on timeout.");
     m.def(
         "mailbox_store",
         [](const py::buffer& buffer, std::size_t offset, std::uint64_t value) {

@@ -73,6 +73,8 @@ class Hypervisor:
             ``"gdb"`` (the gdbstub hand-off; works with any GDB remote target).
         qemu: the QEMU binary.
         cpu: QEMU's ``-cpu`` model.
+        smp: physical CPUs, and vCPUs of the VM (vCPU i runs on CPU i; the
+            guest starts vCPUs 1.. with PSCI CPU_ON). Needs ``transport="shm"``.
         memory_mb: machine RAM; the firmware carves guest RAM out of it.
         timeout: seconds to wait for the next exit before :class:`GuestTimeout`.
         uart: the guest's PL011: ``"host"`` (every access is an exit, e.g. for
@@ -91,6 +93,7 @@ class Hypervisor:
         transport: Literal["shm", "gdb"] = "shm",
         qemu: str = "qemu-system-aarch64",
         cpu: str = "max",
+        smp: int = 1,
         memory_mb: int = 256,
         timeout: float = 10.0,
         uart: Literal["host", "emulate", "passthrough"] = "host",
@@ -109,7 +112,14 @@ class Hypervisor:
         self._console_text: list[str] = []
         self.firmware = Firmware.load(firmware)
         self.transport_name = transport
-        self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=memory_mb,
+        if not 1 <= smp <= 8:
+            raise ValueError(f"smp must be 1..8 (the firmware runs up to 8 CPUs), not {smp}")
+        if smp > 1 and (transport != "shm" or remote is not None):
+            raise ArmvcpuError(
+                "smp > 1 needs transport='shm' for now: the gdb transport follows one CPU"
+            )
+        self.smp = smp
+        self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=memory_mb, smp=smp,
                                  extra_args=tuple(extra_args))  # fmt: skip
         self.timeout = timeout
         self.qemu: QemuProcess | None = None
@@ -159,7 +169,7 @@ class Hypervisor:
             if self._ram_file is not None:
                 self.ram = self._map_ram_file(self._ram_file)
                 self.transport = SharedMemoryTransport(
-                    self.ram, RAM_BASE, self.firmware.exit_records
+                    self.ram, RAM_BASE, self.firmware.exit_records, self.smp
                 )
             else:
                 gdb_transport = GdbTransport(
@@ -170,6 +180,7 @@ class Hypervisor:
             raw = self.gdb.read_memory(self.firmware.guest_config, _core.GuestConfig.SIZE)
             self.guest_config = _core.GuestConfig.from_bytes(raw)
             self.guest_config.uart_mode = _UART_MODES[self.uart]
+            self.guest_config.num_vcpus = self.smp
             self.gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
             attach = self.transport.attach_value().to_bytes(4, "little")
             self.gdb.write_memory(self.firmware.host_attached, attach)

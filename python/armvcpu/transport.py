@@ -104,20 +104,30 @@ class GdbTransport:
 class SharedMemoryTransport:
     name = "shm"
 
-    def __init__(self, ram: mmap.mmap, ram_base: int, records: int) -> None:
+    def __init__(self, ram: mmap.mmap, ram_base: int, records: int, vcpus: int = 1) -> None:
         self.ram = ram
         self.offset = records - ram_base
-        self.last_seq = 0
+        self.vcpus = vcpus
+        self.last_seqs = [0] * vcpus
+        self._seq_offsets = [self.offset + i * RECORD_SIZE + OFFSETS["seq"] for i in range(vcpus)]
 
     def attach_value(self) -> int:
         return int(_core.HostTransport.SharedMemory)
 
     def wait_record(self, timeout: float) -> bytes | None:
-        seq = _core.mailbox_wait(self.ram, self.offset + OFFSETS["seq"], self.last_seq, timeout)
-        if seq == self.last_seq:
+        if self.vcpus == 1:
+            seq = _core.mailbox_wait(self.ram, self._seq_offsets[0], self.last_seqs[0], timeout)
+            if seq == self.last_seqs[0]:
+                return None
+            self.last_seqs[0] = seq
+            return bytes(self.ram[self.offset : self.offset + RECORD_SIZE])
+        found = _core.mailbox_wait_any(self.ram, self._seq_offsets, self.last_seqs, timeout)
+        if found is None:
             return None
-        self.last_seq = seq
-        return bytes(self.ram[self.offset : self.offset + RECORD_SIZE])
+        index, seq = found
+        self.last_seqs[index] = seq
+        base = self.offset + index * RECORD_SIZE
+        return bytes(self.ram[base : base + RECORD_SIZE])
 
     def answer(self, vcpu_id: int, record: Any, frame_changed: bool) -> None:
         base = self.offset + vcpu_id * RECORD_SIZE

@@ -114,6 +114,8 @@ struct GuestConfig {
     // its protections work.
     std::uint32_t selftest;
     std::uint64_t uart_base;  // the PL011's address, for the guest and physically
+    std::uint32_t num_vcpus;  // vCPUs of the VM (one per physical CPU at most); 0 means 1
+    std::uint32_t reserved;
 };
 
 static_assert(std::is_trivially_copyable_v<GuestConfig>);
@@ -122,6 +124,7 @@ static_assert(offsetof(GuestConfig, x0) == 32);
 static_assert(offsetof(GuestConfig, mdcr_el2) == 48);
 static_assert(offsetof(GuestConfig, uart_mode) == 56);
 static_assert(offsetof(GuestConfig, uart_base) == 64);
-static_assert(sizeof(GuestConfig) == 72);
+static_assert(offsetof(GuestConfig, num_vcpus) == 72);
+static_assert(sizeof(GuestConfig) == 80);
 
 }  // namespace armvcpu

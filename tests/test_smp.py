@@ -1,0 +1,79 @@
+"""Several physical CPUs, a VM with several vCPUs, PSCI CPU_ON/CPU_OFF/
+AFFINITY_INFO answered inside EL2 by the core's state rules (DEN0022 5.6)."""
+
+from __future__ import annotations
+
+import pytest
+from armvcpu import ArmvcpuError, ExitKind, Guest, Hypervisor
+
+SMP_GUEST = """
+    ldr x0, =0xC4000003         // CPU_ON, SMC64 convention
+    mov x1, #1                  // target: MPIDR Aff0 = 1
+    adr x2, secondary
+    mov x3, #0x55               // context id, the target's x0
+    hvc #0
+    mov x19, x0                 // SUCCESS
+    adr x10, flag
+1:  ldr x11, [x10]              // wait until vCPU 1 has run
+    cbz x11, 1b
+2:  ldr x0, =0xC4000004         // AFFINITY_INFO(1, level 0)
+    mov x1, #1
+    mov x2, #0
+    hvc #0
+    cmp x0, #1                  // wait for vCPU 1's CPU_OFF to land
+    b.ne 2b
+    mov x20, x0                 // OFF
+    ldr x0, =0xC4000003         // CPU_ON for a CPU that does not exist
+    mov x1, #7
+    adr x2, secondary
+    hvc #0
+    mov x21, x0                 // INVALID_PARAMETERS
+    mov x0, #3
+    mov x1, x19
+    mov x2, x20
+    mov x3, x21
+    hvc #0
+    ldr x0, =0x84000008
+    hvc #0
+secondary:
+    mov x5, x0
+    mrs x6, mpidr_el1
+    mov x0, #7
+    mov x1, x5
+    mov x2, x6
+    hvc #0                      // hello from vCPU 1
+    adr x10, flag
+    mov x11, #1
+    str x11, [x10]
+    ldr x0, =0x84000002         // CPU_OFF
+    hvc #0
+    b .
+    .balign 8
+flag: .quad 0
+"""
+
+MASK = 2**64 - 1
+
+
+def test_guest_starts_a_second_vcpu(no_leaked_qemu):
+    with Hypervisor(smp=2) as hv:
+        hv.load(Guest.from_asm(SMP_GUEST))
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+    hello = next(e for e in exits if e.kind == ExitKind.Hypercall and e.reason.nr == 7)
+    report = next(e for e in exits if e.kind == ExitKind.Hypercall and e.reason.nr == 3)
+    assert hello.vcpu_id == 1 and report.vcpu_id == 0
+    assert hello.reason.args[0] == 0x55  # the context id arrived in x0
+    assert hello.reason.args[1] & 0xFF00FFFFFF == 1  # its MPIDR says Aff0 = 1
+    on, off, missing = report.reason.args[:3]
+    assert on == 0  # SUCCESS
+    assert off == 1  # AFFINITY_INFO: OFF after its CPU_OFF
+    assert missing == (-2) & MASK  # INVALID_PARAMETERS
+    assert "2 CPUs, VM 1 has 2 vCPUs" in hv.console
+    assert exits[-1].kind == ExitKind.SystemDown
+
+
+def test_smp_needs_the_shared_memory_transport():
+    with pytest.raises(ArmvcpuError, match="smp > 1 needs transport='shm'"):
+        Hypervisor(smp=2, transport="gdb")
+    with pytest.raises(ValueError, match=r"smp must be 1\.\.8"):
+        Hypervisor(smp=9)
