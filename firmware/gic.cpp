@@ -78,6 +78,8 @@ void init_cpu(unsigned cpu) {
         reg8(sgi + kGicrIpriorityr + ppi) = armvcpu::vgic::kDefaultPriority;
         reg32(sgi + kGicrIsenabler0) = 1u << ppi;
     }
+    reg8(sgi + kGicrIpriorityr + kKickSgi) = armvcpu::vgic::kDefaultPriority;
+    reg32(sgi + kGicrIsenabler0) = 1u << kKickSgi;
     // CPU interface: system registers (SRE) for EL2, and Enable so EL1's own
     // ICC_SRE_EL1 accesses are not trapped; all priorities unmasked; group 1
     // on; EOImode = 1 so that priority drop and deactivation are separate
@@ -113,6 +115,14 @@ bool inject(std::uint32_t vintid, bool hw) {
         }
     }
     return false;
+}
+
+void kick(unsigned cpu) {
+    // ICC_SGI1R_EL1: TargetList [15:0] (Aff0 bits), INTID [27:24], Aff1-3 = 0.
+    const std::uint64_t value = (static_cast<std::uint64_t>(kKickSgi) << 24) | (1u << (cpu & 0xf));
+    asm volatile("dsb ish" ::: "memory");
+    ARMVCPU_WRITE_SYSREG(icc_sgi1r_el1, value);
+    fw::isb();
 }
 
 bool pending() {

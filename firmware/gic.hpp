@@ -29,4 +29,11 @@ bool inject(std::uint32_t vintid, bool hw);
 // True when a physical interrupt is pending for this CPU (ICC_HPPIR1_EL1).
 bool pending();
 
+// The physical SGI one CPU sends another to make it leave its guest and look
+// at what is pending for it (armvcpu reserves SGI 8 of the 16).
+inline constexpr std::uint32_t kKickSgi = 8;
+
+// Sends kKickSgi to physical CPU `cpu` (Aff0 = cpu, QEMU virt's numbering).
+void kick(unsigned cpu);
+
 }  // namespace fw::gic

@@ -154,6 +154,9 @@ extern "C" [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr,
 
 namespace {
 
+// The guest's MPIDR for vCPU i: Aff0 = i, with the RES1 bit 31.
+constexpr std::uint64_t guest_mpidr(unsigned i) { return (1ull << 31) | i; }
+
 // One VM with up to kMaxCpus vCPUs, vCPU i pinned to physical CPU i.
 struct Vm {
     armvcpu::GuestConfig cfg;
@@ -175,14 +178,35 @@ struct StartRequest {
 };
 StartRequest g_start[fw::kMaxCpus];
 
+// SGIs (bit n = INTID n) other vCPUs sent to each vCPU, injected by the
+// target's CPU before its next entry (it is kicked to get there).
+std::uint64_t g_pending_sgis[fw::kMaxCpus];
+
+// Delivers a guest's ICC_SGI1R_EL1 write (decoded by the core into SendIpi)
+// to the vCPUs it names.
+void deliver_sgi(unsigned sender, const armvcpu::exit::SendIpi& ipi) {
+    const std::uint64_t bit = 1ull << (ipi.vector & 0xf);
+    for (unsigned target = 0; target < g_vm.num_vcpus; ++target) {
+        bool hit = false;
+        if (ipi.send_to_all != 0) {
+            hit = target != sender;
+        } else {
+            // target_cpu is the affinity of TargetList bit 0 (Aff0 = RS * 16).
+            const std::uint64_t aff = guest_mpidr(target) & 0xff00ffffffull & ~(1ull << 31);
+            const std::uint64_t base = ipi.target_cpu & ~0xfull;
+            hit = (aff & ~0xfull) == base && ((ipi.target_cpu_aux >> (aff & 0xf)) & 1) != 0;
+        }
+        if (!hit) continue;
+        __atomic_fetch_or(&g_pending_sgis[target], bit, __ATOMIC_RELEASE);
+        if (target != sender) fw::gic::kick(target);
+    }
+}
+
 alignas(armvcpu::VCpu<fw::FwHal>) unsigned char g_vcpu_storage[fw::kMaxCpus]
                                                               [sizeof(armvcpu::VCpu<fw::FwHal>)];
 alignas(armvcpu::PerCpu<fw::FwHal>) unsigned char g_percpu_storage[fw::kMaxCpus][sizeof(
     armvcpu::PerCpu<fw::FwHal>)];
 fw::FwHal g_hal[fw::kMaxCpus];
-
-// The guest's MPIDR for vCPU i: Aff0 = i, with the RES1 bit 31.
-constexpr std::uint64_t guest_mpidr(unsigned i) { return (1ull << 31) | i; }
 
 // PSCI CPU_ON to QEMU's own PSCI (SMC conduit at EL2), for physical CPUs.
 std::int64_t psci_cpu_on(std::uint64_t mpidr, std::uint64_t entry, std::uint64_t context) {
@@ -253,6 +277,10 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
             put_dec(requested - 1);
             put_str(" (no free list register)\n");
         }
+        std::uint64_t sgis = __atomic_exchange_n(&g_pending_sgis[cpu], 0, __ATOMIC_ACQ_REL);
+        for (std::uint32_t intid = 0; sgis != 0; ++intid, sgis >>= 1) {
+            if ((sgis & 1) != 0) vcpu->inject_interrupt(intid);
+        }
         const armvcpu::VCpuRunResult result = vcpu->run();
         if (stepping) {
             hal.write_sysreg(armvcpu::SysReg::mdscr_el1, guest_mdscr);
@@ -267,6 +295,10 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         if (reason.kind == ExitKind::ExternalInterrupt) {
             const auto intid = static_cast<std::uint32_t>(reason.external_interrupt.vector);
             if (!armvcpu::vgic::is_valid_intid(intid)) continue;  // spurious
+            if (intid == fw::gic::kKickSgi) {
+                fw::gic::deactivate(intid);  // another CPU left us work: see the loop's top
+                continue;
+            }
             if (intid == armvcpu::vgic::kVirtualTimerPpi) {
                 // The guest's own timer: hand it over, hardware-linked, so
                 // the guest's deactivation deactivates the physical PPI.
@@ -276,8 +308,12 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
             fw::gic::deactivate(intid);  // the host decides what it means
         } else if (reason.kind == ExitKind::Halt) {
             // WFI (trapped) or CPU_SUSPEND: Blocked until an interrupt is
-            // pending for this CPU; the next entry then takes it as an exit.
-            while (!fw::gic::pending()) asm volatile("wfi");
+            // pending for this CPU (a kick from another CPU included); the
+            // next entry then takes it as an exit.
+            while (!fw::gic::pending() &&
+                   __atomic_load_n(&g_pending_sgis[cpu], __ATOMIC_ACQUIRE) == 0) {
+                asm volatile("wfi");
+            }
             vcpu->wake();
             continue;
         } else if (reason.kind == ExitKind::CpuUp) {
@@ -291,6 +327,9 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
                 __atomic_store_n(&req.pending, 1, __ATOMIC_RELEASE);
                 asm volatile("sev" ::: "memory");
             }
+            continue;
+        } else if (reason.kind == ExitKind::SendIpi) {
+            deliver_sgi(cpu, reason.send_ipi);
             continue;
         } else if (reason.kind == ExitKind::CpuDown) {
             vcpu->unbind();  // the core marked it OFF

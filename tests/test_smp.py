@@ -77,3 +77,76 @@ def test_smp_needs_the_shared_memory_transport():
         Hypervisor(smp=2, transport="gdb")
     with pytest.raises(ValueError, match=r"smp must be 1\.\.8"):
         Hypervisor(smp=9)
+
+
+SGI_GUEST = """
+    ldr x0, =0xC4000003         // CPU_ON vCPU 1
+    mov x1, #1
+    adr x2, secondary
+    mov x3, #0
+    hvc #0
+    adr x10, ready
+1:  ldr x11, [x10]              // wait until vCPU 1 can take interrupts
+    cbz x11, 1b
+    mov x0, #(1 << 1)           // ICC_SGI1R_EL1: TargetList = Aff0 1 ...
+    orr x0, x0, #(3 << 24)      // ... INTID 3
+    msr icc_sgi1r_el1, x0
+    isb
+    adr x10, done
+2:  ldr x11, [x10]              // wait until vCPU 1 took it
+    cbz x11, 2b
+    ldr x0, =0x84000008
+    hvc #0
+secondary:
+    adr x0, vectors
+    msr vbar_el1, x0
+    mov x0, #1
+    msr icc_sre_el1, x0
+    isb
+    mov x0, #0xff
+    msr icc_pmr_el1, x0
+    mov x0, #1
+    msr icc_igrpen1_el1, x0
+    isb
+    mov x21, #0
+    msr daifclr, #2
+    adr x10, ready
+    mov x11, #1
+    str x11, [x10]
+3:  wfi
+    cbz x21, 3b
+    mov x0, #7
+    mov x1, x21
+    hvc #0                      // report the INTID taken
+    adr x10, done
+    mov x11, #1
+    str x11, [x10]
+4:  wfi
+    b 4b
+    .balign 2048
+vectors:
+    .skip 0x280
+    mrs x21, icc_iar1_el1
+    msr icc_eoir1_el1, x21
+    isb
+    eret
+    .balign 8
+ready: .quad 0
+done: .quad 0
+"""
+
+
+@pytest.mark.parametrize("trap_wfi", [False, True], ids=["wfi-native", "wfi-trapped"])
+def test_sgi_between_vcpus(trap_wfi, no_leaked_qemu):
+    """vCPU 0 writes ICC_SGI1R_EL1 (trapped, decoded by the core into
+    SendIpi); the firmware delivers SGI 3 to vCPU 1 through its CPU's list
+    registers, kicking that CPU out of the guest (or out of its WFI wait)."""
+    with Hypervisor(smp=2) as hv:
+        hv.load(Guest.from_asm(SGI_GUEST))
+        if trap_wfi:
+            hv.set_traps(hcr_el2=1 << 13)
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+    taken = [e for e in exits if e.kind == ExitKind.Hypercall and e.reason.nr == 7]
+    assert len(taken) == 1 and taken[0].vcpu_id == 1
+    assert taken[0].reason.args[0] == 3
+    assert ExitKind.SendIpi not in {e.kind for e in exits}  # delivered inside EL2
