@@ -20,10 +20,10 @@ extern "C" {
 // backed by physical 0x4800_0000, entry at its first byte, one vCPU, the
 // PL011 passed through (the guest's output shares the serial line). Put a
 // guest there with QEMU's "-device loader,file=guest.bin,addr=0x48000000".
-[[gnu::used, gnu::section(".data")]] GuestConfig armvcpu_guest_config = {
-    0x40000000, 0x40000000, 0x48000000, 0x04000000,
-    0,          0,          0,          static_cast<std::uint32_t>(armvcpu::UartMode::Passthrough),
-    0,          0x09000000, 1,          0};
+// One per VM: VM 1 always runs; VM k > 1 runs when the host gives it a size.
+[[gnu::used, gnu::section(".data")]] GuestConfig armvcpu_guest_config[fw::kMaxVms] = {
+    {0x40000000, 0x40000000, 0x48000000, 0x04000000, 0, 0, 0,
+     static_cast<std::uint32_t>(armvcpu::UartMode::Passthrough), 0, 0x09000000, 1, 0}};
 
 // The guest's console stream when its UART is emulated (pl011.hpp).
 [[gnu::used]] armvcpu::ConsoleRing armvcpu_guest_console;
@@ -50,14 +50,14 @@ HostTransport transport() { return static_cast<HostTransport>(armvcpu_host_attac
 
 }  // namespace
 
-HostAction report_exit(unsigned vcpu_id, armvcpu::ExceptionType type,
+HostAction report_exit(unsigned slot, unsigned vm_id, unsigned vcpu_id, armvcpu::ExceptionType type,
                        const armvcpu::Syndrome& syndrome, std::uint64_t exception_pc,
                        const armvcpu::ExitReason& reason, armvcpu::TrapFrame& frame) {
-    ExitRecord& record = armvcpu_exit_records[vcpu_id];
+    ExitRecord& record = armvcpu_exit_records[slot];
     record.magic = armvcpu::kExitRecordMagic;
     record.version = armvcpu::kExitRecordVersion;
     record.size = sizeof(ExitRecord);
-    record.vm_id = 1;
+    record.vm_id = vm_id;
     record.vcpu_id = vcpu_id;
     const std::uint64_t seq = record.seq + 1;
     record.exception_type = type;

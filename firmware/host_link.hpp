@@ -8,12 +8,16 @@ namespace fw {
 
 inline constexpr unsigned kMaxVcpus = 8;
 inline constexpr unsigned kMaxCpus = 8;
+inline constexpr unsigned kMaxVms = 4;
 
 // Publishes an exit to the host and returns what the host asked for.
 // With no host attached it returns HostAction::Default at once.
-armvcpu::HostAction report_exit(unsigned vcpu_id, armvcpu::ExceptionType type,
-                                const armvcpu::Syndrome& syndrome, std::uint64_t exception_pc,
-                                const armvcpu::ExitReason& reason, armvcpu::TrapFrame& frame);
+// `slot` is the exit record's index (the physical CPU); vm_id and vcpu_id
+// name the vCPU as its VM sees it.
+armvcpu::HostAction report_exit(unsigned slot, unsigned vm_id, unsigned vcpu_id,
+                                armvcpu::ExceptionType type, const armvcpu::Syndrome& syndrome,
+                                std::uint64_t exception_pc, const armvcpu::ExitReason& reason,
+                                armvcpu::TrapFrame& frame);
 
 bool host_attached();
 

@@ -21,7 +21,7 @@
 #include "uart.hpp"
 
 extern "C" {
-extern armvcpu::GuestConfig armvcpu_guest_config;
+extern armvcpu::GuestConfig armvcpu_guest_config[];
 extern armvcpu::FastRuleTable armvcpu_fast_rules;
 extern armvcpu::ConsoleRing armvcpu_guest_console;
 extern std::uint64_t armvcpu_pending_irq[];
@@ -136,7 +136,7 @@ extern "C" [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr,
     const armvcpu::Esr e{esr};
     TrapFrame frame{};
     frame.set_exception_pc(elr);
-    fw::report_exit(0, ExceptionType::Synchronous, {esr, far, 0}, elr,
+    fw::report_exit(0, 1, 0, ExceptionType::Synchronous, {esr, far, 0}, elr,
                     armvcpu::make_exit(armvcpu::exit::GuestException{esr, elr, e.ec(), e.iss()}),
                     frame);
     power_off();
@@ -157,17 +157,24 @@ namespace {
 // The guest's MPIDR for vCPU i: Aff0 = i, with the RES1 bit 31.
 constexpr std::uint64_t guest_mpidr(unsigned i) { return (1ull << 31) | i; }
 
-// One VM with up to kMaxCpus vCPUs, vCPU i pinned to physical CPU i.
+// A VM: its configuration, stage 2, and vCPUs pinned to physical CPUs
+// first_cpu .. first_cpu + num_vcpus - 1 (vCPU i on CPU first_cpu + i).
 struct Vm {
+    unsigned id;  // also its VMID
     armvcpu::GuestConfig cfg;
     armvcpu::UartMode uart_mode;
     std::uint64_t vttbr;
     std::uint64_t vtcr;
+    unsigned first_cpu;
     unsigned num_vcpus;
     armvcpu::psci::VmPowerState power;
-    std::uint64_t exits;  // atomic: counted by every CPU
+    std::uint32_t stopped;  // atomic
 };
-Vm g_vm;
+Vm g_vms[fw::kMaxVms];
+unsigned g_num_vms = 0;
+unsigned g_vms_stopped = 0;  // atomic
+Vm* g_cpu_vm[fw::kMaxCpus];  // the VM whose vCPU each physical CPU runs
+std::uint64_t g_exits = 0;   // atomic: counted by every CPU
 
 // A vCPU start request for one physical CPU (PSCI CPU_ON from the guest):
 // entry and context, published by storing `pending` with release ordering.
@@ -184,9 +191,9 @@ std::uint64_t g_pending_sgis[fw::kMaxCpus];
 
 // Delivers a guest's ICC_SGI1R_EL1 write (decoded by the core into SendIpi)
 // to the vCPUs it names.
-void deliver_sgi(unsigned sender, const armvcpu::exit::SendIpi& ipi) {
+void deliver_sgi(const Vm& vm, unsigned sender, const armvcpu::exit::SendIpi& ipi) {
     const std::uint64_t bit = 1ull << (ipi.vector & 0xf);
-    for (unsigned target = 0; target < g_vm.num_vcpus; ++target) {
+    for (unsigned target = 0; target < vm.num_vcpus; ++target) {
         bool hit = false;
         if (ipi.send_to_all != 0) {
             hit = target != sender;
@@ -197,8 +204,9 @@ void deliver_sgi(unsigned sender, const armvcpu::exit::SendIpi& ipi) {
             hit = (aff & ~0xfull) == base && ((ipi.target_cpu_aux >> (aff & 0xf)) & 1) != 0;
         }
         if (!hit) continue;
-        __atomic_fetch_or(&g_pending_sgis[target], bit, __ATOMIC_RELEASE);
-        if (target != sender) fw::gic::kick(target);
+        const unsigned cpu = vm.first_cpu + target;
+        __atomic_fetch_or(&g_pending_sgis[cpu], bit, __ATOMIC_RELEASE);
+        if (target != sender) fw::gic::kick(cpu);
     }
 }
 
@@ -226,29 +234,38 @@ armvcpu::PerCpu<fw::FwHal>& enable_this_cpu(unsigned cpu) {
     // EL2 traps the guest keeps (not part of its context): FP/SIMD untrapped
     // (CPTR_EL2 RES1 bits only), debug traps as the host asked.
     hal.write_sysreg(armvcpu::SysReg::cptr_el2, 0x33ff);
-    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, g_vm.cfg.mdcr_el2);
+    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, 0);
     return *percpu;
 }
 
-[[noreturn]] void stop_vm(const ExitReason& reason) {
-    put_str("armvcpu: VM 1 stopped after ");
-    put_dec(__atomic_load_n(&g_vm.exits, __ATOMIC_RELAXED));
+// Ends a VM: its other CPUs are kicked out of the guest and go back to
+// waiting; QEMU powers off when the last VM has ended.
+void stop_vm(Vm& vm, const ExitReason& reason) {
+    if (__atomic_exchange_n(&vm.stopped, 1, __ATOMIC_ACQ_REL) != 0) return;
+    put_str("armvcpu: VM ");
+    put_dec(vm.id);
+    put_str(" stopped after ");
+    put_dec(__atomic_load_n(&g_exits, __ATOMIC_RELAXED));
     put_str(" exits (last: ");
     put_str(armvcpu::exit_kind_name(reason.kind));
     put_str(")\n");
-    power_off();
+    if (__atomic_add_fetch(&g_vms_stopped, 1, __ATOMIC_ACQ_REL) == g_num_vms) power_off();
+    for (unsigned i = 0; i < vm.num_vcpus; ++i) fw::gic::kick(vm.first_cpu + i);
 }
 
 // Runs vCPU `cpu` on this physical CPU until it turns itself off (CPU_OFF).
 void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
     fw::FwHal& hal = g_hal[cpu];
-    const armvcpu::GuestConfig& cfg = g_vm.cfg;
+    Vm& vm = *g_cpu_vm[cpu];
+    const armvcpu::GuestConfig& cfg = vm.cfg;
+    const unsigned index = cpu - vm.first_cpu;
     auto* vcpu = new (g_vcpu_storage[cpu])
-        armvcpu::VCpu<fw::FwHal>(hal, 1, cpu, {guest_mpidr(cpu), context});
-    vcpu->set_power_state(&g_vm.power);
+        armvcpu::VCpu<fw::FwHal>(hal, vm.id, index, {guest_mpidr(index), context});
+    vcpu->set_power_state(&vm.power);
+    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2);
     if (vcpu->setup({false, cfg.hcr_el2_set}) != armvcpu::VCpuError::None ||
         vcpu->set_entry(entry) != armvcpu::VCpuError::None ||
-        vcpu->set_ept_root(g_vm.vttbr, g_vm.vtcr) != armvcpu::VCpuError::None ||
+        vcpu->set_ept_root(vm.vttbr, vm.vtcr) != armvcpu::VCpuError::None ||
         vcpu->bind() != armvcpu::VCpuError::None) {
         put_str("armvcpu: FATAL: vCPU set-up failed\n");
         power_off();
@@ -256,7 +273,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
     asm volatile("tlbi vmalls12e1is" ::: "memory");
     fw::dsb_ish();
     fw::isb();
-    g_vm.power.store(cpu, armvcpu::psci::AffinityState::On);
+    vm.power.store(index, armvcpu::psci::AffinityState::On);
 
     // Single-stepping (HostAction::Step): the guest's software-step
     // exception is routed to EL2 with MDCR_EL2.TDE, armed with MDSCR_EL1.SS
@@ -269,6 +286,10 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
     std::uint64_t guest_mdscr = 0;
 
     for (;;) {
+        if (__atomic_load_n(&vm.stopped, __ATOMIC_ACQUIRE) != 0) {
+            vcpu->unbind();
+            return;
+        }
         // An interrupt the host asked for, injected before the next entry.
         const std::uint64_t requested =
             __atomic_exchange_n(&armvcpu_pending_irq[cpu], 0, __ATOMIC_ACQ_REL);
@@ -319,9 +340,9 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         } else if (reason.kind == ExitKind::CpuUp) {
             // The core has checked the state rules (ON_PENDING now) and set
             // x0; the target's physical CPU starts it.
-            const int target = g_vm.power.index_of(reason.cpu_up.target_cpu);
-            if (target > 0 && static_cast<unsigned>(target) < g_vm.num_vcpus) {
-                StartRequest& req = g_start[target];
+            const int target = vm.power.index_of(reason.cpu_up.target_cpu);
+            if (target > 0 && static_cast<unsigned>(target) < vm.num_vcpus) {
+                StartRequest& req = g_start[vm.first_cpu + static_cast<unsigned>(target)];
                 req.entry = reason.cpu_up.entry_point;
                 req.context = reason.cpu_up.arg;
                 __atomic_store_n(&req.pending, 1, __ATOMIC_RELEASE);
@@ -329,7 +350,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
             }
             continue;
         } else if (reason.kind == ExitKind::SendIpi) {
-            deliver_sgi(cpu, reason.send_ipi);
+            deliver_sgi(vm, index, reason.send_ipi);
             continue;
         } else if (reason.kind == ExitKind::CpuDown) {
             vcpu->unbind();  // the core marked it OFF
@@ -338,15 +359,15 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
 
         TrapFrame& frame = vcpu->context();
         if (armvcpu::apply_fast_rules(armvcpu_fast_rules, reason, frame) ||
-            (g_vm.uart_mode == armvcpu::UartMode::Emulate &&
+            (vm.uart_mode == armvcpu::UartMode::Emulate &&
              armvcpu::emulate_pl011(armvcpu_guest_console, cfg.uart_base, reason, frame))) {
             if (vcpu->state() == armvcpu::VCpuState::Blocked) vcpu->wake();
             continue;
         }
-        const std::uint64_t n = __atomic_add_fetch(&g_vm.exits, 1, __ATOMIC_RELAXED);
+        const std::uint64_t n = __atomic_add_fetch(&g_exits, 1, __ATOMIC_RELAXED);
         if (!fw::host_attached()) log_exit(n, reason, frame);
-        const HostAction action =
-            fw::report_exit(cpu, result.type, result.syndrome, result.exception_pc, reason, frame);
+        const HostAction action = fw::report_exit(cpu, vm.id, index, result.type, result.syndrome,
+                                                  result.exception_pc, reason, frame);
         bool keep_running = true;
         if (action == HostAction::Default) keep_running = apply_default(reason, frame);
         if (action == HostAction::Stop) keep_running = false;
@@ -359,7 +380,11 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         }
         // A halted vCPU resumes once someone has answered for it.
         if (keep_running && vcpu->state() == armvcpu::VCpuState::Blocked) vcpu->wake();
-        if (!keep_running) stop_vm(reason);
+        if (!keep_running) {
+            stop_vm(vm, reason);
+            vcpu->unbind();
+            return;
+        }
     }
 }
 
@@ -383,11 +408,39 @@ extern "C" [[noreturn]] void fw_secondary_main(std::uint64_t cpu_index) {
     wait_for_vcpu(cpu);
 }
 
+namespace {
+
+// Builds VM k's stage 2 from its configuration; false when it cannot.
+bool build_vm(Vm& vm, PhysicalTableMemory& mem) {
+    const armvcpu::GuestConfig& cfg = vm.cfg;
+    armvcpu::stage2::Tables<PhysicalTableMemory> s2(mem, mem.alloc_table(), kIpaBits, kPaBits);
+    auto err = s2.map(cfg.ipa_base, cfg.pa_base, cfg.size, {});
+    vm.uart_mode = static_cast<armvcpu::UartMode>(cfg.uart_mode);
+    if (err == armvcpu::stage2::MapError::None && vm.uart_mode == armvcpu::UartMode::Passthrough) {
+        // The guest writes the physical PL011 directly: Device memory, no execute.
+        err = s2.map(
+            cfg.uart_base, cfg.uart_base, 0x1000,
+            {armvcpu::stage2::Access::ReadWrite, armvcpu::stage2::MemAttr::DeviceNGnRE, true});
+    }
+    if (err != armvcpu::stage2::MapError::None) {
+        put_str("armvcpu: cannot map VM ");
+        put_dec(vm.id);
+        put_str("'s RAM, error ");
+        put_dec(static_cast<unsigned>(err));
+        put_str("\n");
+        return false;
+    }
+    vm.vttbr = s2.vttbr(static_cast<std::uint16_t>(vm.id));
+    vm.vtcr = s2.vtcr();
+    return true;
+}
+
+}  // namespace
+
 extern "C" [[noreturn]] void fw_main() {
     fw::enable_el2_mmu();
     fw::gic::init();
-    g_vm.cfg = armvcpu_guest_config;
-    const armvcpu::GuestConfig& cfg = g_vm.cfg;
+    const armvcpu::GuestConfig& cfg = armvcpu_guest_config[0];
     put_str("armvcpu EL2 firmware 0.1.0 (");
     put_str(fw::host_attached() ? "host attached" : "standalone");
     put_str(")\n");
@@ -402,54 +455,72 @@ extern "C" [[noreturn]] void fw_main() {
     put_str(", UART ");
     put_str(cfg.uart_mode == 1 ? "emulated" : cfg.uart_mode == 2 ? "passthrough" : "host");
     put_str("\n");
-
-    PhysicalTableMemory mem;
-    armvcpu::stage2::Tables<PhysicalTableMemory> s2(mem, mem.alloc_table(), kIpaBits, kPaBits);
-    auto err = s2.map(cfg.ipa_base, cfg.pa_base, cfg.size, {});
-    g_vm.uart_mode = static_cast<armvcpu::UartMode>(cfg.uart_mode);
-    if (err == armvcpu::stage2::MapError::None &&
-        g_vm.uart_mode == armvcpu::UartMode::Passthrough) {
-        // The guest writes the physical PL011 directly: Device memory, no execute.
-        err = s2.map(
-            cfg.uart_base, cfg.uart_base, 0x1000,
-            {armvcpu::stage2::Access::ReadWrite, armvcpu::stage2::MemAttr::DeviceNGnRE, true});
-    }
-    if (err != armvcpu::stage2::MapError::None) {
-        put_str("armvcpu: FATAL: cannot map guest RAM, error ");
-        put_dec(static_cast<unsigned>(err));
-        put_str("\n");
-        power_off();
-    }
-    g_vm.vttbr = s2.vttbr(1);
-    g_vm.vtcr = s2.vtcr();
     enable_this_cpu(0);
 
     // Bring up the other physical CPUs (QEMU's PSCI answers INVALID_PARAMETERS
-    // past the last one); the VM gets a vCPU per CPU, up to what it asked for.
+    // past the last one).
     unsigned cpus = 1;
     for (unsigned i = 1; i < fw::kMaxCpus; ++i) {
         extern char _secondary_start[];
         if (psci_cpu_on(i, reinterpret_cast<std::uint64_t>(_secondary_start), i) != 0) break;
         ++cpus;
     }
-    const unsigned wanted = cfg.num_vcpus == 0 ? 1 : cfg.num_vcpus;
-    g_vm.num_vcpus = wanted < cpus ? wanted : cpus;
-    g_vm.power.num_vcpus = g_vm.num_vcpus;
-    for (unsigned i = 0; i < g_vm.num_vcpus; ++i) {
-        g_vm.power.mpidr[i] = guest_mpidr(i);
-        g_vm.power.store(i, armvcpu::psci::AffinityState::Off);
+
+    // The VMs, each with its own stage 2 and VMID, on consecutive CPUs.
+    PhysicalTableMemory mem;
+    unsigned next_cpu = 0;
+    for (unsigned k = 0; k < fw::kMaxVms; ++k) {
+        const armvcpu::GuestConfig& c = armvcpu_guest_config[k];
+        if (k > 0 && c.size == 0) continue;
+        Vm& vm = g_vms[g_num_vms];
+        vm.id = k + 1;
+        vm.cfg = c;
+        const unsigned wanted = c.num_vcpus == 0 ? 1 : c.num_vcpus;
+        const unsigned left = cpus - next_cpu;
+        vm.num_vcpus = wanted < left ? wanted : left;
+        if (vm.num_vcpus == 0 || !build_vm(vm, mem)) {
+            put_str("armvcpu: VM ");
+            put_dec(vm.id);
+            put_str(" not started (no CPU or memory for it)\n");
+            if (k == 0) power_off();
+            continue;
+        }
+        vm.first_cpu = next_cpu;
+        next_cpu += vm.num_vcpus;
+        vm.power.num_vcpus = vm.num_vcpus;
+        for (unsigned i = 0; i < vm.num_vcpus; ++i) {
+            vm.power.mpidr[i] = guest_mpidr(i);
+            vm.power.store(i, armvcpu::psci::AffinityState::Off);
+            g_cpu_vm[vm.first_cpu + i] = &vm;
+        }
+        ++g_num_vms;
     }
-    if (cpus > 1 || g_vm.num_vcpus > 1) {
+    if (cpus > 1 || g_num_vms > 1 || g_vms[0].num_vcpus > 1) {
         put_str("armvcpu: ");
         put_dec(cpus);
-        put_str(" CPUs, VM 1 has ");
-        put_dec(g_vm.num_vcpus);
-        put_str(" vCPUs\n");
+        put_str(" CPUs");
+        for (unsigned v = 0; v < g_num_vms; ++v) {
+            put_str(v == 0 ? ", " : "; ");
+            put_str("VM ");
+            put_dec(g_vms[v].id);
+            put_str(" has ");
+            put_dec(g_vms[v].num_vcpus);
+            put_str(g_vms[v].num_vcpus == 1 ? " vCPU" : " vCPUs");
+        }
+        put_str("\n");
     }
     if ((cfg.selftest & armvcpu::kSelfTestStackOverflow) != 0) {
         put_str("armvcpu: self-test: overflowing the EL2 stack\n");
         selftest_recurse(0);
     }
+    // Every VM's first vCPU starts now; CPU 0 runs VM 1's.
+    for (unsigned v = 1; v < g_num_vms; ++v) {
+        StartRequest& req = g_start[g_vms[v].first_cpu];
+        req.entry = g_vms[v].cfg.entry;
+        req.context = g_vms[v].cfg.x0;
+        __atomic_store_n(&req.pending, 1, __ATOMIC_RELEASE);
+    }
+    asm volatile("sev" ::: "memory");
     run_vcpu(0, cfg.entry, cfg.x0);
     wait_for_vcpu(0);
 }

@@ -117,7 +117,7 @@ def test_firmware_exports_records_with_the_core_layout():
         records = symtab.get_symbol_by_name("armvcpu_exit_records")[0]
         config = symtab.get_symbol_by_name("armvcpu_guest_config")[0]
     assert records["st_size"] % _core.ExitRecord.SIZE == 0
-    assert config["st_size"] == _core.GuestConfig.SIZE
+    assert config["st_size"] % _core.GuestConfig.SIZE == 0  # one per VM
 
 
 def test_every_exit_kind_has_a_python_class():

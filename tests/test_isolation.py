@@ -58,7 +58,7 @@ def _protected_ranges() -> list[tuple[int, int]]:
         for sym in symtab.iter_symbols():
             if any(t in sym.name for t in ("g_table_pool", "g_l1", "g_l2_ram", "g_l3_guard")):
                 ranges.append((int(sym["st_value"]), int(sym["st_value"] + sym["st_size"])))
-    assert len(ranges) == 5
+    assert len(ranges) == 5, ranges
     return ranges
 
 

@@ -73,7 +73,7 @@ class Handoff(gdb.Breakpoint):
             state["last"] = now
         return False
 
-gdb.execute("set var armvcpu_guest_config.x0 = COUNT")
+gdb.execute("set var armvcpu_guest_config[0].x0 = COUNT")
 gdb.execute("set var armvcpu_host_attached = 1")
 Handoff("armvcpu_host_handoff")
 try:

@@ -101,12 +101,13 @@ class Exit:
 
     __slots__ = (
         "_frame", "_injector", "_reader", "_resolver", "answered_ns", "delivered_ns", "raw",
-        "record", "resolved",
+        "record", "resolved", "slot",
     )  # fmt: skip
 
     def __init__(self, record: Any, resolver: Callable[[Exit, bool], None],
                  raw: bytes | None = None) -> None:  # fmt: skip
         self.record = record
+        self.slot = 0  # which exit record (physical CPU) it came through
         # The record's bytes as the firmware wrote them (record itself carries
         # the answer once the exit is answered).
         self.raw = raw if raw is not None else record.to_bytes()
@@ -272,7 +273,7 @@ class Exit:
         if self._injector is None:
             raise RuntimeError("this exit is not attached to a running VM")
         self._check_open()
-        self._injector(self.vcpu_id, intid)
+        self._injector(self.slot, intid)
 
     def stop(self) -> None:
         """Stop the VM at this exit."""

@@ -46,6 +46,8 @@ RAM_BASE = 0x4000_0000
 #: How often a waiting host checks that QEMU is still alive.
 _POLL_SLICE = 0.1
 
+_MAX_VMS = 4  # the firmware's kMaxVms
+
 _UART_MODES = {
     "host": int(_core.UartMode.Host),
     "emulate": int(_core.UartMode.Emulate),
@@ -136,7 +138,9 @@ class Hypervisor:
         self._ram_file: Path | None = None
         self._started = False
         self._finished = False  # QEMU has gone
-        self._end_expected = False  # the last answered exit ends the VM
+        self._end_expected = False  # the last answered exit ends the last VM
+        self._vms_running: set[int] = {1}
+        self._vm_configs: dict[int, Any] = {}
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------
@@ -180,7 +184,7 @@ class Hypervisor:
             raw = self.gdb.read_memory(self.firmware.guest_config, _core.GuestConfig.SIZE)
             self.guest_config = _core.GuestConfig.from_bytes(raw)
             self.guest_config.uart_mode = _UART_MODES[self.uart]
-            self.guest_config.num_vcpus = self.smp
+            self.guest_config.num_vcpus = self.smp  # until add_vm() takes some
             self.gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
             attach = self.transport.attach_value().to_bytes(4, "little")
             self.gdb.write_memory(self.firmware.host_attached, attach)
@@ -350,14 +354,24 @@ class Hypervisor:
 
     # -- guest memory ---------------------------------------------------------------
 
-    def ipa_to_pa(self, ipa: int, length: int = 1) -> int:
-        """The physical address behind a guest address range (guest RAM only)."""
-        cfg = self.guest_config
-        if cfg is None:
+    def _config(self, vm: int) -> Any:
+        if self.guest_config is None:
             raise SessionClosedError("start the session first")
+        if vm == 1:
+            return self.guest_config
+        if vm not in self._vm_configs:
+            raise ArmvcpuError(f"there is no VM {vm}; add it with add_vm()")
+        return self._vm_configs[vm]
+
+    def _config_address(self, vm: int) -> int:
+        return int(self.firmware.guest_config + (vm - 1) * _core.GuestConfig.SIZE)
+
+    def ipa_to_pa(self, ipa: int, length: int = 1, *, vm: int = 1) -> int:
+        """The physical address behind a guest address range (guest RAM only)."""
+        cfg = self._config(vm)
         if ipa < cfg.ipa_base or ipa + length > cfg.ipa_base + cfg.size or length < 0:
             raise GuestImageError(
-                f"guest range [{ipa:#x}, {ipa + length:#x}) lies outside guest RAM "
+                f"guest range [{ipa:#x}, {ipa + length:#x}) lies outside VM {vm}'s RAM "
                 f"[{cfg.ipa_base:#x}, {cfg.ipa_base + cfg.size:#x})"
             )
         return int(cfg.pa_base + (ipa - cfg.ipa_base))
@@ -410,29 +424,70 @@ class Hypervisor:
         self.guest_config.selftest |= int(_core.SELFTEST_STACK_OVERFLOW)
         self._write_phys(self.firmware.guest_config, self.guest_config.to_bytes())
 
-    def read_guest(self, ipa: int, length: int) -> bytes:
-        """Bytes of guest RAM at a guest physical address."""
-        return self._read_phys(self.ipa_to_pa(ipa, length), length)
+    def read_guest(self, ipa: int, length: int, *, vm: int = 1) -> bytes:
+        """Bytes of a VM's RAM at a guest physical address."""
+        return self._read_phys(self.ipa_to_pa(ipa, length, vm=vm), length)
 
-    def write_guest(self, ipa: int, data: bytes) -> None:
-        """Write guest RAM at a guest physical address."""
-        self._write_phys(self.ipa_to_pa(ipa, len(data)), data)
+    def write_guest(self, ipa: int, data: bytes, *, vm: int = 1) -> None:
+        """Write a VM's RAM at a guest physical address."""
+        self._write_phys(self.ipa_to_pa(ipa, len(data), vm=vm), data)
 
-    def load(self, guest: Guest) -> None:
-        """Copy a guest into guest RAM and make its entry point the vCPU's first PC."""
+    def load(self, guest: Guest, *, vm: int = 1) -> None:
+        """Copy a guest into a VM's RAM and make its entry point the first
+        vCPU's first PC (VM 1 always exists; add others with :meth:`add_vm`)."""
         self._require_gdb()
         if self._started:
             raise ArmvcpuError("load() must come before the first exits() call")
+        cfg = self._config(vm)
         for seg in guest.segments:
-            self.ipa_to_pa(seg.addr, seg.memsz)  # range check before writing anything
+            self.ipa_to_pa(seg.addr, seg.memsz, vm=vm)  # range check before writing anything
         for seg in guest.segments:
-            self.write_guest(seg.addr, seg.data)
+            self.write_guest(seg.addr, seg.data, vm=vm)
             if seg.memsz > len(seg.data):
-                self.write_guest(seg.addr + len(seg.data), bytes(seg.memsz - len(seg.data)))
-        self.ipa_to_pa(guest.entry, 4)
-        self.guest_config.entry = guest.entry
-        self.guest_config.x0 = guest.x0
-        self._write_phys(self.firmware.guest_config, self.guest_config.to_bytes())
+                self.write_guest(seg.addr + len(seg.data), bytes(seg.memsz - len(seg.data)),
+                                 vm=vm)  # fmt: skip
+        self.ipa_to_pa(guest.entry, 4, vm=vm)
+        cfg.entry = guest.entry
+        cfg.x0 = guest.x0
+        self._write_phys(self._config_address(vm), cfg.to_bytes())
+
+    def add_vm(self, guest: Guest, *, vcpus: int = 1) -> int:
+        """Another VM, isolated from VM 1 by its own stage-2 tables and VMID,
+        with its own slice of machine RAM (as large as VM 1's) and ``vcpus``
+        vCPUs on physical CPUs after the other VMs'. Returns its VM id.
+
+        >>> with Hypervisor(smp=2, memory_mb=512) as hv:    # doctest: +SKIP
+        ...     hv.load(guest_a)
+        ...     b = hv.add_vm(guest_b)
+        """
+        self._require_gdb()
+        if self._started:
+            raise ArmvcpuError("add_vm() must come before the first exits() call")
+        vm = 2 + len(self._vm_configs)
+        if vm > _MAX_VMS:
+            raise ArmvcpuError(f"the firmware runs at most {_MAX_VMS} VMs")
+        # VM 1 keeps the physical CPUs the other VMs do not take.
+        others = sum(c.num_vcpus for c in self._vm_configs.values()) + vcpus
+        if others + 1 > self.smp:
+            raise ArmvcpuError(
+                f"VMs need at least {others + 1} vCPUs (one physical CPU each) but smp={self.smp}"
+            )
+        base = self.guest_config
+        cfg = _core.GuestConfig.from_bytes(base.to_bytes())
+        cfg.pa_base = base.pa_base + (vm - 1) * base.size
+        cfg.num_vcpus = vcpus
+        ram_end = RAM_BASE + (self.config.memory_mb << 20)
+        if cfg.pa_base + cfg.size > ram_end:
+            raise GuestImageError(
+                f"VM {vm} needs machine RAM up to {cfg.pa_base + cfg.size:#x}, but memory_mb="
+                f"{self.config.memory_mb} ends at {ram_end:#x}: ask for more memory_mb"
+            )
+        self._vm_configs[vm] = cfg
+        self._vms_running.add(vm)
+        self.load(guest, vm=vm)
+        self.guest_config.num_vcpus = self.smp - others
+        self._write_phys(self._config_address(1), self.guest_config.to_bytes())
+        return vm
 
     # -- running --------------------------------------------------------------------
 
@@ -450,13 +505,15 @@ class Hypervisor:
         self._started = True
         while not self._finished:
             try:
-                raw = self._next_record(gdb, wait)
+                found = self._next_record(gdb, wait)
             except TargetConnectionError as exc:
                 raise self._qemu_error_for(exc) from exc
-            if raw is None:
+            if found is None:
                 return
+            slot, raw = found
             record = _core.ExitRecord.from_bytes(raw)
             exit = Exit(record, self._answer, raw)
+            exit.slot = slot
             exit._injector = self._inject
             exit._reader = self.read_guest
             self.last_exit = exit
@@ -493,7 +550,7 @@ class Hypervisor:
                 trace.add(exit)
         return seen
 
-    def _next_record(self, gdb: GdbRemote | None, timeout: float) -> bytes | None:
+    def _next_record(self, gdb: GdbRemote | None, timeout: float) -> tuple[int, bytes] | None:
         """The next exit record, or None when the VM has ended as expected."""
         assert self.transport is not None
         deadline = time.monotonic() + timeout
@@ -522,8 +579,8 @@ class Hypervisor:
                 self._ended_or_died()
                 return None
 
-    def _inject(self, vcpu_id: int, intid: int) -> None:
-        self._publish_phys(self.firmware.pending_irq + 8 * vcpu_id, intid + 1)
+    def _inject(self, slot: int, intid: int) -> None:
+        self._publish_phys(self.firmware.pending_irq + 8 * slot, intid + 1)
 
     def _answer(self, exit: Exit, frame_changed: bool) -> None:
         assert self.transport is not None
@@ -531,9 +588,11 @@ class Hypervisor:
         if record.action == _core.HostAction.Stop or (
             record.action == _core.HostAction.Default and _core.default_stops_vm(exit.kind)
         ):
-            self._end_expected = True
+            self._vms_running.discard(exit.vm_id)
+            if not self._vms_running:
+                self._end_expected = True  # QEMU powers off after the last VM
         try:
-            self.transport.answer(exit.vcpu_id, record, frame_changed)
+            self.transport.answer(exit.slot, record, frame_changed)
         except TargetConnectionError as exc:
             raise self._qemu_error_for(exc) from exc
 

@@ -32,14 +32,13 @@ class Transport(Protocol):
         """The HostTransport value to write into armvcpu_host_attached."""
         ...
 
-    def wait_record(self, timeout: float) -> bytes | None:
-        """The next exit record's bytes; None when none came within timeout.
-
-        Raises TargetConnectionError when the target has gone.
+    def wait_record(self, timeout: float) -> tuple[int, bytes] | None:
+        """The next exit record: (its slot, its bytes); None when none came
+        within timeout. Raises TargetConnectionError when the target has gone.
         """
         ...
 
-    def answer(self, vcpu_id: int, record: Any, frame_changed: bool) -> None:
+    def answer(self, slot: int, record: Any, frame_changed: bool) -> None:
         """Hand the answered record back and let the vCPU go on."""
         ...
 
@@ -60,7 +59,7 @@ class GdbTransport:
     def prepare(self) -> None:
         self.gdb.insert_breakpoint(self.handoff)
 
-    def wait_record(self, timeout: float) -> bytes | None:
+    def wait_record(self, timeout: float) -> tuple[int, bytes] | None:
         """Continue the CPU (if stopped) and wait for it to stop at the hand-off.
 
         The hand-off breakpoint is the only one set, so a stop is an exit; the
@@ -85,10 +84,10 @@ class GdbTransport:
                 f"the hand-off is at {self.handoff:#x}"
             )
         self.last_seq = seq
-        return raw
+        return 0, raw
 
-    def answer(self, vcpu_id: int, record: Any, frame_changed: bool) -> None:
-        base = self.records + vcpu_id * RECORD_SIZE
+    def answer(self, slot: int, record: Any, frame_changed: bool) -> None:
+        base = self.records + slot * RECORD_SIZE
         if frame_changed:
             self.gdb.write_memory(base, record.to_bytes())
         elif record.action != _core.HostAction.Default:  # the firmware preset Default
@@ -114,23 +113,23 @@ class SharedMemoryTransport:
     def attach_value(self) -> int:
         return int(_core.HostTransport.SharedMemory)
 
-    def wait_record(self, timeout: float) -> bytes | None:
+    def wait_record(self, timeout: float) -> tuple[int, bytes] | None:
         if self.vcpus == 1:
             seq = _core.mailbox_wait(self.ram, self._seq_offsets[0], self.last_seqs[0], timeout)
             if seq == self.last_seqs[0]:
                 return None
             self.last_seqs[0] = seq
-            return bytes(self.ram[self.offset : self.offset + RECORD_SIZE])
+            return 0, bytes(self.ram[self.offset : self.offset + RECORD_SIZE])
         found = _core.mailbox_wait_any(self.ram, self._seq_offsets, self.last_seqs, timeout)
         if found is None:
             return None
         index, seq = found
         self.last_seqs[index] = seq
         base = self.offset + index * RECORD_SIZE
-        return bytes(self.ram[base : base + RECORD_SIZE])
+        return int(index), bytes(self.ram[base : base + RECORD_SIZE])
 
-    def answer(self, vcpu_id: int, record: Any, frame_changed: bool) -> None:
-        base = self.offset + vcpu_id * RECORD_SIZE
+    def answer(self, slot: int, record: Any, frame_changed: bool) -> None:
+        base = self.offset + slot * RECORD_SIZE
         if frame_changed:
             frame_at = base + OFFSETS["frame"]
             self.ram[frame_at : frame_at + _core.TrapFrame.SIZE] = record.frame.to_bytes()
