@@ -306,8 +306,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--trace", metavar="OUT", help="record every exit to OUT (.npz)")
     run.add_argument("--timeout", type=float, default=10.0, help="seconds without an exit")
     run.add_argument("--cpu", default="max", help="QEMU CPU model (max, cortex-a57, ...)")
-    run.add_argument("--smp", type=int, default=1,
-                     help="CPUs, and vCPUs of the VM (the guest starts them with PSCI CPU_ON)")  # fmt: skip
+    run.add_argument(
+        "--smp", type=int, default=1,
+        help="CPUs, and vCPUs of the VM (the guest starts them with PSCI CPU_ON)",
+    )  # fmt: skip
     run.add_argument("-m", "--memory", type=int, default=256, help="machine RAM in MiB")
     run.add_argument("--transport", choices=["shm", "gdb"], default="shm")
     run.add_argument("--uart", choices=["host", "emulate", "passthrough"], default="host",
