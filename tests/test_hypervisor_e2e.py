@@ -172,7 +172,7 @@ def test_unknown_register_name(hypercalls_guest, no_leaked_qemu, transport):
 
 
 def test_load_outside_guest_ram_is_refused(no_leaked_qemu):
-    with Hypervisor() as hv, pytest.raises(armvcpu.GuestImageError, match="outside VM 1.s RAM"):
+    with Hypervisor() as hv, pytest.raises(armvcpu.GuestImageError, match="outside VM 1's RAM"):
         hv.load(Guest.from_binary(b"\0" * 8, addr=0x80000000))
 
 
