@@ -13,8 +13,8 @@ fast rules when the policy is installed, so they cost no round trip.
 ...         return 1000 + exit.reason.args[0]       # becomes x0
 ...     on_uart = on.mmio(0x0900_0000, 0x0900_1000, read_value=0, ignore_writes=True)
 >>> policy = Demo()
->>> [r.describe() for r in policy.rules]
-['MMIO [0x9000000, 0x9001000): reads 0x0, writes ignored']
+>>> print(policy.rules[0].describe())
+MMIO 0x9000000..0x9001000: reads 0x0, writes ignored
 
 Handler return values: for a hypercall, an int is the value the guest sees in
 x0; for an MMIO or system-register read, the value loaded into the target
@@ -109,7 +109,7 @@ class Rule:
             return f"{name}: reads {self.value:#x}, writes ignored"
         reads = "not answered" if self.value is None else f"{self.value:#x}"
         writes = "ignored" if self.ignore_writes else "not answered"
-        return f"MMIO [{self.key:#x}, {self.end:#x}): reads {reads}, writes {writes}"
+        return f"MMIO {self.key:#x}..{self.end:#x}: reads {reads}, writes {writes}"
 
     def install(self, hv: Hypervisor) -> None:
         if self.kind == "hypercall":
