@@ -40,7 +40,7 @@ def test_wheel_carries_the_module_and_the_firmware(wheel):
     assert "armvcpu/guest_runtime/armvcpu_guest.h" in names
     metadata = next(n for n in names if n.endswith("METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
-    assert "License" in text and "Classifier: Programming Language :: C++" in text
+    assert "MIT License" in text and "Classifier: Programming Language :: C++" in text
 
 
 def test_installed_wheel_runs_without_the_cross_toolchain(wheel, tmp_path, no_leaked_qemu):
