@@ -4,6 +4,7 @@
 #include "armvcpu/fast_rules.hpp"
 #include "armvcpu/mailbox.hpp"
 #include "armvcpu/pl011.hpp"
+#include "sysreg.hpp"
 
 using armvcpu::ExitRecord;
 using armvcpu::GuestConfig;
@@ -35,6 +36,8 @@ extern "C" {
 
 [[gnu::used]] ExitRecord armvcpu_exit_records[fw::kMaxVcpus];
 [[gnu::used]] std::uint64_t armvcpu_pending_irq[fw::kMaxVcpus];
+// EL2 instructions retired so far (kSelfTestCountEl2), updated at each report.
+[[gnu::used]] std::uint64_t armvcpu_el2_instructions;
 
 // handoff.S: a call the host breaks on.
 void armvcpu_host_handoff(ExitRecord* record);
@@ -43,6 +46,25 @@ void armvcpu_host_handoff(ExitRecord* record);
 namespace fw {
 
 bool host_attached() { return armvcpu_host_attached != 0; }
+
+bool counting_el2 = false;
+
+std::uint64_t mdcr_el2_bits() {
+    // With HPMN = 0 every counter belongs to EL2 and is enabled by HPME (bit 7),
+    // so the guest's own PMCR_EL0 cannot stop the count.
+    return counting_el2 ? 1u << 7 : 0;
+}
+
+void start_counting_el2() {
+    // PMEVTYPER0_EL0: INST_RETIRED (0x08); P (bit 31) and U (bit 30) exclude
+    // EL1 and EL0, NSH (bit 27) includes EL2 (Arm ARM D13.2 "PMEVTYPER<n>_EL0").
+    ARMVCPU_WRITE_SYSREG(pmevtyper0_el0, (1ull << 31) | (1ull << 30) | (1ull << 27) | 0x08);
+    ARMVCPU_WRITE_SYSREG(pmevcntr0_el0, 0);
+    ARMVCPU_WRITE_SYSREG(pmcntenset_el0, 1);
+    ARMVCPU_WRITE_SYSREG(pmcr_el0, 1);  // E: counters on
+    asm volatile("isb" ::: "memory");
+    counting_el2 = true;
+}
 
 namespace {
 
@@ -59,6 +81,7 @@ HostAction report_exit(unsigned slot, unsigned vm_id, unsigned vcpu_id, armvcpu:
     record.size = sizeof(ExitRecord);
     record.vm_id = vm_id;
     record.vcpu_id = vcpu_id;
+    if (counting_el2) armvcpu_el2_instructions = ARMVCPU_READ_SYSREG(pmevcntr0_el0);
     const std::uint64_t seq = record.seq + 1;
     record.exception_type = type;
     record.action = HostAction::Default;

@@ -21,4 +21,10 @@ armvcpu::HostAction report_exit(unsigned slot, unsigned vm_id, unsigned vcpu_id,
 
 bool host_attached();
 
+// Starts counting EL2 instructions with PMU counter 0 (kSelfTestCountEl2).
+void start_counting_el2();
+
+// MDCR_EL2 bits the firmware itself needs on top of the host's (the count).
+std::uint64_t mdcr_el2_bits();
+
 }  // namespace fw

@@ -262,7 +262,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
     auto* vcpu = new (g_vcpu_storage[cpu])
         armvcpu::VCpu<fw::FwHal>(hal, vm.id, index, {guest_mpidr(index), context});
     vcpu->set_power_state(&vm.power);
-    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2);
+    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2 | fw::mdcr_el2_bits());
     if (vcpu->setup({false, cfg.hcr_el2_set}) != armvcpu::VCpuError::None ||
         vcpu->set_entry(entry) != armvcpu::VCpuError::None ||
         vcpu->set_ept_root(vm.vttbr, vm.vtcr) != armvcpu::VCpuError::None ||
@@ -305,7 +305,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         const armvcpu::VCpuRunResult result = vcpu->run();
         if (stepping) {
             hal.write_sysreg(armvcpu::SysReg::mdscr_el1, guest_mdscr);
-            hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2);
+            hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2 | fw::mdcr_el2_bits());
             vcpu->context().spsr &= ~kSpsrSs;
             stepping = false;
         }
@@ -374,7 +374,8 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         if (action == HostAction::Step) {
             guest_mdscr = hal.read_sysreg(armvcpu::SysReg::mdscr_el1);
             hal.write_sysreg(armvcpu::SysReg::mdscr_el1, guest_mdscr | kMdscrSs);
-            hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2 | kMdcrTde);
+            hal.write_sysreg(armvcpu::SysReg::mdcr_el2,
+                             cfg.mdcr_el2 | kMdcrTde | fw::mdcr_el2_bits());
             frame.spsr |= kSpsrSs;
             stepping = true;
         }
@@ -513,6 +514,7 @@ extern "C" [[noreturn]] void fw_main() {
         put_str("armvcpu: self-test: overflowing the EL2 stack\n");
         selftest_recurse(0);
     }
+    if ((cfg.selftest & armvcpu::kSelfTestCountEl2) != 0) fw::start_counting_el2();
     // Every VM's first vCPU starts now; CPU 0 runs VM 1's.
     for (unsigned v = 1; v < g_num_vms; ++v) {
         StartRequest& req = g_start[g_vms[v].first_cpu];

@@ -134,12 +134,14 @@ to_bytes() after changing .action and .frame.
     symbols["fast_rules"] = kSymFastRules;
     symbols["guest_console"] = kSymGuestConsole;
     symbols["pending_irq"] = kSymPendingIrq;
+    symbols["el2_instructions"] = kSymEl2Instructions;
     m.attr("FIRMWARE_SYMBOLS") = symbols;
     py::enum_<UartMode>(m, "UartMode", "How a VM's PL011 is provided.")
         .value("Host", UartMode::Host)
         .value("Emulate", UartMode::Emulate)
         .value("Passthrough", UartMode::Passthrough);
     m.attr("SELFTEST_STACK_OVERFLOW") = kSelfTestStackOverflow;
+    m.attr("SELFTEST_COUNT_EL2") = kSelfTestCountEl2;
     m.attr("CONSOLE_RING_SIZE") = kConsoleRingSize;
     m.attr("CONSOLE_RING_DATA_OFFSET") = offsetof(ConsoleRing, data);
     m.attr("EXIT_RECORD_MAGIC") = kExitRecordMagic;

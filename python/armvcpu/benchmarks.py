@@ -226,6 +226,31 @@ def bench_transports(runs: int = 3, quick: bool = False) -> list[Figure]:
     return figures
 
 
+def el2_instructions_per_exit(count: int) -> float:
+    """EL2 instructions from vector entry to ERET for a null hypercall handled
+    in the firmware (PSCI_VERSION), counted by the PMU (INST_RETIRED filtered
+    to EL2) under -icount shift=0, by difference between two runs."""
+
+    def run(n: int) -> int:
+        with Hypervisor(extra_args=("-icount", "shift=0"), timeout=300) as hv:
+            hv.load(_loop_guest(n, KIND_FIRMWARE))
+            hv.request_selftest("count-el2")
+            total = 0
+            for exit in hv.exits():
+                if exit.kind == ExitKind.Hypercall and exit.reason.nr == 2:
+                    total = hv.el2_instructions()
+                    exit.resume(x0=0)
+        return total
+
+    return (run(count) - run(0)) / count
+
+
+def bench_el2(runs: int = 3, quick: bool = False) -> list[Figure]:
+    count = 1_000 if quick else 10_000
+    return [_median("EL2 instructions per null hypercall (in firmware)", "instructions", runs,
+                    lambda: el2_instructions_per_exit(count))]  # fmt: skip
+
+
 def bench_trace(runs: int = 3, quick: bool = False) -> list[Figure]:
     count = 100_000 if quick else 1_000_000
     trace = _recorded_trace(count)
@@ -238,6 +263,7 @@ BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     "startup": bench_startup,
     "trace": bench_trace,
     "transports": bench_transports,
+    "el2": bench_el2,
 }
 
 

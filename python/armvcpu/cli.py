@@ -333,7 +333,7 @@ def _parser() -> argparse.ArgumentParser:
     decode.add_argument("value", help="e.g. 0x5a000000")
 
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
-    bench.add_argument("name", choices=["exits", "startup", "trace", "transports"])
+    bench.add_argument("name", choices=["exits", "startup", "trace", "transports", "el2"])
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--runs", type=int, default=3, help="runs per figure (median reported)")
     bench.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")

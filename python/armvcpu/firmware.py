@@ -53,6 +53,7 @@ class Firmware:
     fast_rules: int
     guest_console: int
     pending_irq: int
+    el2_instructions: int
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:

@@ -411,18 +411,29 @@ class Hypervisor:
         self.guest_config.mdcr_el2 = mdcr_el2
         self._write_phys(self.firmware.guest_config, self.guest_config.to_bytes())
 
-    def request_selftest(self, name: Literal["stack-overflow"]) -> None:
-        """Ask the firmware to test one of its own protections before the
-        guest starts. ``"stack-overflow"`` recurses at EL2 until the stack
-        hits its guard page, which must end in a reported exit (a
-        GuestException with EL2's own abort syndrome) and a clean stop."""
+    def request_selftest(self, name: Literal["stack-overflow", "count-el2"]) -> None:
+        """Ask the firmware to test or measure itself before the guest starts.
+
+        ``"stack-overflow"`` recurses at EL2 until the stack hits its guard
+        page, which must end in a reported exit (a GuestException with EL2's
+        own abort syndrome) and a clean stop. ``"count-el2"`` counts the
+        instructions EL2 executes with the PMU (exact under QEMU's
+        ``-icount shift=0``); read it with :meth:`el2_instructions`.
+        """
         self._require_gdb()
         if self._started:
             raise ArmvcpuError("request_selftest() must come before the first exits() call")
-        if name != "stack-overflow":
+        flags = {"stack-overflow": _core.SELFTEST_STACK_OVERFLOW,
+                 "count-el2": _core.SELFTEST_COUNT_EL2}  # fmt: skip
+        if name not in flags:
             raise ValueError(f"unknown self-test {name!r}")
-        self.guest_config.selftest |= int(_core.SELFTEST_STACK_OVERFLOW)
+        self.guest_config.selftest |= int(flags[name])
         self._write_phys(self.firmware.guest_config, self.guest_config.to_bytes())
+
+    def el2_instructions(self) -> int:
+        """EL2 instructions retired up to the last exit reported to the host
+        (after ``request_selftest("count-el2")``)."""
+        return int.from_bytes(self._read_phys(self.firmware.el2_instructions, 8), "little")
 
     def read_guest(self, ipa: int, length: int, *, vm: int = 1) -> bytes:
         """Bytes of a VM's RAM at a guest physical address."""

@@ -96,6 +96,11 @@ static_assert(sizeof(ExitRecord) < 0x10000);  // fits the 16-bit size field
 // GuestConfig::selftest: overflow the EL2 stack before entering the guest;
 // the guard page must turn that into a reported exit, not corruption.
 inline constexpr std::uint32_t kSelfTestStackOverflow = 1u << 0;
+// GuestConfig::selftest: count the instructions EL2 executes with the PMU
+// (INST_RETIRED, EL2 only) into armvcpu_el2_instructions, for benchmarks.
+// QEMU counts instructions exactly only with -icount.
+inline constexpr std::uint32_t kSelfTestCountEl2 = 1u << 1;
+inline constexpr const char* kSymEl2Instructions = "armvcpu_el2_instructions";
 
 struct GuestConfig {
     std::uint64_t entry;     // IPA of the first instruction
