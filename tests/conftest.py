@@ -26,20 +26,26 @@ def pid_gone(pid: int, timeout: float = 5.0) -> bool:
     return False
 
 
-def qemu_pids() -> set[int]:
-    """Every qemu-system-aarch64 process started by this user."""
+def live_pids(comm: str) -> set[int]:
+    """Live (not zombie) processes of this user whose name (comm, at most 15
+    characters) is ``comm``."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if (entry / "comm").read_text().strip() == "qemu-system-aar":
+            if (entry / "comm").read_text().strip() == comm:
                 stat = (entry / "stat").read_text()
                 if stat.rsplit(")", 1)[1].split()[0] != "Z" and entry.stat().st_uid == os.getuid():
                     pids.add(int(entry.name))
         except OSError:
             continue
     return pids
+
+
+def qemu_pids() -> set[int]:
+    """Every qemu-system-aarch64 process started by this user."""
+    return live_pids("qemu-system-aar")
 
 
 def shm_files() -> set[str]:

@@ -8,7 +8,6 @@ detaches, and the session answers the exit and runs to the end.
 from __future__ import annotations
 
 import doctest
-import os
 import re
 import subprocess
 import time
@@ -19,6 +18,8 @@ import pytest
 from armvcpu import ExitKind, Hypervisor, _core, gdb_launch
 from armvcpu.errors import ToolNotFoundError
 
+from .conftest import live_pids
+
 GDB_TIMEOUT = 40  # seconds for one gdb-multiarch -batch run
 MARK = "@@armvcpu-test@@"
 MASK64 = (1 << 64) - 1
@@ -26,18 +27,7 @@ MASK64 = (1 << 64) - 1
 
 def gdb_pids() -> set[int]:
     """Every live gdb-multiarch process of this user."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() == "gdb-multiarch":
-                stat = (entry / "stat").read_text()
-                if stat.rsplit(")", 1)[1].split()[0] != "Z" and entry.stat().st_uid == os.getuid():
-                    pids.add(int(entry.name))
-        except OSError:
-            continue
-    return pids
+    return live_pids("gdb-multiarch")
 
 
 @pytest.fixture

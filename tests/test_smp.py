@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from armvcpu import ArmvcpuError, ExitKind, Guest, Hypervisor
 
+from .test_interrupts import GIC_SETUP, VECTORS
+
 SMP_GUEST = """
     ldr x0, =0xC4000003         // CPU_ON, SMC64 convention
     mov x1, #1                  // target: MPIDR Aff0 = 1
@@ -79,7 +81,10 @@ def test_smp_needs_the_shared_memory_transport():
         Hypervisor(smp=9)
 
 
-SGI_GUEST = """
+# vCPU 1 sets up its GIC CPU interface and IRQ vector exactly as the
+# interrupt tests' guests do (GIC_SETUP, VECTORS).
+SGI_GUEST = (
+    """
     ldr x0, =0xC4000003         // CPU_ON vCPU 1
     mov x1, #1
     adr x2, secondary
@@ -98,17 +103,9 @@ SGI_GUEST = """
     ldr x0, =0x84000008
     hvc #0
 secondary:
-    adr x0, vectors
-    msr vbar_el1, x0
-    mov x0, #1
-    msr icc_sre_el1, x0
-    isb
-    mov x0, #0xff
-    msr icc_pmr_el1, x0
-    mov x0, #1
-    msr icc_igrpen1_el1, x0
-    isb
-    mov x21, #0
+"""
+    + GIC_SETUP
+    + """
     msr daifclr, #2
     adr x10, ready
     mov x11, #1
@@ -123,17 +120,14 @@ secondary:
     str x11, [x10]
 4:  wfi
     b 4b
-    .balign 2048
-vectors:
-    .skip 0x280
-    mrs x21, icc_iar1_el1
-    msr icc_eoir1_el1, x21
-    isb
-    eret
+"""
+    + VECTORS
+    + """
     .balign 8
 ready: .quad 0
 done: .quad 0
 """
+)
 
 
 @pytest.mark.parametrize("trap_wfi", [False, True], ids=["wfi-native", "wfi-trapped"])
