@@ -4,9 +4,10 @@
     python examples/guest_path.py rng_driver     # examples/guests/rng_driver.S
 
 A name with a source in examples/guests/ that the CMake build does not list
-(``NAME.S`` assembled with plain ``as``, no preprocessor) is assembled with
-the cross toolchain (the same as ``Guest.from_asm``) into build/examples/;
-any other name is looked up among the guests the installed package ships.
+(``NAME.S`` assembled with plain ``as``, no preprocessor, or ``NAME.c``
+compiled like ``Guest.from_c``) is built with the cross toolchain into
+build/examples/; any other name is looked up among the guests the installed
+package ships.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from armvcpu import example_guest_path
 from armvcpu.guest import DEFAULT_GUEST_BASE
-from armvcpu.toolchain import assemble
+from armvcpu.toolchain import assemble, compile_c
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "build" / "examples"
@@ -25,12 +26,16 @@ OUT = HERE.parent / "build" / "examples"
 
 def guest_path(name: str) -> Path:
     source = HERE / "guests" / f"{name}.S"
+    c_source = HERE / "guests" / f"{name}.c"
     try:
         return example_guest_path(name)  # built by the package (hypercalls, exit_loop)
     except FileNotFoundError:
-        if not source.is_file():
+        if not source.is_file() and not c_source.is_file():
             raise
-    elf = assemble(source.read_text(), DEFAULT_GUEST_BASE)  # cached by content
+    if c_source.is_file():
+        elf = compile_c(c_source.read_text(), DEFAULT_GUEST_BASE)  # cached by content
+    else:
+        elf = assemble(source.read_text(), DEFAULT_GUEST_BASE)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.elf"
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

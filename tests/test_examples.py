@@ -53,6 +53,9 @@ EXAMPLES: dict[str, list[str]] = {
         r"Hypercall\s*│\s*15\b",
         r"SystemDown\s*│\s*1\b",
     ],
+    '.venv/bin/armvcpu run "$(.venv/bin/python examples/guest_path.py primes)" --uart emulate': [
+        r"primes below 50: 2 3 5 7 11 13 17 19 23 29 31 37 41 43 47\n",
+    ],
     ".venv/bin/armvcpu demo": [
         r"guest checksum 0x19dcd9a31c1c, expected 0x19dcd9a31c1c: match",
         r"VM 1 stopped after 10 exits",
