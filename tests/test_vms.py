@@ -36,6 +36,7 @@ def _guest(pattern: int) -> Guest:
 
 
 def test_two_vms_are_isolated(no_leaked_qemu):
+    # (shm: the test reads both VMs' RAM and the firmware through the mapping)
     a, b = 0xAAAA_0000_AAAA_0001, 0xBBBB_0000_BBBB_0002
     with Hypervisor(smp=2) as hv:
         hv.load(_guest(a))
@@ -73,3 +74,14 @@ def test_add_vm_checks_cpus_and_memory(no_leaked_qemu):
         hv.add_vm(_guest(1))
         with pytest.raises(GuestImageError, match="memory_mb"):
             hv.add_vm(_guest(2))
+
+
+def test_two_vms_over_both_transports(transport, no_leaked_qemu):
+    """Each VM's exits arrive with its own VM id, on either transport."""
+    with Hypervisor(smp=2, transport=transport) as hv:
+        hv.load(_guest(0x1111))
+        hv.add_vm(_guest(0x2222))
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+    reports = {e.vm_id: e.reason.args[:2] for e in exits if e.kind == ExitKind.Hypercall}
+    assert reports == {1: (0x1111, 0x1111), 2: (0x2222, 0x2222)}
+    assert sorted(e.vm_id for e in exits if e.kind == ExitKind.SystemDown) == [1, 2]

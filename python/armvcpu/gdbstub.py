@@ -295,6 +295,12 @@ class GdbRemote:
         """Resume the target; collect the stop with :meth:`wait_stop`."""
         self.send_packet("c")
 
+    def select_thread(self, thread: str) -> None:
+        """``Hg``: register reads and writes go to this thread (QEMU: a CPU)."""
+        reply = self.request(f"Hg{thread}")
+        if reply != "OK":
+            raise GdbProtocolError(f"the target cannot select thread {thread} ({reply!r})")
+
     def detach(self) -> None:
         """``D``: the target runs on without this client."""
         self.request("D")

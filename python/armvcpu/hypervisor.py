@@ -76,7 +76,7 @@ class Hypervisor:
         qemu: the QEMU binary.
         cpu: QEMU's ``-cpu`` model.
         smp: physical CPUs, and vCPUs of the VM (vCPU i runs on CPU i; the
-            guest starts vCPUs 1.. with PSCI CPU_ON). Needs ``transport="shm"``.
+            guest starts vCPUs 1.. with PSCI CPU_ON).
         memory_mb: machine RAM; the firmware carves guest RAM out of it.
         timeout: seconds to wait for the next exit before :class:`GuestTimeout`.
         uart: the guest's PL011: ``"host"`` (every access is an exit, e.g. for
@@ -116,10 +116,6 @@ class Hypervisor:
         self.transport_name = transport
         if not 1 <= smp <= 8:
             raise ValueError(f"smp must be 1..8 (the firmware runs up to 8 CPUs), not {smp}")
-        if smp > 1 and (transport != "shm" or remote is not None):
-            raise ArmvcpuError(
-                "smp > 1 needs transport='shm' for now: the gdb transport follows one CPU"
-            )
         self.smp = smp
         self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=memory_mb, smp=smp,
                                  extra_args=tuple(extra_args))  # fmt: skip
@@ -177,7 +173,7 @@ class Hypervisor:
                 )
             else:
                 gdb_transport = GdbTransport(
-                    self.gdb, self.firmware.exit_records, self.firmware.host_handoff
+                    self.gdb, self.firmware.exit_records, self.firmware.host_handoff, self.smp
                 )
                 gdb_transport.prepare()
                 self.transport = gdb_transport

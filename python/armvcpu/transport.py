@@ -46,12 +46,13 @@ class Transport(Protocol):
 class GdbTransport:
     name = "gdb"
 
-    def __init__(self, gdb: GdbRemote, records: int, handoff: int) -> None:
+    def __init__(self, gdb: GdbRemote, records: int, handoff: int, vcpus: int = 1) -> None:
         self.gdb = gdb
         self.records = records
         self.handoff = handoff
         self.running = False
-        self.last_seq = 0
+        self.last_seqs = [0] * vcpus
+        self._thread: str | None = None  # the gdb thread (CPU) the registers go to
 
     def attach_value(self) -> int:
         return int(_core.HostTransport.Gdb)
@@ -59,11 +60,20 @@ class GdbTransport:
     def prepare(self) -> None:
         self.gdb.insert_breakpoint(self.handoff)
 
-    def wait_record(self, timeout: float) -> tuple[int, bytes] | None:
-        """Continue the CPU (if stopped) and wait for it to stop at the hand-off.
+    def _slot_of(self, thread: str | None) -> int:
+        """QEMU numbers gdb threads by CPU, from 1 (``thread:02`` is CPU 1)."""
+        if thread is None or len(self.last_seqs) == 1:
+            return 0
+        slot = int(thread.rsplit(".", 1)[-1], 16) - 1
+        if not 0 <= slot < len(self.last_seqs):
+            raise GdbProtocolError(f"stop reply names thread {thread}, not one of our CPUs")
+        return slot
 
-        The hand-off breakpoint is the only one set, so a stop is an exit; the
-        record's magic, version and a new seq (checked by the caller) confirm it.
+    def wait_record(self, timeout: float) -> tuple[int, bytes] | None:
+        """Continue the CPUs (if stopped) and wait for one to stop at the hand-off.
+
+        The hand-off breakpoint is the only one set, so a stop is an exit of
+        the CPU the stop reply names; that CPU's record must carry a new seq.
         """
         if not self.running:
             self.gdb.cont()
@@ -75,16 +85,19 @@ class GdbTransport:
         self.running = False
         if stop.running_ended:
             raise TargetConnectionError(f"the target exited ({stop.raw})")
-        raw = self.gdb.read_memory(self.records, RECORD_SIZE)
+        slot = self._slot_of(stop.thread)
+        self._thread = stop.thread
+        base = self.records + slot * RECORD_SIZE
+        raw = self.gdb.read_memory(base, RECORD_SIZE)
         seq = int.from_bytes(raw[OFFSETS["seq"] : OFFSETS["seq"] + 8], "little")
-        if seq <= self.last_seq:
+        if seq <= self.last_seqs[slot]:
             pc = self.gdb.read_register("pc")
             raise GdbProtocolError(
                 f"target stopped at {pc:#x} without a new exit record (seq {seq}); "
                 f"the hand-off is at {self.handoff:#x}"
             )
-        self.last_seq = seq
-        return 0, raw
+        self.last_seqs[slot] = seq
+        return slot, raw
 
     def answer(self, slot: int, record: Any, frame_changed: bool) -> None:
         base = self.records + slot * RECORD_SIZE
@@ -94,9 +107,12 @@ class GdbTransport:
             self.gdb.write_memory(
                 base + OFFSETS["action"], int(record.action).to_bytes(4, "little")
             )
-        # Step over the breakpoint's NOP: QEMU would re-hit it on continue.
-        # (The P and the following c cannot be pipelined: QEMU stops a running
-        # CPU on any byte it receives, and the ack of P's late reply is one.)
+        # Step that CPU over the breakpoint's NOP: QEMU would re-hit it on
+        # continue. (The P and the following c cannot be pipelined: QEMU stops
+        # a running CPU on any byte it receives, and the ack of P's late reply
+        # is one.)
+        if len(self.last_seqs) > 1 and self._thread is not None:
+            self.gdb.select_thread(self._thread)
         self.gdb.write_register("pc", self.handoff + 4)
 
 
