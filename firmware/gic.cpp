@@ -73,7 +73,8 @@ void init_cpu(unsigned cpu) {
     // SGIs and PPIs in group 1; the timers' PPIs enabled at a middle priority.
     reg32(sgi + kGicrIgroupr0) = 0xffffffffu;
     const std::uint32_t timer_ppis[] = {armvcpu::vgic::kVirtualTimerPpi,
-                                        armvcpu::vgic::kPhysicalTimerPpi};
+                                        armvcpu::vgic::kPhysicalTimerPpi,
+                                        armvcpu::vgic::kMaintenancePpi};
     for (std::uint32_t ppi : timer_ppis) {
         reg8(sgi + kGicrIpriorityr + ppi) = armvcpu::vgic::kDefaultPriority;
         reg32(sgi + kGicrIsenabler0) = 1u << ppi;
@@ -92,7 +93,7 @@ void init_cpu(unsigned cpu) {
     // Virtual interface on; ICH_VTR_EL2.ListRegs [4:0] is the count minus one.
     g_num_lrs = static_cast<unsigned>(ARMVCPU_READ_SYSREG(ich_vtr_el2) & 0x1f) + 1;
     for (unsigned n = 0; n < g_num_lrs; ++n) write_lr(n, 0);
-    ARMVCPU_WRITE_SYSREG(ich_hcr_el2, 1);  // En
+    ARMVCPU_WRITE_SYSREG(ich_hcr_el2, armvcpu::vgic::kIchHcrEn);
     fw::isb();
 }
 
@@ -115,6 +116,12 @@ bool inject(std::uint32_t vintid, bool hw) {
         }
     }
     return false;
+}
+
+void set_underflow_interrupt(bool on) {
+    ARMVCPU_WRITE_SYSREG(ich_hcr_el2,
+                         armvcpu::vgic::kIchHcrEn | (on ? armvcpu::vgic::kIchHcrUie : 0));
+    fw::isb();
 }
 
 void kick(unsigned cpu) {

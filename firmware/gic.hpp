@@ -26,6 +26,10 @@ void deactivate(std::uint32_t intid);
 // Returns false when every list register is in use.
 bool inject(std::uint32_t vintid, bool hw);
 
+// Asks for the underflow maintenance interrupt (ICH_HCR_EL2.UIE) while
+// interrupts wait for a free list register, and stops asking when none do.
+void set_underflow_interrupt(bool on);
+
 // True when a physical interrupt is pending for this CPU (ICC_HPPIR1_EL1).
 bool pending();
 

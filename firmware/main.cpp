@@ -290,18 +290,31 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
             vcpu->unbind();
             return;
         }
-        // An interrupt the host asked for, injected before the next entry.
-        const std::uint64_t requested =
-            __atomic_exchange_n(&armvcpu_pending_irq[cpu], 0, __ATOMIC_ACQ_REL);
-        if (requested != 0 && vcpu->inject_interrupt(requested - 1) != armvcpu::VCpuError::None) {
-            put_str("armvcpu: cannot inject INTID ");
-            put_dec(requested - 1);
-            put_str(" (no free list register)\n");
+        // Interrupts waiting for this vCPU go into free list registers before
+        // the next entry: one the host asked for, then SGIs from other vCPUs.
+        // What does not fit stays pending, and the underflow maintenance
+        // interrupt brings the CPU back here once the guest has made room.
+        bool waiting = false;
+        std::uint64_t requested = __atomic_load_n(&armvcpu_pending_irq[cpu], __ATOMIC_ACQUIRE);
+        if (requested != 0) {
+            if (vcpu->inject_interrupt(requested - 1) == armvcpu::VCpuError::None) {
+                __atomic_compare_exchange_n(&armvcpu_pending_irq[cpu], &requested, 0, false,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+            } else {
+                waiting = true;
+            }
         }
-        std::uint64_t sgis = __atomic_exchange_n(&g_pending_sgis[cpu], 0, __ATOMIC_ACQ_REL);
-        for (std::uint32_t intid = 0; sgis != 0; ++intid, sgis >>= 1) {
-            if ((sgis & 1) != 0) vcpu->inject_interrupt(intid);
+        const std::uint64_t sgis = __atomic_load_n(&g_pending_sgis[cpu], __ATOMIC_ACQUIRE);
+        for (std::uint32_t intid = 0; intid < 16 && !waiting; ++intid) {
+            const std::uint64_t bit = 1ull << intid;
+            if ((sgis & bit) == 0) continue;
+            if (vcpu->inject_interrupt(intid) != armvcpu::VCpuError::None) {
+                waiting = true;
+                break;
+            }
+            __atomic_fetch_and(&g_pending_sgis[cpu], ~bit, __ATOMIC_ACQ_REL);
         }
+        fw::gic::set_underflow_interrupt(waiting);
         const armvcpu::VCpuRunResult result = vcpu->run();
         if (stepping) {
             hal.write_sysreg(armvcpu::SysReg::mdscr_el1, guest_mdscr);
@@ -316,8 +329,10 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         if (reason.kind == ExitKind::ExternalInterrupt) {
             const auto intid = static_cast<std::uint32_t>(reason.external_interrupt.vector);
             if (!armvcpu::vgic::is_valid_intid(intid)) continue;  // spurious
-            if (intid == fw::gic::kKickSgi) {
-                fw::gic::deactivate(intid);  // another CPU left us work: see the loop's top
+            if (intid == fw::gic::kKickSgi || intid == armvcpu::vgic::kMaintenancePpi) {
+                // Another CPU left us work, or list registers have room again:
+                // the loop's top injects what is waiting.
+                fw::gic::deactivate(intid);
                 continue;
             }
             if (intid == armvcpu::vgic::kVirtualTimerPpi) {

@@ -142,3 +142,91 @@ def test_sgi_between_vcpus(trap_wfi, transport, no_leaked_qemu):
     assert len(taken) == 1 and taken[0].vcpu_id == 1
     assert taken[0].reason.args[0] == 3
     assert ExitKind.SendIpi not in {e.kind for e in exits}  # delivered inside EL2
+
+
+# vCPU 1 keeps IRQs masked while vCPU 0 sends it SGIs 1..8 (more than the
+# four list registers QEMU's GICv3 has), then unmasks and collects them.
+MANY_SGIS = """
+    ldr x0, =0xC4000003
+    mov x1, #1
+    adr x2, secondary
+    mov x3, #0
+    hvc #0
+    adr x10, ready
+1:  ldr x11, [x10]
+    cbz x11, 1b
+    mov x12, #1                 // INTID
+2:  lsl x0, x12, #24
+    orr x0, x0, #(1 << 1)       // TargetList: Aff0 1
+    msr icc_sgi1r_el1, x0
+    isb
+    add x12, x12, #1
+    cmp x12, #9
+    b.ne 2b
+    adr x10, sent
+    mov x11, #1
+    str x11, [x10]
+    adr x10, done
+3:  ldr x11, [x10]
+    cbz x11, 3b
+    ldr x0, =0x84000008
+    hvc #0
+secondary:
+    adr x0, vectors
+    msr vbar_el1, x0
+    mov x0, #1
+    msr icc_sre_el1, x0
+    isb
+    mov x0, #0xff
+    msr icc_pmr_el1, x0
+    mov x0, #1
+    msr icc_igrpen1_el1, x0
+    isb
+    mov x22, #0                 // bitmask of INTIDs taken
+    adr x10, ready
+    mov x11, #1
+    str x11, [x10]
+    adr x10, sent
+4:  ldr x11, [x10]              // wait, IRQs masked, until all 8 were sent
+    cbz x11, 4b
+    msr daifclr, #2
+    mov x23, #0x1fe             // INTIDs 1..8
+5:  cmp x22, x23
+    b.eq 6f
+    wfi
+    b 5b
+6:  msr daifset, #2
+    mov x0, #7
+    mov x1, x22
+    hvc #0
+    adr x10, done
+    mov x11, #1
+    str x11, [x10]
+7:  wfi
+    b 7b
+    .balign 2048
+vectors:
+    .skip 0x280
+    mrs x21, icc_iar1_el1
+    mov x24, #1
+    lsl x24, x24, x21
+    orr x22, x22, x24
+    msr icc_eoir1_el1, x21
+    isb
+    eret
+    .balign 8
+ready: .quad 0
+sent: .quad 0
+done: .quad 0
+"""
+
+
+def test_more_interrupts_than_list_registers(transport, no_leaked_qemu):
+    """Eight SGIs pending at once overflow QEMU's four list registers; the
+    rest wait in EL2 and are refilled on the underflow maintenance interrupt
+    (ICH_HCR_EL2.UIE, PPI 25), so none is lost."""
+    with Hypervisor(smp=2, transport=transport, timeout=10) as hv:
+        hv.load(Guest.from_asm(MANY_SGIS))
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+    taken = next(e for e in exits if e.kind == ExitKind.Hypercall and e.reason.nr == 7)
+    assert taken.reason.args[0] == 0x1FE  # INTIDs 1..8, each taken

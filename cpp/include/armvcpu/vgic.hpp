@@ -13,6 +13,12 @@ namespace armvcpu::vgic {
 // which QEMU's virt uses): EL1 virtual timer 27, EL1 physical timer 30.
 inline constexpr std::uint32_t kVirtualTimerPpi = 27;
 inline constexpr std::uint32_t kPhysicalTimerPpi = 30;
+// The GIC's maintenance interrupt (BSA; QEMU virt wires it to PPI 9 = 25).
+inline constexpr std::uint32_t kMaintenancePpi = 25;
+// ICH_HCR_EL2.UIE: a maintenance interrupt while at most one list register
+// holds a valid interrupt: the moment to refill them.
+inline constexpr std::uint64_t kIchHcrEn = 1u << 0;
+inline constexpr std::uint64_t kIchHcrUie = 1u << 1;
 // INTIDs 1020..1023 are special: 1023 means "no pending interrupt".
 inline constexpr std::uint32_t kSpurious = 1023;
 
