@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORE_TEST_BUILD := build/core-tests
 CXX_SOURCES := $(shell git ls-files -- 'cpp/*.hpp' 'cpp/*.cpp' 'firmware/*.hpp' 'firmware/*.cpp' 2>/dev/null)
 
-.PHONY: all bootstrap demo test test-core test-python lint format clean
+.PHONY: all bootstrap demo test test-core test-fuzz test-python lint format clean
 
 all: demo
 
@@ -15,7 +15,9 @@ bootstrap:
 demo: bootstrap
 	@$(BIN)/armvcpu demo
 
-test: bootstrap lint test-core test-python
+FUZZ_BUILD := build/fuzz
+
+test: bootstrap lint test-core test-fuzz test-python
 
 # The core on the host under AddressSanitizer and UndefinedBehaviorSanitizer.
 test-core:
@@ -25,6 +27,15 @@ test-core:
 	  -DARMVCPU_BUILD_TESTS=ON -DARMVCPU_SANITIZE=ON >/dev/null
 	@$(BIN)/cmake --build $(CORE_TEST_BUILD) -- -j2
 	@cd $(CORE_TEST_BUILD) && ../../$(BIN)/ctest --output-on-failure -j2
+
+# The core's libFuzzer targets, each for a bounded number of inputs.
+test-fuzz:
+	@echo "==> C++ core fuzzing (libFuzzer, ASan + UBSan, bounded)"
+	@$(BIN)/cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(BIN))/ninja \
+	  -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DARMVCPU_BUILD_FIRMWARE=OFF \
+	  -DARMVCPU_BUILD_PYTHON=OFF -DARMVCPU_BUILD_FUZZ=ON >/dev/null
+	@$(BIN)/cmake --build $(FUZZ_BUILD) -- -j2
+	@cd $(FUZZ_BUILD) && ../../$(BIN)/ctest --output-on-failure
 
 test-python:
 	@echo "==> Python tests (real QEMU, real firmware)"

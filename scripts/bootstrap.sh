@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(
   qemu-system-arm gdb-multiarch gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
-  binutils-aarch64-linux-gnu g++ make libgtest-dev clang lld
+  binutils-aarch64-linux-gnu g++ make libgtest-dev clang lld libclang-rt-14-dev
 )
 VENV=${ARMVCPU_VENV:-.venv}
 PYTHON=${PYTHON:-python3}

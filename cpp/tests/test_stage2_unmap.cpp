@@ -344,3 +344,27 @@ TEST(Stage2Findings, UnmapRejectsUnsupportedSizesLikeMap) {
     Tables<PageArena> t(mem, mem.alloc_table(), 20, 40);
     EXPECT_EQ(t.unmap(0, k4K), MapError::BadSize);
 }
+
+// Found by fuzz_stage2: a failing map() or unmap() must change nothing.
+TEST(Stage2AllOrNothing, FailedUnmapRemovesNothing) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 40);
+    ASSERT_EQ(t.map(0x10000, 0x100000000ull, 0x101000, {}), MapError::None);
+    // Reaches past the mapped range: NotMapped, and the mapped part stays.
+    EXPECT_EQ(t.unmap(0x21000, 0x101000), MapError::NotMapped);
+    EXPECT_TRUE(t.translate(0x21000).valid);
+    EXPECT_TRUE(t.translate(0x110000).valid);
+}
+
+TEST(Stage2AllOrNothing, FailedMapAddsNothing) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 40);
+    ASSERT_EQ(t.map(0x50000, 0x100050000ull, 0x1000, {}), MapError::None);
+    // Overlaps the page at 0x50000 half-way through: AlreadyMapped, and the
+    // pages before it that this call had mapped are gone again.
+    EXPECT_EQ(t.map(0x40000, 0x100000000ull, 0x20000, {}), MapError::AlreadyMapped);
+    EXPECT_FALSE(t.translate(0x40000).valid);
+    EXPECT_FALSE(t.translate(0x4f000).valid);
+    EXPECT_TRUE(t.translate(0x50000).valid);
+    EXPECT_EQ(t.translate(0x50000).pa, 0x100050000ull);
+}

@@ -159,7 +159,9 @@ public:
     }
 
     // Maps [ipa, ipa + size) to [pa, pa + size), with 2 MiB blocks where both
-    // sides are aligned and 4 KiB pages elsewhere.
+    // sides are aligned and 4 KiB pages elsewhere. All or nothing: when it
+    // fails, the mappings it had made are removed again (tables it allocated
+    // stay, empty).
     constexpr MapError map(std::uint64_t ipa, std::uint64_t pa, std::uint64_t size,
                            const Attributes& attrs) {
         if (!valid_sizes(ipa_bits_, pa_bits_)) return MapError::BadSize;
@@ -167,35 +169,40 @@ public:
         if (pa + size > (1ull << pa_bits_) || pa + size < pa) return MapError::OutOfRange;
         if (ipa + size > (1ull << ipa_bits_) || ipa + size < ipa) return MapError::OutOfRange;
         const std::uint64_t leaf = leaf_attributes(attrs);
-        while (size != 0) {
+        const std::uint64_t start = ipa;
+        std::uint64_t done = 0;
+        while (done != size) {
             const std::uint64_t block = 1ull << level_shift(2);
-            const bool use_block = ((ipa | pa) & (block - 1)) == 0 && size >= block;
-            const unsigned level = use_block ? 2 : 3;
-            const auto err = set_leaf(ipa, pa, level, leaf);
-            if (err != MapError::None) return err;
-            const std::uint64_t step = use_block ? block : kPageSize;
-            ipa += step;
-            pa += step;
-            size -= step;
+            const std::uint64_t at = ipa + done;
+            const std::uint64_t to = pa + done;
+            const bool use_block = ((at | to) & (block - 1)) == 0 && size - done >= block;
+            const auto err = set_leaf(at, to, use_block ? 2 : 3, leaf);
+            if (err != MapError::None) {
+                clear(start, done);
+                return err;
+            }
+            done += use_block ? block : kPageSize;
         }
         return MapError::None;
     }
 
     // Removes the mappings of [ipa, ipa + size): whole 2 MiB blocks or 4 KiB
-    // pages. Tables emptied by it stay allocated. The caller invalidates TLBs.
+    // pages. All or nothing: the whole range is checked before anything is
+    // removed. Tables emptied by it stay allocated. The caller invalidates TLBs.
     constexpr MapError unmap(std::uint64_t ipa, std::uint64_t size) {
         if (!valid_sizes(ipa_bits_, pa_bits_)) return MapError::BadSize;
         if ((ipa | size) & (kPageSize - 1)) return MapError::Unaligned;
         if (ipa + size > (1ull << ipa_bits_) || ipa + size < ipa) return MapError::OutOfRange;
-        while (size != 0) {
-            const Slot slot = find_leaf(ipa);
+        for (std::uint64_t done = 0; done != size;) {
+            const Slot slot = find_leaf(ipa + done);
             if (slot.address == 0) return MapError::NotMapped;
             const std::uint64_t span = 1ull << level_shift(slot.level);
-            if ((ipa & (span - 1)) != 0 || size < span) return MapError::SplitBlock;
-            mem_.write64(slot.address, 0);
-            ipa += span;
-            size -= span;
+            if (((ipa + done) & (span - 1)) != 0 || size - done < span) {
+                return MapError::SplitBlock;
+            }
+            done += span;
         }
+        clear(ipa, size);
         return MapError::None;
     }
 
@@ -219,6 +226,20 @@ private:
         std::uint64_t address;  // of the leaf descriptor, 0 if none
         unsigned level;
     };
+
+    // Clears the leaves that cover [ipa, ipa + size), known to be mapped
+    // leaf by leaf with nothing straddling its ends.
+    constexpr void clear(std::uint64_t ipa, std::uint64_t size) {
+        for (std::uint64_t done = 0; done < size;) {
+            const Slot slot = find_leaf(ipa + done);
+            if (slot.address == 0) {
+                done += kPageSize;
+                continue;
+            }
+            mem_.write64(slot.address, 0);
+            done += 1ull << level_shift(slot.level);
+        }
+    }
 
     [[nodiscard]] constexpr Slot find_leaf(std::uint64_t ipa) const {
         std::uint64_t table = root_;
