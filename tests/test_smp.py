@@ -146,7 +146,8 @@ def test_sgi_between_vcpus(trap_wfi, transport, no_leaked_qemu):
 
 # vCPU 1 keeps IRQs masked while vCPU 0 sends it SGIs 1..8 (more than the
 # four list registers QEMU's GICv3 has), then unmasks and collects them.
-MANY_SGIS = """
+MANY_SGIS = (
+    """
     ldr x0, =0xC4000003
     mov x1, #1
     adr x2, secondary
@@ -172,16 +173,9 @@ MANY_SGIS = """
     ldr x0, =0x84000008
     hvc #0
 secondary:
-    adr x0, vectors
-    msr vbar_el1, x0
-    mov x0, #1
-    msr icc_sre_el1, x0
-    isb
-    mov x0, #0xff
-    msr icc_pmr_el1, x0
-    mov x0, #1
-    msr icc_igrpen1_el1, x0
-    isb
+"""
+    + GIC_SETUP
+    + """
     mov x22, #0                 // bitmask of INTIDs taken
     adr x10, ready
     mov x11, #1
@@ -219,6 +213,7 @@ ready: .quad 0
 sent: .quad 0
 done: .quad 0
 """
+)
 
 
 def test_more_interrupts_than_list_registers(transport, no_leaked_qemu):
