@@ -17,6 +17,9 @@ constexpr std::uintptr_t kGicdCtlr = 0x0000;
 constexpr std::uint32_t kGicdCtlrRwp = 1u << 31;
 constexpr std::uint32_t kGicdCtlrAre = 1u << 4;  // ARE (DS = 1: no Secure state)
 constexpr std::uint32_t kGicdCtlrEnableGrp1 = 1u << 1;
+constexpr std::uintptr_t kGicdIgroupr = 0x0080;
+constexpr std::uintptr_t kGicdIpriorityr = 0x0400;
+constexpr std::uintptr_t kGicdIrouter = 0x6000;
 constexpr std::uintptr_t kGicrWaker = 0x0014;
 constexpr std::uint32_t kWakerProcessorSleep = 1u << 1;
 constexpr std::uint32_t kWakerChildrenAsleep = 1u << 2;
@@ -105,17 +108,54 @@ std::uint32_t acknowledge() {
 
 void deactivate(std::uint32_t intid) { ARMVCPU_WRITE_SYSREG(icc_dir_el1, intid); }
 
-bool inject(std::uint32_t vintid, bool hw) {
+bool inject(std::uint32_t vintid, bool hw, std::uint8_t priority) {
+    using armvcpu::vgic::LrState;
+    // Two list registers must never hold the same vINTID (GICv3 spec,
+    // 4.9.2: UNPREDICTABLE): one already there absorbs the new edge.
+    int free_lr = -1;
     for (unsigned n = 0; n < g_num_lrs && n < 4; ++n) {
         const std::uint64_t lr = read_lr(n);
-        if (armvcpu::vgic::lr_state(lr) == armvcpu::vgic::LrState::Invalid) {
-            write_lr(n, armvcpu::vgic::lr_value(vintid, armvcpu::vgic::LrState::Pending, true, hw,
-                                                vintid));
+        const LrState state = armvcpu::vgic::lr_state(lr);
+        if (state == LrState::Invalid) {
+            if (free_lr < 0) free_lr = static_cast<int>(n);
+            continue;
+        }
+        if (armvcpu::vgic::lr_vintid(lr) != vintid) continue;
+        if (state == LrState::Active && ((lr >> 61) & 1) == 0) {
+            write_lr(n, lr | (1ull << 62));  // active and pending again
             fw::isb();
-            return true;
+        }
+        return true;
+    }
+    if (free_lr < 0) return false;
+    write_lr(static_cast<unsigned>(free_lr),
+             armvcpu::vgic::lr_value(vintid, LrState::Pending, true, hw, vintid, priority));
+    fw::isb();
+    return true;
+}
+
+void set_enabled(unsigned cpu, std::uint32_t intid, bool on) {
+    const std::uintptr_t reg = (on ? 0x100 : 0x180) + (intid / 32) * 4;
+    if (intid < 32) {
+        reg32(kGicr + cpu * kGicrStride + 0x10000 + reg) = 1u << intid;
+    } else {
+        reg32(kGicd + reg) = 1u << (intid % 32);
+        while ((reg32(kGicd + kGicdCtlr) & kGicdCtlrRwp) != 0) {
         }
     }
-    return false;
+}
+
+void configure_spi(std::uint32_t intid, unsigned cpu) {
+    const std::uint32_t bit = 1u << (intid % 32);
+    reg32(kGicd + kGicdIgroupr + (intid / 32) * 4) =
+        reg32(kGicd + kGicdIgroupr + (intid / 32) * 4) | bit;
+    reg8(kGicd + kGicdIpriorityr + intid) = armvcpu::vgic::kDefaultPriority;
+    route_spi(intid, cpu);
+}
+
+void route_spi(std::uint32_t intid, unsigned cpu) {
+    // GICD_IROUTER<n>: Aff0 = cpu (QEMU virt numbers CPUs 0..15 in Aff0).
+    *reinterpret_cast<volatile std::uint64_t*>(kGicd + kGicdIrouter + intid * 8) = cpu;
 }
 
 void set_underflow_interrupt(bool on) {

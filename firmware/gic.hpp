@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "armvcpu/vgic.hpp"
+
 namespace fw::gic {
 
 // Brings up the distributor (once, on CPU 0) and this CPU's side.
@@ -24,7 +26,17 @@ void deactivate(std::uint32_t intid);
 // Puts a virtual interrupt into a free list register. With hw, the physical
 // INTID is linked and is deactivated when the guest deactivates it.
 // Returns false when every list register is in use.
-bool inject(std::uint32_t vintid, bool hw);
+// An INTID already in a list register is not added twice (an active one
+// becomes active and pending).
+bool inject(std::uint32_t vintid, bool hw, std::uint8_t priority = armvcpu::vgic::kDefaultPriority);
+// Enables or disables a physical interrupt: an SPI in the distributor, or a
+// PPI/SGI in physical CPU `cpu`'s redistributor.
+void set_enabled(unsigned cpu, std::uint32_t intid, bool on);
+// Makes SPI `intid` a Group 1 interrupt at the default priority, routed to
+// physical CPU `cpu` (it stays disabled until set_enabled).
+void configure_spi(std::uint32_t intid, unsigned cpu);
+// Routes SPI `intid` to physical CPU `cpu`.
+void route_spi(std::uint32_t intid, unsigned cpu);
 
 // Asks for the underflow maintenance interrupt (ICH_HCR_EL2.UIE) while
 // interrupts wait for a free list register, and stops asking when none do.

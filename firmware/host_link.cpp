@@ -36,6 +36,9 @@ extern "C" {
 
 [[gnu::used]] ExitRecord armvcpu_exit_records[fw::kMaxVcpus];
 [[gnu::used]] std::uint64_t armvcpu_pending_irq[fw::kMaxVcpus];
+
+// Every exit, when a VM asks for it (kFeatureExitLog): one ring per CPU.
+[[gnu::used]] armvcpu::ExitLog armvcpu_exit_log[fw::kMaxCpus];
 // EL2 instructions retired so far (kSelfTestCountEl2), updated at each report.
 [[gnu::used]] std::uint64_t armvcpu_el2_instructions;
 
@@ -52,7 +55,8 @@ bool counting_el2 = false;
 std::uint64_t mdcr_el2_bits() {
     // With HPMN = 0 every counter belongs to EL2 and is enabled by HPME (bit 7),
     // so the guest's own PMCR_EL0 cannot stop the count.
-    return counting_el2 ? 1u << 7 : 0;
+    // Otherwise the guest has every counter: HPMN = PMCR_EL0.N [15:11].
+    return counting_el2 ? 1u << 7 : (ARMVCPU_READ_SYSREG(pmcr_el0) >> 11) & 0x1f;
 }
 
 void start_counting_el2() {

@@ -13,6 +13,7 @@
 #include "armvcpu/sysreg.hpp"
 #include "armvcpu/vcpu.hpp"
 #include "armvcpu/vgic.hpp"
+#include "armvcpu/vgic_dist.hpp"
 #include "el2_mmu.hpp"
 #include "fw_hal.hpp"
 #include "gic.hpp"
@@ -25,6 +26,7 @@ extern armvcpu::GuestConfig armvcpu_guest_config[];
 extern armvcpu::FastRuleTable armvcpu_fast_rules;
 extern armvcpu::ConsoleRing armvcpu_guest_console;
 extern std::uint64_t armvcpu_pending_irq[];
+extern armvcpu::ExitLog armvcpu_exit_log[];
 extern const char armvcpu_el2_vectors[];
 [[noreturn]] void fw_main();
 [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr, std::uint64_t elr,
@@ -168,13 +170,104 @@ struct Vm {
     unsigned first_cpu;
     unsigned num_vcpus;
     armvcpu::psci::VmPowerState power;
-    std::uint32_t stopped;  // atomic
+    std::uint32_t stopped;   // atomic
+    std::uint32_t features;  // GuestConfig::features
+    // The emulated GICD/GICR (with kFeatureVgic), under dist_lock.
+    armvcpu::vgic::Distributor dist;
+    std::uint32_t dist_lock;
 };
 Vm g_vms[fw::kMaxVms];
 unsigned g_num_vms = 0;
 unsigned g_vms_stopped = 0;  // atomic
 Vm* g_cpu_vm[fw::kMaxCpus];  // the VM whose vCPU each physical CPU runs
 std::uint64_t g_exits = 0;   // atomic: counted by every CPU
+
+// A spin lock for state several CPUs share (a VM's emulated GIC).
+class SpinLock {
+public:
+    explicit SpinLock(std::uint32_t& word) : word_(word) {
+        while (__atomic_exchange_n(&word_, 1, __ATOMIC_ACQUIRE) != 0) {
+            while (__atomic_load_n(&word_, __ATOMIC_RELAXED) != 0) asm volatile("yield");
+        }
+    }
+    ~SpinLock() { __atomic_store_n(&word_, 0, __ATOMIC_RELEASE); }
+    SpinLock(const SpinLock&) = delete;
+    SpinLock& operator=(const SpinLock&) = delete;
+
+private:
+    std::uint32_t& word_;
+};
+
+// Devices of QEMU virt a VM may have passed through (GuestConfig::features):
+// MMIO mapped into its stage 2, SPIs injected hardware-linked. The PL011
+// (SPI 33) follows the VM's UartMode instead.
+struct PassthroughDevice {
+    std::uint32_t feature;
+    std::uint64_t base;
+    std::uint64_t size;
+    std::uint32_t first_spi;
+    std::uint32_t num_spis;
+};
+constexpr PassthroughDevice kPassthroughDevices[] = {
+    {armvcpu::kFeatureRtc, 0x09010000, 0x1000, 34, 1},
+    {armvcpu::kFeatureVirtio, 0x0a000000, 0x4000, 48, 32},
+};
+constexpr std::uint32_t kUartSpi = 33;
+
+// True when physical SPI `intid` belongs to VM `vm` (and is injected into it).
+bool vm_owns_spi(const Vm& vm, std::uint32_t intid) {
+    if ((vm.features & armvcpu::kFeatureVgic) == 0) return false;
+    if (intid == kUartSpi) return vm.uart_mode == armvcpu::UartMode::Passthrough;
+    for (const PassthroughDevice& d : kPassthroughDevices) {
+        if ((vm.features & d.feature) != 0 && intid >= d.first_spi &&
+            intid < d.first_spi + d.num_spis) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Set when a vCPU's emulated GIC state changed in a way it must act on
+// before its next entry (something became pending or deliverable, its timer
+// PPI was enabled or disabled); its CPU clears it.
+std::uint32_t g_vgic_dirty[fw::kMaxCpus];
+
+void mark_vgic_dirty(const Vm& vm, unsigned vcpu, unsigned self_cpu) {
+    const unsigned cpu = vm.first_cpu + vcpu;
+    __atomic_store_n(&g_vgic_dirty[cpu], 1, __ATOMIC_RELEASE);
+    if (cpu != self_cpu) fw::gic::kick(cpu);
+}
+
+// The exit log (host_interface.hpp): one entry per exit, published when it
+// is known who answered it.
+class ExitLogScope {
+public:
+    ExitLogScope(unsigned cpu, const Vm& vm, unsigned vcpu, const armvcpu::VCpuRunResult& r)
+        : log_((vm.features & armvcpu::kFeatureExitLog) != 0 ? &armvcpu_exit_log[cpu] : nullptr) {
+        if (log_ == nullptr) return;
+        entry_ = &log_->entries[log_->written % armvcpu::kExitLogEntries];
+        entry_->time = ARMVCPU_READ_SYSREG(cntpct_el0);
+        entry_->arg = armvcpu::exit_log_arg(r.reason);
+        entry_->esr =
+            r.type == ExceptionType::Synchronous ? static_cast<std::uint32_t>(r.syndrome.esr) : 0;
+        entry_->kind = static_cast<std::uint8_t>(r.reason.kind);
+        entry_->vm_id = static_cast<std::uint8_t>(vm.id);
+        entry_->vcpu_id = static_cast<std::uint8_t>(vcpu);
+        entry_->handler = armvcpu::ExitLogHandler::Firmware;
+    }
+    void set_handler(armvcpu::ExitLogHandler h) {
+        if (entry_ != nullptr) entry_->handler = h;
+    }
+    ~ExitLogScope() {
+        if (log_ != nullptr) __atomic_store_n(&log_->written, log_->written + 1, __ATOMIC_RELEASE);
+    }
+    ExitLogScope(const ExitLogScope&) = delete;
+    ExitLogScope& operator=(const ExitLogScope&) = delete;
+
+private:
+    armvcpu::ExitLog* log_;
+    armvcpu::ExitLogEntry* entry_ = nullptr;
+};
 
 // A vCPU start request for one physical CPU (PSCI CPU_ON from the guest):
 // entry and context, published by storing `pending` with release ordering.
@@ -231,11 +324,38 @@ armvcpu::PerCpu<fw::FwHal>& enable_this_cpu(unsigned cpu) {
     fw::FwHal& hal = g_hal[cpu];
     auto* percpu = new (g_percpu_storage[cpu]) armvcpu::PerCpu<fw::FwHal>(hal, cpu);
     percpu->hardware_enable(reinterpret_cast<std::uint64_t>(armvcpu_el2_vectors));
-    // EL2 traps the guest keeps (not part of its context): FP/SIMD untrapped
-    // (CPTR_EL2 RES1 bits only), debug traps as the host asked.
-    hal.write_sysreg(armvcpu::SysReg::cptr_el2, 0x33ff);
-    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, 0);
+    // EL2 traps the guest keeps (not part of its context): FP/SIMD, SVE and
+    // SME untrapped, so guests that use them run (CPTR_EL2, Arm ARM D17.2.30:
+    // RES1 bits [7:0], 9 and 13; TZ [8] and TSM [12] are RES1 only without
+    // SVE / SME). Each physical CPU runs one vCPU and EL2 never touches
+    // FP/SIMD/SVE/SME state (-mgeneral-regs-only), so that state needs no
+    // saving.
+    const std::uint64_t pfr0 = ARMVCPU_READ_SYSREG(id_aa64pfr0_el1);
+    const std::uint64_t pfr1 = ARMVCPU_READ_SYSREG(id_aa64pfr1_el1);
+    const bool sve = ((pfr0 >> 32) & 0xf) != 0;
+    const bool sme = ((pfr1 >> 24) & 0xf) != 0;
+    hal.write_sysreg(armvcpu::SysReg::cptr_el2,
+                     0x22ffu | (sve ? 0 : 1u << 8) | (sme ? 0 : 1u << 12));
+    fw::isb();
+    // The largest vector lengths the CPU has (LEN = 0xf is clamped to them):
+    // ZCR_EL2 (S3_4_C1_C2_0) and SMCR_EL2 (S3_4_C1_C2_6).
+    if (sve) asm volatile("msr S3_4_C1_C2_0, %0" : : "r"(std::uint64_t{0xf}));
+    if (sme) asm volatile("msr S3_4_C1_C2_6, %0" : : "r"(std::uint64_t{0xf}));
+    hal.write_sysreg(armvcpu::SysReg::mdcr_el2, fw::mdcr_el2_bits());
     return *percpu;
+}
+
+// HCR_EL2 bits that let a guest use what the CPU has: pointer
+// authentication (API | APK: its instructions and key registers untrapped)
+// when ID_AA64ISAR1_EL1 APA/API/GPA/GPI or ID_AA64ISAR2_EL1 APA3/GPA3 say it
+// is there, and allocation tags (ATA) with FEAT_MTE2.
+std::uint64_t feature_hcr_bits() {
+    const std::uint64_t isar1 = ARMVCPU_READ_SYSREG(id_aa64isar1_el1);
+    const std::uint64_t isar2 = ARMVCPU_READ_SYSREG(S3_0_C0_C6_2);  // ID_AA64ISAR2_EL1
+    const std::uint64_t pfr1 = ARMVCPU_READ_SYSREG(id_aa64pfr1_el1);
+    const bool pauth = (isar1 & 0xff000ff0ull) != 0 || (isar2 & 0xff00ull) != 0;
+    const bool mte2 = ((pfr1 >> 8) & 0xf) >= 2;
+    return (pauth ? (1ull << 41) | (1ull << 40) : 0) | (mte2 ? 1ull << 56 : 0);
 }
 
 // Ends a VM: its other CPUs are kicked out of the guest and go back to
@@ -253,6 +373,53 @@ void stop_vm(Vm& vm, const ExitReason& reason) {
     for (unsigned i = 0; i < vm.num_vcpus; ++i) fw::gic::kick(vm.first_cpu + i);
 }
 
+// Makes each physical SPI of the VM's devices enabled exactly when the
+// guest's GIC would deliver it: a level-triggered device interrupt the guest
+// cannot take must not keep firing at EL2. Called with dist_lock held.
+void sync_passthrough_spi(const Vm& vm, std::uint32_t intid) {
+    if (!vm_owns_spi(vm, intid)) return;
+    fw::gic::set_enabled(0, intid, vm.dist.deliverable(vm.dist.route_of(intid), intid));
+}
+
+// Answers a guest access to its GICD/GICR frames from the VM's emulated GIC
+// and carries the consequences to the physical GIC and the other vCPUs.
+void emulate_vgic(Vm& vm, unsigned self_cpu, const ExitReason& reason, TrapFrame& frame) {
+    namespace vg = armvcpu::vgic;
+    SpinLock lock(vm.dist_lock);
+    if (reason.kind == ExitKind::MmioRead) {
+        const auto& r = reason.mmio_read;
+        armvcpu::complete_mmio_read(frame, r, vm.dist.read(r.addr, r.width).value);
+        return;
+    }
+    const auto& w = reason.mmio_write;
+    const vg::WriteEffect e = vm.dist.write(w.addr, w.width, w.data).effect;
+    if (w.addr == vg::kGicdBase + vg::gicd::CTLR) {
+        // Group enables change what every interrupt's delivery means.
+        for (std::uint32_t intid = 32; intid < vg::kNumIntids; ++intid) {
+            sync_passthrough_spi(vm, intid);
+        }
+        for (unsigned v = 0; v < vm.num_vcpus; ++v) mark_vgic_dirty(vm, v, self_cpu);
+        return;
+    }
+    if (e.bank == 0) {
+        constexpr std::uint32_t kTimerBit = 1u << vg::kVirtualTimerPpi;
+        if ((e.enable_changed & kTimerBit) != 0 || e.pending_set != 0) {
+            mark_vgic_dirty(vm, e.vcpu, self_cpu);
+        }
+    } else {
+        for (unsigned b = 0; b < 32; ++b) {
+            const std::uint32_t bit = 1u << b;
+            const std::uint32_t intid = e.bank * 32 + b;
+            if ((e.enable_changed & bit) != 0) sync_passthrough_spi(vm, intid);
+            if ((e.pending_set & bit) != 0) mark_vgic_dirty(vm, vm.dist.route_of(intid), self_cpu);
+        }
+    }
+    if (e.route_changed_intid != 0 && vm_owns_spi(vm, e.route_changed_intid)) {
+        fw::gic::route_spi(e.route_changed_intid,
+                           vm.first_cpu + vm.dist.route_of(e.route_changed_intid));
+    }
+}
+
 // Runs vCPU `cpu` on this physical CPU until it turns itself off (CPU_OFF).
 void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
     fw::FwHal& hal = g_hal[cpu];
@@ -263,7 +430,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         armvcpu::VCpu<fw::FwHal>(hal, vm.id, index, {guest_mpidr(index), context});
     vcpu->set_power_state(&vm.power);
     hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2 | fw::mdcr_el2_bits());
-    if (vcpu->setup({false, cfg.hcr_el2_set}) != armvcpu::VCpuError::None ||
+    if (vcpu->setup({false, cfg.hcr_el2_set | feature_hcr_bits()}) != armvcpu::VCpuError::None ||
         vcpu->set_entry(entry) != armvcpu::VCpuError::None ||
         vcpu->set_ept_root(vm.vttbr, vm.vtcr) != armvcpu::VCpuError::None ||
         vcpu->bind() != armvcpu::VCpuError::None) {
@@ -274,6 +441,12 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
     fw::dsb_ish();
     fw::isb();
     vm.power.store(index, armvcpu::psci::AffinityState::On);
+
+    // With an emulated GIC the guest's timer PPI is enabled physically only
+    // while the guest's redistributor would deliver it (synced below).
+    const bool vgic = (vm.features & armvcpu::kFeatureVgic) != 0;
+    bool timer_ppi_on = true;  // as gic::init_cpu left it
+    if (vgic) __atomic_store_n(&g_vgic_dirty[cpu], 1, __ATOMIC_RELEASE);
 
     // Single-stepping (HostAction::Step): the guest's software-step
     // exception is routed to EL2 with MDCR_EL2.TDE, armed with MDSCR_EL1.SS
@@ -305,14 +478,44 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
             }
         }
         const std::uint64_t sgis = __atomic_load_n(&g_pending_sgis[cpu], __ATOMIC_ACQUIRE);
-        for (std::uint32_t intid = 0; intid < 16 && !waiting; ++intid) {
-            const std::uint64_t bit = 1ull << intid;
-            if ((sgis & bit) == 0) continue;
-            if (vcpu->inject_interrupt(intid) != armvcpu::VCpuError::None) {
-                waiting = true;
-                break;
+        if (!vgic) {
+            for (std::uint32_t intid = 0; intid < 16 && !waiting; ++intid) {
+                const std::uint64_t bit = 1ull << intid;
+                if ((sgis & bit) == 0) continue;
+                if (vcpu->inject_interrupt(intid) != armvcpu::VCpuError::None) {
+                    waiting = true;
+                    break;
+                }
+                __atomic_fetch_and(&g_pending_sgis[cpu], ~bit, __ATOMIC_ACQ_REL);
             }
-            __atomic_fetch_and(&g_pending_sgis[cpu], ~bit, __ATOMIC_ACQ_REL);
+        } else if (const bool dirty = __atomic_exchange_n(&g_vgic_dirty[cpu], 0, __ATOMIC_ACQ_REL);
+                   dirty || sgis != 0) {
+            // The guest's GIC programming decides: SGIs it has not enabled
+            // stay pending, and so do interrupts pended through its registers.
+            SpinLock lock(vm.dist_lock);
+            const armvcpu::vgic::Distributor& dist = vm.dist;
+            const std::uint32_t timer = armvcpu::vgic::kVirtualTimerPpi;
+            if (dist.deliverable(index, timer) != timer_ppi_on) {
+                timer_ppi_on = !timer_ppi_on;
+                fw::gic::set_enabled(cpu, timer, timer_ppi_on);
+            }
+            for (std::uint32_t intid = 0; intid < 16 && !waiting; ++intid) {
+                const std::uint64_t bit = 1ull << intid;
+                if ((sgis & bit) == 0 || !dist.deliverable(index, intid)) continue;
+                if (!fw::gic::inject(intid, false, dist.priority(index, intid))) {
+                    waiting = true;
+                    break;
+                }
+                __atomic_fetch_and(&g_pending_sgis[cpu], ~bit, __ATOMIC_ACQ_REL);
+            }
+            std::uint32_t intid = 0;
+            while (!waiting && vm.dist.take_pending(index, intid)) {
+                if (!fw::gic::inject(intid, false, dist.priority(index, intid))) {
+                    vm.dist.set_pending(index, intid);
+                    waiting = true;
+                }
+            }
+            if (waiting) __atomic_store_n(&g_vgic_dirty[cpu], 1, __ATOMIC_RELEASE);
         }
         fw::gic::set_underflow_interrupt(waiting);
         const armvcpu::VCpuRunResult result = vcpu->run();
@@ -323,6 +526,10 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
             stepping = false;
         }
         const ExitReason& reason = result.reason;
+        // Exits the core answered itself (PSCI queries, WFE) are logged as
+        // Nothing with their syndrome; a spurious interrupt is not an exit.
+        if (reason.kind == ExitKind::Nothing && result.type != ExceptionType::Synchronous) continue;
+        ExitLogScope log(cpu, vm, index, result);
         if (reason.kind == ExitKind::Nothing) continue;
 
         // What the firmware handles itself: interrupts, waits, PSCI.
@@ -335,10 +542,19 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
                 fw::gic::deactivate(intid);
                 continue;
             }
-            if (intid == armvcpu::vgic::kVirtualTimerPpi) {
-                // The guest's own timer: hand it over, hardware-linked, so
-                // the guest's deactivation deactivates the physical PPI.
-                if (!fw::gic::inject(intid, true)) fw::gic::deactivate(intid);
+            if (intid == armvcpu::vgic::kVirtualTimerPpi || vm_owns_spi(vm, intid)) {
+                // The guest's own timer, or its device's SPI: handed over
+                // hardware-linked, so the guest's deactivation deactivates
+                // the physical interrupt.
+                bool deliver = true;
+                std::uint8_t priority = armvcpu::vgic::kDefaultPriority;
+                if (vgic) {
+                    SpinLock lock(vm.dist_lock);
+                    deliver = vm.dist.deliverable(index, intid);
+                    priority = vm.dist.priority(index, intid);
+                    if (!deliver && intid >= 32) fw::gic::set_enabled(cpu, intid, false);
+                }
+                if (!deliver || !fw::gic::inject(intid, true, priority)) fw::gic::deactivate(intid);
                 continue;
             }
             fw::gic::deactivate(intid);  // the host decides what it means
@@ -347,7 +563,8 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
             // pending for this CPU (a kick from another CPU included); the
             // next entry then takes it as an exit.
             while (!fw::gic::pending() &&
-                   __atomic_load_n(&g_pending_sgis[cpu], __ATOMIC_ACQUIRE) == 0) {
+                   __atomic_load_n(&g_pending_sgis[cpu], __ATOMIC_ACQUIRE) == 0 &&
+                   __atomic_load_n(&g_vgic_dirty[cpu], __ATOMIC_ACQUIRE) == 0) {
                 asm volatile("wfi");
             }
             vcpu->wake();
@@ -373,12 +590,22 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         }
 
         TrapFrame& frame = vcpu->context();
-        if (armvcpu::apply_fast_rules(armvcpu_fast_rules, reason, frame) ||
-            (vm.uart_mode == armvcpu::UartMode::Emulate &&
-             armvcpu::emulate_pl011(armvcpu_guest_console, cfg.uart_base, reason, frame))) {
+        if (vgic && (reason.kind == ExitKind::MmioRead || reason.kind == ExitKind::MmioWrite) &&
+            vm.dist.claims(reason.kind == ExitKind::MmioRead ? reason.mmio_read.addr
+                                                             : reason.mmio_write.addr)) {
+            emulate_vgic(vm, cpu, reason, frame);
+            continue;
+        }
+        if (armvcpu::apply_fast_rules(armvcpu_fast_rules, reason, frame)) {
+            log.set_handler(armvcpu::ExitLogHandler::FastRule);
             if (vcpu->state() == armvcpu::VCpuState::Blocked) vcpu->wake();
             continue;
         }
+        if (vm.uart_mode == armvcpu::UartMode::Emulate &&
+            armvcpu::emulate_pl011(armvcpu_guest_console, cfg.uart_base, reason, frame)) {
+            continue;
+        }
+        log.set_handler(armvcpu::ExitLogHandler::Host);
         const std::uint64_t n = __atomic_add_fetch(&g_exits, 1, __ATOMIC_RELAXED);
         if (!fw::host_attached()) log_exit(n, reason, frame);
         const HostAction action = fw::report_exit(cpu, vm.id, index, result.type, result.syndrome,
@@ -438,6 +665,13 @@ bool build_vm(Vm& vm, PhysicalTableMemory& mem) {
             cfg.uart_base, cfg.uart_base, 0x1000,
             {armvcpu::stage2::Access::ReadWrite, armvcpu::stage2::MemAttr::DeviceNGnRE, true});
     }
+    vm.features = cfg.features;
+    for (const PassthroughDevice& d : kPassthroughDevices) {
+        if (err != armvcpu::stage2::MapError::None || (vm.features & d.feature) == 0) continue;
+        err = s2.map(
+            d.base, d.base, d.size,
+            {armvcpu::stage2::Access::ReadWrite, armvcpu::stage2::MemAttr::DeviceNGnRE, true});
+    }
     if (err != armvcpu::stage2::MapError::None) {
         put_str("armvcpu: cannot map VM ");
         put_dec(vm.id);
@@ -448,6 +682,18 @@ bool build_vm(Vm& vm, PhysicalTableMemory& mem) {
     }
     vm.vttbr = s2.vttbr(static_cast<std::uint16_t>(vm.id));
     vm.vtcr = s2.vtcr();
+    if ((vm.features & armvcpu::kFeatureVgic) != 0) {
+        std::uint64_t mpidr[armvcpu::vgic::kMaxVcpus] = {};
+        for (unsigned i = 0; i < vm.num_vcpus; ++i) mpidr[i] = guest_mpidr(i);
+        vm.dist.reset(vm.num_vcpus, mpidr);
+        // The devices' SPIs: Group 1, to the VM's first CPU, disabled until
+        // the guest enables them in its own distributor.
+        for (std::uint32_t intid = 32; intid < armvcpu::vgic::kNumIntids; ++intid) {
+            if (!vm_owns_spi(vm, intid)) continue;
+            fw::gic::set_enabled(0, intid, false);
+            fw::gic::configure_spi(intid, vm.first_cpu);
+        }
+    }
     return true;
 }
 
@@ -472,6 +718,9 @@ extern "C" [[noreturn]] void fw_main() {
     put_str(cfg.uart_mode == 1 ? "emulated" : cfg.uart_mode == 2 ? "passthrough" : "host");
     put_str("\n");
     enable_this_cpu(0);
+    for (unsigned i = 0; i < fw::kMaxCpus; ++i) {
+        armvcpu_exit_log[i].frequency = ARMVCPU_READ_SYSREG(cntfrq_el0);
+    }
 
     // Bring up the other physical CPUs (QEMU's PSCI answers INVALID_PARAMETERS
     // past the last one).
@@ -494,6 +743,7 @@ extern "C" [[noreturn]] void fw_main() {
         const unsigned wanted = c.num_vcpus == 0 ? 1 : c.num_vcpus;
         const unsigned left = cpus - next_cpu;
         vm.num_vcpus = wanted < left ? wanted : left;
+        vm.first_cpu = next_cpu;
         if (vm.num_vcpus == 0 || !build_vm(vm, mem)) {
             put_str("armvcpu: VM ");
             put_dec(vm.id);
@@ -501,7 +751,6 @@ extern "C" [[noreturn]] void fw_main() {
             if (k == 0) power_off();
             continue;
         }
-        vm.first_cpu = next_cpu;
         next_cpu += vm.num_vcpus;
         vm.power.num_vcpus = vm.num_vcpus;
         for (unsigned i = 0; i < vm.num_vcpus; ++i) {

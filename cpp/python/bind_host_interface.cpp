@@ -119,6 +119,7 @@ to_bytes() after changing .action and .frame.
         .def_readwrite("uart_base", &GuestConfig::uart_base)
         .def_readwrite("selftest", &GuestConfig::selftest)
         .def_readwrite("num_vcpus", &GuestConfig::num_vcpus)
+        .def_readwrite("features", &GuestConfig::features)
         .def_property_readonly_static("SIZE", [](py::object) { return sizeof(GuestConfig); })
         .def("__repr__", [](const GuestConfig& c) {
             return "GuestConfig(entry=" + hex(c.entry) + ", ipa_base=" + hex(c.ipa_base) +
@@ -135,6 +136,7 @@ to_bytes() after changing .action and .frame.
     symbols["guest_console"] = kSymGuestConsole;
     symbols["pending_irq"] = kSymPendingIrq;
     symbols["el2_instructions"] = kSymEl2Instructions;
+    symbols["exit_log"] = kSymExitLog;
     m.attr("FIRMWARE_SYMBOLS") = symbols;
     py::enum_<UartMode>(m, "UartMode", "How a VM's PL011 is provided.")
         .value("Host", UartMode::Host)
@@ -142,6 +144,38 @@ to_bytes() after changing .action and .frame.
         .value("Passthrough", UartMode::Passthrough);
     m.attr("SELFTEST_STACK_OVERFLOW") = kSelfTestStackOverflow;
     m.attr("SELFTEST_COUNT_EL2") = kSelfTestCountEl2;
+    m.attr("FEATURE_VGIC") = kFeatureVgic;
+    m.attr("FEATURE_RTC") = kFeatureRtc;
+    m.attr("FEATURE_VIRTIO") = kFeatureVirtio;
+    m.attr("FEATURE_EXIT_LOG") = kFeatureExitLog;
+    py::enum_<ExitLogHandler>(m, "ExitLogHandler", "Who answered an exit in the exit log.")
+        .value("Firmware", ExitLogHandler::Firmware)
+        .value("FastRule", ExitLogHandler::FastRule)
+        .value("Host", ExitLogHandler::Host);
+    m.def(
+        "exit_log_layout",
+        []() {
+            py::dict d;
+            d["entries"] = kExitLogEntries;
+            d["header_size"] = offsetof(ExitLog, entries);
+            d["written"] = offsetof(ExitLog, written);
+            d["frequency"] = offsetof(ExitLog, frequency);
+            d["entry_size"] = sizeof(ExitLogEntry);
+            d["size"] = sizeof(ExitLog);
+            py::dict f;
+            f["time"] = offsetof(ExitLogEntry, time);
+            f["arg"] = offsetof(ExitLogEntry, arg);
+            f["esr"] = offsetof(ExitLogEntry, esr);
+            f["kind"] = offsetof(ExitLogEntry, kind);
+            f["vm_id"] = offsetof(ExitLogEntry, vm_id);
+            f["vcpu_id"] = offsetof(ExitLogEntry, vcpu_id);
+            f["handler"] = offsetof(ExitLogEntry, handler);
+            d["fields"] = f;
+            return d;
+        },
+        "The firmware's exit log (armvcpu_exit_log): one ring per physical CPU.\n\n"
+        ">>> layout = exit_log_layout()\n>>> layout['entry_size'], layout['fields']['esr']\n"
+        "(24, 16)");
     m.attr("CONSOLE_RING_SIZE") = kConsoleRingSize;
     m.attr("CONSOLE_RING_DATA_OFFSET") = offsetof(ConsoleRing, data);
     m.attr("EXIT_RECORD_MAGIC") = kExitRecordMagic;

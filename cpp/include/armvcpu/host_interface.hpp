@@ -102,6 +102,65 @@ inline constexpr std::uint32_t kSelfTestStackOverflow = 1u << 0;
 inline constexpr std::uint32_t kSelfTestCountEl2 = 1u << 1;
 inline constexpr const char* kSymEl2Instructions = "armvcpu_el2_instructions";
 
+// GuestConfig::features: the VM's virtual platform.
+// The GICv3 distributor and redistributors emulated in EL2 (vgic_dist.hpp);
+// interrupts reach the guest only as its GIC programming allows. Without it
+// the guest has the virtual CPU interface alone (bare-metal tests).
+inline constexpr std::uint32_t kFeatureVgic = 1u << 0;
+// Devices of QEMU virt passed through to the guest: their MMIO pages mapped
+// in stage 2 and (with kFeatureVgic) their SPIs injected hardware-linked.
+inline constexpr std::uint32_t kFeatureRtc = 1u << 1;     // PL031 at 0x0901_0000, SPI 34
+inline constexpr std::uint32_t kFeatureVirtio = 1u << 2;  // virtio-mmio 0x0A00_0000, SPIs 48..79
+// Every exit, also those the firmware handles itself, goes into the exit log.
+inline constexpr std::uint32_t kFeatureExitLog = 1u << 3;
+
+// The exit log: what each physical CPU's exits were, including those the
+// firmware answers without the host (PSCI, WFI, SGIs, the emulated GIC and
+// UART, fast rules). One ring per physical CPU; `written` counts every entry
+// ever made (published with release ordering) and the host keeps its own
+// read position, so a slow reader loses the oldest entries, never the
+// firmware's time.
+enum class ExitLogHandler : std::uint8_t { Firmware = 0, FastRule = 1, Host = 2 };
+
+struct ExitLogEntry {
+    std::uint64_t time;  // CNTPCT_EL0 at the exit (the counter runs at CNTFRQ_EL0)
+    std::uint64_t arg;   // the exit's subject: MMIO IPA, sysreg key, hypercall nr, INTID, ...
+    std::uint32_t esr;   // ESR_EL2 (0 for interrupts)
+    std::uint8_t kind;   // ExitKind
+    std::uint8_t vm_id;
+    std::uint8_t vcpu_id;
+    ExitLogHandler handler;
+};
+static_assert(sizeof(ExitLogEntry) == 24);
+static_assert(offsetof(ExitLogEntry, esr) == 16);
+static_assert(offsetof(ExitLogEntry, kind) == 20);
+
+inline constexpr unsigned kExitLogEntries = 4096;  // per CPU, a power of two
+
+struct ExitLog {
+    std::uint64_t written;
+    std::uint64_t frequency;  // CNTFRQ_EL0
+    ExitLogEntry entries[kExitLogEntries];
+};
+static_assert(offsetof(ExitLog, entries) == 16);
+inline constexpr const char* kSymExitLog = "armvcpu_exit_log";
+
+// The subject of an exit, as the log records it.
+constexpr std::uint64_t exit_log_arg(const ExitReason& r) {
+    switch (r.kind) {
+        case ExitKind::MmioRead: return r.mmio_read.addr;
+        case ExitKind::MmioWrite: return r.mmio_write.addr;
+        case ExitKind::SysRegRead: return r.sysreg_read.addr;
+        case ExitKind::SysRegWrite: return r.sysreg_write.addr;
+        case ExitKind::Hypercall: return r.hypercall.nr;
+        case ExitKind::ExternalInterrupt: return r.external_interrupt.vector;
+        case ExitKind::NestedPageFault: return r.nested_page_fault.addr;
+        case ExitKind::CpuUp: return r.cpu_up.target_cpu;
+        case ExitKind::SendIpi: return r.send_ipi.vector;
+        default: return 0;
+    }
+}
+
 struct GuestConfig {
     std::uint64_t entry;     // IPA of the first instruction
     std::uint64_t ipa_base;  // guest RAM as the guest sees it
@@ -120,7 +179,7 @@ struct GuestConfig {
     std::uint32_t selftest;
     std::uint64_t uart_base;  // the PL011's address, for the guest and physically
     std::uint32_t num_vcpus;  // vCPUs of the VM (one per physical CPU at most); 0 means 1
-    std::uint32_t reserved;
+    std::uint32_t features;   // kFeature* bits: what the VM's virtual platform has
 };
 
 static_assert(std::is_trivially_copyable_v<GuestConfig>);
@@ -130,6 +189,7 @@ static_assert(offsetof(GuestConfig, mdcr_el2) == 48);
 static_assert(offsetof(GuestConfig, uart_mode) == 56);
 static_assert(offsetof(GuestConfig, uart_base) == 64);
 static_assert(offsetof(GuestConfig, num_vcpus) == 72);
+static_assert(offsetof(GuestConfig, features) == 76);
 static_assert(sizeof(GuestConfig) == 80);
 
 }  // namespace armvcpu
