@@ -54,6 +54,7 @@ class Firmware:
     guest_console: int
     pending_irq: int
     el2_instructions: int
+    exit_log: int
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:
