@@ -37,6 +37,10 @@ extern "C" {
 [[gnu::used]] ExitRecord armvcpu_exit_records[fw::kMaxVcpus];
 [[gnu::used]] std::uint64_t armvcpu_pending_irq[fw::kMaxVcpus];
 
+// Per physical CPU: 1 while the vector code may answer PSCI_VERSION and
+// SMCCC_VERSION itself (vectors.S), without the exit reaching the run loop.
+[[gnu::used]] std::uint8_t armvcpu_fast_path[fw::kMaxCpus];
+
 // Every exit, when a VM asks for it (kFeatureExitLog): one ring per CPU.
 [[gnu::used]] armvcpu::ExitLog armvcpu_exit_log[fw::kMaxCpus];
 // EL2 instructions retired so far (kSelfTestCountEl2), updated at each report.

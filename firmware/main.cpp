@@ -27,6 +27,7 @@ extern armvcpu::FastRuleTable armvcpu_fast_rules;
 extern armvcpu::ConsoleRing armvcpu_guest_console;
 extern std::uint64_t armvcpu_pending_irq[];
 extern armvcpu::ExitLog armvcpu_exit_log[];
+extern std::uint8_t armvcpu_fast_path[];
 extern const char armvcpu_el2_vectors[];
 [[noreturn]] void fw_main();
 [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr, std::uint64_t elr,
@@ -457,6 +458,9 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
     constexpr std::uint64_t kSpsrSs = 1u << 21;
     bool stepping = false;
     std::uint64_t guest_mdscr = 0;
+    // The vectors' fast path, unless every exit must be seen (the exit log).
+    const std::uint8_t fast_path = (vm.features & armvcpu::kFeatureExitLog) != 0 ? 0 : 1;
+    armvcpu_fast_path[cpu] = fast_path;
 
     for (;;) {
         if (__atomic_load_n(&vm.stopped, __ATOMIC_ACQUIRE) != 0) {
@@ -520,6 +524,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         fw::gic::set_underflow_interrupt(waiting);
         const armvcpu::VCpuRunResult result = vcpu->run();
         if (stepping) {
+            armvcpu_fast_path[cpu] = fast_path;
             hal.write_sysreg(armvcpu::SysReg::mdscr_el1, guest_mdscr);
             hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2 | fw::mdcr_el2_bits());
             vcpu->context().spsr &= ~kSpsrSs;
@@ -620,6 +625,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
                              cfg.mdcr_el2 | kMdcrTde | fw::mdcr_el2_bits());
             frame.spsr |= kSpsrSs;
             stepping = true;
+            armvcpu_fast_path[cpu] = 0;  // the stepped instruction is an exit
         }
         // A halted vCPU resumes once someone has answered for it.
         if (keep_running && vcpu->state() == armvcpu::VCpuState::Blocked) vcpu->wake();

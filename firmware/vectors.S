@@ -83,6 +83,9 @@ armvcpu_run_guest:
     ldp     x1, x2, [x0, #TRAP_FRAME_ELR]
     msr     elr_el2, x1
     msr     spsr_el2, x2
+// Re-entry of the fast path: x0 = the frame; SP_EL0, ELR_EL2 and SPSR_EL2
+// still hold the guest's values.
+armvcpu_enter_gprs:
     ldp     x2, x3, [x0, #(TRAP_FRAME_X0 + 2 * 8)]
     ldp     x4, x5, [x0, #(TRAP_FRAME_X0 + 4 * 8)]
     ldp     x6, x7, [x0, #(TRAP_FRAME_X0 + 6 * 8)]
@@ -132,7 +135,38 @@ armvcpu_guest_exit:
     mrs     x2, elr_el2
     mrs     x3, spsr_el2
     stp     x2, x3, [x0, #TRAP_FRAME_ELR]
-    mov     x0, x1
+
+    // The fast path: with the whole frame saved, an HVC whose x0 asks for
+    // PSCI_VERSION or SMCCC_VERSION is answered here with the core's own
+    // constants (classify_psci gives the same answers) and the guest
+    // re-entered, without leaving the vector code. Off on a CPU whose flag
+    // in armvcpu_fast_path is 0 (the exit log wants every exit; single-step).
+    cbnz    x1, 2f                          // synchronous exits only
+    mrs     x2, mpidr_el1
+    and     x2, x2, #0xff                   // Aff0: the CPU's index on QEMU virt
+    adrp    x3, armvcpu_fast_path
+    add     x3, x3, :lo12:armvcpu_fast_path
+    ldrb    w3, [x3, x2]
+    cbz     w3, 2f
+    mrs     x2, esr_el2
+    lsr     x2, x2, #26
+    cmp     x2, #ESR_EC_HVC64
+    b.ne    2f
+    ldr     x2, [x0, #TRAP_FRAME_X0]
+    mov     x3, #PSCI_VERSION_FID
+    cmp     x2, x3
+    b.ne    1f
+    ldr     x2, =PSCI_VERSION_VALUE
+    str     x2, [x0, #TRAP_FRAME_X0]
+    b       armvcpu_enter_gprs
+1:  mov     x3, #SMCCC_VERSION_FID
+    cmp     x2, x3
+    b.ne    2f
+    ldr     x2, =SMCCC_VERSION_VALUE
+    str     x2, [x0, #TRAP_FRAME_X0]
+    b       armvcpu_enter_gprs
+
+2:  mov     x0, x1
     // Back on the host's stack frame of armvcpu_run_guest: unwind it.
     ldp     x19, x20, [sp, #16]
     ldp     x21, x22, [sp, #32]

@@ -4,7 +4,9 @@
 // without a second copy of it.
 #include <cstddef>
 
+#include "armvcpu/esr.hpp"
 #include "armvcpu/host_interface.hpp"
+#include "armvcpu/psci.hpp"
 #include "armvcpu/trap_frame.hpp"
 
 #define ARMVCPU_OFFSET(name, value) \
@@ -21,4 +23,13 @@ void armvcpu_asm_offsets() {
     ARMVCPU_OFFSET(TRAP_FRAME_SPSR, offsetof(TrapFrame, spsr));
     ARMVCPU_OFFSET(TRAP_FRAME_SIZE, sizeof(TrapFrame));
     ARMVCPU_OFFSET(EXIT_RECORD_SIZE, sizeof(ExitRecord));
+    // The EL2 fast path answers these calls exactly as the core's
+    // classify_psci() does, from the same constants.
+    ARMVCPU_OFFSET(ESR_EC_HVC64, static_cast<unsigned>(armvcpu::ExceptionClass::Hvc64));
+    ARMVCPU_OFFSET(PSCI_VERSION_FID,
+                   static_cast<std::uint64_t>(armvcpu::psci::Function::PsciVersion));
+    ARMVCPU_OFFSET(PSCI_VERSION_VALUE, armvcpu::psci::kPsciVersion);
+    ARMVCPU_OFFSET(SMCCC_VERSION_FID,
+                   static_cast<std::uint64_t>(armvcpu::psci::Function::SmcccVersion));
+    ARMVCPU_OFFSET(SMCCC_VERSION_VALUE, armvcpu::psci::kSmcccVersion);
 }
