@@ -27,7 +27,7 @@ extern "C" {
      static_cast<std::uint32_t>(armvcpu::UartMode::Passthrough), 0, 0x09000000, 1, 0}};
 
 // The guest's console stream when its UART is emulated (pl011.hpp).
-[[gnu::used]] armvcpu::ConsoleRing armvcpu_guest_console;
+[[gnu::used]] armvcpu::ConsoleRing armvcpu_guest_console[fw::kMaxVms];
 
 // Empty until the host adds rules (fast_rules.hpp); in .data so that a host
 // may fill it before the first instruction runs.

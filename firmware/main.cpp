@@ -24,7 +24,7 @@
 extern "C" {
 extern armvcpu::GuestConfig armvcpu_guest_config[];
 extern armvcpu::FastRuleTable armvcpu_fast_rules;
-extern armvcpu::ConsoleRing armvcpu_guest_console;
+extern armvcpu::ConsoleRing armvcpu_guest_console[];
 extern std::uint64_t armvcpu_pending_irq[];
 extern armvcpu::ExitLog armvcpu_exit_log[];
 extern std::uint8_t armvcpu_fast_path[];
@@ -607,7 +607,8 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
             continue;
         }
         if (vm.uart_mode == armvcpu::UartMode::Emulate &&
-            armvcpu::emulate_pl011(armvcpu_guest_console, cfg.uart_base, reason, frame)) {
+            armvcpu::emulate_pl011(armvcpu_guest_console[vm.id - 1], cfg.uart_base, reason,
+                                   frame)) {
             continue;
         }
         log.set_handler(armvcpu::ExitLogHandler::Host);

@@ -253,3 +253,51 @@ def test_gdb_decodes_sysreg_and_mmio_exits(no_leaked_qemu, no_leaked_gdb):
         assert "ISV=0x1" in text  # the data abort's ISS fields, named
         mmio.stop()
         exits.close()
+
+
+def test_gdb_unwinds_through_the_world_switch(hypercalls_guest, no_leaked_qemu, no_leaked_gdb):
+    """The CFI in vectors.S: stopped inside armvcpu_run_guest (after its
+    prologue has pushed the frame record), gdb's backtrace walks back through
+    the core's VCpu::run into the firmware's run loop and fw_main; stopped in
+    armvcpu_guest_exit (entered from a vector, where the guest's x30 means
+    nothing to EL2), the backtrace ends there instead of inventing frames."""
+    import concurrent.futures
+
+    with Hypervisor(transport="shm") as hv:
+        hv.load(hypercalls_guest)
+        exits = hv.exits()
+        first = next(exits)
+        socket = hv.release_gdbstub()
+        commands = [
+            "break *(armvcpu_run_guest + 8)",  # after `stp x29, x30, [sp, #-96]!`
+            "continue",
+            "bt",
+            "delete",
+            "break armvcpu_guest_exit",
+            "continue",
+            "bt",
+            "delete",
+            "detach",
+        ]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            gdb = pool.submit(gdb_batch, socket, hv.firmware.path, commands)
+            time.sleep(1.0)  # let gdb attach and set its breakpoint first
+            first.resume(x0=1)  # the CPU re-enters the guest: the breakpoint
+            texts, _ = gdb.result(timeout=GDB_TIMEOUT)
+            exits.close()
+            rest = hv.run(lambda e: 1 if e.kind == ExitKind.Hypercall else None)
+    inner, outer = texts[2], texts[6]
+    names = re.findall(r"^#\d+\s+(?:0x\w+ in )?(.+?) \(", inner, re.M)
+    assert names == [
+        "armvcpu_run_guest",
+        "fw::FwHal::enter_guest",
+        "armvcpu::VCpu<fw::FwHal>::run",
+        "(anonymous namespace)::run_vcpu",
+        "fw_main",
+        "_start",
+    ], inner
+    assert "??" not in inner and "corrupt" not in inner
+    outer_frames = re.findall(r"^#\d+", outer, re.M)
+    assert outer_frames == ["#0"], outer
+    assert "armvcpu_guest_exit" in outer
+    assert rest[-1].kind == ExitKind.SystemDown

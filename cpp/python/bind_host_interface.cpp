@@ -178,6 +178,7 @@ to_bytes() after changing .action and .frame.
         "(24, 16)");
     m.attr("CONSOLE_RING_SIZE") = kConsoleRingSize;
     m.attr("CONSOLE_RING_DATA_OFFSET") = offsetof(ConsoleRing, data);
+    m.attr("CONSOLE_RING_STRIDE") = sizeof(ConsoleRing);  // one ring per VM
     m.attr("EXIT_RECORD_MAGIC") = kExitRecordMagic;
     m.attr("EXIT_RECORD_VERSION") = kExitRecordVersion;
 }
