@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything armvcpu needs, and only what is missing, so it is safe
 # to run any number of times: the Debian packages (QEMU, gdb-multiarch, the
-# aarch64 cross compilers, GoogleTest), a virtualenv in .venv, and armvcpu
+# aarch64 cross compilers, GoogleTest, dtc), a virtualenv in .venv, and armvcpu
 # itself built into it with its test and lint tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
   qemu-system-arm gdb-multiarch gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
   binutils-aarch64-linux-gnu g++ make libgtest-dev clang lld libclang-rt-14-dev
+  device-tree-compiler
 )
 VENV=${ARMVCPU_VENV:-.venv}
 PYTHON=${PYTHON:-python3}

@@ -49,5 +49,6 @@ void bind_vcpu(py::module_& m);
 void bind_stage2(py::module_& m);
 void bind_mailbox(py::module_& m);
 void bind_fast_rules(py::module_& m);
+void bind_fdt(py::module_& m);
 
 }  // namespace armvcpu::py_bind

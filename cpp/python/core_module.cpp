@@ -5,7 +5,7 @@ PYBIND11_MODULE(_core, m) {
     namespace b = armvcpu::py_bind;
     m.doc() =
         "armvcpu's C++ core: syndrome decoding, exit classification, TrapFrames, the vCPU "
-        "state machine, stage-2 tables and the firmware's exit record.";
+        "state machine, stage-2 tables, device trees and the firmware's exit record.";
     m.attr("__version__") = ARMVCPU_VERSION;
     b::bind_syndrome(m);
     b::bind_sysregs(m);
@@ -17,4 +17,5 @@ PYBIND11_MODULE(_core, m) {
     b::bind_stage2(m);
     b::bind_mailbox(m);
     b::bind_fast_rules(m);
+    b::bind_fdt(m);
 }

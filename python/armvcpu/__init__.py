@@ -15,6 +15,7 @@ from . import _core
 from .devices import MmioDevice, Pl011, Register
 from .errors import (
     ArmvcpuError,
+    DeviceTreeError,
     FirmwareError,
     GdbProtocolError,
     GuestImageError,
@@ -35,6 +36,7 @@ __version__: str = _core.__version__
 
 __all__ = [
     "ArmvcpuError",
+    "DeviceTreeError",
     "Exit",
     "ExitKind",
     "Firmware",

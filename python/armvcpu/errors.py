@@ -19,6 +19,18 @@ class GuestImageError(ArmvcpuError):
     """A guest image is malformed or does not fit the guest's memory."""
 
 
+class DeviceTreeError(ArmvcpuError, ValueError):
+    """A device tree blob is malformed, or a guest's device tree cannot be made
+    as asked. When the C++ core rejected a blob, ``code`` names its reason
+    (``"BadMagic"``, ``"Truncated"``, ...) and ``offset`` the byte where it
+    found it."""
+
+    def __init__(self, message: str, *, code: str | None = None, offset: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.offset = offset
+
+
 class QemuError(ArmvcpuError):
     """QEMU failed to start or exited while armvcpu still needed it."""
 

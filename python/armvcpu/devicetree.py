@@ -1,0 +1,696 @@
+"""Device trees for Linux guests: read, edit and write flattened devicetree blobs.
+
+Blobs are read and written by the C++ core (``cpp/include/armvcpu/fdt.hpp``),
+which validates every byte; in between, a :class:`DeviceTree` is plain
+dataclasses to edit.
+
+>>> tree = DeviceTree(Node("", {"#address-cells": u32(2), "#size-cells": u32(2)}))
+>>> tree.root.add(Node("memory@40000000", {"device_type": string("memory"),
+...                                        "reg": u64(0x4000_0000, 0x1000_0000)}))
+Node(name='memory@40000000', ...)
+>>> address, size = DeviceTree.from_bytes(tree.to_bytes()).reg("/memory")[0]
+>>> hex(address), hex(size)
+('0x40000000', '0x10000000')
+
+A guest's tree comes from QEMU's own (``qemu_device_tree``) or a user's
+``--dtb``, cut down by :func:`guest_device_tree` to what the guest is given.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeAlias
+
+from . import _core
+from .errors import DeviceTreeError, QemuError, ToolNotFoundError
+from .qemu import _die_with_parent
+
+__all__ = [
+    "DeviceTree",
+    "Node",
+    "cells",
+    "decode_strings",
+    "decode_u32",
+    "guest_device_tree",
+    "qemu_device_tree",
+    "string",
+    "strings",
+    "u32",
+    "u64",
+]
+
+# ---- property values (Devicetree Specification v0.4, 2.2.4) ----
+
+
+def u32(*values: int) -> bytes:
+    """32-bit big-endian cells: ``<a b c>``."""
+    return b"".join(_cell(v, 1) for v in values)
+
+
+def u64(*values: int) -> bytes:
+    """Each value as two cells (64 bits), as ``reg`` with 2 address/size cells."""
+    return b"".join(_cell(v, 2) for v in values)
+
+
+def cells(value: int, count: int) -> bytes:
+    """One number in ``count`` cells (what ``#address-cells = <count>`` asks)."""
+    return _cell(value, count)
+
+
+def string(text: str) -> bytes:
+    """A string property: the text and its NUL."""
+    return strings(text)
+
+
+def strings(*texts: str) -> bytes:
+    """A string list: each string NUL-terminated, one after the other."""
+    for t in texts:
+        if "\0" in t:
+            raise DeviceTreeError(f"a devicetree string cannot hold a NUL: {t!r}")
+    return b"".join(t.encode() + b"\0" for t in texts)
+
+
+def decode_u32(value: bytes) -> list[int]:
+    """A property's 32-bit cells."""
+    if len(value) % 4:
+        raise DeviceTreeError(f"{len(value)} bytes are not a whole number of 32-bit cells")
+    return [int.from_bytes(value[i : i + 4], "big") for i in range(0, len(value), 4)]
+
+
+def decode_strings(value: bytes) -> list[str]:
+    """A string list (``compatible``, ``clock-names``, ...)."""
+    if not value.endswith(b"\0"):
+        raise DeviceTreeError("a string property must end with a NUL")
+    return [s.decode(errors="surrogateescape") for s in value[:-1].split(b"\0")]
+
+
+def _cell(value: int, count: int) -> bytes:
+    if not 0 <= value < 1 << (32 * count):
+        raise DeviceTreeError(f"{value:#x} does not fit in {count} cell(s)")
+    return value.to_bytes(4 * count, "big")
+
+
+def _number(value: bytes) -> int:
+    return int.from_bytes(value, "big")
+
+
+# ---- the tree ----
+
+
+@dataclass
+class Node:
+    """One node: its name (with any unit address), its properties in order,
+    and its children in order."""
+
+    name: str
+    properties: dict[str, bytes] = field(default_factory=dict)
+    children: list[Node] = field(default_factory=list)
+
+    def child(self, name: str) -> Node | None:
+        """The child called ``name``; as in paths (2.2.3), a name without
+        ``@`` also finds ``name@unit-address``. An exact match wins."""
+        for c in self.children:
+            if c.name == name:
+                return c
+        if "@" not in name:
+            for c in self.children:
+                if c.name.split("@", 1)[0] == name:
+                    return c
+        return None
+
+    def add(self, node: Node, *, index: int | None = None) -> Node:
+        """Adds ``node`` as a child (at the end, or at ``index``) and returns it."""
+        if any(c.name == node.name for c in self.children):
+            raise DeviceTreeError(f"{self.name or '/'} already has a child {node.name}")
+        self.children.insert(len(self.children) if index is None else index, node)
+        return node
+
+    def remove(self, name: str) -> Node:
+        """Removes the child called ``name`` (exactly) and returns it."""
+        for i, c in enumerate(self.children):
+            if c.name == name:
+                return self.children.pop(i)
+        raise KeyError(f"{self.name or '/'} has no child {name}")
+
+    def u32(self, name: str) -> int:
+        """A property of exactly one cell."""
+        values = decode_u32(self.properties[name])
+        if len(values) != 1:
+            raise DeviceTreeError(f"{name} of {self.name or '/'} is not one cell")
+        return values[0]
+
+    def u32s(self, name: str) -> list[int]:
+        return decode_u32(self.properties[name])
+
+    def string(self, name: str) -> str:
+        values = decode_strings(self.properties[name])
+        if len(values) != 1:
+            raise DeviceTreeError(f"{name} of {self.name or '/'} is not one string")
+        return values[0]
+
+    def strings(self, name: str) -> list[str]:
+        return decode_strings(self.properties[name])
+
+    def compatible(self) -> list[str]:
+        """The ``compatible`` strings, or none."""
+        value = self.properties.get("compatible")
+        return decode_strings(value) if value else []
+
+    def walk(self, path: str = "/") -> Iterator[tuple[str, Node]]:
+        """(path, node) for this node and every node below it, depth first."""
+        todo: list[tuple[str, Node]] = [(path, self)]
+        while todo:
+            at, node = todo.pop()
+            yield at, node
+            prefix = at.rstrip("/")
+            todo.extend((f"{prefix}/{c.name}", c) for c in reversed(node.children))
+
+
+@dataclass
+class DeviceTree:
+    """A whole device tree: the root node, the memory reservation block
+    (address, size) and the boot CPU's physical id."""
+
+    root: Node = field(default_factory=lambda: Node(""))
+    reservations: list[tuple[int, int]] = field(default_factory=list)
+    boot_cpuid_phys: int = 0
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> DeviceTree:
+        """Reads a blob. Raises :class:`DeviceTreeError` when the core finds it
+        malformed, or when two siblings or two properties of one node share a
+        name (paths and property lookups would be ambiguous)."""
+        try:
+            raw = _core.fdt_parse(data)
+        except _core.FdtError as exc:
+            raise _error_from(exc) from None
+        except (TypeError, BufferError) as exc:
+            raise DeviceTreeError(f"a device tree blob must be contiguous bytes: {exc}") from None
+        return cls(
+            _from_core(raw["root"], "/"),
+            [(int(a), int(s)) for a, s in raw["reservations"]],
+            int(raw["boot_cpuid_phys"]),
+        )
+
+    def to_bytes(self) -> bytes:
+        """Writes a version 17 blob (property names shared in the strings block)."""
+        try:
+            return bytes(
+                _core.fdt_build(_to_core(self.root), self.reservations, self.boot_cpuid_phys)
+            )
+        except _core.FdtError as exc:
+            raise _error_from(exc) from None
+
+    def find(self, path: str) -> Node | None:
+        """The node at an absolute path (``/cpus/cpu@0``; ``/memory`` finds
+        ``memory@40000000``), or None."""
+        if not path.startswith("/"):
+            raise DeviceTreeError(f"not an absolute path: {path!r}")
+        node: Node | None = self.root
+        for part in path.split("/"):
+            if part and node is not None:
+                node = node.child(part)
+        return node
+
+    def node(self, path: str) -> Node:
+        """The node at ``path``; KeyError when there is none."""
+        found = self.find(path)
+        if found is None:
+            raise KeyError(f"no node {path}")
+        return found
+
+    def parent(self, path: str) -> Node:
+        """The node above ``path``'s node."""
+        head = path.rstrip("/").rsplit("/", 1)[0]
+        return self.node(head or "/")
+
+    def delete_node(self, path: str) -> Node:
+        """Removes the node at ``path`` (and everything below it) and returns it."""
+        if path.strip("/") == "":
+            raise DeviceTreeError("the root node cannot be deleted")
+        node = self.node(path)
+        self.parent(path).children.remove(node)
+        return node
+
+    def delete_property(self, path: str, name: str) -> bytes:
+        """Removes property ``name`` of the node at ``path`` and returns its value."""
+        return self.node(path).properties.pop(name)
+
+    def walk(self) -> Iterator[tuple[str, Node]]:
+        """(path, node) for every node, depth first."""
+        return self.root.walk()
+
+    def address_cells(self, path: str) -> int:
+        """``#address-cells`` of the node at ``path``: how many cells its
+        children's addresses take (2 when absent, 2.3.5)."""
+        node = self.node(path)
+        return node.u32("#address-cells") if "#address-cells" in node.properties else 2
+
+    def size_cells(self, path: str) -> int:
+        """``#size-cells`` of the node at ``path`` (1 when absent, 2.3.5)."""
+        node = self.node(path)
+        return node.u32("#size-cells") if "#size-cells" in node.properties else 1
+
+    def reg(self, path: str) -> list[tuple[int, int]]:
+        """The (address, size) pairs of a node's ``reg``, read with its
+        parent's ``#address-cells`` and ``#size-cells``."""
+        head = path.rstrip("/").rsplit("/", 1)[0] or "/"
+        return _decode_reg(
+            self.node(path).properties.get("reg", b""),
+            self.address_cells(head),
+            self.size_cells(head),
+            path,
+        )
+
+    def by_phandle(self) -> dict[int, Node]:
+        """Every node that has a ``phandle``, by its value."""
+        found: dict[int, Node] = {}
+        for _, node in self.walk():
+            value = node.properties.get("phandle", node.properties.get("linux,phandle"))
+            if value is not None and len(value) == 4:
+                found[_number(value)] = node
+        return found
+
+
+# A node as _core.fdt_parse returns it and _core.fdt_build takes it.
+_CoreNode: TypeAlias = "tuple[str, list[tuple[str, bytes]], list[_CoreNode]]"
+
+
+def _error_from(exc: Exception) -> DeviceTreeError:
+    """The core's FdtError as a DeviceTreeError, with its code and offset."""
+    return DeviceTreeError(
+        str(exc), code=getattr(exc, "code", None), offset=getattr(exc, "offset", None)
+    )
+
+
+def _from_core(raw: _CoreNode, path: str) -> Node:
+    name, props, children = raw
+    node = Node(str(name))
+    for pname, value in props:
+        if pname in node.properties:
+            raise DeviceTreeError(f"{path} has two properties called {pname}", code="Duplicate")
+        node.properties[str(pname)] = bytes(value)
+    prefix = path.rstrip("/")
+    names: set[str] = set()
+    for child in children:
+        kid = _from_core(child, f"{prefix}/{child[0]}")
+        if kid.name in names:
+            raise DeviceTreeError(f"{path} has two children called {kid.name}", code="Duplicate")
+        names.add(kid.name)
+        node.children.append(kid)
+    return node
+
+
+def _to_core(node: Node) -> _CoreNode:
+    return (node.name, list(node.properties.items()), [_to_core(c) for c in node.children])
+
+
+def _decode_reg(
+    value: bytes, address_cells: int, size_cells: int, what: str
+) -> list[tuple[int, int]]:
+    words = decode_u32(value)
+    step = address_cells + size_cells
+    if step == 0 or len(words) % step:
+        raise DeviceTreeError(
+            f"reg of {what} is {len(words)} cells, not pairs of {address_cells}+{size_cells}"
+        )
+    out = []
+    for i in range(0, len(words), step):
+        address = _number(u32(*words[i : i + address_cells]))
+        size = _number(u32(*words[i + address_cells : i + step]))
+        out.append((address, size))
+    return out
+
+
+# ---- QEMU's tree ----
+
+
+def qemu_device_tree(
+    qemu: str = "qemu-system-aarch64",
+    cpu: str = "max",
+    smp: int = 1,
+    memory_mb: int = 256,
+    gic_version: int = 3,
+    *,
+    timeout: float = 30.0,
+) -> bytes:
+    """The device tree QEMU's ``virt`` machine (EL2 on, as armvcpu runs it)
+    would give its firmware, as QEMU dumps it (``dumpdtb``, padded to 1 MiB).
+
+    QEMU only builds the tree and exits; nothing runs. Raises
+    :class:`ToolNotFoundError` without QEMU and :class:`QemuError`, with the
+    end of QEMU's stderr, when it fails.
+    """
+    binary = shutil.which(qemu)
+    if binary is None:
+        raise ToolNotFoundError(
+            f"{qemu} not found; install Debian's qemu-system-arm package "
+            "(sudo apt-get install qemu-system-arm)"
+        )
+    if smp < 1 or memory_mb < 1:
+        raise ValueError(f"smp ({smp}) and memory_mb ({memory_mb}) must be at least 1")
+    with tempfile.TemporaryDirectory(prefix="armvcpu-dtb-") as tmp:
+        path = Path(tmp) / "virt.dtb"
+        # QEMU's option syntax: a comma inside a value is written twice.
+        dump = str(path).replace(",", ",,")
+        command = [
+            binary,
+            "-machine", f"virt,virtualization=on,gic-version={gic_version},dumpdtb={dump}",
+            "-cpu", cpu, "-smp", str(smp), "-m", f"{memory_mb}M",
+            "-nodefaults", "-no-user-config", "-display", "none",
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                preexec_fn=_die_with_parent,
+            )
+        except subprocess.TimeoutExpired:
+            raise QemuError(f"QEMU did not dump its device tree within {timeout:.0f} s") from None
+        blob = path.read_bytes() if path.is_file() else b""
+    if done.returncode != 0 or not blob:
+        tail = "\n".join(done.stderr.decode(errors="replace").strip().splitlines()[-10:])
+        raise QemuError(
+            f"QEMU could not dump its device tree (exit status {done.returncode})"
+            + (f":\n{tail}" if tail else "")
+        )
+    return blob
+
+
+# ---- the guest's tree ----
+
+#: What ``devices=`` may name, and what each keeps of QEMU's virt tree.
+GUEST_DEVICES = {
+    "uart": "the PL011 at 0x0900_0000",
+    "rtc": "the PL031 at 0x0901_0000",
+    "virtio": "the virtio_mmio@* transports",
+}
+UART_BASE = 0x0900_0000
+RTC_BASE = 0x0901_0000
+#: One redistributor per CPU: RD_base and SGI_base frames, 64 KiB each.
+GICR_SIZE_PER_CPU = 0x2_0000
+RAM_ALIGNMENT = 2 << 20  # Linux places its image 2 MiB aligned
+PSCI_COMPATIBLE = ("arm,psci-1.0", "arm,psci-0.2", "arm,psci")
+# PSCI 0.1's function ids: meaningless once compatible says 0.2 or later.
+_PSCI_0_1_IDS = ("cpu_on", "cpu_off", "cpu_suspend", "migrate")
+# Nothing in the guest's tree is an MSI controller once the ITS is gone.
+_MSI_PROPERTIES = ("msi-parent", "msi-map", "msi-map-mask")
+
+
+def guest_device_tree(
+    source: bytes,
+    *,
+    ram_base: int,
+    ram_size: int,
+    num_cpus: int,
+    bootargs: str = "",
+    initrd: tuple[int, int] | None = None,
+    devices: Collection[str] = ("uart",),
+    psci_method: str = "hvc",
+) -> bytes:
+    """The device tree a guest boots with, derived from a ``virt``-shaped
+    tree (QEMU's, from :func:`qemu_device_tree`, or a user's ``--dtb``).
+
+    - ``/memory`` becomes ``memory@<ram_base>`` with ``reg`` = the guest's RAM;
+    - ``/cpus`` keeps ``cpu@0`` .. ``cpu@<num_cpus - 1>`` (``reg`` 0..n-1,
+      made from cpu@0 where the source has fewer), all started by PSCI; no
+      ``cpu-map``;
+    - ``/psci`` is PSCI 1.0 (0.2 and 0.1 compatible) called by ``psci_method``;
+    - the GICv3 keeps its distributor and has one redistributor region, one
+      frame pair per CPU; its ITS and every ``msi-parent`` go;
+    - ``/timer``, ``/pmu`` and the root's own properties stay;
+    - ``/chosen`` has ``bootargs``, ``stdout-path`` (with the UART) and
+      ``linux,initrd-start``/``-end`` (64-bit) when ``initrd`` = (start, end)
+      is given; QEMU's random seeds are not passed on;
+    - of the devices, only those in ``devices`` (see ``GUEST_DEVICES``) stay,
+      with the clocks they use; PCIe, flash, fw-cfg, GPIO, platform bus and
+      everything else go.
+
+    Addresses are read and written with the root's ``#address-cells`` and
+    ``#size-cells``. Raises :class:`DeviceTreeError` for a malformed source,
+    a source without what the guest needs, or inconsistent arguments.
+    """
+    wanted = _check_guest_arguments(
+        ram_base, ram_size, num_cpus, bootargs, initrd, devices, psci_method
+    )
+    tree = DeviceTree.from_bytes(source)
+    root = tree.root
+    acells, scells = tree.address_cells("/"), tree.size_cells("/")
+    if ram_base + ram_size > 1 << (32 * acells) or ram_size >= 1 << (32 * scells):
+        raise DeviceTreeError(
+            f"RAM [{ram_base:#x}, {ram_base + ram_size:#x}) does not fit the root's "
+            f"#address-cells = {acells} / #size-cells = {scells}"
+        )
+
+    roles = {id(n): _role(n, acells, scells) for n in root.children}
+    keep: list[Node] = []
+    found_devices: dict[str, list[Node]] = {d: [] for d in GUEST_DEVICES}
+    gic = memory = chosen = psci = cpus = aliases = None
+    for node in root.children:
+        role = roles[id(node)]
+        if role in GUEST_DEVICES:
+            found_devices[role].append(node)
+            if role in wanted:
+                keep.append(node)
+        elif role == "gic" and gic is None:
+            gic = node
+        elif role == "memory" and memory is None:
+            memory = node
+        elif role in ("timer", "pmu"):
+            keep.append(node)
+        elif role == "chosen":
+            chosen = node
+        elif role == "psci":
+            psci = node
+        elif role == "cpus":
+            cpus = node
+        elif role == "aliases":
+            aliases = node
+    for name in sorted(wanted):
+        if not found_devices[name]:
+            raise DeviceTreeError(f"the source tree has no {name} ({GUEST_DEVICES[name]})")
+    if gic is None:
+        raise DeviceTreeError("the source tree has no GICv3 (compatible 'arm,gic-v3') at its root")
+    if cpus is None or not _cpu_nodes(cpus):
+        raise DeviceTreeError("the source tree has no /cpus with cpu nodes")
+
+    _make_gic(gic, acells, scells, num_cpus)
+    _make_cpus(tree, cpus, num_cpus)
+    if memory is None:
+        memory = Node("memory")
+    memory.name = f"memory@{ram_base:x}"
+    memory.properties.pop("numa-node-id", None)
+    memory.properties["device_type"] = string("memory")
+    memory.properties["reg"] = cells(ram_base, acells) + cells(ram_size, scells)
+    if psci is None:
+        psci = Node("psci")
+    for old in _PSCI_0_1_IDS:
+        psci.properties.pop(old, None)
+    psci.properties["compatible"] = strings(*PSCI_COMPATIBLE)
+    psci.properties["method"] = string(psci_method)
+    keep += [gic, cpus, memory, psci]
+    keep += _clocks_used_by(keep, tree.by_phandle())
+
+    new_chosen = Node("chosen", {"bootargs": string(bootargs)})
+    if "uart" in wanted:
+        new_chosen.properties["stdout-path"] = string(f"/{found_devices['uart'][0].name}")
+    if initrd is not None:
+        new_chosen.properties["linux,initrd-start"] = u64(initrd[0])
+        new_chosen.properties["linux,initrd-end"] = u64(initrd[1])
+
+    # The root's children in their source order; nodes the source lacked last.
+    kept = {id(n) for n in keep}
+    children: list[Node] = []
+    for node in root.children:
+        if node is chosen:
+            children.append(new_chosen)
+        elif id(node) in kept or node is aliases:
+            children.append(node)
+    present = {id(n) for n in children}
+    children += [n for n in (memory, psci, new_chosen) if id(n) not in present]
+    if aliases is not None:
+        _prune_aliases(aliases, {n.name for n in children})
+        if not aliases.properties:
+            children = [n for n in children if n is not aliases]
+    root.children = children
+
+    for _, node in tree.walk():
+        for prop in _MSI_PROPERTIES:
+            node.properties.pop(prop, None)
+    _check_ram_is_free(tree, ram_base, ram_size, acells, scells)
+    return tree.to_bytes()
+
+
+def _check_guest_arguments(
+    ram_base: int,
+    ram_size: int,
+    num_cpus: int,
+    bootargs: str,
+    initrd: tuple[int, int] | None,
+    devices: Collection[str],
+    psci_method: str,
+) -> set[str]:
+    if num_cpus < 1:
+        raise DeviceTreeError(f"num_cpus must be at least 1, not {num_cpus}")
+    if ram_size <= 0 or ram_base < 0:
+        raise DeviceTreeError(f"no RAM: base {ram_base:#x}, size {ram_size:#x}")
+    if ram_base % RAM_ALIGNMENT or ram_size % RAM_ALIGNMENT:
+        raise DeviceTreeError(
+            f"guest RAM (base {ram_base:#x}, size {ram_size:#x}) must be 2 MiB aligned"
+        )
+    if psci_method not in ("hvc", "smc"):
+        raise DeviceTreeError(f"psci_method must be 'hvc' or 'smc', not {psci_method!r}")
+    if "\0" in bootargs:
+        raise DeviceTreeError("bootargs cannot hold a NUL")
+    if isinstance(devices, str):
+        raise TypeError(f"devices is a collection of names, e.g. ({devices!r},)")
+    unknown = set(devices) - set(GUEST_DEVICES)
+    if unknown:
+        raise DeviceTreeError(
+            f"unknown devices {sorted(unknown)}; known: {', '.join(sorted(GUEST_DEVICES))}"
+        )
+    if initrd is not None:
+        start, end = initrd
+        if not ram_base <= start < end <= ram_base + ram_size:
+            raise DeviceTreeError(
+                f"initrd [{start:#x}, {end:#x}) is not inside guest RAM "
+                f"[{ram_base:#x}, {ram_base + ram_size:#x})"
+            )
+    return set(devices)
+
+
+def _base(node: Node, acells: int, scells: int) -> int | None:
+    value = node.properties.get("reg")
+    if not value:
+        return None
+    return _decode_reg(value, acells, scells, node.name)[0][0]
+
+
+def _role(node: Node, acells: int, scells: int) -> str:
+    """What a root child is to the guest's tree."""
+    name = node.name.split("@", 1)[0]
+    if name in ("cpus", "chosen", "aliases", "psci"):
+        return name
+    compatible = node.compatible()
+    if node.properties.get("device_type") == string("memory"):
+        return "memory"
+    if "arm,gic-v3" in compatible:
+        return "gic"
+    if "arm,armv8-timer" in compatible or name == "timer":
+        return "timer"
+    if "arm,armv8-pmuv3" in compatible or name == "pmu":
+        return "pmu"
+    if "virtio,mmio" in compatible:
+        return "virtio"
+    if "arm,pl011" in compatible and _base(node, acells, scells) == UART_BASE:
+        return "uart"
+    if "arm,pl031" in compatible and _base(node, acells, scells) == RTC_BASE:
+        return "rtc"
+    return "other"
+
+
+def _make_gic(gic: Node, acells: int, scells: int, num_cpus: int) -> None:
+    regions = _decode_reg(gic.properties.get("reg", b""), acells, scells, gic.name)
+    if len(regions) < 2:
+        raise DeviceTreeError(f"{gic.name}: a GICv3 needs GICD and GICR regions in reg")
+    (gicd, gicd_size), (gicr, gicr_room) = regions[0], regions[1]
+    gicr_size = num_cpus * GICR_SIZE_PER_CPU
+    if gicr_size > gicr_room:
+        raise DeviceTreeError(
+            f"{num_cpus} CPUs need {gicr_size:#x} bytes of redistributors; the source "
+            f"tree's region at {gicr:#x} has {gicr_room:#x}"
+        )
+    gic.properties["reg"] = (
+        cells(gicd, acells)
+        + cells(gicd_size, scells)
+        + cells(gicr, acells)
+        + cells(gicr_size, scells)
+    )
+    gic.properties["#redistributor-regions"] = u32(1)
+    gic.properties.pop("redistributor-stride", None)
+    gic.children = [
+        c
+        for c in gic.children
+        if "msi-controller" not in c.properties and "arm,gic-v3-its" not in c.compatible()
+    ]
+
+
+def _cpu_nodes(cpus: Node) -> list[Node]:
+    return [
+        c
+        for c in cpus.children
+        if c.properties.get("device_type") == string("cpu") or c.name.split("@")[0] == "cpu"
+    ]
+
+
+def _make_cpus(tree: DeviceTree, cpus: Node, num_cpus: int) -> None:
+    acells = tree.address_cells("/cpus")
+    by_reg: dict[int, Node] = {}
+    for cpu in _cpu_nodes(cpus):
+        reg = cpu.properties.get("reg", b"")
+        if len(reg) == 4 * acells:
+            by_reg.setdefault(_number(reg), cpu)
+    template = by_reg.get(0) or _cpu_nodes(cpus)[0]
+    made = []
+    for i in range(num_cpus):
+        node = by_reg.get(i)
+        if node is None:
+            copied = {k: v for k, v in template.properties.items() if k != "phandle"}
+            node = Node(f"cpu@{i:x}", copied)
+        node.name = f"cpu@{i:x}"
+        node.properties["reg"] = cells(i, acells)
+        node.properties["enable-method"] = string("psci")
+        node.properties.pop("cpu-release-addr", None)  # spin-table's, not PSCI's
+        made.append(node)
+    old = {id(c) for c in _cpu_nodes(cpus)}
+    others = [c for c in cpus.children if id(c) not in old and c.name != "cpu-map"]
+    cpus.children = others + made
+
+
+def _clocks_used_by(nodes: list[Node], by_phandle: dict[int, Node]) -> list[Node]:
+    """The clock providers ``clocks`` properties reach, and the ones they reach."""
+    found: list[Node] = []
+    todo = list(nodes)
+    while todo:
+        words = decode_u32(todo.pop().properties.get("clocks", b""))
+        i = 0
+        while i < len(words):
+            provider = by_phandle.get(words[i])
+            if provider is None:
+                raise DeviceTreeError(f"clocks refers to phandle {words[i]:#x}, which no node has")
+            count = provider.u32("#clock-cells") if "#clock-cells" in provider.properties else 0
+            i += 1 + count
+            if all(provider is not f for f in found):
+                found.append(provider)
+                todo.append(provider)
+    return found
+
+
+def _prune_aliases(aliases: Node, kept: set[str]) -> None:
+    """Drops the aliases whose path leads into a root child that is gone."""
+    for name, value in list(aliases.properties.items()):
+        target = value.rstrip(b"\0").decode(errors="replace")
+        first = target.split("/")[1] if target.startswith("/") and target != "/" else ""
+        if first not in kept:
+            del aliases.properties[name]
+
+
+def _check_ram_is_free(
+    tree: DeviceTree, ram_base: int, ram_size: int, acells: int, scells: int
+) -> None:
+    for node in tree.root.children:
+        if node.name.startswith("memory") or "reg" not in node.properties:
+            continue
+        for address, size in _decode_reg(node.properties["reg"], acells, scells, node.name):
+            if address < ram_base + ram_size and ram_base < address + size:
+                raise DeviceTreeError(
+                    f"guest RAM [{ram_base:#x}, {ram_base + ram_size:#x}) overlaps /{node.name} "
+                    f"at [{address:#x}, {address + size:#x})"
+                )
