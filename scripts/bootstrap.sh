@@ -37,6 +37,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# The Linux guest tests boot Debian's own arm64 kernel, fetched as a Debian
+# package (apt-get download, no root needed) once apt knows arm64 packages.
+if command -v apt-get >/dev/null && ! apt-cache show linux-image-arm64:arm64 >/dev/null 2>&1; then
+  say "Adding the arm64 architecture to apt (for Debian's arm64 kernel and busybox)"
+  as_root dpkg --add-architecture arm64
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   say "Creating the virtualenv $VENV"
   "$PYTHON" -m venv "$VENV"

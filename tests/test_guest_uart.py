@@ -63,3 +63,18 @@ def test_host_uart_makes_every_access_an_exit(no_leaked_qemu):
 def test_unknown_uart_mode():
     with pytest.raises(ValueError, match="uart must be one of"):
         Hypervisor(uart="telepathy")  # type: ignore[arg-type]
+
+
+def test_each_vm_has_its_own_emulated_console(no_leaked_qemu):
+    other = HELLO.replace("hello from the guest", "and this is VM 2")
+    with Hypervisor(uart="emulate", smp=2, memory_mb=512) as hv:
+        hv.load(Guest.from_asm(HELLO))
+        vm2 = hv.add_vm(Guest.from_asm(other))
+        exits = hv.run()
+        first, second = hv.read_guest_console(), hv.read_guest_console(vm=vm2)
+        with pytest.raises(ArmvcpuError, match="no VM 3"):
+            hv.read_guest_console(vm=3)
+    assert sorted(e.vm_id for e in exits) == [1, 2]  # each VM's SYSTEM_OFF
+    assert first == "hello from the guest\n"
+    assert second == "and this is VM 2\n"
+    assert hv.guest_console_of(2) == second

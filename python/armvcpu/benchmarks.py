@@ -121,13 +121,17 @@ def gdb_python_round_trips(count: int) -> float:
     return float(m.group(1))
 
 
-def firmware_exits(count: int) -> float:
-    """Exits per second answered inside EL2 (PSCI_VERSION), by difference:
-    the same guest with `count` exits against one with none."""
+def firmware_exits(count: int, *, fast_rule: bool = False) -> float:
+    """Exits per second answered inside EL2, by difference: the same guest
+    with `count` exits against one with none. PSCI_VERSION (the core
+    answers it), or with ``fast_rule`` hypercall 1 answered by a host-
+    installed fast rule."""
 
     def run(n: int) -> float:
         with Hypervisor(transport="shm", timeout=300) as hv:
-            hv.load(_loop_guest(n, KIND_FIRMWARE))
+            if fast_rule:
+                hv.rules.hypercall(1, result=0)
+            hv.load(_loop_guest(n, KIND_HOST if fast_rule else KIND_FIRMWARE))
             start = time.perf_counter()
             for exit in hv.exits():
                 if exit.kind == ExitKind.Hypercall and exit.reason.nr == 2:
@@ -195,12 +199,14 @@ def bench_exits(runs: int = 3, quick: bool = False) -> list[Figure]:
     figures = [
         _median("firmware (PSCI_VERSION in EL2)", "exits/s", runs,
                 lambda: firmware_exits(200_000 // scale)),
+        _median("fast rule (hypercall answered in EL2)", "exits/s", runs,
+                lambda: firmware_exits(200_000 // scale, fast_rule=True)),
         _median("shared-memory round trip to Python", "exits/s", runs,
                 lambda: host_round_trips("shm", 50_000 // scale)),
         _median("gdbstub round trip to Python", "exits/s", runs,
                 lambda: host_round_trips("gdb", 5_000 // scale)),
     ]  # fmt: skip
-    base = figures[2].value
+    base = figures[3].value
     for f in figures:
         f.note = f"{f.value / base:.1f}x the gdbstub round trip"
     return figures
@@ -226,14 +232,18 @@ def bench_transports(runs: int = 3, quick: bool = False) -> list[Figure]:
     return figures
 
 
-def el2_instructions_per_exit(count: int) -> float:
+def el2_instructions_per_exit(count: int, *, fast_rule: bool = False) -> float:
     """EL2 instructions from vector entry to ERET for a null hypercall handled
-    in the firmware (PSCI_VERSION), counted by the PMU (INST_RETIRED filtered
-    to EL2) under -icount shift=0, by difference between two runs."""
+    in the firmware, counted by the PMU (INST_RETIRED filtered to EL2) under
+    -icount shift=0, by difference between two runs. PSCI_VERSION (answered
+    by the vectors' fast path), or with ``fast_rule`` a hypercall answered by
+    a fast rule (the whole run loop and the core's classifier)."""
 
     def run(n: int) -> int:
         with Hypervisor(extra_args=("-icount", "shift=0"), timeout=300) as hv:
-            hv.load(_loop_guest(n, KIND_FIRMWARE))
+            if fast_rule:
+                hv.rules.hypercall(1, result=0)
+            hv.load(_loop_guest(n, KIND_HOST if fast_rule else KIND_FIRMWARE))
             hv.request_selftest("count-el2")
             total = 0
             for exit in hv.exits():
@@ -247,8 +257,13 @@ def el2_instructions_per_exit(count: int) -> float:
 
 def bench_el2(runs: int = 3, quick: bool = False) -> list[Figure]:
     count = 1_000 if quick else 10_000
-    return [_median("EL2 instructions per null hypercall (in firmware)", "instructions", runs,
-                    lambda: el2_instructions_per_exit(count))]  # fmt: skip
+    return [
+        _median("EL2 instructions per null hypercall (PSCI_VERSION, vector fast path)",
+                "instructions", runs, lambda: el2_instructions_per_exit(count),
+                "target <= 70, full TrapFrame saved"),
+        _median("EL2 instructions per fast-rule hypercall (run loop + core)", "instructions",
+                runs, lambda: el2_instructions_per_exit(count, fast_rule=True)),
+    ]  # fmt: skip
 
 
 def bench_trace(runs: int = 3, quick: bool = False) -> list[Figure]:
@@ -258,7 +273,132 @@ def bench_trace(runs: int = 3, quick: bool = False) -> list[Figure]:
                     lambda: trace_summary_seconds(trace))]  # fmt: skip
 
 
+def _time_to_marker(console: Path, marker: bytes, start: float, done: Callable[[], bool],
+                    timeout: float) -> float:  # fmt: skip
+    """Seconds from ``start`` until ``marker`` is in the console file, polled
+    every millisecond (the same way for both sides of a comparison)."""
+    while time.perf_counter() - start < timeout:
+        try:
+            if marker in console.read_bytes():
+                return time.perf_counter() - start
+        except FileNotFoundError:
+            pass
+        if done():
+            break
+        time.sleep(0.001)
+    raise RuntimeError(f"the marker never appeared in {console}")
+
+
+@dataclass
+class LinuxBoot:
+    kernel: Path
+    initrd: Path
+    cpu: str = "cortex-a57"
+    smp: int = 1
+    memory_mb: int = 512
+    append: str = "console=ttyAMA0"
+
+
+def bare_qemu_boot(boot: LinuxBoot, workdir: Path) -> float:
+    """The kernel straight on QEMU (no hypervisor), to the marker."""
+    import subprocess
+
+    from .debian import MARKER
+
+    console = workdir / "bare-console.log"
+    console.unlink(missing_ok=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        ["qemu-system-aarch64", "-machine", "virt,gic-version=3", "-cpu", boot.cpu,
+         "-smp", str(boot.smp), "-m", f"{boot.memory_mb}M", "-nodefaults", "-display", "none",
+         "-no-reboot", "-serial", f"file:{console}", "-kernel", str(boot.kernel),
+         "-initrd", str(boot.initrd), "-append", boot.append],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        return _time_to_marker(console, MARKER.encode(), start, lambda: proc.poll() is not None,
+                               120)  # fmt: skip
+    finally:
+        proc.wait(60)
+
+
+def armvcpu_boot(boot: LinuxBoot) -> tuple[float, Any]:
+    """The kernel under armvcpu, to the marker; also the firmware's exit log."""
+    import threading
+
+    from .debian import MARKER
+
+    start = time.perf_counter()
+    with Hypervisor(cpu=boot.cpu, smp=boot.smp, memory_mb=boot.memory_mb, timeout=60) as hv:
+        hv.enable_exit_log()
+        hv.load_linux(boot.kernel, initrd=boot.initrd, append=boot.append)
+        assert hv.qemu is not None
+        finished = threading.Event()
+        result: list[float] = []
+        console = hv.qemu.console_path
+
+        def watch() -> None:
+            result.append(_time_to_marker(console, MARKER.encode(), start, finished.is_set, 120))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            hv.run()
+        finally:
+            finished.set()
+            watcher.join(5)
+        log = hv.firmware_exits()
+    if not result:
+        raise RuntimeError("the marker never appeared under armvcpu")
+    return result[0], log
+
+
+def bench_linux_boot(runs: int = 3, quick: bool = False, *, kernel: str | None = None,
+                     initrd: str | None = None, cpu: str = "cortex-a57", smp: int = 1,
+                     append: str = "console=ttyAMA0") -> list[Figure]:  # fmt: skip
+    """Boot time to the marker under armvcpu and on bare QEMU, alternating in
+    one run, and the boot's exits per second by kind. Without a kernel,
+    Debian's arm64 kernel and a busybox marker initramfs are used."""
+    import tempfile
+
+    import numpy as np
+
+    from . import _core
+    from .debian import build_initramfs, fetch_linux_assets
+
+    with tempfile.TemporaryDirectory(prefix="armvcpu-bench-") as tmp:
+        work = Path(tmp)
+        if kernel is None or initrd is None:
+            assets = fetch_linux_assets()
+            kernel = kernel or str(assets.kernel)
+            if initrd is None:
+                (work / "initrd.gz").write_bytes(build_initramfs(assets.busybox))
+                initrd = str(work / "initrd.gz")
+        boot = LinuxBoot(Path(kernel), Path(initrd), cpu=cpu, smp=smp, append=append)
+        bare: list[float] = []
+        under: list[float] = []
+        log: Any = None
+        for _ in range(1 if quick else runs):
+            bare.append(bare_qemu_boot(boot, work))
+            seconds, log = armvcpu_boot(boot)
+            under.append(seconds)
+    ratio = statistics.median(under) / statistics.median(bare)
+    figures = [
+        Figure("bare QEMU, boot to marker", statistics.median(bare), "s", bare,
+               f"-cpu {cpu} -smp {smp}"),
+        Figure("armvcpu, boot to marker", statistics.median(under), "s", under,
+               f"{ratio:.2f}x bare QEMU (target <= 1.2x)"),
+    ]  # fmt: skip
+    span = statistics.median(under)
+    kinds, counts = np.unique(log["kind"], return_counts=True)
+    for kind, count in sorted(zip(kinds, counts, strict=True), key=lambda kc: -kc[1]):
+        name = _core.ExitKind(int(kind)).name
+        figures.append(Figure(f"exits during boot: {name}", float(count) / span, "exits/s",
+                              [float(count)], f"{count} in the last run"))  # fmt: skip
+    return figures
+
+
 BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
+    "linux-boot": bench_linux_boot,
     "exits": bench_exits,
     "startup": bench_startup,
     "trace": bench_trace,

@@ -2,6 +2,7 @@
 
 armvcpu demo                          the example guest and its exits
 armvcpu run GUEST [--policy P.py] [--trace OUT] [--timeout S] ...
+armvcpu run --kernel Image [--initrd F] [--append ARGS] [--dtb F] [--smp N] [-m MiB]
 armvcpu trace show|summary|export FILE
 armvcpu decode esr VALUE              every field of a syndrome, named
 armvcpu bench exits|startup [--json]  benchmarks (figures, never asserted)
@@ -48,7 +49,7 @@ def _decode_esr(value: str) -> int:
     return 0
 
 
-def _bench(name: str, runs: int, quick: bool, as_json: bool) -> int:
+def _bench(name: str, runs: int, quick: bool, as_json: bool, **options: Any) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -56,7 +57,7 @@ def _bench(name: str, runs: int, quick: bool, as_json: bool) -> int:
 
     console = Console(stderr=True)
     with console.status(f"running benchmark {name!r} ({runs} runs per figure)..."):
-        figures = BENCHMARKS[name](runs=runs, quick=quick)
+        figures = BENCHMARKS[name](runs=runs, quick=quick, **options)
     if as_json:
         print(json.dumps(as_dicts(figures), indent=2))
         return 0
@@ -116,7 +117,14 @@ def _run(args: argparse.Namespace) -> int:
     from .trace import Trace
 
     err = Console(stderr=True)
-    guest = _load_guest(args.guest or args.kernel)
+    image = args.guest or args.kernel
+    if image is None:
+        raise ArmvcpuError("name the guest image (armvcpu run GUEST, or --kernel IMAGE)")
+    if args.initrd or args.dtb or args.append or _is_linux_image(image):
+        return _run_linux(args, image)
+    if args.memory is None:
+        args.memory = 256
+    guest = _load_guest(image)
     user_policy = _load_policy(args.policy) if args.policy else None
 
     # The guest's PL011 output goes to stdout as it is written.
@@ -162,6 +170,90 @@ def _run(args: argparse.Namespace) -> int:
     return _finish(trace, args, status)
 
 
+def _is_linux_image(path: str) -> bool:
+    from .linux import LinuxImage
+
+    p = Path(path)
+    if not p.is_file():
+        return False
+    with p.open("rb") as f:
+        return LinuxImage.is_image(f.read(64))
+
+
+def _run_linux(args: argparse.Namespace, image: str) -> int:
+    """Boot a Linux Image: console to stdout, exits the firmware answers
+    (the vGIC, PSCI, SGIs, ...) in the exit log, the rest to the policy."""
+    from rich.console import Console
+
+    from .exits import ExitKind
+    from .hypervisor import Hypervisor
+    from .policy import Policy
+    from .trace import Trace
+
+    err = Console(stderr=True)
+    user_policy = _load_policy(args.policy) if args.policy else None
+    trace = Trace(meta={"kernel": image, "append": args.append}) if args.trace else None
+    memory = args.memory if args.memory is not None else 512
+    last = None
+    with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=memory, smp=args.smp,
+                    timeout=args.timeout, uart="passthrough", gic=args.gic) as hv:  # fmt: skip
+        shown = 0
+
+        def show_console() -> None:
+            nonlocal shown
+            text = hv.console
+            if len(text) > shown:
+                sys.stdout.write(text[shown:])
+                sys.stdout.flush()
+                shown = len(text)
+
+        hv.watchers.append(show_console)
+        if hv.ram is not None:
+            hv.enable_exit_log()
+        hv.load_linux(image, initrd=args.initrd, append=args.append, dtb=args.dtb,
+                      devices=args.device or ["uart"])  # fmt: skip
+        if isinstance(user_policy, Policy):
+            user_policy.install(hv)
+        try:
+            for exit in hv.exits():
+                last = exit
+                if user_policy is not None:
+                    value = user_policy(exit)
+                    if value is not None and not exit.resolved:
+                        Policy.answer(exit, value)
+                if not exit.resolved and exit.kind == ExitKind.Hypercall and (exit.reason.nr >> 31):
+                    # An SMCCC fast call nobody answered (e.g. a guest asking
+                    # which hypervisor this is): NOT_SUPPORTED, as SMCCC says.
+                    exit.resume(x0=0xFFFF_FFFF_FFFF_FFFF)
+                if trace is not None:
+                    if not exit.resolved:
+                        exit.resume_default()
+                    trace.add(exit)
+        except GuestTimeout as exc:
+            show_console()
+            err.print(f"armvcpu: timeout: {exc}", markup=False, highlight=False)
+            return _finish_linux(hv, trace, args, EXIT_TIMEOUT)
+        except QemuError as exc:
+            show_console()
+            err.print(f"armvcpu: QEMU failed: {str(exc).splitlines()[0]}", markup=False)
+            return _finish_linux(hv, trace, args, EXIT_QEMU)
+        show_console()
+        if last is None or last.kind != ExitKind.SystemDown:
+            what = repr(last.reason) if last is not None else "no exit"
+            err.print(f"armvcpu: the VM stopped at {what}", markup=False, highlight=False)
+            return _finish_linux(hv, trace, args, EXIT_GUEST_STOPPED)
+        if last.reason.reset:
+            err.print("armvcpu: the guest asked for a reset (SYSTEM_RESET); the VM ended",
+                      markup=False)  # fmt: skip
+        return _finish_linux(hv, trace, args, EXIT_OK)
+
+
+def _finish_linux(hv: Any, trace: Any, args: argparse.Namespace, status: int) -> int:
+    if trace is not None and hv.ram is not None:
+        trace.add_firmware_log(hv.firmware_exits())
+    return _finish(trace, args, status)
+
+
 def _chain(first: Any, second: Any) -> Any:
     from .policy import Policy
 
@@ -181,7 +273,10 @@ def _chain(first: Any, second: Any) -> Any:
 def _finish(trace: Any, args: argparse.Namespace, status: int) -> int:
     if trace is not None:
         path = trace.save(args.trace)
-        print(f"armvcpu: trace of {len(trace)} exits saved to {path}", file=sys.stderr)
+        what = f"{len(trace)} exits"
+        if len(trace.firmware_log):
+            what = f"{len(trace)} host exits and {len(trace.firmware_log)} logged by the firmware"
+        print(f"armvcpu: trace of {what} saved to {path}", file=sys.stderr)
     return status
 
 
@@ -199,7 +294,10 @@ def _trace(args: argparse.Namespace) -> int:
     if args.action == "summary":
         rows = trace.summary()
         if args.json:
-            print(json.dumps([r.__dict__ for r in rows], indent=2))
+            # Host-answered exits, then (source "firmware") the firmware's log.
+            out_rows = [{**r.__dict__, "source": "host"} for r in rows]
+            out_rows += [{**r.__dict__, "source": "firmware"} for r in trace.firmware_summary()]
+            print(json.dumps(out_rows, indent=2))
             return 0
         table = Table(title=f"{args.file}: {len(trace)} exits")
         for col in ("kind", "count", "share", "median handling", "p99 handling"):
@@ -208,6 +306,13 @@ def _trace(args: argparse.Namespace) -> int:
             table.add_row(r.kind, str(r.count), f"{r.share:.1%}", f"{r.median_us:.1f} µs",
                           f"{r.p99_us:.1f} µs")  # fmt: skip
         out.print(table)
+        if len(trace.firmware_log):
+            fw = Table(title=f"the firmware's exit log: {len(trace.firmware_log)} exits")
+            for col in ("kind", "answered by", "count", "per second"):
+                fw.add_column(col, justify="left" if col in ("kind", "answered by") else "right")
+            for s in trace.firmware_summary():
+                fw.add_row(s.kind, s.handler, str(s.count), f"{s.per_second:.0f}")
+            out.print(fw)
     elif args.action == "show":
         t_ns = trace.columns["t_ns"]
         table = Table(title=f"{args.file}: first {min(args.limit, len(trace))} of {len(trace)}")
@@ -301,16 +406,42 @@ def _parser() -> argparse.ArgumentParser:
                          "status: 0 powered off, 1 stopped at an unanswered exit, 2 usage, "
                          "3 timeout, 4 QEMU failed.")  # fmt: skip
     run.add_argument("guest", nargs="?", help="the guest image")
-    run.add_argument("--kernel", help="the guest image (as QEMU's -kernel)")
+    run.add_argument(
+        "--kernel",
+        help="the guest image (as QEMU's -kernel): an ELF, a raw "
+        "binary, or an arm64 Linux Image (booted per the arm64 boot protocol)",
+    )
+    run.add_argument("--initrd", help="an initramfs for the Linux Image")
+    run.add_argument("--append", default="", help="the Linux kernel command line")
+    run.add_argument("--dtb", help="a device tree to derive the guest's from (default: QEMU's)")
+    run.add_argument(
+        "--device",
+        action="append",
+        choices=["uart", "rtc", "virtio"],
+        help="devices passed through to a Linux guest (default: uart); repeat for several",
+    )
+    run.add_argument("--gic", type=int, default=3, help="GIC version (armvcpu drives GICv3)")
     run.add_argument("--policy", help="a Python file defining `policy`")
     run.add_argument("--trace", metavar="OUT", help="record every exit to OUT (.npz)")
-    run.add_argument("--timeout", type=float, default=10.0, help="seconds without an exit")
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="seconds without progress (an exit, or console output) before "
+        "the guest counts as hung",
+    )
     run.add_argument("--cpu", default="max", help="QEMU CPU model (max, cortex-a57, ...)")
     run.add_argument(
         "--smp", type=int, default=1,
         help="CPUs, and vCPUs of the VM (the guest starts them with PSCI CPU_ON)",
     )  # fmt: skip
-    run.add_argument("-m", "--memory", type=int, default=256, help="machine RAM in MiB")
+    run.add_argument(
+        "-m",
+        "--memory",
+        type=int,
+        default=None,
+        help="machine RAM in MiB (default 256; 512 for a Linux Image)",
+    )
     run.add_argument("--transport", choices=["shm", "gdb"], default="shm")
     run.add_argument("--uart", choices=["host", "emulate", "passthrough"], default="host",
                      help="the guest's PL011: a Python model over exits (host), emulated in "
@@ -333,7 +464,17 @@ def _parser() -> argparse.ArgumentParser:
     decode.add_argument("value", help="e.g. 0x5a000000")
 
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
-    bench.add_argument("name", choices=["exits", "startup", "trace", "transports", "el2"])
+    bench.add_argument(
+        "name", choices=["exits", "startup", "trace", "transports", "el2", "linux-boot"]
+    )
+    bench.add_argument("--kernel", help="linux-boot: the kernel Image (default: Debian's)")
+    bench.add_argument(
+        "--initrd",
+        help="linux-boot: an initramfs that prints ARMVCPU-MARKER (default: a busybox one)",
+    )
+    bench.add_argument("--cpu", default="cortex-a57", help="linux-boot: QEMU CPU model")
+    bench.add_argument("--smp", type=int, default=1, help="linux-boot: CPUs")
+    bench.add_argument("--append", default="console=ttyAMA0", help="linux-boot: command line")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument("--runs", type=int, default=3, help="runs per figure (median reported)")
     bench.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
@@ -369,7 +510,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "trace":
             return _trace(args)
         if args.command == "bench":
-            return _bench(args.name, args.runs, args.quick, args.json)
+            options: dict[str, Any] = {}
+            if args.name == "linux-boot":
+                options = {"kernel": args.kernel, "initrd": args.initrd, "cpu": args.cpu,
+                           "smp": args.smp, "append": args.append}  # fmt: skip
+            elif args.kernel or args.initrd:
+                parser.error("--kernel/--initrd are for the linux-boot benchmark")
+            return _bench(args.name, args.runs, args.quick, args.json, **options)
         if args.command == "gdb":
             from .gdb_launch import launch
 

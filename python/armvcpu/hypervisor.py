@@ -31,10 +31,12 @@ from .errors import (
     SessionClosedError,
     TargetConnectionError,
 )
+from .exitlog import ExitLogReader
 from .exits import Exit
 from .firmware import Firmware
 from .gdbstub import GdbRemote
 from .guest import Guest
+from .linux import BootPlan, LinuxImage
 from .policy import Policy
 from .qemu import QemuConfig, QemuProcess
 from .rules import FastRules
@@ -83,6 +85,13 @@ class Hypervisor:
             :class:`~armvcpu.devices.Pl011`), ``"emulate"`` (emulated in EL2; read
             the output with :meth:`read_guest_console`) or ``"passthrough"``
             (the real PL011, shared with the firmware's log).
+        gic: the GIC version of the machine; the firmware drives GICv3, so 3
+            is the only value (others raise ValueError, naming why).
+        vgic: give every VM an emulated GICv3 distributor and redistributors
+            (as :meth:`load_linux` does): interrupts then reach a guest only
+            as its own GIC programming allows. Without it a guest has the
+            GIC's virtual CPU interface alone, and its GICD/GICR accesses are
+            exits like any other MMIO.
         extra_args: more QEMU arguments, appended as given.
         remote: ``"host:port"`` of a GDB remote target already running the
             armvcpu firmware, halted (see :meth:`attach`); no QEMU is started.
@@ -101,6 +110,8 @@ class Hypervisor:
         uart: Literal["host", "emulate", "passthrough"] = "host",
         extra_args: Sequence[str] = (),
         remote: str | None = None,
+        gic: int = 3,
+        vgic: bool = False,
     ) -> None:
         if transport not in ("shm", "gdb"):
             raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
@@ -110,10 +121,15 @@ class Hypervisor:
         if uart not in _UART_MODES:
             raise ValueError(f"uart must be one of {sorted(_UART_MODES)}, not {uart!r}")
         self.uart = uart
-        self._console_read = 0
-        self._console_text: list[str] = []
+        self._console_read: dict[int, int] = {}
+        self._console_text: dict[int, list[str]] = {}
         self.firmware = Firmware.load(firmware)
         self.transport_name = transport
+        if gic != 3:
+            raise ValueError(
+                f"gic={gic!r}: the armvcpu firmware drives a GICv3 (list registers, "
+                "ICC_SGI1R_EL1) and emulates a GICv3 for guests; use gic=3"
+            )
         if not 1 <= smp <= 8:
             raise ValueError(f"smp must be 1..8 (the firmware runs up to 8 CPUs), not {smp}")
         self.smp = smp
@@ -138,6 +154,14 @@ class Hypervisor:
         self._vms_running: set[int] = {1}
         self._vm_configs: dict[int, Any] = {}
         self._closed = False
+        self._exit_log: ExitLogReader | None = None
+        self._exit_log_rows: list[Any] = []
+        self._console_size = 0
+        #: Called about every 0.1 s while the host waits for an exit (e.g. to
+        #: show the guest's console as it is written).
+        self.watchers: list[Callable[[], None]] = []
+        self.boot_plan: BootPlan | None = None
+        self.vgic = vgic
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -181,6 +205,8 @@ class Hypervisor:
             self.guest_config = _core.GuestConfig.from_bytes(raw)
             self.guest_config.uart_mode = _UART_MODES[self.uart]
             self.guest_config.num_vcpus = self.smp  # until add_vm() takes some
+            if self.vgic:
+                self.guest_config.features |= int(_core.FEATURE_VGIC)
             self.gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
             attach = self.transport.attach_value().to_bytes(4, "little")
             self.gdb.write_memory(self.firmware.host_attached, attach)
@@ -271,6 +297,7 @@ class Hypervisor:
             self.gdb.close()
         if self.qemu is not None:
             self.qemu.terminate()
+        self._drain_exit_log()  # what the firmware logged last stays readable
         if self.ram is not None:
             with contextlib.suppress(BufferError):
                 self.ram.close()
@@ -300,15 +327,17 @@ class Hypervisor:
         self.gdb = None
         return str(self.qemu.gdb_socket)
 
-    def read_guest_console(self) -> str:
-        """What the guest wrote to its emulated UART since the last call
-        (``uart="emulate"``); all of it is in :attr:`guest_console`."""
+    def read_guest_console(self, vm: int = 1) -> str:
+        """What VM ``vm``'s guest wrote to its emulated UART since the last
+        call (``uart="emulate"``; each VM has its own stream); all of it is in
+        :attr:`guest_console` (VM 1) or :meth:`guest_console_of`."""
         if self.uart != "emulate":
             raise ArmvcpuError("the guest console stream needs uart='emulate'")
-        base = self.firmware.guest_console
+        self._config(vm)  # the VM must exist
+        base = self.firmware.guest_console + (vm - 1) * int(_core.CONSOLE_RING_STRIDE)
         written = int.from_bytes(self._read_phys(base, 8), "little")
         size = int(_core.CONSOLE_RING_SIZE)
-        start = max(self._console_read, written - size)
+        start = max(self._console_read.get(vm, 0), written - size)
         out = bytearray()
         data_at = base + int(_core.CONSOLE_RING_DATA_OFFSET)
         while start < written:
@@ -316,16 +345,20 @@ class Hypervisor:
             chunk = min(written - start, size - offset)
             out += self._read_phys(data_at + offset, chunk)
             start += chunk
-        lost = max(0, written - size - self._console_read)
-        self._console_read = written
+        lost = max(0, written - size - self._console_read.get(vm, 0))
+        self._console_read[vm] = written
         text = (f"[{lost} bytes lost]" if lost else "") + out.decode("utf-8", "replace")
-        self._console_text.append(text)
+        self._console_text.setdefault(vm, []).append(text)
         return text
 
     @property
     def guest_console(self) -> str:
         """Everything read from the guest's emulated UART so far."""
-        return "".join(self._console_text)
+        return self.guest_console_of(1)
+
+    def guest_console_of(self, vm: int) -> str:
+        """Everything read from VM ``vm``'s emulated UART so far."""
+        return "".join(self._console_text.get(vm, []))
 
     @property
     def console(self) -> str:
@@ -458,6 +491,119 @@ class Hypervisor:
         cfg.x0 = guest.x0
         self._write_phys(self._config_address(vm), cfg.to_bytes())
 
+    def enable_exit_log(self) -> None:
+        """Log every exit of every VM, including those the firmware answers
+        itself, for :meth:`firmware_exits` (``transport="shm"`` only: the log
+        is read while the guest runs). Call before the first ``exits()``."""
+        self._require_gdb()
+        if self._started:
+            raise ArmvcpuError("enable_exit_log() must come before the first exits() call")
+        if self.ram is None:
+            raise ArmvcpuError("the exit log is read as the guest runs: it needs transport='shm'")
+        for vm in (1, *self._vm_configs):
+            cfg = self._config(vm)
+            cfg.features |= int(_core.FEATURE_EXIT_LOG)
+            self._write_phys(self._config_address(vm), cfg.to_bytes())
+        self._exit_log = ExitLogReader(self._read_phys, self.firmware.exit_log, self.smp)
+
+    def firmware_exits(self) -> Any:
+        """Every logged exit so far (after :meth:`enable_exit_log`), oldest
+        first: a numpy structured array with ``time_s``, ``cpu``, ``vm``,
+        ``vcpu``, ``kind`` (ExitKind), ``handler`` (ExitLogHandler), ``esr``
+        and ``arg`` (the MMIO address, system register, hypercall number or
+        INTID). See :mod:`armvcpu.exitlog`."""
+        import numpy as np
+
+        from .exitlog import DTYPE
+
+        if self._exit_log is None:
+            raise ArmvcpuError("call enable_exit_log() before the run")
+        self._drain_exit_log()
+        if not self._exit_log_rows:
+            return np.empty(0, dtype=DTYPE)
+        if len(self._exit_log_rows) > 1:
+            self._exit_log_rows = [np.concatenate(self._exit_log_rows)]
+        return self._exit_log_rows[0]
+
+    def _drain_exit_log(self) -> bool:
+        if self._exit_log is None or self.ram is None or self.ram.closed:
+            return False
+        rows = self._exit_log.drain()
+        if len(rows):
+            self._exit_log_rows.append(rows)
+        return len(rows) > 0
+
+    @property
+    def exit_log_dropped(self) -> int:
+        """Logged exits lost because the host read the log too slowly."""
+        return self._exit_log.dropped if self._exit_log is not None else 0
+
+    def load_linux(self, kernel: bytes | str | Path, *, initrd: bytes | str | Path | None = None,
+                   append: str = "", dtb: bytes | str | Path | None = None,
+                   devices: Sequence[str] = ("uart",)) -> BootPlan:  # fmt: skip
+        """Boot an arm64 kernel Image in VM 1 per the arm64 boot protocol.
+
+        Guest RAM is all machine RAM above the firmware's 128 MiB, at the same
+        addresses as the guest sees them (so passed-through DMA devices work).
+        The guest's GIC is emulated in EL2; its device tree is derived from
+        QEMU's (or ``dtb``'s) with the guest's memory, vCPUs, PSCI over HVC,
+        ``append`` as the command line, the initramfs, and only ``devices``:
+        ``"uart"`` (the PL011, passed through), ``"rtc"`` (PL031) and
+        ``"virtio"`` (the virtio-mmio transports).
+
+        >>> with Hypervisor(smp=2, memory_mb=512, uart="passthrough") as hv:  # doctest: +SKIP
+        ...     hv.load_linux("vmlinuz", initrd="initrd.gz", append="console=ttyAMA0")
+        ...     hv.run()
+        """
+        from .devicetree import guest_device_tree, qemu_device_tree
+
+        self._require_gdb()
+        if self._started:
+            raise ArmvcpuError("load_linux() must come before the first exits() call")
+        known = {"uart": 0, "rtc": int(_core.FEATURE_RTC), "virtio": int(_core.FEATURE_VIRTIO)}
+        unknown = sorted(set(devices) - set(known))
+        if unknown:
+            raise ValueError(f"unknown devices {unknown}; armvcpu passes through {sorted(known)}")
+        image = LinuxImage.parse(_read_input(kernel, "kernel"))
+        initrd_data = _read_input(initrd, "initrd") if initrd is not None else None
+        source = _read_input(dtb, "device tree") if dtb is not None else None
+        cfg = self.guest_config
+        ram_end = RAM_BASE + (self.config.memory_mb << 20)
+        ram_base = int(cfg.pa_base)
+        ram_size = (ram_end - ram_base) & ~((2 << 20) - 1)
+        if ram_size <= 0:
+            raise GuestImageError(f"memory_mb={self.config.memory_mb} leaves no RAM for the guest")
+        plan = BootPlan.make(image, ram_base=ram_base, ram_size=ram_size,
+                             initrd_size=len(initrd_data) if initrd_data is not None else None,
+                             dtb_size=0)  # fmt: skip
+        if source is None:
+            source = qemu_device_tree(qemu=self.config.binary, cpu=self.config.cpu,
+                                      smp=self.smp, memory_mb=self.config.memory_mb)  # fmt: skip
+        initrd_range = None
+        if plan.initrd is not None and plan.initrd_end is not None:
+            initrd_range = (plan.initrd, plan.initrd_end)
+        tree = guest_device_tree(source, ram_base=ram_base, ram_size=ram_size,
+                                 num_cpus=int(cfg.num_vcpus) or 1, bootargs=append,
+                                 initrd=initrd_range, devices=tuple(devices))  # fmt: skip
+        plan = BootPlan.make(image, ram_base=ram_base, ram_size=ram_size,
+                             initrd_size=len(initrd_data) if initrd_data is not None else None,
+                             dtb_size=len(tree))  # fmt: skip
+        cfg.ipa_base = ram_base  # identity: guest physical = machine physical
+        cfg.size = ram_size
+        cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
+        if "uart" in devices:
+            self.uart = "passthrough"
+            cfg.uart_mode = _UART_MODES["passthrough"]
+        self.write_guest(plan.kernel, image.data)
+        if initrd_data is not None and plan.initrd is not None:
+            self.write_guest(plan.initrd, initrd_data)
+        self.write_guest(plan.dtb, tree)
+        cfg.entry = plan.kernel
+        cfg.x0 = plan.dtb
+        self._write_phys(self._config_address(1), cfg.to_bytes())
+        self.boot_plan = plan
+        return plan
+
     def add_vm(self, guest: Guest, *, vcpus: int = 1) -> int:
         """Another VM, isolated from VM 1 by its own stage-2 tables and VMID,
         with its own slice of machine RAM (as large as VM 1's) and ``vcpus``
@@ -585,6 +731,21 @@ class Hypervisor:
             if self.qemu is not None and not self.qemu.alive():
                 self._ended_or_died()
                 return None
+            if self._made_progress():
+                # A guest that prints or makes exits the firmware answers is
+                # alive even when no exit reaches the host (a Linux boot).
+                deadline = time.monotonic() + timeout
+
+    def _made_progress(self) -> bool:
+        for watch in self.watchers:
+            watch()
+        progress = False
+        if self.qemu is not None:
+            with contextlib.suppress(OSError):
+                size = self.qemu.console_path.stat().st_size
+                progress = size != self._console_size
+                self._console_size = size
+        return self._drain_exit_log() or progress
 
     def _inject(self, slot: int, intid: int) -> None:
         self._publish_phys(self.firmware.pending_irq + 8 * slot, intid + 1)
@@ -643,3 +804,12 @@ class Hypervisor:
 
     def _console_tail(self, lines: int = 10) -> str:
         return "\n".join(self.console.splitlines()[-lines:])
+
+
+def _read_input(what: bytes | str | Path, name: str) -> bytes:
+    if isinstance(what, bytes):
+        return what
+    path = Path(what)
+    if not path.is_file():
+        raise GuestImageError(f"the {name} {path} does not exist")
+    return path.read_bytes()

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, exitlog
 from .exits import Exit
 
 RECORD_SIZE: int = _core.ExitRecord.SIZE
@@ -59,6 +59,10 @@ class Trace:
         self._x0: list[int] = []
         self._frozen: dict[str, np.ndarray] | None = None
         self._start_ns = time.perf_counter_ns()
+        #: Every exit the firmware logged, including the ones it answered
+        #: itself (see :mod:`armvcpu.exitlog`); empty unless the run had
+        #: ``Hypervisor.enable_exit_log()``.
+        self.firmware_log: np.ndarray = np.empty(0, dtype=exitlog.DTYPE)
 
     # -- recording ----------------------------------------------------------------
 
@@ -72,6 +76,14 @@ class Trace:
         self._handle_ns.append(max(0, answered - delivered))
         self._action.append(int(exit.record.action))
         self._x0.append(int(exit.frame.gpr(0)))
+
+    def add_firmware_log(self, rows: np.ndarray) -> None:
+        """Append exit-log rows (``Hypervisor.firmware_exits()``)."""
+        self.firmware_log = np.concatenate([self.firmware_log, rows.astype(exitlog.DTYPE)])
+
+    def firmware_summary(self) -> list[exitlog.LogKindSummary]:
+        """The firmware log's exits per kind and handler, with their rates."""
+        return exitlog.summarize(self.firmware_log)
 
     def __len__(self) -> int:
         return len(self._records) if self._frozen is None else len(self._frozen["t_ns"])
@@ -226,7 +238,7 @@ class Trace:
         c = self.columns
         np.savez_compressed(p, meta=np.array(json.dumps(meta)), records=c["records"],
                             t_ns=c["t_ns"], handle_ns=c["handle_ns"], action=c["action"],
-                            answer_x0=c["answer_x0"])  # fmt: skip
+                            answer_x0=c["answer_x0"], firmware_log=self.firmware_log)  # fmt: skip
         return p
 
     @classmethod
@@ -238,6 +250,8 @@ class Trace:
                 meta = json.loads(str(data["meta"]))
                 columns = {k: data[k] for k in ("records", "t_ns", "handle_ns", "action",
                                                  "answer_x0")}  # fmt: skip
+                firmware_log = (data["firmware_log"] if "firmware_log" in data.files
+                                else np.empty(0, dtype=exitlog.DTYPE))  # fmt: skip
         except FileNotFoundError:
             raise
         except (OSError, ValueError, KeyError) as exc:
@@ -252,4 +266,7 @@ class Trace:
             )
         trace = cls(meta)
         trace._frozen = columns
+        if firmware_log.dtype != exitlog.DTYPE:
+            raise ValueError(f"{p}: its firmware log has an unknown layout ({firmware_log.dtype})")
+        trace.firmware_log = firmware_log
         return trace

@@ -1,0 +1,124 @@
+"""Real guests nobody here wrote: Debian's arm64 kernel and busybox, fetched
+as Debian packages and cached, and a tiny initramfs built around them.
+
+The packages come from the machine's own apt sources with the arm64
+architecture added (``dpkg --add-architecture arm64`` and ``apt-get update``,
+which ``scripts/bootstrap.sh`` does); ``apt-get download`` needs no root.
+
+>>> assets = fetch_linux_assets()                  # doctest: +SKIP
+>>> initrd = build_initramfs(assets.busybox, MARKER_INIT)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ArmvcpuError, ToolNotFoundError
+
+#: The line the marker init prints once the kernel has reached user space.
+MARKER = "ARMVCPU-MARKER"
+#: An /init that mounts proc and sys, prints the marker with the kernel's
+#: release and the online CPU count, and powers off (PSCI SYSTEM_OFF).
+MARKER_INIT = f"""#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+echo "{MARKER} kernel=$(/bin/busybox uname -r) cpus=$(/bin/busybox nproc)"
+/bin/busybox poweroff -f
+"""
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "armvcpu" / "debian"
+
+
+@dataclass(frozen=True)
+class LinuxAssets:
+    kernel: Path  # the arm64 Image (Debian ships it as vmlinuz-*)
+    busybox: Path  # a static arm64 busybox
+    release: str  # the kernel's release, e.g. 6.1.0-26-arm64
+
+
+def _run(cmd: list[str], cwd: Path) -> str:
+    try:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    except FileNotFoundError as exc:
+        raise ToolNotFoundError(f"{cmd[0]} is not installed (Debian's apt is needed)") from exc
+    if done.returncode != 0:
+        raise ArmvcpuError(
+            f"{' '.join(cmd)} failed: {done.stderr.strip()[-800:]}\n"
+            "Is the arm64 architecture added? sudo dpkg --add-architecture arm64 && "
+            "sudo apt-get update (scripts/bootstrap.sh does this)"
+        )
+    return done.stdout
+
+
+def _kernel_package() -> str:
+    """The versioned kernel package the linux-image-arm64 metapackage names."""
+    out = _run(["apt-cache", "depends", "linux-image-arm64:arm64"], Path("/"))
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "Depends:" and parts[1].startswith("linux-image-"):
+            return parts[1] if ":" in parts[1] else parts[1] + ":arm64"
+    raise ArmvcpuError(f"apt-cache does not name the kernel behind linux-image-arm64:\n{out}")
+
+
+def fetch_linux_assets(cache: Path | None = None) -> LinuxAssets:
+    """Debian's arm64 kernel and static busybox, downloaded once and
+    unpacked into ``cache`` (default ``~/.cache/armvcpu/debian``)."""
+    cache = cache or default_cache_dir()
+    done = cache / "ready"
+    if done.is_file():
+        kernel_name, busybox_name, release = done.read_text().split()
+        kernel, busybox = cache / kernel_name, cache / busybox_name
+        if kernel.is_file() and busybox.is_file():
+            return LinuxAssets(kernel, busybox, release)
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        work = Path(tmp)
+        _run(["apt-get", "download", _kernel_package(), "busybox-static:arm64"], work)
+        debs = sorted(work.glob("*.deb"))
+        root = work / "root"
+        for deb in debs:
+            _run(["dpkg-deb", "-x", str(deb), str(root)], work)
+        kernels = sorted((root / "boot").glob("vmlinuz-*"))
+        busybox = root / "bin" / "busybox"
+        if not kernels or not busybox.is_file():
+            raise ArmvcpuError(f"the packages {[d.name for d in debs]} lack a kernel or busybox")
+        release = kernels[-1].name.removeprefix("vmlinuz-")
+        shutil.copy(kernels[-1], cache / kernels[-1].name)
+        shutil.copy(busybox, cache / "busybox")
+    done.write_text(f"{kernels[-1].name} busybox {release}\n")
+    return LinuxAssets(cache / kernels[-1].name, cache / "busybox", release)
+
+
+def _newc_entry(name: str, mode: int, data: bytes, ino: int) -> bytes:
+    # The "newc" cpio format the kernel unpacks (Documentation/driver-api/
+    # early-userspace/buffer-format.rst): a 110-byte ASCII header of 13
+    # eight-digit hex fields, the NUL-terminated name, then the data, both
+    # padded to 4 bytes.
+    fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name) + 1, 0)
+    head = ("070701" + "".join(f"{v:08x}" for v in fields)).encode() + name.encode() + b"\0"
+    head += b"\0" * (-len(head) % 4)
+    return head + data + b"\0" * (-len(data) % 4)
+
+
+def build_initramfs(busybox: Path, init: str = MARKER_INIT) -> bytes:
+    """A gzip-compressed newc cpio: /bin/busybox, /bin/sh and ``init`` as /init."""
+    entries = [
+        ("bin", stat.S_IFDIR | 0o755, b""),
+        ("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes()),
+        ("bin/sh", stat.S_IFLNK | 0o777, b"busybox"),
+        ("init", stat.S_IFREG | 0o755, init.encode()),
+    ]
+    out = b"".join(_newc_entry(n, m, d, i + 1) for i, (n, m, d) in enumerate(entries))
+    out += _newc_entry("TRAILER!!!", 0, b"", 0)
+    return gzip.compress(out + b"\0" * (-len(out) % 512), mtime=0)

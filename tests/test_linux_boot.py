@@ -1,0 +1,161 @@
+"""Debian's own arm64 kernel boots under armvcpu: fetched as a Debian package
+(cached between runs), with a busybox initramfs whose /init prints a marker
+with ``uname -r`` and ``nproc`` and powers off through PSCI SYSTEM_OFF.
+
+Everything is real: the kernel nobody here wrote, the firmware's emulated
+GICv3, its PSCI, SGI and virtual-timer handling, QEMU's CPUs.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from armvcpu import Hypervisor, _core
+from armvcpu.debian import MARKER, build_initramfs, fetch_linux_assets
+from armvcpu.errors import GuestImageError
+from armvcpu.linux import IMAGE_MAGIC, BootPlan, LinuxImage
+from armvcpu.trace import Trace
+
+from .conftest import qemu_pids, shm_files
+
+# Linux boots in seconds on these CPU models (-cpu max emulates pointer
+# authentication in software and takes several times longer).
+CPU = "cortex-a57"
+
+
+@pytest.fixture(scope="session")
+def linux(tmp_path_factory: pytest.TempPathFactory):
+    assets = fetch_linux_assets()
+    initrd = tmp_path_factory.mktemp("linux") / "initrd.gz"
+    initrd.write_bytes(build_initramfs(assets.busybox))
+    return assets, initrd
+
+
+def run_linux(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "armvcpu", "run", *args],
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+@pytest.mark.parametrize("smp", [1, 2])
+def test_debian_kernel_reaches_user_space_and_powers_off(linux, tmp_path, smp):
+    assets, initrd = linux
+    before = qemu_pids()
+    out = run_linux("--kernel", str(assets.kernel), "--initrd", str(initrd),
+                    "--append", "console=ttyAMA0", "--smp", str(smp), "--cpu", CPU,
+                    "--trace", str(tmp_path / "boot.npz"))  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    marker = re.search(rf"{MARKER} kernel=(\S+) cpus=(\d+)", out.stdout)
+    assert marker is not None, out.stdout[-3000:]
+    assert marker.group(1) == assets.release
+    assert int(marker.group(2)) == smp
+    # The kernel saw the GICv3 and the CPUs the device tree describes.
+    assert "GICv3" in out.stdout or "GIC: " in out.stdout
+    assert f"Brought up 1 node, {smp} CPU" in out.stdout
+    assert qemu_pids() <= before and not shm_files()
+
+    # The trace shows the boot's exits: the emulated GIC's registers, timer
+    # interrupts, and for SMP the secondary's CPU_ON and IPIs; all answered
+    # inside EL2 except the few the host saw.
+    trace = Trace.load(tmp_path / "boot.npz")
+    log = trace.firmware_log
+    kinds = {_core.ExitKind(int(k)).name for k in np.unique(log["kind"])}
+    assert {"MmioRead", "MmioWrite", "ExternalInterrupt"} <= kinds
+    gic = log[(log["kind"] == int(_core.ExitKind.MmioWrite)) & (log["arg"] >= 0x0800_0000)
+              & (log["arg"] < 0x0A00_0000)]  # fmt: skip
+    assert len(gic) > 20  # the GIC driver's distributor and redistributor set-up
+    timer = log[(log["kind"] == int(_core.ExitKind.ExternalInterrupt)) & (log["arg"] == 27)]
+    assert len(timer) > 10  # the virtual timer ticks
+    if smp == 2:
+        assert "CpuUp" in kinds and "SendIpi" in kinds
+        assert set(np.unique(log["vcpu"])) == {0, 1}
+    assert _core.ExitKind(int(trace.kind[-1])).name == "SystemDown"
+
+
+def test_linux_through_the_python_api_with_a_given_device_tree(linux, tmp_path):
+    from armvcpu.devicetree import qemu_device_tree
+
+    assets, initrd = linux
+    source = qemu_device_tree(cpu=CPU, smp=1, memory_mb=512)
+    with Hypervisor(cpu=CPU, memory_mb=512, timeout=60) as hv:
+        hv.enable_exit_log()
+        plan = hv.load_linux(assets.kernel, initrd=initrd, append="console=ttyAMA0 quiet",
+                             dtb=source)  # fmt: skip
+        # The boot protocol's placement: the kernel at the 2 MiB-aligned base
+        # of RAM plus text_offset, the device tree 8-byte aligned in the top
+        # 2 MiB, the initramfs between them.
+        assert (
+            plan.kernel == plan.ram_base + LinuxImage.parse(assets.kernel.read_bytes()).text_offset
+        )
+        assert plan.dtb % 8 == 0 and plan.dtb >= plan.ram_base + plan.ram_size - (2 << 20)
+        assert plan.kernel_end <= plan.initrd < plan.initrd_end <= plan.dtb
+        assert hv.read_guest(plan.dtb, 4) == b"\xd0\x0d\xfe\xed"
+        exits = hv.run()
+    assert exits[-1].kind.name == "SystemDown"
+    assert f"{MARKER} kernel={assets.release} cpus=1" in hv.console
+    assert len(hv.firmware_exits()) > 100
+
+
+# -- the boot protocol's rules, and bad kernels --------------------------------------------
+
+
+def image_header(text_offset: int = 0, image_size: int = 0x200000, flags: int = 0x2,
+                 magic: int = IMAGE_MAGIC) -> bytes:  # fmt: skip
+    return struct.pack("<IIQQQQQQII", 0x91005A4D, 0x14000000, text_offset, image_size, flags,
+                       0, 0, 0, magic, 0)  # fmt: skip
+
+
+def test_image_header_is_read_per_booting_rst():
+    image = LinuxImage.parse(image_header(text_offset=0x80000, image_size=0x1234000, flags=0xA))
+    assert (image.text_offset, image.image_size, image.anywhere) == (0x80000, 0x1234000, True)
+    # image_size 0 (kernels before 3.17): text_offset is 0x80000.
+    old = LinuxImage.parse(image_header(text_offset=0, image_size=0) + bytes(0x1000))
+    assert old.text_offset == 0x80000
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "too short"),
+        (image_header()[:40], "too short"),
+        (image_header(magic=0x12345678), "not an arm64 Image"),
+        (image_header(flags=1), "big-endian"),
+        (image_header(image_size=0x10), "malformed"),
+        (b"\x1f\x8b\x08\x00garbage", "gzip"),
+        (b"MZ\0\0zimg" + bytes(64), "EFI zboot"),
+    ],
+)
+def test_bad_kernels_are_refused_with_a_reason(data, message):
+    with pytest.raises(GuestImageError, match=message):
+        LinuxImage.parse(data)
+
+
+def test_a_kernel_that_does_not_fit_asks_for_more_memory():
+    image = LinuxImage.parse(image_header(image_size=200 << 20))
+    with pytest.raises(GuestImageError, match="give the machine more memory"):
+        BootPlan.make(image, ram_base=0x4800_0000, ram_size=128 << 20, initrd_size=1 << 20,
+                      dtb_size=4096)  # fmt: skip
+    with pytest.raises(GuestImageError, match="2 MiB aligned"):
+        BootPlan.make(image, ram_base=0x4810_0000, ram_size=512 << 20, initrd_size=None,
+                      dtb_size=4096)  # fmt: skip
+
+
+def test_cli_refuses_a_truncated_kernel_and_leaks_nothing(tmp_path):
+    bad = tmp_path / "Image"
+    bad.write_bytes(image_header()[:60])  # the magic is there, the rest is not
+    before = qemu_pids()
+    out = run_linux("--kernel", str(bad), "--append", "console=ttyAMA0", timeout=60)
+    assert out.returncode == 2
+    assert "too short" in out.stderr or "malformed" in out.stderr
+    assert qemu_pids() <= before and not shm_files()
+
+
+def test_cli_refuses_gic_v2(tmp_path):
+    out = run_linux("--kernel", str(Path(__file__)), "--gic", "2", "--append", "x", timeout=60)
+    assert out.returncode == 2
+    assert "GICv3" in out.stderr

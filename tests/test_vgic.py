@@ -1,0 +1,257 @@
+"""The emulated GICv3 (Hypervisor(vgic=True)) seen from real guests: its
+registers read back as the GICv3 specification (IHI 0069H, chapter 12) says,
+and interrupts reach a guest only as its own GIC programming allows.
+
+All of it is answered inside EL2: the guests' GICD/GICR accesses never reach
+the host, which sees only their hypercalls.
+"""
+
+from __future__ import annotations
+
+import pytest
+from armvcpu import ExitKind, Guest, Hypervisor
+
+from .test_interrupts import GIC_SETUP, VECTORS
+
+GICD = 0x0800_0000
+GICR0 = 0x080A_0000
+
+REGISTERS = """
+    ldr x9, =0x08000000         // GICD
+    ldr x10, =0x080A0000        // vCPU 0's redistributor, RD_base
+    add x11, x10, #0x10000      // ... and its SGI_base
+    ldr w1, [x9]                // GICD_CTLR
+    ldr w2, [x9, #0x4]          // GICD_TYPER
+    add x12, x9, #0xf000
+    ldr w3, [x12, #0xfe8]       // GICD_PIDR2
+    ldr w4, [x9, #0x8]          // GICD_IIDR
+    mov x0, #1
+    hvc #0
+
+    mov w5, #2                  // GICD_CTLR.EnableGrp1 (DS = 1 layout)
+    str w5, [x9]
+    mov w5, #6                  // GICD_ISENABLER1: INTIDs 33 and 34
+    str w5, [x9, #0x104]
+    mov w5, #2                  // GICD_ICENABLER1: INTID 33 off again
+    str w5, [x9, #0x184]
+    mov w5, #0xa0               // GICD_IPRIORITYR, byte of INTID 33
+    strb w5, [x9, #0x421]
+    mov w5, #8                  // GICD_ICFGR2: INTID 33 edge-triggered
+    str w5, [x9, #0xc08]
+    add x12, x9, #0x6000
+    mov x5, #0x80000000         // GICD_IROUTER33: IRM, any PE
+    str x5, [x12, #(33 * 8)]
+    ldr w1, [x9]
+    ldr w2, [x9, #0x104]
+    ldr w3, [x9, #0x184]
+    ldr w4, [x9, #0x420]        // priorities of INTIDs 32..35
+    ldr w5, [x9, #0xc08]
+    ldr x6, [x12, #(33 * 8)]
+    mov x0, #2
+    hvc #0
+
+    ldr x1, [x10, #0x8]         // GICR_TYPER (64-bit)
+    ldr w2, [x10, #0x14]        // GICR_WAKER at reset
+    str wzr, [x10, #0x14]       // ProcessorSleep = 0 ...
+    ldr w3, [x10, #0x14]        // ... and ChildrenAsleep follows
+    add x12, x10, #0xf000
+    ldr w4, [x12, #0xfe8]       // GICR_PIDR2
+    add x12, x11, #0xc00
+    ldr w5, [x12]               // GICR_ICFGR0: SGIs, edge
+    mov x0, #3
+    hvc #0
+    ldr x0, =0x84000008
+    hvc #0
+"""
+
+
+def test_gic_registers_read_back_per_the_specification(transport, no_leaked_qemu):
+    with Hypervisor(vgic=True, transport=transport) as hv:
+        hv.load(Guest.from_asm(REGISTERS))
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+    assert [e.kind for e in exits] == [ExitKind.Hypercall] * 3 + [ExitKind.SystemDown]
+    ctlr, typer, pidr2, iidr = exits[0].reason.args[:4]
+    assert ctlr == (1 << 4) | (1 << 6)  # ARE and DS read as one; groups disabled at reset
+    assert (typer & 0x1F) == 3  # ITLinesNumber: 128 INTIDs
+    assert (typer >> 19) & 0x1F == 9  # IDbits: 10 bits
+    assert (typer >> 17) & 1 == 0  # LPIS: no LPIs
+    assert (pidr2 >> 4) & 0xF == 3  # ArchRev: GICv3
+    assert iidr & 0xFFF == 0x43B  # Implementer: Arm
+    ctlr, isen, icen, prio, icfgr, irouter = exits[1].reason.args[:6]
+    assert ctlr & 3 == 2  # EnableGrp1
+    assert isen == icen == 1 << 2  # only INTID 34 stayed enabled
+    assert (prio >> 8) & 0xFF == 0xA0  # INTID 33's priority byte
+    assert icfgr == 8  # Int_config[1] of INTID 33
+    assert irouter == 0x8000_0000  # IRM
+    typer, waker_reset, waker_awake, pidr2, icfgr0 = exits[2].reason.args[:5]
+    assert typer >> 32 == 0  # Affinity_Value of vCPU 0
+    assert typer & (1 << 4)  # Last: the only redistributor
+    assert waker_reset == 0b110 and waker_awake == 0
+    assert (pidr2 >> 4) & 0xF == 3
+    assert icfgr0 == 0xAAAA_AAAA
+
+
+TIMER_GATED = (
+    GIC_SETUP
+    + """
+    mrs x20, cntfrq_el0
+    mov x0, #200
+    udiv x23, x20, x0           // 5 ms of counter ticks
+    msr cntv_tval_el0, x23
+    mov x0, #1                  // CNTV_CTL_EL0.ENABLE
+    msr cntv_ctl_el0, x0
+    isb
+    msr daifclr, #2
+    mrs x19, cntvct_el0
+    lsl x24, x23, #3            // wait 40 ms: the timer fires at 5
+1:  mrs x22, cntvct_el0
+    sub x22, x22, x19
+    cmp x22, x24
+    b.lo 1b
+    mov x0, #1
+    mov x1, x21                 // no interrupt yet: PPI 27 is disabled
+    hvc #0
+    ldr x9, =0x08000000
+    mov w5, #2
+    str w5, [x9]                // GICD_CTLR.EnableGrp1
+    ldr x10, =0x080B0000        // vCPU 0's SGI_base
+    mov w5, #-1
+    str w5, [x10, #0x80]        // GICR_IGROUPR0: all Group 1
+    mov w5, #0xa0
+    strb w5, [x10, #0x41b]      // GICR_IPRIORITYR: PPI 27's priority
+    mov w5, #(1 << 27)
+    str w5, [x10, #0x100]       // GICR_ISENABLER0: the virtual timer's PPI
+2:  cbz x21, 2b                 // taken at once: the timer fired long ago
+    mov x0, #2
+    mov x1, x21
+    hvc #0
+    ldr x0, =0x84000008
+    hvc #0
+"""
+    + VECTORS
+)
+
+
+def test_timer_interrupt_waits_until_the_guest_enables_its_ppi(transport, no_leaked_qemu):
+    with Hypervisor(vgic=True, transport=transport) as hv:
+        hv.load(Guest.from_asm(TIMER_GATED))
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+    calls = [(e.reason.nr, e.reason.args[0]) for e in exits if e.kind == ExitKind.Hypercall]
+    assert calls == [(1, 0), (2, 27)]
+    assert {e.kind for e in exits} == {ExitKind.Hypercall, ExitKind.SystemDown}
+
+
+SGI_GATED = (
+    """
+    ldr x9, =0x08000000
+    mov w5, #2
+    str w5, [x9]                // GICD_CTLR.EnableGrp1
+    ldr x0, =0xC4000003         // CPU_ON vCPU 1
+    mov x1, #1
+    adr x2, secondary
+    mov x3, #0
+    hvc #0
+    adr x10, ready
+1:  ldr x11, [x10]
+    cbz x11, 1b
+    mov x0, #(1 << 1)           // ICC_SGI1R_EL1: vCPU 1, INTID 3
+    orr x0, x0, #(3 << 24)
+    msr icc_sgi1r_el1, x0
+    isb
+    adr x10, done
+2:  ldr x11, [x10]
+    cbz x11, 2b
+    ldr x0, =0x84000008
+    hvc #0
+secondary:
+"""
+    + GIC_SETUP
+    + """
+    ldr x12, =0x080D0000        // vCPU 1's SGI_base
+    mov w5, #-1
+    str w5, [x12, #0x80]        // GICR_IGROUPR0: Group 1, SGI 3 not enabled yet
+    msr daifclr, #2
+    adr x10, ready
+    mov x11, #1
+    str x11, [x10]
+    mrs x20, cntfrq_el0
+    lsr x24, x20, #5            // wait ~30 ms with SGI 3 pending but disabled
+    mrs x19, cntvct_el0
+3:  mrs x22, cntvct_el0
+    sub x22, x22, x19
+    cmp x22, x24
+    b.lo 3b
+    mov x0, #7
+    mov x1, x21
+    hvc #0
+    mov w5, #(1 << 3)
+    str w5, [x12, #0x100]       // GICR_ISENABLER0: SGI 3
+4:  cbz x21, 4b
+    mov x0, #8
+    mov x1, x21
+    hvc #0
+    adr x10, done
+    mov x11, #1
+    str x11, [x10]
+5:  wfi
+    b 5b
+"""
+    + VECTORS
+    + """
+    .balign 8
+ready: .quad 0
+done: .quad 0
+"""
+)
+
+
+@pytest.mark.parametrize("trap_wfi", [False, True], ids=["wfi-native", "wfi-trapped"])
+def test_sgi_waits_until_the_target_enables_it(trap_wfi, transport, no_leaked_qemu):
+    with Hypervisor(smp=2, vgic=True, transport=transport) as hv:
+        hv.load(Guest.from_asm(SGI_GATED))
+        if trap_wfi:
+            hv.set_traps(hcr_el2=1 << 13)
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+    calls = [(e.vcpu_id, e.reason.nr, e.reason.args[0]) for e in exits
+             if e.kind == ExitKind.Hypercall and e.reason.nr in (7, 8)]  # fmt: skip
+    assert calls == [(1, 7, 0), (1, 8, 3)]
+    assert not {ExitKind.MmioRead, ExitKind.MmioWrite, ExitKind.SendIpi} & {e.kind for e in exits}
+
+
+# -- the vectors' fast path ---------------------------------------------------------------
+
+SMCCC_QUERIES = """
+    ldr x0, =0x84000000         // PSCI_VERSION
+    hvc #0
+    mov x19, x0
+    ldr x0, =0x80000000         // SMCCC_VERSION
+    hvc #0
+    mov x20, x0
+    ldr x0, =0x84000000         // again, with a non-zero immediate
+    hvc #7
+    mov x21, x0
+    mov x0, #1
+    mov x1, x19
+    mov x2, x20
+    mov x3, x21
+    hvc #0
+    ldr x0, =0x84000008
+    hvc #0
+"""
+
+
+@pytest.mark.parametrize("logged", [False, True], ids=["fast-path", "exit-log"])
+def test_psci_and_smccc_versions_answer_the_same_with_or_without_the_fast_path(logged):
+    """PSCI_VERSION and SMCCC_VERSION are answered in the vector code unless
+    the exit log must see every exit; the guest gets the core's answers
+    (PSCI 1.1, SMCCC 1.1: 0x10001) either way, and the log shows the calls."""
+    with Hypervisor() as hv:
+        if logged:
+            hv.enable_exit_log()
+        hv.load(Guest.from_asm(SMCCC_QUERIES))
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+        log = hv.firmware_exits() if logged else None
+    assert exits[0].reason.args[:3] == (0x10001, 0x10001, 0x10001)
+    if log is not None:
+        answered = log[log["kind"] == int(ExitKind.Nothing)]
+        assert len(answered) == 3 and set((answered["esr"] >> 26).tolist()) == {0x16}
