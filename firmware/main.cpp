@@ -403,8 +403,9 @@ void emulate_vgic(Vm& vm, unsigned self_cpu, const ExitReason& reason, TrapFrame
         return;
     }
     if (e.bank == 0) {
-        constexpr std::uint32_t kTimerBit = 1u << vg::kVirtualTimerPpi;
-        if ((e.enable_changed & kTimerBit) != 0 || e.pending_set != 0) {
+        constexpr std::uint32_t kTimerBits =
+            (1u << vg::kVirtualTimerPpi) | (1u << vg::kPhysicalTimerPpi);
+        if ((e.enable_changed & kTimerBits) != 0 || e.pending_set != 0) {
             mark_vgic_dirty(vm, e.vcpu, self_cpu);
         }
     } else {
@@ -443,10 +444,13 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
     fw::isb();
     vm.power.store(index, armvcpu::psci::AffinityState::On);
 
-    // With an emulated GIC the guest's timer PPI is enabled physically only
-    // while the guest's redistributor would deliver it (synced below).
+    // With an emulated GIC the guest's timer PPIs (the virtual timer, and
+    // the EL1 physical timer it also runs directly) are enabled physically
+    // only while the guest's redistributor would deliver them (synced below).
     const bool vgic = (vm.features & armvcpu::kFeatureVgic) != 0;
-    bool timer_ppi_on = true;  // as gic::init_cpu left it
+    constexpr std::uint32_t kTimerPpis[] = {armvcpu::vgic::kVirtualTimerPpi,
+                                            armvcpu::vgic::kPhysicalTimerPpi};
+    bool timer_ppi_on[2] = {true, true};  // as gic::init_cpu left them
     if (vgic) __atomic_store_n(&g_vgic_dirty[cpu], 1, __ATOMIC_RELEASE);
 
     // Single-stepping (HostAction::Step): the guest's software-step
@@ -498,10 +502,11 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
             // stay pending, and so do interrupts pended through its registers.
             SpinLock lock(vm.dist_lock);
             const armvcpu::vgic::Distributor& dist = vm.dist;
-            const std::uint32_t timer = armvcpu::vgic::kVirtualTimerPpi;
-            if (dist.deliverable(index, timer) != timer_ppi_on) {
-                timer_ppi_on = !timer_ppi_on;
-                fw::gic::set_enabled(cpu, timer, timer_ppi_on);
+            for (unsigned t = 0; t < 2; ++t) {
+                if (dist.deliverable(index, kTimerPpis[t]) != timer_ppi_on[t]) {
+                    timer_ppi_on[t] = !timer_ppi_on[t];
+                    fw::gic::set_enabled(cpu, kTimerPpis[t], timer_ppi_on[t]);
+                }
             }
             for (std::uint32_t intid = 0; intid < 16 && !waiting; ++intid) {
                 const std::uint64_t bit = 1ull << intid;
@@ -547,8 +552,9 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
                 fw::gic::deactivate(intid);
                 continue;
             }
-            if (intid == armvcpu::vgic::kVirtualTimerPpi || vm_owns_spi(vm, intid)) {
-                // The guest's own timer, or its device's SPI: handed over
+            if (intid == armvcpu::vgic::kVirtualTimerPpi || vm_owns_spi(vm, intid) ||
+                (vgic && intid == armvcpu::vgic::kPhysicalTimerPpi)) {
+                // The guest's own timers, or its device's SPI: handed over
                 // hardware-linked, so the guest's deactivation deactivates
                 // the physical interrupt.
                 bool deliver = true;

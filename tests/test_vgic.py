@@ -255,3 +255,69 @@ def test_psci_and_smccc_versions_answer_the_same_with_or_without_the_fast_path(l
     if log is not None:
         answered = log[log["kind"] == int(ExitKind.Nothing)]
         assert len(answered) == 3 and set((answered["esr"] >> 26).tolist()) == {0x16}
+
+
+# -- isolation: the guest's GIC is not the machine's ---------------------------------------
+
+HOSTILE_GIC = """
+    adr x0, el1_vectors
+    msr vbar_el1, x0
+    isb
+    ldr x9, =0x08000000
+    str wzr, [x9]               // GICD_CTLR = 0: every group off
+    mov w5, #-1
+    str w5, [x9, #0x184]        // GICD_ICENABLER1..3: every SPI off
+    str w5, [x9, #0x188]
+    str w5, [x9, #0x18c]
+    ldr x10, =0x080A0000
+    mov w5, #2
+    str w5, [x10, #0x14]        // GICR_WAKER.ProcessorSleep: put the redistributor to sleep
+    add x11, x10, #0x10000
+    mov w5, #-1
+    str w5, [x11, #0x180]       // GICR_ICENABLER0: every SGI and PPI off
+    mov x0, #1
+    hvc #0                      // the host compares the physical GIC now
+    mrs x1, ich_vtr_el2         // the hypervisor's own GIC interface: UNDEFINED at EL1
+    mov x0, #9                  // (never reached)
+    hvc #0
+    .balign 2048
+el1_vectors:
+    .skip 0x200                 // current EL with SP_ELx, synchronous
+    mrs x1, esr_el1
+    mov x0, #2
+    hvc #0
+    ldr x0, =0x84000008
+    hvc #0
+"""
+
+
+def _physical_gic(hv: Hypervisor) -> tuple[int, int, int, int]:
+    """GICD_CTLR, GICD_ISENABLER1, GICR_WAKER and GICR_ISENABLER0 of the
+    machine's GIC (CPU 0), read through the gdbstub while the CPU is stopped."""
+
+    def word(addr: int) -> int:
+        return int.from_bytes(hv.gdb.read_memory(addr, 4), "little")  # type: ignore[union-attr]
+
+    return (word(GICD), word(GICD + 0x104), word(GICR0 + 0x14), word(GICR0 + 0x10100))
+
+
+def test_guest_gic_writes_never_reach_the_machines_gic(no_leaked_qemu):
+    with Hypervisor(vgic=True, transport="gdb") as hv:
+        hv.load(Guest.from_asm(HOSTILE_GIC))
+        after = None
+        esr_el1 = None
+        for exit in hv.exits():
+            if exit.kind == ExitKind.Hypercall and exit.reason.nr == 1:
+                after = _physical_gic(hv)
+                exit.resume(x0=0)
+            elif exit.kind == ExitKind.Hypercall and exit.reason.nr == 2:
+                esr_el1 = exit.reason.args[0]
+                exit.resume(x0=0)
+    assert after is not None
+    ctlr, _, waker, private = after
+    assert ctlr & 0b10  # the machine's Group 1 is still on
+    assert waker & 0b110 == 0  # its redistributor is awake
+    assert private & (1 << 8)  # the firmware's kick SGI is still enabled
+    # The guest's attempt at ICH_VTR_EL2 was UNDEFINED in the guest itself
+    # (ESR_EL1.EC = 0: unknown reason), not a way into EL2.
+    assert esr_el1 is not None and esr_el1 >> 26 == 0

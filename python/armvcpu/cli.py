@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import runpy
+import shlex
 import shutil
 import subprocess
 import sys
@@ -142,7 +143,8 @@ def _run(args: argparse.Namespace) -> int:
     last = None
     try:
         with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=args.memory,
-                        timeout=args.timeout, uart=args.uart, smp=args.smp) as hv:  # fmt: skip
+                        timeout=args.timeout, uart=args.uart, smp=args.smp,
+                        extra_args=shlex.split(args.qemu_args)) as hv:  # fmt: skip
             hv.load(guest)
             if isinstance(policy, Policy):
                 policy.install(hv)
@@ -196,7 +198,8 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
     memory = args.memory if args.memory is not None else 512
     last = None
     with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=memory, smp=args.smp,
-                    timeout=args.timeout, uart="passthrough", gic=args.gic) as hv:  # fmt: skip
+                    timeout=args.timeout, uart="passthrough", gic=args.gic,
+                    extra_args=shlex.split(args.qemu_args)) as hv:  # fmt: skip
         shown = 0
 
         def show_console() -> None:
@@ -421,6 +424,9 @@ def _parser() -> argparse.ArgumentParser:
         help="devices passed through to a Linux guest (default: uart); repeat for several",
     )
     run.add_argument("--gic", type=int, default=3, help="GIC version (armvcpu drives GICv3)")
+    run.add_argument("--qemu-args", default="",
+                     help="more QEMU arguments, as one shell-quoted string (e.g. a disk: "
+                     "\"-drive if=none,id=d0,file=disk.img -device virtio-blk-device,drive=d0\")")
     run.add_argument("--policy", help="a Python file defining `policy`")
     run.add_argument("--trace", metavar="OUT", help="record every exit to OUT (.npz)")
     run.add_argument(

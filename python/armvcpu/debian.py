@@ -11,6 +11,7 @@ which ``scripts/bootstrap.sh`` does); ``apt-get download`` needs no root.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
 import shutil
@@ -40,11 +41,19 @@ def default_cache_dir() -> Path:
     return Path(base) / "armvcpu" / "debian"
 
 
+#: Kernel modules kept from the package (Debian builds them as modules):
+#: the virtio-mmio transport and the virtio block driver, for guests that get
+#: QEMU's virtio devices passed through.
+MODULES = ("kernel/drivers/virtio/virtio_mmio.ko", "kernel/drivers/block/virtio_blk.ko")
+_CACHE_FORMAT = "2"
+
+
 @dataclass(frozen=True)
 class LinuxAssets:
     kernel: Path  # the arm64 Image (Debian ships it as vmlinuz-*)
     busybox: Path  # a static arm64 busybox
     release: str  # the kernel's release, e.g. 6.1.0-26-arm64
+    modules: tuple[Path, ...] = ()  # MODULES, in that (load) order
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
@@ -73,15 +82,24 @@ def _kernel_package() -> str:
 
 def fetch_linux_assets(cache: Path | None = None) -> LinuxAssets:
     """Debian's arm64 kernel and static busybox, downloaded once and
-    unpacked into ``cache`` (default ``~/.cache/armvcpu/debian``)."""
+    unpacked into ``cache`` (default ``~/.cache/armvcpu/debian``). Safe to
+    call from several processes at once (a lock file serialises them)."""
     cache = cache or default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fetch_locked(cache)
+
+
+def _fetch_locked(cache: Path) -> LinuxAssets:
     done = cache / "ready"
     if done.is_file():
-        kernel_name, busybox_name, release = done.read_text().split()
-        kernel, busybox = cache / kernel_name, cache / busybox_name
-        if kernel.is_file() and busybox.is_file():
-            return LinuxAssets(kernel, busybox, release)
-    cache.mkdir(parents=True, exist_ok=True)
+        fields = done.read_text().split()
+        if len(fields) == 4 and fields[0] == _CACHE_FORMAT:
+            kernel, busybox, release = cache / fields[1], cache / fields[2], fields[3]
+            modules = tuple(cache / "modules" / Path(m).name for m in MODULES)
+            if all(p.is_file() for p in (kernel, busybox, *modules)):
+                return LinuxAssets(kernel, busybox, release, modules)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         work = Path(tmp)
         _run(["apt-get", "download", _kernel_package(), "busybox-static:arm64"], work)
@@ -96,8 +114,15 @@ def fetch_linux_assets(cache: Path | None = None) -> LinuxAssets:
         release = kernels[-1].name.removeprefix("vmlinuz-")
         shutil.copy(kernels[-1], cache / kernels[-1].name)
         shutil.copy(busybox, cache / "busybox")
-    done.write_text(f"{kernels[-1].name} busybox {release}\n")
-    return LinuxAssets(cache / kernels[-1].name, cache / "busybox", release)
+        (cache / "modules").mkdir(exist_ok=True)
+        for module in MODULES:
+            found = root / "lib" / "modules" / release / module
+            if not found.is_file():
+                raise ArmvcpuError(f"the kernel package lacks {module}")
+            shutil.copy(found, cache / "modules" / found.name)
+    done.write_text(f"{_CACHE_FORMAT} {kernels[-1].name} busybox {release}\n")
+    modules = tuple(cache / "modules" / Path(m).name for m in MODULES)
+    return LinuxAssets(cache / kernels[-1].name, cache / "busybox", release, modules)
 
 
 def _newc_entry(name: str, mode: int, data: bytes, ino: int) -> bytes:
@@ -111,14 +136,20 @@ def _newc_entry(name: str, mode: int, data: bytes, ino: int) -> bytes:
     return head + data + b"\0" * (-len(data) % 4)
 
 
-def build_initramfs(busybox: Path, init: str = MARKER_INIT) -> bytes:
-    """A gzip-compressed newc cpio: /bin/busybox, /bin/sh and ``init`` as /init."""
+def build_initramfs(busybox: Path, init: str = MARKER_INIT,
+                    files: dict[str, bytes] | None = None) -> bytes:  # fmt: skip
+    """A gzip-compressed newc cpio: /bin/busybox, /bin/sh, ``init`` as /init,
+    and ``files`` (path in the image -> contents; their directories must be
+    /bin or /lib)."""
     entries = [
         ("bin", stat.S_IFDIR | 0o755, b""),
+        ("lib", stat.S_IFDIR | 0o755, b""),
         ("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes()),
         ("bin/sh", stat.S_IFLNK | 0o777, b"busybox"),
         ("init", stat.S_IFREG | 0o755, init.encode()),
     ]
+    for path, data in (files or {}).items():
+        entries.append((path.lstrip("/"), stat.S_IFREG | 0o644, data))
     out = b"".join(_newc_entry(n, m, d, i + 1) for i, (n, m, d) in enumerate(entries))
     out += _newc_entry("TRAILER!!!", 0, b"", 0)
     return gzip.compress(out + b"\0" * (-len(out) % 512), mtime=0)
