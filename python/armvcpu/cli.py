@@ -424,9 +424,12 @@ def _parser() -> argparse.ArgumentParser:
         help="devices passed through to a Linux guest (default: uart); repeat for several",
     )
     run.add_argument("--gic", type=int, default=3, help="GIC version (armvcpu drives GICv3)")
-    run.add_argument("--qemu-args", default="",
-                     help="more QEMU arguments, as one shell-quoted string (e.g. a disk: "
-                     "\"-drive if=none,id=d0,file=disk.img -device virtio-blk-device,drive=d0\")")
+    run.add_argument(
+        "--qemu-args",
+        default="",
+        help="more QEMU arguments, as one shell-quoted string (e.g. a disk: "
+        '"-drive if=none,id=d0,file=disk.img -device virtio-blk-device,drive=d0")',
+    )
     run.add_argument("--policy", help="a Python file defining `policy`")
     run.add_argument("--trace", metavar="OUT", help="record every exit to OUT (.npz)")
     run.add_argument(
