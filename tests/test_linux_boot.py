@@ -12,7 +12,6 @@ import re
 import struct
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,6 +70,21 @@ def test_debian_kernel_reaches_user_space_and_powers_off(linux, tmp_path, smp, n
         assert "CpuUp" in kinds and "SendIpi" in kinds
         assert set(np.unique(log["vcpu"])) == {0, 1}
     assert _core.ExitKind(int(trace.kind[-1])).name == "SystemDown"
+
+
+def test_linux_uses_pauth_sve_and_the_pmu_on_cpu_max(linux, tmp_path, no_leaked_qemu):
+    """-cpu max has pointer authentication, SVE (and SME) and a PMU: the
+    kernel finds and uses them, which it can only do if EL2 leaves them
+    untrapped (HCR_EL2.API/APK, CPTR_EL2.TZ/TSM, MDCR_EL2.HPMN)."""
+    assets, initrd = linux
+    out = run_linux("--kernel", str(assets.kernel), "--initrd", str(initrd),
+                    "--append", "console=ttyAMA0", "--cpu", "max")  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    assert f"{MARKER} kernel={assets.release} cpus=1" in out.stdout
+    assert "detected: Address authentication" in out.stdout
+    assert re.search(r"SVE: maximum available vector length \d+ bytes", out.stdout)
+    pmu = re.search(r"armv8_pmuv3 PMU driver, (\d+) counters available", out.stdout)
+    assert pmu is not None and int(pmu.group(1)) > 1
 
 
 def test_linux_through_the_python_api_with_a_given_device_tree(linux, no_leaked_qemu):
@@ -159,10 +173,19 @@ def test_cli_refuses_a_garbage_device_tree(linux, tmp_path, no_leaked_qemu):
     assert "device tree" in out.stderr.lower() or "devicetree" in out.stderr.lower()
 
 
-def test_cli_refuses_gic_v2(tmp_path):
-    out = run_linux("--kernel", str(Path(__file__)), "--gic", "2", "--append", "x", timeout=60)
+def test_cli_refuses_gic_v2(linux, no_leaked_qemu):
+    assets, _ = linux
+    out = run_linux("--kernel", str(assets.kernel), "--gic", "2", timeout=60)
     assert out.returncode == 2
     assert "GICv3" in out.stderr
+
+
+def test_cli_refuses_linux_options_for_an_elf(no_leaked_qemu):
+    from armvcpu import example_guest_path
+
+    out = run_linux("--kernel", str(example_guest_path("hypercalls")), "--append", "x", timeout=60)
+    assert out.returncode == 2
+    assert "not an arm64 Linux Image" in out.stderr
 
 
 # -- passed-through devices: the PL031 and a virtio block disk ----------------------------

@@ -121,8 +121,14 @@ def _run(args: argparse.Namespace) -> int:
     image = args.guest or args.kernel
     if image is None:
         raise ArmvcpuError("name the guest image (armvcpu run GUEST, or --kernel IMAGE)")
-    if args.initrd or args.dtb or args.append or _is_linux_image(image):
+    if _is_linux_image(image):
         return _run_linux(args, image)
+    if args.initrd or args.dtb or args.append:
+        raise ArmvcpuError(
+            f"{image} is not an arm64 Linux Image: --initrd, --append and --dtb are for "
+            "Images booted per the arm64 boot protocol (an ELF or raw binary runs as a "
+            "bare-metal guest at IPA 0x4000_0000)"
+        )
     if args.memory is None:
         args.memory = 256
     guest = _load_guest(image)
