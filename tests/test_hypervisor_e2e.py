@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import armvcpu
 import pytest
-from armvcpu import ExitKind, Guest, Hypervisor, _core
+from armvcpu import ArmvcpuError, ExitKind, Guest, Hypervisor, _core
 
 MASK64 = (1 << 64) - 1
 
@@ -258,3 +258,46 @@ def test_single_step(transport, no_leaked_qemu):
     assert [x3 for _, x3, _ in steps] == [7, 8]
     assert steps[0][2] == "add x3, x3, #1"  # the next instruction to run
     assert report == (8, 8)  # x3, x4: the guest went on normally
+
+
+# -- serve_hypercalls: hypercalls answered by a function, no Exit objects ----------------
+
+
+def test_serve_hypercalls_answers_in_place_and_hands_over_the_rest(hypercalls_guest,
+                                                                   no_leaked_qemu):  # fmt: skip
+    seen = []
+
+    def get_value(nr, *args):
+        seen.append((nr, args[:3]))
+        return 1000 + 7 * args[0] if nr == 1 else None  # REPORT (nr 2) goes to exits()
+
+    with Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        served = hv.serve_hypercalls(get_value)
+        rest = list(hv.exits())
+    assert served == 8 and len(seen) == 9
+    assert [args[0] for nr, args in seen[:8]] == list(range(8))
+    assert seen[0] == (1, (0, 0, 0xC0FFEE))
+    report = rest[0]
+    assert report.kind == ExitKind.Hypercall and report.reason.nr == 2
+    checksum = 0
+    for i in range(8):
+        checksum = (checksum * 31 + 1000 + 7 * i) % 2**64
+    assert report.reason.args[:2] == (checksum, 8)
+    assert rest[-1].kind == ExitKind.SystemDown
+    assert hv.exit_count == 8 + len(rest)
+
+
+def test_serve_hypercalls_rejects_bad_answers_and_transports(hypercalls_guest, no_leaked_qemu):
+    with Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        with pytest.raises(TypeError, match="returns an int"):
+            hv.serve_hypercalls(lambda nr, *args: "forty-two")
+    with Hypervisor() as hv:
+        hv.load(hypercalls_guest)
+        with pytest.raises(ZeroDivisionError):
+            hv.serve_hypercalls(lambda nr, *args: 1 // 0)
+    with Hypervisor(transport="gdb") as hv:
+        hv.load(hypercalls_guest)
+        with pytest.raises(ArmvcpuError, match="transport='shm'"):
+            hv.serve_hypercalls(lambda nr, *args: 0)

@@ -41,7 +41,7 @@ from .policy import Policy
 from .qemu import QemuConfig, QemuProcess
 from .rules import FastRules
 from .trace import Trace
-from .transport import GdbTransport, SharedMemoryTransport, Transport
+from .transport import RECORD_SIZE, GdbTransport, SharedMemoryTransport, Transport
 
 #: Where QEMU virt's RAM starts in the physical address space.
 RAM_BASE = 0x4000_0000
@@ -702,6 +702,50 @@ class Hypervisor:
                     exit.resume_default()
                 trace.add(exit)
         return seen
+
+    def serve_hypercalls(self, handler: Callable[..., int | None],
+                         timeout: float | None = None) -> int:  # fmt: skip
+        """Answer hypercall exits at full speed: ``handler(nr, x1, ..., x6)``
+        returns the guest's x0, and the answer is written into the shared exit
+        record by C++ with no :class:`Exit` object in between
+        (``transport="shm"`` only). Returns how many were answered. Stops at
+        the first exit that is not a hypercall, or that ``handler`` returns
+        None for: that exit is the next one :meth:`exits` yields. Served
+        exits are not in ``recent_exits`` or a trace.
+
+        >>> with Hypervisor() as hv:                            # doctest: +SKIP
+        ...     hv.load(guest)
+        ...     hv.serve_hypercalls(lambda nr, *args: nr + 1)
+        ...     for exit in hv.exits():
+        ...         ...
+        """
+        self._require_live()
+        transport = self.transport
+        if not isinstance(transport, SharedMemoryTransport) or self.ram is None:
+            raise ArmvcpuError("serve_hypercalls() needs transport='shm'")
+        if not self._started:
+            self._require_gdb().cont()
+            self._started = True
+        wait = self.timeout if timeout is None else timeout
+        records = [transport.offset + i * RECORD_SIZE for i in range(transport.vcpus)]
+        served_total = 0
+        deadline = time.monotonic() + wait
+        while not self._finished:
+            served, slot, _seq, lasts = _core.mailbox_serve_hypercalls(
+                self.ram, records, transport.last_seqs, handler, min(_POLL_SLICE * 5, wait)
+            )
+            transport.last_seqs = list(lasts)
+            served_total += served
+            self.exit_count += served
+            if slot is not None:
+                break  # left for exits()
+            if served or self._made_progress():
+                deadline = time.monotonic() + wait
+            if self.qemu is not None and not self.qemu.alive():
+                self._ended_or_died()
+            elif time.monotonic() >= deadline:
+                raise self._timeout_error(self.gdb, wait)
+        return served_total
 
     def _next_record(self, gdb: GdbRemote | None, timeout: float) -> tuple[int, bytes] | None:
         """The next exit record, or None when the VM has ended as expected."""

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "armvcpu/host_interface.hpp"
+
 namespace armvcpu::mailbox {
 
 // Everything written before this store is visible to whoever loads `value`
@@ -17,6 +19,16 @@ inline void store_release(std::uint64_t* word, std::uint64_t value) {
 // (LDAR on AArch64).
 inline std::uint64_t load_acquire(const std::uint64_t* word) {
     return __atomic_load_n(word, __ATOMIC_ACQUIRE);
+}
+
+// The host's answer to a hypercall exit, written into the shared record: the
+// guest's x0 becomes `value`, the action Resume, and the ack is published
+// last so the firmware sees the whole answer. The firmware copies the frame
+// back only for Resume, so nothing else needs writing.
+inline void answer_hypercall(ExitRecord& record, std::uint64_t value) {
+    record.frame.set_gpr(0, value);
+    record.action = HostAction::Resume;
+    store_release(&record.ack, record.seq);
 }
 
 }  // namespace armvcpu::mailbox
