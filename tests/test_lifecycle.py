@@ -169,3 +169,35 @@ def test_el2_instruction_count_is_linear_in_exits(no_leaked_qemu):
     a = el2_instructions_per_exit(100)
     b = el2_instructions_per_exit(300)
     assert a == b and a > 30
+
+
+def test_gdbstub_disconnecting_is_a_typed_error(hypercalls_guest, no_leaked_qemu):
+    """The gdbstub connection goes away under the session (a board's debug
+    probe unplugged): the next step is a typed armvcpu error naming it, and
+    the session still tears down without leaving QEMU behind."""
+    import socket
+
+    with Hypervisor(transport="gdb", timeout=3) as hv:
+        hv.load(hypercalls_guest)
+        exits = hv.exits()
+        first = next(exits)
+        assert hv.gdb is not None
+        hv.gdb._sock.shutdown(socket.SHUT_RDWR)
+        with pytest.raises(armvcpu.ArmvcpuError):
+            first.resume(x0=1)
+            for _exit in exits:
+                pass
+
+
+def test_shared_ram_file_is_gone_once_mapped(hypercalls_guest, no_leaked_qemu):
+    """Removing the shared guest-RAM file cannot hurt a session: it is
+    unlinked as soon as QEMU and the host have mapped it, so nothing of this
+    session is left in /dev/shm to remove, and the run goes on."""
+    from .conftest import shm_files
+
+    with Hypervisor(transport="shm") as hv:
+        mine = [p for p in os.listdir("/dev/shm") if p.startswith(f"armvcpu-{os.getpid()}-")]
+        assert mine == [] and not shm_files()
+        hv.load(hypercalls_guest)
+        exits = hv.run(lambda e: 0 if e.kind == armvcpu.ExitKind.Hypercall else None)
+    assert exits[-1].kind == armvcpu.ExitKind.SystemDown
