@@ -164,6 +164,17 @@ void set_underflow_interrupt(bool on) {
     fw::isb();
 }
 
+bool virtual_pending() {
+    for (unsigned n = 0; n < g_num_lrs && n < 4; ++n) {
+        const armvcpu::vgic::LrState state = armvcpu::vgic::lr_state(read_lr(n));
+        if (state == armvcpu::vgic::LrState::Pending ||
+            state == armvcpu::vgic::LrState::PendingActive) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void kick(unsigned cpu) {
     // ICC_SGI1R_EL1: TargetList [15:0] (Aff0 bits), INTID [27:24], Aff1-3 = 0.
     const std::uint64_t value = (static_cast<std::uint64_t>(kKickSgi) << 24) | (1u << (cpu & 0xf));

@@ -572,8 +572,11 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         } else if (reason.kind == ExitKind::Halt) {
             // WFI (trapped) or CPU_SUSPEND: Blocked until an interrupt is
             // pending for this CPU (a kick from another CPU included); the
-            // next entry then takes it as an exit.
-            while (!fw::gic::pending() &&
+            // next entry then takes it as an exit. A virtual interrupt
+            // already pending in a list register is a wake-up event too
+            // (found by armvcpu fuzz: a masked, pending timer interrupt left
+            // CPU_SUSPEND asleep for ever).
+            while (!fw::gic::pending() && !fw::gic::virtual_pending() &&
                    __atomic_load_n(&g_pending_sgis[cpu], __ATOMIC_ACQUIRE) == 0 &&
                    __atomic_load_n(&g_vgic_dirty[cpu], __ATOMIC_ACQUIRE) == 0) {
                 asm volatile("wfi");

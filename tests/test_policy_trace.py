@@ -168,3 +168,31 @@ def test_psci_and_default_handlers(no_leaked_qemu):
         hv.run(policy)
     assert seen == ["Hypercall", "off"]
     assert isinstance(_core.sysreg_table(), list)
+
+
+def test_a_trapped_mrs_into_xzr_is_answered(no_leaked_qemu):
+    """MRS XZR, <reg> (Rt = 31) traps like any MRS; the answer is discarded,
+    as the instruction would discard it (found by armvcpu fuzz)."""
+
+    class Ids(Policy):
+        @on.sysreg("ID_AA64PFR0_EL1")
+        def pfr0(self, exit):
+            return 0x11
+
+    source = """
+    mrs xzr, id_aa64pfr0_el1
+    mrs x5, id_aa64pfr0_el1
+    mov x0, #1
+    mov x1, x5
+    hvc #0
+    ldr x0, =0x84000008
+    hvc #0
+    """
+    with Hypervisor() as hv:
+        hv.load(Guest.from_asm(source))
+        hv.set_traps(hcr_el2=1 << 18)  # TID3
+        exits = hv.run(Ids())
+    reads = [e for e in exits if e.kind == ExitKind.SysRegRead]
+    assert [e.reason.reg for e in reads] == [31, 5]
+    report = next(e for e in exits if e.kind == ExitKind.Hypercall)
+    assert report.reason.args[0] == 0x11

@@ -234,6 +234,18 @@ class Exit:
         self.frame = _core.complete_mmio_read(self.frame, self.reason, value)
         self.resume()
 
+    def complete_sysreg_read(self, value: int) -> None:
+        """Answer a trapped MRS: ``value`` goes into Rt, then the guest
+        resumes. An MRS into XZR (Rt = 31) discards the value, as the
+        instruction would.
+        """
+        if not isinstance(self.reason, _core.SysRegRead):
+            raise TypeError(f"complete_sysreg_read() answers SysRegRead exits, not {self.reason!r}")
+        if self.reason.reg == 31:
+            self.resume()
+        else:
+            self.resume(**{f"x{self.reason.reg}": value})
+
     def resume_default(self) -> None:
         """Let the firmware answer as it would with no host attached.
 

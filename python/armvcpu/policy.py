@@ -139,7 +139,7 @@ class Rule:
             if exit.reason.addr != self.key:
                 return False
             if k == ExitKind.SysRegRead:
-                exit.resume(**{f"x{exit.reason.reg}": self.value or 0})
+                exit.complete_sysreg_read(self.value or 0)
             else:
                 exit.resume()
             return True
@@ -310,7 +310,7 @@ class Policy:
             if exit.kind == ExitKind.MmioRead:
                 exit.complete_read(result)
             elif exit.kind == ExitKind.SysRegRead:
-                exit.resume(**{f"x{exit.reason.reg}": result})
+                exit.complete_sysreg_read(result)
             else:
                 exit.resume(x0=result)
         elif result is None:
