@@ -412,13 +412,13 @@ def word_leaves_state(word: int) -> bool:
 
 
 def touches_gic_cpu_interface(word: int) -> bool:
-    """MRS/MSR of an ICC_* register (op0 3, op1 0, CRn 12, or ICC_PMR_EL1):
+    """MRS/MSR of an ICC_* register (op0 3, op1 0, CRn 12 with CRm 8..15, or ICC_PMR_EL1):
     a program without one leaves the prologue's timer interrupt pending and
     signalled."""
     if word & 0xFFD0_0000 != 0xD510_0000 or not word >> 19 & 1:  # MRS/MSR with op0 = 3
         return False
     op1, crn, crm = word >> 16 & 7, word >> 12 & 0xF, word >> 8 & 0xF
-    return op1 == 0 and (crn == 12 or (crn == 4 and crm == 6))
+    return op1 == 0 and ((crn == 12 and crm >= 8) or (crn == 4 and crm == 6))
 
 
 def _branchy(word: int) -> bool:
