@@ -1290,11 +1290,14 @@ class Runner:
         assert self._facts is not None
         function = self._facts.function_at(pc)
         ram = self.hv.ram
-        at_wfi = ram is not None and any(
+        # The Halt wait is a short loop around a WFI in run_vcpu that calls
+        # fw::gic::pending(); the interrupted PC may be anywhere in it.
+        near_wfi = ram is not None and any(
             int.from_bytes(ram[a - RAM_BASE : a - RAM_BASE + 4], "little") == WFI
-            for a in (pc - 4, pc) if RAM_BASE <= a < RAM_BASE + len(ram) - 4
-        )  # fmt: skip
-        if function == "run_vcpu" and at_wfi:
+            for a in range(pc - 16, pc + 20, 4)
+            if RAM_BASE <= a < RAM_BASE + len(ram) - 4
+        )
+        if (function == "run_vcpu" and near_wfi) or function == "fw::gic::pending":
             return "vCPU halted in EL2 (PSCI CPU_SUSPEND), no interrupt wakes it", True
         if function == "wait_for_vcpu":
             return "vCPU off (PSCI CPU_OFF), its CPU waits in EL2", False
