@@ -16,6 +16,7 @@ PYTHON_MODULES = [
     "armvcpu.guest",
     "armvcpu.gdbstub",
     "armvcpu.firmware",
+    "armvcpu.fuzz",
 ]
 
 

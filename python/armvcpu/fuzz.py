@@ -8,12 +8,16 @@ return 0, writes are ignored) and classifies how the program ended:
 
 * the guest's doing (fine): it completed, ended at an exit the fuzzer does not
   continue from (``SystemDown``, ``GuestException``, an instruction fetch from
-  unmapped memory), took an exception at EL1 (reported by the prologue's
-  vector table), used up its exit budget, or made no exit in time (a hang);
+  unmapped memory), took an EL1 exception it cannot go on from (reported by
+  the prologue's vector table; others are returned from), used up its exit
+  budget, or made no exit in time (a hang);
 * the hypervisor's failure (a finding): QEMU died, the firmware logged a
   FATAL, the exit transport broke, an exit the firmware should never hand
   over (or one the host's core classifies differently), the firmware's own
-  memory changed, or the host library raised.
+  memory changed, a halted vCPU was not woken by its pending interrupt, or
+  the host library raised.
+
+See docs/fuzzing.md.
 
 >>> p = generate(1, 0)
 >>> p == generate(1, 0) and p.ident
@@ -389,10 +393,6 @@ _HARMLESS_WRITES = frozenset({
 })  # fmt: skip
 
 
-def _sysreg_for_prologue(name: str) -> SysReg:
-    return _BY_NAME[name]
-
-
 # -- what a word can leave behind ----------------------------------------------------------
 
 
@@ -515,7 +515,7 @@ def prologue_words(epilogue: int) -> list[int]:
     stays pending (IRQs are masked), so every later WFI returns at once.
     Then it zeroes the scratch ranges, sets the stacks and clears x0..x30.
     """
-    r = _sysreg_for_prologue
+    r = _BY_NAME.__getitem__
     w = [msr_pstate(3, 6, 0xF)]  # msr daifset, #0xf
     w += [movz(0, 0x30, 1), msr(r("CPACR_EL1"), 0), ISB]  # FPEN = 0b11
     w += [*mov64(0, VECTORS), msr(r("VBAR_EL1"), 0)]
@@ -538,7 +538,7 @@ def prologue_words(epilogue: int) -> list[int]:
 
 def vector_words() -> list[int]:
     """16 entries: each reports ESR/ELR/FAR/SPSR_EL1 with hypercall REPORT_NR + k."""
-    r = _sysreg_for_prologue
+    r = _BY_NAME.__getitem__
     out: list[int] = []
     for k in range(16):
         entry = [mrs(1, r("ESR_EL1")), mrs(2, r("ELR_EL1")), mrs(3, r("FAR_EL1")),
@@ -1655,9 +1655,16 @@ def main(args: Any) -> int:
     t0 = time.monotonic()
     saved: list[Path] = []
 
+    last_line = [t0]
+
     def on_result(outcome: Outcome, summary: Summary) -> None:
-        rate = summary.done / max(1e-9, time.monotonic() - t0)
+        now = time.monotonic()
+        rate = summary.done / max(1e-9, now - t0)
         n = len(summary.failures)
+        if not err.is_terminal and (now - last_line[0] > 30 or summary.done == config.programs):
+            last_line[0] = now  # a log, not a live bar: a line every 30 s
+            err.print(f"fuzz seed {seed}: {summary.done}/{config.programs} programs, "
+                      f"{rate:.1f}/s, {n} hypervisor failures", highlight=False)  # fmt: skip
         progress.update(
             task,
             completed=summary.done,
