@@ -829,7 +829,7 @@ class _Builder:
         rng = self.rng
         how = rng.weighted((("bare", 3), ("to the next instruction", 4), ("anywhere", 2)))
         if how == "bare":
-            self.emit("ERET (to the epilogue)", [ERET])
+            self.emit("ERET (to ELR_EL1: the epilogue, unless an exception moved it)", [ERET])
             return
         spsr = int(rng.pick((0x3C0, 0x3C4, 0x3C5, 0x3C9, 0x3C8, 0x3D0, 0x10, 0x3C1,
                              rng.bits(32))))  # fmt: skip
@@ -1274,34 +1274,52 @@ class Runner:
             h.update(ram[lo - RAM_BASE : hi - RAM_BASE])
         return h.digest()
 
-    def _where_stuck(self) -> tuple[str, bool]:
+    def _where_stuck(self, samples: int = 5) -> tuple[str, bool]:
         """After a timeout (the CPU has been interrupted): where it is, and
-        whether it is the firmware waiting for a halted vCPU's interrupt."""
-        from .hypervisor import RAM_BASE
-
+        whether it is the firmware waiting for a halted vCPU's interrupt.
+        The CPU is sampled a few times: a guest looping through calls that
+        EL2 answers itself is in EL2 much of the time, but not always."""
         try:
             gdb = self.hv.gdb
-            el = (gdb.read_register("cpsr") >> 2) & 3
-            pc = gdb.read_register("pc")
+            seen = []
+            for i in range(samples):
+                if i:
+                    gdb.cont()
+                    time.sleep(0.01)
+                    gdb.interrupt()
+                    gdb.wait_stop(2.0)
+                seen.append(((gdb.read_register("cpsr") >> 2) & 3, gdb.read_register("pc")))
         except (ArmvcpuError, OSError, TimeoutError):
             return "no exit in time", False
-        if el != 2:
-            return f"no exit in time, guest looping at EL{el}", False
+        guest = sorted({el for el, _ in seen if el < 2})
+        if guest:
+            via = " (and in EL2)" if any(el == 2 for el, _ in seen) else ""
+            return f"no exit in time, guest looping at EL{guest[-1]}{via}", False
+        places = {self._el2_place(pc) for _, pc in seen}
+        if places == {"halt"}:
+            return "vCPU halted in EL2 (PSCI CPU_SUSPEND), no interrupt wakes it", True
+        if places == {"off"}:
+            return "vCPU off (PSCI CPU_OFF), its CPU waits in EL2", False
+        return f"no exit in time, CPU in EL2 ({', '.join(sorted(places))})", False
+
+    def _el2_place(self, pc: int) -> str:
+        """The Halt wait ("halt": a short loop around a WFI in run_vcpu that
+        calls fw::gic::pending()), CPU_OFF's wait ("off"), or the function."""
+        from .hypervisor import RAM_BASE
+
         assert self._facts is not None
         function = self._facts.function_at(pc)
         ram = self.hv.ram
-        # The Halt wait is a short loop around a WFI in run_vcpu that calls
-        # fw::gic::pending(); the interrupted PC may be anywhere in it.
         near_wfi = ram is not None and any(
             int.from_bytes(ram[a - RAM_BASE : a - RAM_BASE + 4], "little") == WFI
             for a in range(pc - 16, pc + 20, 4)
             if RAM_BASE <= a < RAM_BASE + len(ram) - 4
         )
         if (function == "run_vcpu" and near_wfi) or function == "fw::gic::pending":
-            return "vCPU halted in EL2 (PSCI CPU_SUSPEND), no interrupt wakes it", True
+            return "halt"
         if function == "wait_for_vcpu":
-            return "vCPU off (PSCI CPU_OFF), its CPU waits in EL2", False
-        return f"no exit in time, CPU in EL2 ({function})", False
+            return "off"
+        return function
 
     def _after(self, program: Program, result: Outcome, keep: bool) -> None:
         """Check the hypervisor after the program; keep or close the session."""
