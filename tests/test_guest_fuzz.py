@@ -325,3 +325,27 @@ def test_qemu_survives_a_bpr1_write_with_res0_bits(no_leaked_qemu):
     body = [*mov64(1, 8), msr(REG["ICC_BPR1_EL1"], 1), fuzz.mrs(2, REG["ICC_IAR1_EL1"])]
     out = run_one(body)
     assert out.outcome == fuzz.COMPLETED, (out.outcome, out.detail)
+
+
+def test_trapped_system_register_reads_reach_the_host(no_leaked_qemu):
+    seen = []
+    body = [fuzz.mrs(5, REG["ID_AA64PFR0_EL1"])]
+    out = run_one(body, traps=(1 << 18, 0), on_exit=lambda e, a: seen.append(repr(e.reason)))
+    assert out.outcome == fuzz.COMPLETED
+    assert seen[0].startswith("SysRegRead") and "ID_AA64PFR0_EL1" in seen[0]
+
+
+class PolicyRejectsXzr(Exception):
+    """The known host-library bug (docs/fuzzing.md): Policy.answer() and MRS XZR."""
+
+
+@pytest.mark.xfail(
+    raises=PolicyRejectsXzr,
+    strict=True,
+    reason="armvcpu.policy answers a trapped MRS XZR with resume(x31=...): KeyError",
+)
+def test_policy_answers_a_trapped_mrs_to_xzr(no_leaked_qemu):
+    out = run_one([fuzz.mrs(31, REG["ID_AA64PFR0_EL1"])], traps=(1 << 18, 0))
+    if out.outcome == fuzz.HOST_ERROR and "x31" in out.detail:
+        raise PolicyRejectsXzr(out.detail)
+    assert out.outcome == fuzz.COMPLETED
