@@ -165,12 +165,21 @@ void set_underflow_interrupt(bool on) {
 }
 
 bool virtual_pending() {
+    // Only an interrupt the virtual CPU interface would signal is a wake-up
+    // event: its group enabled (ICH_VMCR_EL2.VENG0 [0], VENG1 [1]) and its
+    // priority above the priority mask (VPMR [31:24]).
+    const std::uint64_t vmcr = ARMVCPU_READ_SYSREG(ich_vmcr_el2);
+    const std::uint64_t vpmr = (vmcr >> 24) & 0xff;
     for (unsigned n = 0; n < g_num_lrs && n < 4; ++n) {
-        const armvcpu::vgic::LrState state = armvcpu::vgic::lr_state(read_lr(n));
-        if (state == armvcpu::vgic::LrState::Pending ||
-            state == armvcpu::vgic::LrState::PendingActive) {
-            return true;
+        const std::uint64_t lr = read_lr(n);
+        const armvcpu::vgic::LrState state = armvcpu::vgic::lr_state(lr);
+        if (state != armvcpu::vgic::LrState::Pending &&
+            state != armvcpu::vgic::LrState::PendingActive) {
+            continue;
         }
+        const bool group1 = ((lr >> 60) & 1) != 0;
+        const bool enabled = ((vmcr >> (group1 ? 1 : 0)) & 1) != 0;
+        if (enabled && ((lr >> 48) & 0xff) < vpmr) return true;
     }
     return false;
 }

@@ -44,9 +44,9 @@ void set_underflow_interrupt(bool on);
 
 // True when a physical interrupt is pending for this CPU (ICC_HPPIR1_EL1).
 bool pending();
-// True when a list register holds a pending virtual interrupt: the vCPU has
-// a wake-up event already, whatever its PSTATE.I (Arm ARM D1.16.2, "Wait
-// for Interrupt").
+// True when a list register holds a pending virtual interrupt the virtual
+// CPU interface would signal: the vCPU has a wake-up event already, whatever
+// its PSTATE.I (Arm ARM D1.16.2, "Wait for Interrupt").
 bool virtual_pending();
 
 // The physical SGI one CPU sends another to make it leave its guest and look

@@ -17,6 +17,7 @@ PYTHON_MODULES = [
     "armvcpu.gdbstub",
     "armvcpu.firmware",
     "armvcpu.devicetree",
+    "armvcpu.fuzz",
 ]
 
 

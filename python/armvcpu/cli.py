@@ -7,6 +7,7 @@ armvcpu trace show|summary|export FILE
 armvcpu decode esr VALUE              every field of a syndrome, named
 armvcpu bench exits|startup [--json]  benchmarks (figures, never asserted)
 armvcpu doctor [--json]               what is installed, and what to install
+armvcpu fuzz [--seed S] [--programs N] [--workers W] [--json] | --replay SEED:INDEX
 armvcpu firmware                      the packaged firmware ELF's path
 """
 
@@ -398,6 +399,17 @@ def _doctor(as_json: bool) -> int:
     return 0 if not missing and fw else 1
 
 
+# -- fuzz ------------------------------------------------------------------------------
+
+
+def _fuzz(args: argparse.Namespace) -> int:
+    from .fuzz import main as fuzz_main
+
+    if args.workers < 1 or args.programs < 0 or args.length < 0 or args.timeout <= 0:
+        raise ValueError("--workers must be at least 1, --timeout positive, the rest >= 0")
+    return fuzz_main(args)
+
+
 # -- main --------------------------------------------------------------------------------
 
 
@@ -502,6 +514,21 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check the tools armvcpu needs")
     doctor.add_argument("--json", action="store_true")
+
+    fuzz = sub.add_parser("fuzz", help="run random guest programs; find hypervisor failures",
+                          description="Run random EL1 programs under the firmware and classify "
+                          "how each ends (docs/fuzzing.md). Exit status: 0 no hypervisor "
+                          "failure, 1 failures found, 2 usage, 130 interrupted.")  # fmt: skip
+    fuzz.add_argument("--seed", type=int, help="campaign seed (default: random, printed)")
+    fuzz.add_argument("--programs", type=int, default=1000, help="how many programs")
+    fuzz.add_argument("--workers", type=int, default=2, help="QEMU instances at once")
+    fuzz.add_argument("--length", type=int, default=32, help="items per program body")
+    fuzz.add_argument("--timeout", type=float, default=0.5, help="seconds per program (a hang)")
+    fuzz.add_argument("--budget", type=int, default=200, help="exits per program")
+    fuzz.add_argument("--no-reuse", action="store_true", help="a fresh QEMU for every program")
+    fuzz.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    fuzz.add_argument("--save-failures", metavar="DIR", help="write each failure's program here")
+    fuzz.add_argument("--replay", metavar="SEED:INDEX", help="rerun one program, verbosely")
     return parser
 
 
@@ -538,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
             return launch(args.socket, extra=args.gdb_args)
         if args.command == "doctor":
             return _doctor(args.json)
+        if args.command == "fuzz":
+            return _fuzz(args)
         if args.command == "decode":
             try:
                 return _decode_esr(args.value)
