@@ -89,3 +89,19 @@ TEST(FastRules, OtherExitsNeverMatch) {
     TrapFrame f{};
     EXPECT_FALSE(apply_fast_rules(t, classify_sync(f, {0xf2000000, 0, 0}), f));  // BRK
 }
+
+TEST(FastRules, TheFirstEmptySlotEndsTheTable) {
+    // The host fills slots in order; a rule after an empty slot is not part
+    // of the table (and costs nothing to exits that match no rule).
+    FastRuleTable t = empty_table();
+    t.rules[0] = {RuleKind::Hypercall, 0, 0x10, 0, 1, 0};
+    t.rules[2] = {RuleKind::Hypercall, 0, 0x20, 0, 2, 0};
+    TrapFrame f{};
+    f.set_gpr(0, 0x20);
+    const ExitReason r = classify_sync(f, {0x5a000000, 0, 0});
+    EXPECT_FALSE(apply_fast_rules(t, r, f));
+    EXPECT_EQ(t.rules[2].hits, 0u);
+    t.rules[1] = {RuleKind::Hypercall, 0, 0x30, 0, 3, 0};
+    EXPECT_TRUE(apply_fast_rules(t, r, f));
+    EXPECT_EQ(f.gpr(0), 2u);
+}

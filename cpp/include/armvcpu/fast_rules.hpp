@@ -67,11 +67,14 @@ inline RuleKind load_kind(const FastRule& r) {
 inline void count_hit(FastRule& r) { __atomic_fetch_add(&r.hits, 1, __ATOMIC_RELAXED); }
 }  // namespace detail
 
-// The first rule matching this exit, or nullptr.
+// The first rule matching this exit, or nullptr. The host fills slots in
+// order and never empties one, so the first Empty slot ends the table: an
+// exit with a few rules installed looks at a few slots, not all 64.
 inline FastRule* match_fast_rule(FastRuleTable& table, const ExitReason& reason) {
     for (unsigned i = 0; i < kMaxFastRules; ++i) {
         FastRule& r = table.rules[i];
         const RuleKind kind = detail::load_kind(r);
+        if (kind == RuleKind::Empty) return nullptr;
         switch (reason.kind) {
             case ExitKind::MmioRead:
                 if (kind == RuleKind::Mmio && (r.flags & kRuleReads) != 0 &&
