@@ -487,7 +487,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         }
         const std::uint64_t sgis = __atomic_load_n(&g_pending_sgis[cpu], __ATOMIC_ACQUIRE);
         if (!vgic) {
-            for (std::uint32_t intid = 0; intid < 16 && !waiting; ++intid) {
+            for (std::uint32_t intid = 0; intid < 16 && sgis != 0 && !waiting; ++intid) {
                 const std::uint64_t bit = 1ull << intid;
                 if ((sgis & bit) == 0) continue;
                 if (vcpu->inject_interrupt(intid) != armvcpu::VCpuError::None) {
