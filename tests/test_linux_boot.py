@@ -70,6 +70,9 @@ def test_debian_kernel_reaches_user_space_and_powers_off(linux, tmp_path, smp, n
         assert "CpuUp" in kinds and "SendIpi" in kinds
         assert set(np.unique(log["vcpu"])) == {0, 1}
     assert _core.ExitKind(int(trace.kind[-1])).name == "SystemDown"
+    # The timeline export carries the firmware's log on a track of its own.
+    events = trace.to_chrome_trace()["traceEvents"]
+    assert sum(e.get("cat") == "firmware" for e in events) == len(log)
 
 
 def test_linux_uses_pauth_sve_and_the_pmu_on_cpu_max(linux, tmp_path, no_leaked_qemu):

@@ -205,6 +205,23 @@ class Trace:
             })  # fmt: skip
         meta = [{"name": "process_name", "ph": "M", "pid": pid, "args": {"name": f"VM {pid}"}}
                 for pid in sorted({e["pid"] for e in events})]  # fmt: skip
+        log = self.firmware_log
+        if len(log):
+            # The firmware's log on a track of its own: instant events on the
+            # guest's counter clock (its zero is the first logged exit), one
+            # thread per vCPU.
+            pid = 1000
+            meta.append({"name": "process_name", "ph": "M", "pid": pid,
+                         "args": {"name": "firmware exit log (counter time)"}})  # fmt: skip
+            t0 = float(log["time_s"].min())
+            for row in log:
+                events.append({
+                    "name": _core.ExitKind(int(row["kind"])).name, "cat": "firmware",
+                    "ph": "i", "s": "t", "ts": (float(row["time_s"]) - t0) * 1e6,
+                    "pid": pid, "tid": int(row["vm"]) * 100 + int(row["vcpu"]),
+                    "args": {"esr": hex(int(row["esr"])), "arg": hex(int(row["arg"])),
+                             "by": exitlog.HANDLERS.get(int(row["handler"]), "?")},
+                })  # fmt: skip
         return {"traceEvents": meta + events, "displayTimeUnit": "ns", "metadata": self.meta}
 
     def replay(self, handler: Callable[[Exit], Any] | None = None) -> ReplayResult:
