@@ -21,6 +21,7 @@ from .gdbstub import GdbRemote
 
 RECORD_SIZE: int = _core.ExitRecord.SIZE
 OFFSETS: dict[str, int] = dict(_core.ExitRecord.OFFSETS)
+_SEQ = OFFSETS["seq"]
 
 
 class Transport(Protocol):
@@ -52,6 +53,7 @@ class GdbTransport:
         self.handoff = handoff
         self.running = False
         self.last_seqs = [0] * vcpus
+        self._raws: list[bytes] = [b""] * vcpus  # each slot's record as last read
         self._thread: str | None = None  # the gdb thread (CPU) the registers go to
 
     def attach_value(self) -> int:
@@ -75,11 +77,13 @@ class GdbTransport:
         The hand-off breakpoint is the only one set, so a stop is an exit of
         the CPU the stop reply names; that CPU's record must carry a new seq.
         """
+        gdb = self.gdb
         if not self.running:
-            self.gdb.cont()
+            gdb.cont()
             self.running = True
         try:
-            stop = self.gdb.wait_stop(timeout)
+            # Its '+' goes out with the record's read, at once.
+            stop = gdb.wait_stop(timeout, ack_now=False)
         except TimeoutError:
             return None
         self.running = False
@@ -87,33 +91,35 @@ class GdbTransport:
             raise TargetConnectionError(f"the target exited ({stop.raw})")
         slot = self._slot_of(stop.thread)
         self._thread = stop.thread
-        base = self.records + slot * RECORD_SIZE
-        raw = self.gdb.read_memory(base, RECORD_SIZE)
-        seq = int.from_bytes(raw[OFFSETS["seq"] : OFFSETS["seq"] + 8], "little")
+        raw = gdb.read_memory(self.records + slot * RECORD_SIZE, RECORD_SIZE)
+        seq = int.from_bytes(raw[_SEQ : _SEQ + 8], "little")
         if seq <= self.last_seqs[slot]:
-            pc = self.gdb.read_register("pc")
+            pc = gdb.read_register("pc")
             raise GdbProtocolError(
                 f"target stopped at {pc:#x} without a new exit record (seq {seq}); "
                 f"the hand-off is at {self.handoff:#x}"
             )
         self.last_seqs[slot] = seq
+        self._raws[slot] = raw
         return slot, raw
 
     def answer(self, slot: int, record: Any, frame_changed: bool) -> None:
-        base = self.records + slot * RECORD_SIZE
-        if frame_changed:
-            self.gdb.write_memory(base, record.to_bytes())
-        elif record.action != _core.HostAction.Default:  # the firmware preset Default
-            self.gdb.write_memory(
-                base + OFFSETS["action"], int(record.action).to_bytes(4, "little")
-            )
+        """Write what the host changed in the record (one span, from the first
+        to the last byte that differs) and the PC. The packets are pipelined;
+        the continue in the next wait_record() collects their replies."""
+        gdb = self.gdb
+        old = self._raws[slot]
+        new = record.to_bytes()
+        diff = int.from_bytes(old, "little") ^ int.from_bytes(new, "little")
+        if diff:
+            lo = ((diff & -diff).bit_length() - 1) >> 3
+            hi = (diff.bit_length() + 7) >> 3
+            gdb.post_write_memory(self.records + slot * RECORD_SIZE + lo, new[lo:hi])
         # Step that CPU over the breakpoint's NOP: QEMU would re-hit it on
-        # continue. (The P and the following c cannot be pipelined: QEMU stops
-        # a running CPU on any byte it receives, and the ack of P's late reply
-        # is one.)
+        # continue.
         if len(self.last_seqs) > 1 and self._thread is not None:
-            self.gdb.select_thread(self._thread)
-        self.gdb.write_register("pc", self.handoff + 4)
+            gdb.post_select_thread(self._thread)
+        gdb.post_write_register("pc", self.handoff + 4)
 
 
 class SharedMemoryTransport:
