@@ -83,13 +83,20 @@ class GdbRemote:
     """One connection to a GDB remote target.
 
     Requests can be pipelined: :meth:`post` queues one, and queued requests go
-    out in one write with the next request, continue or wait; their replies
-    are read, in order, before anything else. While packets are acknowledged,
-    the '+' for a reply goes out with the next packet sent (no write, and no
-    wake-up of the target, of its own), and a continue first collects every
-    posted reply: QEMU stops a running CPU on any byte it receives, so no ack
-    may follow the ``c``. In no-ack mode (``QStartNoAckMode``, when the target
-    offers it) requests and the continue go out in one write.
+    out in one write with the next request or continue; their replies are
+    read, in order, before anything else. An exit's answer and the continue
+    after it are one write, in either mode:
+
+    * no-ack mode (``QStartNoAckMode``, when the target offers it; QEMU 7.2
+      does not): no '+' either way.
+    * acknowledged: the '+' for a request's reply is sent right behind the
+      request, in the same write, before the reply has come. A target that
+      waits for the ack after each reply (gdbserver, OpenOCD) finds it there;
+      QEMU ignores a '+' while the CPU is stopped. An ack sent after the
+      reply came would be sent after the ``c``, and QEMU stops a running CPU
+      on any byte it receives. Only the stop reply is acknowledged after it
+      has come, with the next packet sent. Over a socket nothing is garbled,
+      so a reply is never asked for again: a bad one is an error.
     """
 
     def __init__(self, sock: socket.socket, *, timeout: float = 10.0) -> None:
@@ -145,9 +152,10 @@ class GdbRemote:
 
     def start_no_ack(self) -> bool:
         """``QStartNoAckMode``: no more '+'/'-' either way. True if in force."""
+        # Its OK is still acknowledged (the '+' went with the request); nothing
+        # after it is.
         if self.request("QStartNoAckMode") != "OK":
             return False
-        self._flush()  # the OK itself is still acknowledged; nothing after it is
         self.no_ack = True
         return True
 
@@ -173,10 +181,12 @@ class GdbRemote:
         except OSError as exc:
             raise TargetConnectionError(f"GDB remote connection failed: {exc}") from exc
 
-    def _queue(self, payloads: list[bytes]) -> None:
-        """Frame packets for the next write (see :meth:`_flush`)."""
+    def _queue(self, payloads: list[bytes], *, preack: bool = True) -> None:
+        """Frame packets for the next write (see :meth:`_flush`). While acks are
+        on, each is followed by the '+' for its reply (see the class doc)."""
+        plus = b"+" if preack and not self.no_ack else b""
         for p in payloads:
-            self._out.append(b"$%s#%02x" % (p, sum(p) & 0xFF))
+            self._out.append(b"$%s#%02x%s" % (p, sum(p) & 0xFF, plus))
         self.packets_sent += len(payloads)
 
     def _flush(self) -> None:
@@ -188,17 +198,20 @@ class GdbRemote:
             self._send_raw(data)
 
     def send_packet(self, payload: str | bytes) -> None:
-        """Send one packet; its reply (if any) is the caller's to read."""
-        self._queue([payload.encode() if isinstance(payload, str) else payload])
+        """Send one packet; its reply (if any) is the caller's to read, with
+        :meth:`recv_packet`, which acknowledges it."""
+        self._queue([payload.encode() if isinstance(payload, str) else payload], preack=False)
         self._flush()
 
-    def recv_packet(self, timeout: float | None, *, ack_now: bool = True) -> bytes:
+    def recv_packet(self, timeout: float | None, *, ack_now: bool = True,
+                    preacked: bool = False) -> bytes:  # fmt: skip
         """The next packet's payload; None timeout waits forever.
 
-        Unless ``ack_now``, its '+' goes out with the next packet sent (send
-        one soon: a target may wait for it). The target's own '+' are skipped;
-        a '-' (it got a packet garbled) is an error: over a socket that means
-        the conversation is out of step, and resending would not help.
+        Its '+' goes out now, or with the next packet sent (not ``ack_now``:
+        send one soon, a target may wait for it), or went out already with
+        the request (``preacked``). The target's own '+' are skipped; a '-'
+        (it got a packet garbled) is an error: over a socket that means the
+        conversation is out of step, and resending would not help.
         """
         buf = self._buf
         deadline = None
@@ -220,11 +233,14 @@ class GdbRemote:
                     del buf[: end + 3]
                     if not self.no_ack:
                         if b"%02x" % (sum(payload) & 0xFF) != checksum.lower():
+                            if preacked:
+                                raise GdbProtocolError(f"garbled reply {payload[:40]!r}")
                             self._send_raw(b"-")
                             continue
-                        self._acks_owed += 1
-                        if ack_now:
-                            self._flush()
+                        if not preacked:
+                            self._acks_owed += 1
+                            if ack_now:
+                                self._flush()
                     return _expand_rle(payload) if 0x2A in payload else payload  # '*'
             if self._out:
                 self._flush()  # what is queued goes out before we wait
@@ -257,7 +273,7 @@ class GdbRemote:
     def _read_posted(self) -> None:
         posted = self._posted
         while posted:
-            reply = self.recv_packet(self.timeout, ack_now=False).decode("latin-1")
+            reply = self.recv_packet(self.timeout, preacked=True).decode("latin-1")
             payload, expect = posted.pop(0)
             _check_reply(payload, reply, expect)
 
@@ -280,7 +296,7 @@ class GdbRemote:
             self._read_posted()
             for data in batch:
                 reply = self.recv_packet(self.timeout if timeout is None else timeout,
-                                         ack_now=False)  # fmt: skip
+                                         preacked=True)  # fmt: skip
                 text = reply.decode("latin-1")
                 _check_reply(data, text, None)
                 replies.append(text)
@@ -397,14 +413,10 @@ class GdbRemote:
         self.request(f"z2,{addr:x},{length:x}")
 
     def cont(self) -> None:
-        """Resume the target; collect the stop with :meth:`wait_stop`.
-
-        With acks, every posted reply is read (and its '+' goes out with the
-        ``c``) first: a byte that reaches QEMU while the CPU runs stops it."""
-        if not self.no_ack:
-            self.drain()
-        self._queue([b"c"])
-        self._flush()  # in no-ack mode, with the posted requests
+        """Resume the target, in one write with the posted requests; collect
+        the stop (and their replies) with :meth:`wait_stop`."""
+        self._queue([b"c"], preack=False)  # its reply is the stop, acked when it comes
+        self._flush()
 
     def select_thread(self, thread: str) -> None:
         """``Hg``: register reads and writes go to this thread (QEMU: a CPU)."""
