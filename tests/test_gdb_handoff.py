@@ -57,7 +57,7 @@ def test_auto_takes_the_watchpoint_with_qemu(hypercalls_guest, no_leaked_qemu):
         assert hv.transport.mode == "watchpoint"
         run_hypercalls(hv, hypercalls_guest)
         # QEMU, like Arm, stops before the watched store: the host moves the PC.
-        assert hv.transport._resume_pc == hv.firmware.host_doorbell_store + 4
+        assert hv.transport.resume_pc == hv.firmware.host_doorbell_store + 4
 
 
 def test_bad_handoff_name():

@@ -17,6 +17,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+from . import _core
 from .errors import GdbProtocolError, TargetConnectionError
 
 _INTERRUPT = b"\x03"
@@ -26,8 +27,11 @@ _MAX_POSTED = 32
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
+_rsp_checksum = _core.rsp_checksum  # sum(payload) & 0xFF, in C++: replies are 800+ bytes
+
+
 def _checksum(payload: bytes) -> bytes:
-    return b"%02x" % (sum(payload) & 0xFF)
+    return b"%02x" % _rsp_checksum(payload)
 
 
 def _unescape(data: bytes) -> bytes:
@@ -186,7 +190,7 @@ class GdbRemote:
         on, each is followed by the '+' for its reply (see the class doc)."""
         plus = b"+" if preack and not self.no_ack else b""
         for p in payloads:
-            self._out.append(b"$%s#%02x%s" % (p, sum(p) & 0xFF, plus))
+            self._out.append(b"$%s#%02x%s" % (p, _rsp_checksum(p), plus))
         self.packets_sent += len(payloads)
 
     def _flush(self) -> None:
@@ -232,7 +236,7 @@ class GdbRemote:
                     checksum = bytes(buf[end + 1 : end + 3])
                     del buf[: end + 3]
                     if not self.no_ack:
-                        if b"%02x" % (sum(payload) & 0xFF) != checksum.lower():
+                        if b"%02x" % _rsp_checksum(payload) != checksum.lower():
                             if preacked:
                                 raise GdbProtocolError(f"garbled reply {payload[:40]!r}")
                             self._send_raw(b"-")
@@ -280,9 +284,17 @@ class GdbRemote:
     def request(self, payload: str | bytes, *, timeout: float | None = None) -> str:
         """Send one packet (after any posted ones) and return the reply,
         raising on an ``Exx`` error."""
-        return self.requests(
-            [payload.encode() if isinstance(payload, str) else payload], timeout=timeout
-        )[0]
+        data = payload.encode() if isinstance(payload, str) else payload
+        if len(self._posted) >= _MAX_POSTED:
+            self.drain()
+        self._queue([data])
+        self._flush()
+        if self._posted:
+            self._read_posted()
+        reply = self.recv_packet(self.timeout if timeout is None else timeout, preacked=True)
+        text = reply.decode("latin-1")
+        _check_reply(data, text, None)
+        return text
 
     def requests(self, payloads: list[bytes], *, timeout: float | None = None) -> list[str]:
         """Several requests in one write (the target is stopped); their replies."""
@@ -348,11 +360,14 @@ class GdbRemote:
 
     def read_memory(self, addr: int, length: int) -> bytes:
         chunk = max(16, (self.packet_size - 8) // 2)
-        payloads = [
-            b"m%x,%x" % (addr + off, min(chunk, length - off)) for off in range(0, length, chunk)
-        ]
-        replies = self.requests(payloads) if len(payloads) > 1 else [self.request(payloads[0])]
-        out = b"".join(bytes.fromhex(r) for r in replies)
+        if length <= chunk:
+            out = bytes.fromhex(self.request(b"m%x,%x" % (addr, length)))
+        else:
+            payloads = [
+                b"m%x,%x" % (addr + off, min(chunk, length - off))
+                for off in range(0, length, chunk)
+            ]
+            out = b"".join(bytes.fromhex(r) for r in self.requests(payloads))
         if len(out) != length:
             raise GdbProtocolError(f"short memory read at {addr:#x}: {len(out)} of {length} bytes")
         return out

@@ -87,7 +87,14 @@ class GdbTransport:
         # Where the stopped CPU must go on (None: where it stands); for the
         # watchpoint, learnt at its first stop.
         self._resume_pc: int | None = handoff + 4
+        self._pc_write: bytes | None = None  # the P packet that puts it there
         self._calibrated = True
+
+    @property
+    def resume_pc(self) -> int | None:
+        """Where the host puts a stopped CPU's PC before it continues (past the
+        breakpoint's NOP or the doorbell store); None when it stays put."""
+        return self._resume_pc
 
     def attach_value(self) -> int:
         return int(_core.HostTransport.Gdb)
@@ -166,6 +173,7 @@ class GdbTransport:
             requests.insert(0, b"Hg%s" % self._thread.encode())
         replies = gdb.requests(requests)
         pc = int.from_bytes(bytes.fromhex(replies[-1]), "little")
+        self._pc_write = None
         if pc == self.doorbell_store:
             self._resume_pc = self.doorbell_store + 4
         elif pc == self.doorbell_store + 4:
@@ -196,7 +204,11 @@ class GdbTransport:
             # or the doorbell store (it would hit the watchpoint again).
             if len(self.last_seqs) > 1 and self._thread is not None:
                 gdb.post_select_thread(self._thread)
-            gdb.post_write_register("pc", self._resume_pc)
+            if self._pc_write is None:
+                reg = gdb.registers["pc"]
+                value = self._resume_pc.to_bytes(reg.bitsize // 8, "little")
+                self._pc_write = b"P%x=%s" % (reg.number, value.hex().encode())
+            gdb.post(self._pc_write)
 
 
 class SharedMemoryTransport:
