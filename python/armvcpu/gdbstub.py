@@ -95,12 +95,13 @@ class GdbRemote:
       does not): no '+' either way.
     * acknowledged: the '+' for a request's reply is sent right behind the
       request, in the same write, before the reply has come. A target that
-      waits for the ack after each reply (gdbserver, OpenOCD) finds it there;
-      QEMU ignores a '+' while the CPU is stopped. An ack sent after the
-      reply came would be sent after the ``c``, and QEMU stops a running CPU
-      on any byte it receives. Only the stop reply is acknowledged after it
-      has come, with the next packet sent. Over a socket nothing is garbled,
-      so a reply is never asked for again: a bad one is an error.
+      waits for the ack after each reply (gdbserver, OpenOCD) finds it there,
+      and QEMU takes it as the ack of the reply it has just sent. An ack sent
+      after the reply came would be sent after the ``c``, and QEMU stops a
+      running CPU on any byte it receives that is not such an ack. Only the
+      stop reply is acknowledged after it has come, with the next packet
+      sent. Over a socket nothing is garbled, so a reply is never asked for
+      again: a bad one is an error.
     """
 
     def __init__(self, sock: socket.socket, *, timeout: float = 10.0) -> None:
