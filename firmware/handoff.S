@@ -1,10 +1,23 @@
 // The host hand-off: the firmware calls armvcpu_host_handoff(record) when an
-// exit needs the host. A host attached through the gdbstub keeps a breakpoint
-// on its first instruction, reads and rewrites the record, moves the PC to the
-// RET and continues. With nobody attached this is just a call that returns.
+// exit needs the host, after it has published the record's seq. A host
+// attached through the gdbstub stops the CPU here in one of two ways:
 //
-// It sits alone on its own 4 KiB page: QEMU's TCG flushes and slows every
-// translation block on a page that holds a breakpoint.
+//  - breakpoint: on the first instruction (the NOP). The host reads and
+//    rewrites the record, moves the PC to the next instruction and continues.
+//  - watchpoint: a write watchpoint on armvcpu_host_doorbell, which the store
+//    at armvcpu_host_doorbell_store writes. Arm reports a watchpoint before
+//    the store is done (QEMU does too), so the host moves the PC past it;
+//    a target that stops after the store needs no PC change.
+//
+// The watchpoint is the fast way with QEMU's TCG: a stop at a breakpoint
+// throws away every translated block (gdb_vm_state_change calls tb_flush), a
+// watchpoint stop does not. With nobody attached this is a call that stores
+// a word and returns.
+//
+// The code sits alone on its own 4 KiB page: QEMU's TCG slows every
+// translation block on a page that holds a breakpoint. The doorbell sits
+// alone on its own page of data, outside .bss (the boot code's clear must not
+// hit the watchpoint): every access to a watched page takes QEMU's slow path.
 
     .cfi_sections .debug_frame
 
@@ -15,7 +28,20 @@
 armvcpu_host_handoff:
     .cfi_startproc
     nop                             // the host's breakpoint
+    adrp    x1, armvcpu_host_doorbell
+    .global armvcpu_host_doorbell_store
+armvcpu_host_doorbell_store:
+    str     x0, [x1, :lo12:armvcpu_host_doorbell]   // the host's write watchpoint
     ret
     .cfi_endproc
     .size armvcpu_host_handoff, . - armvcpu_host_handoff
+    .balign 4096
+
+    .section .doorbell, "aw"
+    .balign 4096
+    .global armvcpu_host_doorbell
+    .type armvcpu_host_doorbell, %object
+armvcpu_host_doorbell:
+    .quad 0                         // the last record handed over (its address)
+    .size armvcpu_host_doorbell, . - armvcpu_host_doorbell
     .balign 4096

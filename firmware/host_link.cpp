@@ -46,7 +46,8 @@ extern "C" {
 // EL2 instructions retired so far (kSelfTestCountEl2), updated at each report.
 [[gnu::used]] std::uint64_t armvcpu_el2_instructions;
 
-// handoff.S: a call the host breaks on.
+// handoff.S: a call the host stops the CPU in (a breakpoint, or a write
+// watchpoint on the doorbell word it stores).
 void armvcpu_host_handoff(ExitRecord* record);
 }
 
@@ -103,8 +104,9 @@ HostAction report_exit(unsigned slot, unsigned vm_id, unsigned vcpu_id, armvcpu:
     switch (transport()) {
         case HostTransport::Gdb:
             record.seq = seq;
-            // The call is a compiler barrier: the record is written before the
-            // host sees it and read again after the host has changed it.
+            // The call is a compiler barrier: the record (seq included) is
+            // written before the host sees it and read again after the host
+            // has changed it.
             armvcpu_host_handoff(&record);
             break;
         case HostTransport::SharedMemory:

@@ -123,3 +123,10 @@ def test_firmware_exports_records_with_the_core_layout():
 def test_every_exit_kind_has_a_python_class():
     for kind in _core.ExitKind.__members__:
         assert hasattr(_core, kind), kind
+
+
+def test_rsp_checksum_is_the_byte_sum_mod_256():
+    assert _core.rsp_checksum(b"OK") == 0x9A
+    assert _core.rsp_checksum(b"") == 0
+    data = bytes(range(256)) * 5
+    assert _core.rsp_checksum(data) == sum(data) & 0xFF

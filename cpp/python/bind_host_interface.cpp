@@ -138,6 +138,11 @@ to_bytes() after changing .action and .frame.
     symbols["el2_instructions"] = kSymEl2Instructions;
     symbols["exit_log"] = kSymExitLog;
     m.attr("FIRMWARE_SYMBOLS") = symbols;
+    // Symbols a firmware image may lack (older images): the host does without.
+    py::dict optional_symbols;
+    optional_symbols["host_doorbell"] = kSymHostDoorbell;
+    optional_symbols["host_doorbell_store"] = kSymHostDoorbellStore;
+    m.attr("FIRMWARE_OPTIONAL_SYMBOLS") = optional_symbols;
     py::enum_<UartMode>(m, "UartMode", "How a VM's PL011 is provided.")
         .value("Host", UartMode::Host)
         .value("Emulate", UartMode::Emulate)

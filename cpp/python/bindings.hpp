@@ -50,5 +50,6 @@ void bind_stage2(py::module_& m);
 void bind_mailbox(py::module_& m);
 void bind_fast_rules(py::module_& m);
 void bind_fdt(py::module_& m);
+void bind_rsp(py::module_& m);
 
 }  // namespace armvcpu::py_bind

@@ -18,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
     b::bind_mailbox(m);
     b::bind_fast_rules(m);
     b::bind_fdt(m);
+    b::bind_rsp(m);
 }

@@ -18,6 +18,7 @@ from .firmware import example_guest_path
 from .guest import Guest
 from .hypervisor import Hypervisor
 from .trace import Trace
+from .transport import HandoffMode
 
 KIND_HOST = 0  # hypercall 1: a round trip to the host
 KIND_FIRMWARE = 1  # PSCI_VERSION: answered in the firmware
@@ -37,9 +38,11 @@ def _loop_guest(count: int, kind: int) -> Guest:
     return Guest(base.segments, base.entry, "exit_loop", x0=count | (kind << 48))
 
 
-def host_round_trips(transport: Literal["shm", "gdb"], count: int) -> float:
-    """Exits per second to a Python handler that answers each one."""
-    with Hypervisor(transport=transport, timeout=120) as hv:
+def host_round_trips(transport: Literal["shm", "gdb"], count: int,
+                     handoff: HandoffMode = "auto") -> float:  # fmt: skip
+    """Exits per second to a Python handler that answers each one (``handoff``:
+    how the gdb transport stops the CPU)."""
+    with Hypervisor(transport=transport, timeout=120, handoff=handoff) as hv:
         hv.load(_loop_guest(count, KIND_HOST))
         first = last = 0.0
         seen = 0
@@ -241,6 +244,8 @@ def bench_transports(runs: int = 3, quick: bool = False) -> list[Figure]:
                 lambda: served_round_trips(200_000 // scale)),
         _median("gdbstub transport, Python handler", "exits/s", runs,
                 lambda: host_round_trips("gdb", 3_000 // scale)),
+        _median("gdbstub transport, breakpoint hand-off (the fallback)", "exits/s", runs,
+                lambda: host_round_trips("gdb", 1_000 // scale, "breakpoint")),
         _median("gdb-multiarch Python-API breakpoint handler", "exits/s", runs,
                 lambda: gdb_python_round_trips(2_000 // scale)),
     ]  # fmt: skip

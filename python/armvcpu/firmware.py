@@ -55,6 +55,9 @@ class Firmware:
     pending_irq: int
     el2_instructions: int
     exit_log: int
+    # The gdb transport's watchpoint hand-off; None in images that predate it.
+    host_doorbell: int | None = None
+    host_doorbell_store: int | None = None
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:
@@ -74,6 +77,10 @@ class Firmware:
                     if not syms:
                         raise FirmwareError(f"{p} lacks the symbol {name}; is it armvcpu firmware?")
                     found[key] = int(syms[0]["st_value"])
+                for key, name in dict(_core.FIRMWARE_OPTIONAL_SYMBOLS).items():
+                    syms = symtab.get_symbol_by_name(name)
+                    if syms:
+                        found[key] = int(syms[0]["st_value"])
         except OSError as exc:
             raise FirmwareError(f"cannot read firmware {p}: {exc}") from exc
         except ELFError as exc:

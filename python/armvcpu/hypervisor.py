@@ -41,7 +41,7 @@ from .policy import Policy
 from .qemu import QemuConfig, QemuProcess
 from .rules import FastRules
 from .trace import Trace
-from .transport import RECORD_SIZE, GdbTransport, SharedMemoryTransport, Transport
+from .transport import RECORD_SIZE, GdbTransport, HandoffMode, SharedMemoryTransport, Transport
 
 #: Where QEMU virt's RAM starts in the physical address space.
 RAM_BASE = 0x4000_0000
@@ -95,6 +95,11 @@ class Hypervisor:
         extra_args: more QEMU arguments, appended as given.
         remote: ``"host:port"`` of a GDB remote target already running the
             armvcpu firmware, halted (see :meth:`attach`); no QEMU is started.
+        handoff: how the gdb transport stops the CPU at an exit:
+            ``"watchpoint"`` (a write watchpoint on the firmware's doorbell;
+            with QEMU several times faster), ``"breakpoint"`` (a breakpoint
+            on the hand-off; any target with breakpoints), or ``"auto"``
+            (the watchpoint when the target accepts it, else the breakpoint).
     """
 
     def __init__(
@@ -112,12 +117,18 @@ class Hypervisor:
         remote: str | None = None,
         gic: int = 3,
         vgic: bool = False,
+        handoff: HandoffMode = "auto",
     ) -> None:
         if transport not in ("shm", "gdb"):
             raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
         if remote is not None:
             transport = "gdb"  # a remote target shares no memory with this host
         self.remote = remote
+        if handoff not in ("auto", "watchpoint", "breakpoint"):
+            raise ValueError(
+                f"handoff must be 'auto', 'watchpoint' or 'breakpoint', not {handoff!r}"
+            )
+        self.handoff = handoff
         if uart not in _UART_MODES:
             raise ValueError(f"uart must be one of {sorted(_UART_MODES)}, not {uart!r}")
         self.uart = uart
@@ -196,11 +207,7 @@ class Hypervisor:
                     self.ram, RAM_BASE, self.firmware.exit_records, self.smp
                 )
             else:
-                gdb_transport = GdbTransport(
-                    self.gdb, self.firmware.exit_records, self.firmware.host_handoff, self.smp
-                )
-                gdb_transport.prepare()
-                self.transport = gdb_transport
+                self.transport = self._gdb_transport(self.gdb, self.smp)
             raw = self.gdb.read_memory(self.firmware.guest_config, _core.GuestConfig.SIZE)
             self.guest_config = _core.GuestConfig.from_bytes(raw)
             self.guest_config.uart_mode = _UART_MODES[self.uart]
@@ -216,7 +223,8 @@ class Hypervisor:
 
     @classmethod
     def attach(cls, address: str, *, firmware: str | Path | None = None, timeout: float = 10.0,
-               uart: Literal["host", "emulate", "passthrough"] = "host") -> Hypervisor:  # fmt: skip
+               uart: Literal["host", "emulate", "passthrough"] = "host",
+               handoff: HandoffMode = "auto") -> Hypervisor:  # fmt: skip
         """A session on a GDB remote target at ``"host:port"`` that already runs
         the armvcpu firmware and is halted before its first instruction: a
         board behind OpenOCD's gdbserver, or a QEMU started by someone else
@@ -226,7 +234,7 @@ class Hypervisor:
         >>> with Hypervisor.attach("localhost:1234") as hv:   # doctest: +SKIP
         ...     hv.load(guest); hv.run(policy)
         """
-        return cls(firmware=firmware, timeout=timeout, uart=uart, remote=address)
+        return cls(firmware=firmware, timeout=timeout, uart=uart, remote=address, handoff=handoff)
 
     def _start_remote(self, address: str) -> None:
         host, _, port = address.rpartition(":")
@@ -239,17 +247,21 @@ class Hypervisor:
                 f"cannot reach the GDB remote target {address}: {exc}"
             ) from exc
         self.gdb.handshake()
-        gdb_transport = GdbTransport(
-            self.gdb, self.firmware.exit_records, self.firmware.host_handoff
-        )
-        gdb_transport.prepare()
-        self.transport = gdb_transport
+        self.transport = self._gdb_transport(self.gdb, 1)
         raw = self.gdb.read_memory(self.firmware.guest_config, _core.GuestConfig.SIZE)
         self.guest_config = _core.GuestConfig.from_bytes(raw)
         self.guest_config.uart_mode = _UART_MODES[self.uart]
         self.gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
         attach = self.transport.attach_value().to_bytes(4, "little")
         self.gdb.write_memory(self.firmware.host_attached, attach)
+
+    def _gdb_transport(self, gdb: GdbRemote, vcpus: int) -> GdbTransport:
+        fw = self.firmware
+        transport = GdbTransport(gdb, fw.exit_records, fw.host_handoff, vcpus,
+                                 doorbell=fw.host_doorbell, doorbell_store=fw.host_doorbell_store,
+                                 mode=self.handoff)  # fmt: skip
+        transport.prepare()
+        return transport
 
     def _connect_gdbstub(self) -> GdbRemote:
         """Connect to QEMU's gdbstub socket. The file appears when QEMU binds it,

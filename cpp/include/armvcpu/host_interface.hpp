@@ -19,6 +19,12 @@ inline constexpr const char* kSymExitRecords = "armvcpu_exit_records";
 inline constexpr const char* kSymGuestConfig = "armvcpu_guest_config";
 inline constexpr const char* kSymHostAttached = "armvcpu_host_attached";
 inline constexpr const char* kSymHostHandoff = "armvcpu_host_handoff";
+// The gdb transport's other way in (handoff.S): a write watchpoint on the
+// doorbell word, which armvcpu_host_handoff stores with the instruction at
+// kSymHostDoorbellStore. Firmware older than these symbols has only the
+// breakpoint.
+inline constexpr const char* kSymHostDoorbell = "armvcpu_host_doorbell";
+inline constexpr const char* kSymHostDoorbellStore = "armvcpu_host_doorbell_store";
 inline constexpr const char* kSymFastRules = "armvcpu_fast_rules";
 inline constexpr const char* kSymGuestConsole = "armvcpu_guest_console";
 // One 64-bit word per vCPU: INTID + 1 of a virtual interrupt the host wants
@@ -33,7 +39,7 @@ inline constexpr std::uint16_t kExitRecordVersion = 3;
 // armvcpu_host_attached before it releases the CPU).
 enum class HostTransport : std::uint32_t {
     None = 0,          // standalone: the firmware answers every exit itself
-    Gdb = 1,           // the host breaks on armvcpu_host_handoff through a gdbstub
+    Gdb = 1,           // the host stops the CPU in armvcpu_host_handoff through a gdbstub
     SharedMemory = 2,  // the host maps guest RAM and polls the record's seq
 };
 
