@@ -140,14 +140,33 @@ class QemuProcess:
         except subprocess.TimeoutExpired:
             return None
 
+    def _reap(self, timeout: float) -> bool:
+        """Wait for QEMU to exit with os.waitpid, not Popen.wait: a Ctrl-C
+        that lands inside Popen's own poll can leave its internal lock held,
+        and teardown must not block on it. True once QEMU is gone."""
+        deadline = time.monotonic() + timeout
+        while self.proc.returncode is None:
+            try:
+                pid, status = os.waitpid(self.proc.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already (by Popen)
+                return True
+            if pid != 0:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def terminate(self) -> None:
         """Stop QEMU (SIGTERM, then SIGKILL) and remove the private directory."""
-        if self.proc.poll() is None:
+        if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
-            if self.wait(2.0) is None:
-                self.proc.kill()
-                self.proc.wait()
+            if not self._reap(2.0):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                self._reap(10.0)
         if self._console_cache is None:
             self._console_cache = self.console_text()
         shutil.rmtree(self.workdir, ignore_errors=True)
