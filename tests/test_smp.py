@@ -81,8 +81,9 @@ def test_smp_range():
 
 # vCPU 1 sets up its GIC CPU interface and IRQ vector exactly as the
 # interrupt tests' guests do (GIC_SETUP, VECTORS).
-SGI_GUEST = (
-    """
+# vCPU 0 starts vCPU 1, waits until it is ready, sends it SGI 3, waits
+# until it took it and powers off; `secondary:` follows.
+SGI_PRIMARY = """
     ldr x0, =0xC4000003         // CPU_ON vCPU 1
     mov x1, #1
     adr x2, secondary
@@ -102,6 +103,9 @@ SGI_GUEST = (
     hvc #0
 secondary:
 """
+
+SGI_GUEST = (
+    SGI_PRIMARY
     + GIC_SETUP
     + """
     msr daifclr, #2

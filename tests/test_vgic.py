@@ -12,6 +12,7 @@ import pytest
 from armvcpu import ExitKind, Guest, Hypervisor
 
 from .test_interrupts import GIC_SETUP, VECTORS
+from .test_smp import SGI_PRIMARY
 
 GICD = 0x0800_0000
 GICR0 = 0x080A_0000
@@ -146,25 +147,8 @@ SGI_GATED = (
     ldr x9, =0x08000000
     mov w5, #2
     str w5, [x9]                // GICD_CTLR.EnableGrp1
-    ldr x0, =0xC4000003         // CPU_ON vCPU 1
-    mov x1, #1
-    adr x2, secondary
-    mov x3, #0
-    hvc #0
-    adr x10, ready
-1:  ldr x11, [x10]
-    cbz x11, 1b
-    mov x0, #(1 << 1)           // ICC_SGI1R_EL1: vCPU 1, INTID 3
-    orr x0, x0, #(3 << 24)
-    msr icc_sgi1r_el1, x0
-    isb
-    adr x10, done
-2:  ldr x11, [x10]
-    cbz x11, 2b
-    ldr x0, =0x84000008
-    hvc #0
-secondary:
 """
+    + SGI_PRIMARY
     + GIC_SETUP
     + """
     ldr x12, =0x080D0000        // vCPU 1's SGI_base

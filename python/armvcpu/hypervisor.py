@@ -36,7 +36,7 @@ from .exits import Exit
 from .firmware import Firmware
 from .gdbstub import GdbRemote
 from .guest import Guest
-from .linux import BootPlan, LinuxImage
+from .linux import MAX_DTB_SIZE, BootPlan, LinuxImage
 from .policy import Policy
 from .qemu import QemuConfig, QemuProcess
 from .rules import FastRules
@@ -597,9 +597,8 @@ class Hypervisor:
         tree = guest_device_tree(source, ram_base=ram_base, ram_size=ram_size,
                                  num_cpus=int(cfg.num_vcpus) or 1, bootargs=append,
                                  initrd=initrd_range, devices=tuple(devices))  # fmt: skip
-        plan = BootPlan.make(image, ram_base=ram_base, ram_size=ram_size,
-                             initrd_size=len(initrd_data) if initrd_data is not None else None,
-                             dtb_size=len(tree))  # fmt: skip
+        if len(tree) > MAX_DTB_SIZE:  # the placement does not depend on its size
+            raise GuestImageError(f"the device tree is {len(tree)} bytes; the limit is 2 MiB")
         cfg.ipa_base = ram_base  # identity: guest physical = machine physical
         cfg.size = ram_size
         cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
