@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from armvcpu import example_guest_path
-from armvcpu.guest import DEFAULT_GUEST_BASE
-from armvcpu.toolchain import assemble, compile_c
+from armvcpu.guests.guest import DEFAULT_GUEST_BASE
+from armvcpu.guests.toolchain import assemble, compile_c
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "build" / "examples"

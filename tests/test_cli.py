@@ -90,7 +90,7 @@ class Answers(Policy):
 
 
 def _image(tmp_path, source: str, name: str = "guest.elf"):
-    from armvcpu import toolchain
+    from armvcpu.guests import toolchain
 
     path = tmp_path / name
     path.write_bytes(toolchain.assemble(source, 0x4000_0000))

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from armvcpu import _core
-from armvcpu.devicetree import (
+from armvcpu.errors import ArmvcpuError, DeviceTreeError, QemuError, ToolNotFoundError
+from armvcpu.guests.devicetree import (
     DeviceTree,
     Node,
     decode_strings,
@@ -22,7 +23,6 @@ from armvcpu.devicetree import (
     u32,
     u64,
 )
-from armvcpu.errors import ArmvcpuError, DeviceTreeError, QemuError, ToolNotFoundError
 
 from .conftest import qemu_pids
 

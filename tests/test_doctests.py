@@ -11,13 +11,14 @@ import pytest
 from armvcpu import _core
 
 PYTHON_MODULES = [
-    "armvcpu.devices",
+    "armvcpu.policy.devices",
     "armvcpu.exits",
-    "armvcpu.guest",
-    "armvcpu.gdbstub",
-    "armvcpu.firmware",
-    "armvcpu.devicetree",
-    "armvcpu.fuzz",
+    "armvcpu.guests.guest",
+    "armvcpu.session.gdbstub",
+    "armvcpu.session.firmware",
+    "armvcpu.guests.devicetree",
+    "armvcpu.tools.fuzz.generator",
+    "armvcpu.assets",
 ]
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import armvcpu
 import pytest
-from armvcpu import ExitKind, Hypervisor, _core, gdb_launch
+from armvcpu import ExitKind, Hypervisor, _core
 from armvcpu.errors import ToolNotFoundError
+from armvcpu.tools import gdb_launch
 
 from .conftest import live_pids
 
@@ -175,7 +176,7 @@ def test_without_firmware_symbols_the_commands_say_what_to_load(no_leaked_gdb):
     site = str(gdb_launch.site_packages())
     argv = ["gdb-multiarch", "-nx", "-batch",
             "-ex", f"python import sys; sys.path.insert(0, {site!r})",
-            "-ex", "python import armvcpu.gdb",
+            "-ex", "python import armvcpu.tools.gdb",
             "-ex", "armvcpu exit",
             "-ex", f"file {armvcpu.firmware_path()}",
             "-ex", "armvcpu vcpus",
@@ -200,7 +201,7 @@ def test_gdb_command_has_every_piece():
     assert commands[0].startswith("python import sys; sys.path.insert(0, ")
     assert repr(site) in commands[0]
     assert commands[1:] == [
-        "python import armvcpu.gdb",
+        "python import armvcpu.tools.gdb",
         'file "/opt/fw dir/armvcpu-firmware.elf"',
         "target remote /tmp/x/gdb.sock",
         "armvcpu vcpus",

@@ -15,8 +15,8 @@ import threading
 import armvcpu
 import pytest
 from armvcpu import ExitKind, Hypervisor, _core
-from armvcpu.gdbstub import GdbRemote
-from armvcpu.transport import RECORD_SIZE, GdbTransport
+from armvcpu.session.gdbstub import GdbRemote
+from armvcpu.session.transport import RECORD_SIZE, GdbTransport
 
 MASK64 = (1 << 64) - 1
 

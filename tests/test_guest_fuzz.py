@@ -18,9 +18,9 @@ import sys
 import time
 
 import pytest
-from armvcpu import fuzz
 from armvcpu.exits import disassemble
-from armvcpu.fuzz import (
+from armvcpu.tools import fuzz
+from armvcpu.tools.fuzz import (
     ERET,
     WFI,
     Program,

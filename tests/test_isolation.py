@@ -14,7 +14,7 @@ import hashlib
 
 import armvcpu
 from armvcpu import ExitKind, Guest, Hypervisor
-from armvcpu.hypervisor import RAM_BASE
+from armvcpu.session.hypervisor import RAM_BASE
 from elftools.elf.elffile import ELFFile
 
 # Each probe is followed by a hypercall 7 reporting x1 = probe number, so the

@@ -164,7 +164,7 @@ def test_garbage_on_the_gdbstub_connection_is_a_typed_error(hypercalls_guest, no
 def test_el2_instruction_count_is_linear_in_exits(no_leaked_qemu):
     """The PMU count the el2 benchmark uses: each extra in-firmware exit costs
     the same number of EL2 instructions (exact under -icount)."""
-    from armvcpu.benchmarks import el2_instructions_per_exit
+    from armvcpu.tools.bench import el2_instructions_per_exit
 
     a = el2_instructions_per_exit(100)
     b = el2_instructions_per_exit(300)

@@ -16,10 +16,10 @@ import sys
 import numpy as np
 import pytest
 from armvcpu import Hypervisor, _core
-from armvcpu.debian import MARKER, build_initramfs, fetch_linux_assets
+from armvcpu.analysis.trace import Trace
 from armvcpu.errors import GuestImageError
-from armvcpu.linux import IMAGE_MAGIC, BootPlan, LinuxImage
-from armvcpu.trace import Trace
+from armvcpu.guests.debian import MARKER, build_initramfs, fetch_linux_assets
+from armvcpu.guests.linux import IMAGE_MAGIC, BootPlan, LinuxImage
 
 # Linux boots in seconds on these CPU models (-cpu max emulates pointer
 # authentication in software and takes several times longer).
@@ -91,7 +91,7 @@ def test_linux_uses_pauth_sve_and_the_pmu_on_cpu_max(linux, tmp_path, no_leaked_
 
 
 def test_linux_through_the_python_api_with_a_given_device_tree(linux, no_leaked_qemu):
-    from armvcpu.devicetree import qemu_device_tree
+    from armvcpu.guests.devicetree import qemu_device_tree
 
     assets, initrd = linux
     source = qemu_device_tree(cpu=CPU, smp=1, memory_mb=512)

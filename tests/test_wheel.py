@@ -37,7 +37,7 @@ def test_wheel_carries_the_module_and_the_firmware(wheel):
     assert any(n.startswith("armvcpu/_core") and n.endswith(".so") for n in names)
     assert "armvcpu/data/armvcpu-firmware.elf" in names
     assert "armvcpu/data/guests/hypercalls.elf" in names
-    assert "armvcpu/guest_runtime/armvcpu_guest.h" in names
+    assert "armvcpu/guests/guest_runtime/armvcpu_guest.h" in names
     metadata = next(n for n in names if n.endswith("METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "MIT License" in text and "Classifier: Programming Language :: C++" in text

@@ -12,7 +12,8 @@ that firmware over QEMU's gdbstub.
 from __future__ import annotations
 
 from . import _core
-from .devices import MmioDevice, Pl011, Register
+from .analysis import Trace
+from .assets import example_guest_path, firmware_path
 from .errors import (
     ArmvcpuError,
     DeviceTreeError,
@@ -26,11 +27,9 @@ from .errors import (
     ToolNotFoundError,
 )
 from .exits import Exit, ExitKind, Registers
-from .firmware import Firmware, example_guest_path, firmware_path
-from .guest import Guest, Segment
-from .hypervisor import Hypervisor
-from .policy import Policy, on
-from .trace import Trace
+from .guests import Guest, Segment
+from .policy import MmioDevice, Pl011, Policy, Register, on
+from .session import Firmware, Hypervisor
 
 __version__: str = _core.__version__
 

@@ -2,7 +2,7 @@
 
 A device occupies an address range; each register is declared with its
 offset, and accesses call ``read_<NAME>`` / ``write_<NAME>`` methods (or read a
-constant). ``device.policy()`` turns it into a :class:`~armvcpu.policy.Policy`.
+constant). ``device.policy()`` turns it into a :class:`~armvcpu.Policy`.
 
 >>> dev = Pl011(base=0x0900_0000)
 >>> dev.write(0x0900_0000, ord("h")); dev.write(0x0900_0000, ord("i"))
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .exits import Exit, ExitKind
+from ..exits import Exit, ExitKind
 from .policy import Match, Policy, _Entry
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import mmap
 from typing import Any, Literal, Protocol
 
-from . import _core
-from .errors import GdbProtocolError, TargetConnectionError
+from .. import _core
+from ..errors import GdbProtocolError, TargetConnectionError
 from .gdbstub import GdbRemote
 
 RECORD_SIZE: int = _core.ExitRecord.SIZE

@@ -22,8 +22,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from . import _core
-from .errors import (
+from .. import _core
+from ..analysis.exitlog import ExitLogReader
+from ..analysis.trace import Trace
+from ..errors import (
     ArmvcpuError,
     GuestImageError,
     GuestTimeout,
@@ -31,16 +33,14 @@ from .errors import (
     SessionClosedError,
     TargetConnectionError,
 )
-from .exitlog import ExitLogReader
-from .exits import Exit
+from ..exits import Exit
+from ..guests.guest import Guest
+from ..guests.linux import MAX_DTB_SIZE, BootPlan, LinuxImage
+from ..policy.policy import Policy
+from ..policy.rules import FastRules
 from .firmware import Firmware
 from .gdbstub import GdbRemote
-from .guest import Guest
-from .linux import MAX_DTB_SIZE, BootPlan, LinuxImage
-from .policy import Policy
 from .qemu import QemuConfig, QemuProcess
-from .rules import FastRules
-from .trace import Trace
 from .transport import RECORD_SIZE, GdbTransport, HandoffMode, SharedMemoryTransport, Transport
 
 #: Where QEMU virt's RAM starts in the physical address space.
@@ -82,7 +82,7 @@ class Hypervisor:
         memory_mb: machine RAM; the firmware carves guest RAM out of it.
         timeout: seconds to wait for the next exit before :class:`GuestTimeout`.
         uart: the guest's PL011: ``"host"`` (every access is an exit, e.g. for
-            :class:`~armvcpu.devices.Pl011`), ``"emulate"`` (emulated in EL2; read
+            :class:`~armvcpu.Pl011`), ``"emulate"`` (emulated in EL2; read
             the output with :meth:`read_guest_console`) or ``"passthrough"``
             (the real PL011, shared with the firmware's log).
         gic: the GIC version of the machine; the firmware drives GICv3, so 3
@@ -523,10 +523,10 @@ class Hypervisor:
         first: a numpy structured array with ``time_s``, ``cpu``, ``vm``,
         ``vcpu``, ``kind`` (ExitKind), ``handler`` (ExitLogHandler), ``esr``
         and ``arg`` (the MMIO address, system register, hypercall number or
-        INTID). See :mod:`armvcpu.exitlog`."""
+        INTID). See :mod:`armvcpu.analysis.exitlog`."""
         import numpy as np
 
-        from .exitlog import DTYPE
+        from ..analysis.exitlog import DTYPE
 
         if self._exit_log is None:
             raise ArmvcpuError("call enable_exit_log() before the run")
@@ -567,7 +567,7 @@ class Hypervisor:
         ...     hv.load_linux("vmlinuz", initrd="initrd.gz", append="console=ttyAMA0")
         ...     hv.run()
         """
-        from .devicetree import guest_device_tree, qemu_device_tree
+        from ..guests.devicetree import guest_device_tree, qemu_device_tree
 
         self._require_gdb()
         if self._started:
@@ -691,7 +691,7 @@ class Hypervisor:
             trace: Trace | None = None) -> list[Exit]:  # fmt: skip
         """Run to the end, letting ``handler`` answer each exit; returns them all.
 
-        ``handler`` is a :class:`~armvcpu.policy.Policy` (its declarative rules
+        ``handler`` is a :class:`~armvcpu.Policy` (its declarative rules
         are installed as fast rules first) or any callable. A callable's int
         answers the exit as a Policy handler's would (x0 for a hypercall, the
         loaded value for an MMIO or system-register read); None leaves the exit

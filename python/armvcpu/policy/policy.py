@@ -27,13 +27,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from . import _core
-from .exits import Exit, ExitKind
+from .. import _core
+from ..exits import Exit, ExitKind
+from .rules import FastRules
 
-if TYPE_CHECKING:
-    from .hypervisor import Hypervisor
+
+class Target(Protocol):
+    """What a policy needs of the session it is installed in (a
+    :class:`~armvcpu.Hypervisor`): its fast-rule table. A protocol, so this
+    room never imports the session's."""
+
+    @property
+    def rules(self) -> FastRules: ...
+
 
 Handler = Callable[..., Any]
 
@@ -111,7 +119,7 @@ class Rule:
         writes = "ignored" if self.ignore_writes else "not answered"
         return f"MMIO {self.key:#x}..{self.end:#x}: reads {reads}, writes {writes}"
 
-    def install(self, hv: Hypervisor) -> None:
+    def install(self, hv: Target) -> None:
         if self.kind == "hypercall":
             hv.rules.hypercall(self.key, result=self.value or 0)
         elif self.kind == "sysreg":
@@ -275,7 +283,7 @@ class Policy:
                       handlers=[*self.handlers, *other.handlers],
                       default=self.default or other.default)  # fmt: skip
 
-    def install(self, hv: Hypervisor) -> None:
+    def install(self, hv: Target) -> None:
         """Push the declarative rules down to the firmware's fast rules."""
         for rule in self.rules:
             rule.install(hv)

@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ArmvcpuError, ToolNotFoundError
+from ..errors import ArmvcpuError, ToolNotFoundError
 
 #: The line the marker init prints once the kernel has reached user space.
 MARKER = "ARMVCPU-MARKER"

@@ -3,14 +3,14 @@
 Load it in gdb-multiarch's embedded Python, with the firmware ELF's symbols
 loaded and connected to a session's gdbstub (``Hypervisor.release_gdbstub()``)::
 
-    (gdb) python import armvcpu.gdb
+    (gdb) python import armvcpu.tools.gdb
     (gdb) file /path/to/armvcpu-firmware.elf        # the path `armvcpu firmware` prints
     (gdb) target remote /tmp/armvcpu-.../gdb.sock
     (gdb) armvcpu vcpus
     (gdb) armvcpu exit
     (gdb) print armvcpu_exit_records[0]
 
-(``armvcpu.gdb_launch.gdb_command()`` builds exactly that command line.)
+(``armvcpu.tools.gdb_launch.gdb_command()`` builds exactly that command line.)
 
 Every value is read through ``gdb.Value`` from the firmware's own symbols and
 DWARF types: no offset or size of the exit record, the trap frame or the rule

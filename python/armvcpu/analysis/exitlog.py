@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from .. import _core
 
 LAYOUT: dict[str, Any] = dict(_core.exit_log_layout())
 _FIELDS: dict[str, int] = dict(LAYOUT["fields"])

@@ -1,6 +1,6 @@
 """The demo: boot the firmware, run the hypercalls guest, show every exit.
 
-Run it with ``armvcpu demo`` or ``python -m armvcpu.demo``.
+Run it with ``armvcpu demo`` or ``python -m armvcpu.tools.demo``.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from . import _core
-from .exits import Exit
-from .firmware import example_guest_path
-from .guest import Guest
-from .hypervisor import Hypervisor
+from .. import _core
+from ..assets import example_guest_path
+from ..exits import Exit
+from ..guests.guest import Guest
+from ..session.hypervisor import Hypervisor
 
 HC_GET_VALUE = 1
 HC_REPORT = 2

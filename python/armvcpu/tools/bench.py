@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .exits import ExitKind
-from .firmware import example_guest_path
-from .guest import Guest
-from .hypervisor import Hypervisor
-from .trace import Trace
-from .transport import HandoffMode
+from ..analysis.trace import Trace
+from ..assets import example_guest_path
+from ..exits import ExitKind
+from ..guests.guest import Guest
+from ..session.hypervisor import Hypervisor
+from ..session.transport import HandoffMode
 
 KIND_HOST = 0  # hypercall 1: a round trip to the host
 KIND_FIRMWARE = 1  # PSCI_VERSION: answered in the firmware
@@ -109,8 +109,8 @@ def gdb_python_round_trips(count: int) -> float:
     import subprocess
     import tempfile
 
-    from .firmware import firmware_path
-    from .qemu import QemuConfig, QemuProcess
+    from ..assets import firmware_path
+    from ..session.qemu import QemuConfig, QemuProcess
 
     guest = Guest.from_elf(example_guest_path("exit_loop"))
     with tempfile.TemporaryDirectory(prefix="armvcpu-bench-") as tmp:
@@ -174,7 +174,7 @@ def _recorded_trace(count: int) -> Trace:
     """A real trace (UART writes, hypercalls, PSCI) tiled to `count` exits."""
     import numpy as np
 
-    from .devices import Pl011
+    from ..policy.devices import Pl011
 
     source = (
         "movz x10, #0x0900, lsl #16\nmov x11, #64\n1: mov x12, #0x41\nstr w12, [x10]\n"
@@ -193,7 +193,7 @@ def _recorded_trace(count: int) -> Trace:
 
 
 def _hypercalls_answered() -> Any:
-    from .policy import Policy, on
+    from ..policy.policy import Policy, on
 
     p = Policy()
     p.add(on.hypercall(), lambda exit: 0)
@@ -326,7 +326,7 @@ def bare_qemu_boot(boot: LinuxBoot, workdir: Path) -> float:
     """The kernel straight on QEMU (no hypervisor), to the marker."""
     import subprocess
 
-    from .debian import MARKER
+    from ..guests.debian import MARKER
 
     console = workdir / "bare-console.log"
     console.unlink(missing_ok=True)
@@ -348,7 +348,7 @@ def armvcpu_boot(boot: LinuxBoot) -> tuple[float, Any]:
     """The kernel under armvcpu, to the marker; also the firmware's exit log."""
     import threading
 
-    from .debian import MARKER
+    from ..guests.debian import MARKER
 
     start = time.perf_counter()
     with Hypervisor(cpu=boot.cpu, smp=boot.smp, memory_mb=boot.memory_mb, timeout=60) as hv:
@@ -385,8 +385,8 @@ def bench_linux_boot(runs: int = 3, quick: bool = False, *, kernel: str | None =
 
     import numpy as np
 
-    from . import _core
-    from .debian import build_initramfs, fetch_linux_assets
+    from .. import _core
+    from ..guests.debian import build_initramfs, fetch_linux_assets
 
     with tempfile.TemporaryDirectory(prefix="armvcpu-bench-") as tmp:
         work = Path(tmp)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import _core
+from .. import _core
 
 RULE_SIZE: int = _core.FastRule.SIZE
 RULES_OFFSET: int = _core.FAST_RULES_OFFSET

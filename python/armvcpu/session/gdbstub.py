@@ -17,8 +17,8 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from . import _core
-from .errors import GdbProtocolError, TargetConnectionError
+from .. import _core
+from ..errors import GdbProtocolError, TargetConnectionError
 
 _INTERRUPT = b"\x03"
 # Requests in flight at most: their replies must fit the socket buffers, or

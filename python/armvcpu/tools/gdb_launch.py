@@ -23,8 +23,8 @@ from types import FrameType
 
 import armvcpu
 
-from .errors import ToolNotFoundError
-from .firmware import firmware_path
+from ..assets import firmware_path
+from ..errors import ToolNotFoundError
 
 #: The gdb that understands AArch64 on an x86 host (Debian: package gdb-multiarch).
 GDB = "gdb-multiarch"
@@ -53,7 +53,7 @@ def gdb_command(
     """The gdb-multiarch argv that attaches to a session's gdbstub with the extension loaded.
 
     In order: gdb-Python gets this installation's site-packages on its
-    ``sys.path`` and imports ``armvcpu.gdb``; the firmware ELF is loaded
+    ``sys.path`` and imports ``armvcpu.tools.gdb``; the firmware ELF is loaded
     (``file``), then gdb connects (``target remote <socket_path>``). ``extra``
     (gdb options, more ``-ex`` commands) comes last, so its commands run
     once gdb is attached.
@@ -75,7 +75,7 @@ def gdb_command(
         "-ex",
         f"python import sys; sys.path.insert(0, {paths!r}) if {paths!r} not in sys.path else None",
         "-ex",
-        "python import armvcpu.gdb",
+        "python import armvcpu.tools.gdb",
         "-ex",
         f"file {_gdb_quote(firmware)}",
         "-ex",

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .errors import GuestImageError, ToolNotFoundError
+from ..errors import GuestImageError, ToolNotFoundError
 
 PREFIX = os.environ.get("ARMVCPU_CROSS_PREFIX", "aarch64-linux-gnu-")
 _DEBIAN_HINT = "install Debian's gcc-aarch64-linux-gnu (sudo apt-get install gcc-aarch64-linux-gnu)"

@@ -20,7 +20,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from .errors import GuestImageError
+from ..errors import GuestImageError
 
 #: "ARM\\x64" at offset 0x38 of an arm64 Image.
 IMAGE_MAGIC = 0x644D5241

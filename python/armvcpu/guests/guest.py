@@ -9,7 +9,7 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from .errors import GuestImageError
+from ..errors import GuestImageError
 
 #: Where guest RAM starts as the guest sees it (QEMU virt's RAM base).
 DEFAULT_GUEST_BASE = 0x4000_0000

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
-from . import _core
-from .errors import DeviceTreeError, QemuError, ToolNotFoundError
-from .qemu import _die_with_parent
+from .. import _core
+from .._process import die_with_parent
+from ..errors import DeviceTreeError, QemuError, ToolNotFoundError
 
 __all__ = [
     "DeviceTree",
@@ -370,7 +370,7 @@ def qemu_device_tree(
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=timeout,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except subprocess.TimeoutExpired:
             raise QemuError(f"QEMU did not dump its device tree within {timeout:.0f} s") from None

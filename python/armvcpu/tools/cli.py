@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import _core
-from .errors import ArmvcpuError, GuestTimeout, QemuError
+from .. import _core
+from ..errors import ArmvcpuError, GuestTimeout, QemuError
 
 # Exit statuses of `armvcpu run`.
 EXIT_OK = 0  # the guest powered off (PSCI SYSTEM_OFF) or reset
@@ -55,7 +55,7 @@ def _bench(name: str, runs: int, quick: bool, as_json: bool, **options: Any) -> 
     from rich.console import Console
     from rich.table import Table
 
-    from .benchmarks import BENCHMARKS, as_dicts
+    from .bench import BENCHMARKS, as_dicts
 
     console = Console(stderr=True)
     with console.status(f"running benchmark {name!r} ({runs} runs per figure)..."):
@@ -78,7 +78,7 @@ def _bench(name: str, runs: int, quick: bool, as_json: bool, **options: Any) -> 
 
 def _load_policy(path: str) -> Any:
     """A policy file defines `policy` (a Policy or any callable taking an exit)."""
-    from .policy import Policy
+    from ..policy.policy import Policy
 
     try:
         namespace = runpy.run_path(path)
@@ -100,7 +100,7 @@ def _load_policy(path: str) -> Any:
 
 
 def _load_guest(path: str) -> Any:
-    from .guest import Guest
+    from ..guests.guest import Guest
 
     p = Path(path)
     if not p.is_file():
@@ -112,11 +112,11 @@ def _load_guest(path: str) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .devices import Pl011
-    from .exits import ExitKind
-    from .hypervisor import Hypervisor
-    from .policy import Policy
-    from .trace import Trace
+    from ..analysis.trace import Trace
+    from ..exits import ExitKind
+    from ..policy.devices import Pl011
+    from ..policy.policy import Policy
+    from ..session.hypervisor import Hypervisor
 
     err = Console(stderr=True)
     image = args.guest or args.kernel
@@ -180,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _is_linux_image(path: str) -> bool:
-    from .linux import LinuxImage
+    from ..guests.linux import LinuxImage
 
     p = Path(path)
     if not p.is_file():
@@ -194,10 +194,10 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
     (the vGIC, PSCI, SGIs, ...) in the exit log, the rest to the policy."""
     from rich.console import Console
 
-    from .exits import ExitKind
-    from .hypervisor import Hypervisor
-    from .policy import Policy
-    from .trace import Trace
+    from ..analysis.trace import Trace
+    from ..exits import ExitKind
+    from ..policy.policy import Policy
+    from ..session.hypervisor import Hypervisor
 
     err = Console(stderr=True)
     user_policy = _load_policy(args.policy) if args.policy else None
@@ -265,7 +265,7 @@ def _finish_linux(hv: Any, trace: Any, args: argparse.Namespace, status: int) ->
 
 
 def _chain(first: Any, second: Any) -> Any:
-    from .policy import Policy
+    from ..policy.policy import Policy
 
     if isinstance(first, Policy):
         return first + second
@@ -297,7 +297,7 @@ def _trace(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .trace import Trace
+    from ..analysis.trace import Trace
 
     trace = Trace.load(args.file)
     out = Console()
@@ -345,7 +345,7 @@ def _trace(args: argparse.Namespace) -> int:
 _TOOLS = [
     # (program, version flag, Debian package, needed for)
     ("qemu-system-aarch64", "--version", "qemu-system-arm", "running the firmware"),
-    ("gdb-multiarch", "--version", "gdb-multiarch", "interactive debugging (armvcpu.gdb)"),
+    ("gdb-multiarch", "--version", "gdb-multiarch", "interactive debugging (armvcpu.tools.gdb)"),
     ("aarch64-linux-gnu-gcc", "--version", "gcc-aarch64-linux-gnu", "building the firmware"),
     ("aarch64-linux-gnu-g++", "--version", "g++-aarch64-linux-gnu", "building the firmware"),
     ("aarch64-linux-gnu-as", "--version", "binutils-aarch64-linux-gnu", "Guest.from_asm"),
@@ -354,7 +354,7 @@ _TOOLS = [
 
 
 def _doctor(as_json: bool) -> int:
-    from .firmware import firmware_path
+    from ..assets import firmware_path
 
     found: list[dict[str, Any]] = []
     for program, flag, package, purpose in _TOOLS:
@@ -403,7 +403,7 @@ def _doctor(as_json: bool) -> int:
 
 
 def _fuzz(args: argparse.Namespace) -> int:
-    from .fuzz import main as fuzz_main
+    from .fuzz.cli import main as fuzz_main
 
     if args.workers < 1 or args.programs < 0 or args.length < 0 or args.timeout <= 0:
         raise ValueError("--workers must be at least 1, --timeout positive, the rest >= 0")
@@ -506,7 +506,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=3, help="runs per figure (median reported)")
     bench.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
 
-    gdb = sub.add_parser("gdb", help="attach gdb-multiarch (with armvcpu.gdb) to a session",
+    gdb = sub.add_parser("gdb", help="attach gdb-multiarch (with armvcpu.tools.gdb) to a session",
                          description="Attach gdb-multiarch to a running Hypervisor's gdbstub "
                          "socket (from hv.release_gdbstub()); see docs/gdb.md.")  # fmt: skip
     gdb.add_argument("socket", help="the gdbstub socket path")
@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return demo_main()
         if args.command == "firmware":
-            from .firmware import firmware_path
+            from ..assets import firmware_path
 
             print(firmware_path())
             return 0

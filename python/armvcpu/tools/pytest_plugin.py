@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from .firmware import example_guest_path
-from .guest import DEFAULT_GUEST_BASE, Guest
-from .hypervisor import Hypervisor
-from .trace import Trace
+from ..analysis.trace import Trace
+from ..assets import example_guest_path
+from ..guests.guest import DEFAULT_GUEST_BASE, Guest
+from ..session.hypervisor import Hypervisor
 
 _KEY = pytest.StashKey[Hypervisor]()
 

@@ -8,7 +8,6 @@ signal), so a crashed session never leaves a ``qemu-system-aarch64`` behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -19,15 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import QemuError, ToolNotFoundError
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """In the child, before exec: SIGKILL us when the parent thread dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+from .._process import die_with_parent
+from ..errors import QemuError, ToolNotFoundError
 
 
 @dataclass
@@ -90,7 +82,7 @@ class QemuProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=err,
                 stderr=err,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 # Own session: a terminal's Ctrl-C goes to Python, which then
                 # tears QEMU down in order instead of both dying at once.
                 start_new_session=True,

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, exitlog
-from .exits import Exit
+from .. import _core
+from ..exits import Exit
+from . import exitlog
 
 RECORD_SIZE: int = _core.ExitRecord.SIZE
 _OFF = dict(_core.ExitRecord.OFFSETS)
@@ -60,7 +61,7 @@ class Trace:
         self._frozen: dict[str, np.ndarray] | None = None
         self._start_ns = time.perf_counter_ns()
         #: Every exit the firmware logged, including the ones it answered
-        #: itself (see :mod:`armvcpu.exitlog`); empty unless the run had
+        #: itself (see :mod:`armvcpu.analysis.exitlog`); empty unless the run had
         #: ``Hypervisor.enable_exit_log()``.
         self.firmware_log: np.ndarray = np.empty(0, dtype=exitlog.DTYPE)
 

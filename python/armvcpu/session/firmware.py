@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,35 +9,9 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from . import _core
-from .errors import FirmwareError
-
-_DATA = Path(__file__).resolve().parent / "data"
-
-
-def firmware_path() -> Path:
-    """The firmware ELF this installation carries (``$ARMVCPU_FIRMWARE`` overrides).
-
-    >>> firmware_path().name  # doctest: +SKIP
-    'armvcpu-firmware.elf'
-    """
-    override = os.environ.get("ARMVCPU_FIRMWARE")
-    path = Path(override) if override else _DATA / "armvcpu-firmware.elf"
-    if not path.is_file():
-        raise FirmwareError(
-            f"firmware image not found at {path}; reinstall armvcpu (pip install .) "
-            "or point ARMVCPU_FIRMWARE at an armvcpu-firmware.elf"
-        )
-    return path
-
-
-def example_guest_path(name: str) -> Path:
-    """A prebuilt example guest shipped in the package, e.g. ``"hypercalls"``."""
-    path = _DATA / "guests" / f"{name}.elf"
-    if not path.is_file():
-        available = sorted(p.stem for p in (_DATA / "guests").glob("*.elf"))
-        raise FileNotFoundError(f"no example guest {name!r}; available: {available}")
-    return path
+from .. import _core
+from ..assets import firmware_path
+from ..errors import FirmwareError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,173 @@
+"""``armvcpu fuzz``: the command line, replays and saved failures."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ...exits import Exit
+from .campaign import FuzzConfig, Summary, run_campaign
+from .generator import ENTRY, generate
+from .runner import FAILURES, Outcome, Runner
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def parse_replay(text: str) -> tuple[int, int]:
+    """``"SEED:INDEX"`` -> (seed, index)."""
+    seed, sep, index = text.partition(":")
+    if not sep or not seed.strip().isdigit() or not index.strip().isdigit():
+        raise ValueError(f"--replay takes SEED:INDEX (two non-negative integers), not {text!r}")
+    return int(seed), int(index)
+
+
+def save_failure(directory: Path, outcome: Outcome, length: int) -> Path:
+    """Write what reproduces a failure: a JSON report and the raw image
+    (``armvcpu run FILE.bin`` runs it without the fuzzer's answers)."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    seed, index = parse_replay(outcome.ident)
+    program = generate(seed, index, length)
+    stem = directory / f"fuzz-{seed}-{index}"
+    stem.with_suffix(".bin").write_bytes(program.image)
+    report = {
+        "outcome": outcome.as_dict(),
+        "replay": f"armvcpu fuzz --replay {outcome.ident} --length {length}",
+        "program": {"seed": seed, "index": index, "length": length, "flavor": program.flavor,
+                    "clean": program.clean, "traps": list(program.traps),
+                    "load_address": ENTRY, "image": program.image.hex(),
+                    "body": program.listing().splitlines()},
+    }  # fmt: skip
+    path = stem.with_suffix(".json")
+    path.write_text(json.dumps(report, indent=2))
+    return path
+
+
+def replay(seed: int, index: int, length: int, timeout: float, budget: int) -> int:
+    """Run one program alone in a fresh session and show everything."""
+    from rich.console import Console
+
+    out = Console(highlight=False)
+    program = generate(seed, index, length)
+    traps = "default" if program.traps == (0, 0) else (
+        f"HCR_EL2 |= {program.traps[0]:#x}, MDCR_EL2 = {program.traps[1]:#x}")  # fmt: skip
+    out.print(f"program {program.ident} (length {length}): flavor {program.flavor}, "
+              f"{'clean' if program.clean else 'may leave state'}, traps {traps}")  # fmt: skip
+    out.print(program.listing(), markup=False)
+
+    def show(exit: Exit, answer: str) -> None:
+        out.print(f"  exit #{exit.seq:<4} {exit.reason!r}  pc={exit.exception_pc:#x}  -> {answer}",
+                  markup=False)  # fmt: skip
+
+    with Runner(timeout=timeout, budget=budget, reuse=False, on_exit=show) as runner:
+        out.print("exits:")
+        result = runner.run(program)
+    out.print(f"outcome: {result.outcome}" + (f" ({result.detail})" if result.detail else "")
+              + f" after {result.exits} exits in {result.seconds:.3f} s", markup=False)  # fmt: skip
+    if result.el1_skipped:
+        out.print(f"EL1 exceptions returned from: {result.el1_skipped}", markup=False)
+    if result.log:
+        out.print(result.log, markup=False)
+    return 1 if result.failure else 0
+
+
+def main(args: Any) -> int:
+    """``armvcpu fuzz``: see docs/fuzzing.md."""
+    import json
+    import secrets
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,  # fmt: skip
+        TimeRemainingColumn,
+    )
+    from rich.table import Table
+
+    if args.replay:
+        seed, index = parse_replay(args.replay)
+        return replay(seed, index, args.length, args.timeout, args.budget)
+    seed = args.seed if args.seed is not None else secrets.randbelow(1 << 32)
+    config = FuzzConfig(seed=seed, programs=args.programs, workers=args.workers,
+                        length=args.length, timeout=args.timeout, budget=args.budget,
+                        reuse=not args.no_reuse)  # fmt: skip
+    err = Console(stderr=True)
+    progress = Progress(TextColumn("[bold]fuzz seed {task.fields[seed]}"), BarColumn(),
+                        MofNCompleteColumn(), TextColumn("{task.fields[rate]} programs/s"),
+                        TextColumn("{task.fields[failures]}"), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=err, transient=True)  # fmt: skip
+    task = progress.add_task("fuzz", total=config.programs, seed=seed, rate="-", failures="")
+    t0 = time.monotonic()
+    saved: list[Path] = []
+
+    last_line = [t0]
+
+    def on_result(outcome: Outcome, summary: Summary) -> None:
+        now = time.monotonic()
+        rate = summary.done / max(1e-9, now - t0)
+        n = len(summary.failures)
+        if not err.is_terminal and (now - last_line[0] > 30 or summary.done == config.programs):
+            last_line[0] = now  # a log, not a live bar: a line every 30 s
+            err.print(f"fuzz seed {seed}: {summary.done}/{config.programs} programs, "
+                      f"{rate:.1f}/s, {n} hypervisor failures", highlight=False)  # fmt: skip
+        progress.update(
+            task,
+            completed=summary.done,
+            rate=f"{rate:.1f}",
+            failures=f"[red]{n} hypervisor failure{'s' * (n != 1)}" if n else "",
+        )
+        if outcome.failure:
+            progress.console.print(
+                f"[red]hypervisor failure[/red] at {outcome.ident}: "
+                f"{outcome.outcome}: {outcome.detail}",
+                highlight=False,
+            )
+            if args.save_failures:
+                saved.append(save_failure(Path(args.save_failures), outcome, config.length))
+
+    with progress:
+        summary = run_campaign(config, on_result)
+    if args.json:
+        report = summary.as_dict()
+        report["saved"] = [str(p) for p in saved]
+        print(json.dumps(report, indent=2))
+    else:
+        _print_summary(Console(highlight=False), summary, Table)
+        for path in saved:
+            err.print(f"saved {path}")
+    if summary.failures:
+        return 1
+    return 130 if summary.interrupted else 0
+
+
+def _print_summary(out: Any, summary: Summary, table_cls: Any) -> None:
+    c = summary.config
+    title = (f"armvcpu fuzz: seed {c.seed}, {summary.done} of {c.programs} programs"
+             f"{' (interrupted)' if summary.interrupted else ''}")  # fmt: skip
+    table = table_cls(title=title)
+    for col, justify in (("outcome", "left"), ("detail", "left"), ("programs", "right"),
+                         ("share", "right"), ("e.g. seed:index", "left")):  # fmt: skip
+        table.add_column(col, justify=justify)
+    for outcome, detail, count, example in summary.rows():
+        style = "red" if outcome in FAILURES else None
+        table.add_row(outcome, detail, str(count), f"{count / max(1, summary.done):.1%}",
+                      example, style=style)  # fmt: skip
+    out.print(table)
+    out.print(f"{summary.done} programs in {summary.wall_seconds:.1f} s "
+              f"({summary.programs_per_second:.1f} programs/s) on {c.workers} workers; "
+              f"{summary.fresh_sessions} fresh QEMU sessions, {summary.exits} exits")  # fmt: skip
+    if summary.failures:
+        failures = table_cls(title="hypervisor failures (findings)")
+        for col in ("seed:index", "failure", "detail", "reproduce"):
+            failures.add_column(col)
+        for f in summary.failures:
+            failures.add_row(f.ident, f.outcome, f.detail,
+                             f"armvcpu fuzz --replay {f.ident} --length {c.length}")  # fmt: skip
+        out.print(failures)
+    else:
+        out.print("no hypervisor failures")

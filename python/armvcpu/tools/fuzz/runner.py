@@ -1,0 +1,500 @@
+"""Running one program under the firmware and classifying how it ended."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ... import _core
+from ...errors import (
+    ArmvcpuError,
+    GdbProtocolError,
+    GuestTimeout,
+    QemuError,
+    TargetConnectionError,
+)
+from ...exits import Exit, ExitKind
+from .a64 import WFI
+from .generator import (
+    BODY,
+    DONE_NR,
+    ENTRY,
+    PROGRAM_AREA,
+    REPORT_HVC_INDEX,
+    REPORT_NR,
+    SMCCC_NOT_SUPPORTED,
+    SPSR_EL1H_MASKED,
+    VECTORS,
+    Program,
+)
+
+# -- outcomes ------------------------------------------------------------------------------
+
+COMPLETED = "completed"
+STOPPED = "stopped at exit"
+EL1_EXCEPTION = "EL1 exception"
+BUDGET = "exit budget"
+TIMEOUT = "timeout"
+NOT_WOKEN = "halted vCPU not woken"
+#: The hypervisor's failures: each one is a finding.
+HV_DIED = "hypervisor died"
+FW_FATAL = "firmware FATAL"
+PROTOCOL = "protocol error"
+UNCLASSIFIED = "unclassified exit"
+ISOLATION = "isolation breach"
+HOST_ERROR = "host library error"
+START_FAILED = "session start failed"
+FAILURES = (
+    HV_DIED,
+    FW_FATAL,
+    PROTOCOL,
+    UNCLASSIFIED,
+    ISOLATION,
+    NOT_WOKEN,
+    HOST_ERROR,
+    START_FAILED,
+)
+
+
+@dataclass
+class Outcome:
+    """How one program ended."""
+
+    ident: str
+    outcome: str
+    detail: str = ""
+    exits: int = 0
+    seconds: float = 0.0
+    fresh_session: bool = True
+    flavor: str = ""
+    #: EL1 exceptions the program took inside its body and went on from, by EC.
+    el1_skipped: dict[str, int] = field(default_factory=dict)
+    log: str = ""  # for failures: what the firmware printed, the last exits, a traceback
+
+    @property
+    def failure(self) -> bool:
+        return self.outcome in FAILURES
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["failure"] = self.failure
+        return d
+
+
+_VECTOR_FROM = ("EL1t", "EL1h", "EL0 (AArch64)", "EL0 (AArch32)")
+_VECTOR_TYPE = ("sync", "IRQ", "FIQ", "SError")
+#: Exit kinds the firmware handles itself or never produces on arm64.
+_NEVER_REPORTED = ("Nothing", "IoRead", "IoWrite", "FailEntry", "CpuUp", "CpuDown", "SendIpi",
+                   "Halt")  # fmt: skip
+
+
+#: EL1 exceptions the program cannot go on from by skipping one instruction:
+#: illegal execution state, instruction aborts, PC alignment, software step.
+_ENDS_PROGRAM = frozenset({0x0E, 0x20, 0x21, 0x22, 0x32, 0x33})
+#: ...and those whose ELR_EL1 is already past the instruction (SVC).
+_RETURNS_PAST = frozenset({0x11, 0x15})
+
+
+def _ec_name(ec: int) -> str:
+    return str(_core.exception_class_name(ec) or "reserved")
+
+
+class _ProgramEnd(Exception):
+    def __init__(self, outcome: str, detail: str, keep: bool) -> None:
+        super().__init__(outcome, detail)
+        self.outcome = outcome
+        self.detail = detail
+        self.keep = keep  # the guest stopped at an exit the session can go on from
+
+
+@dataclass
+class _FirmwareFacts:
+    """What the host checks the firmware against: the ranges of its image
+    and page tables that no guest may change, and its functions (to name
+    where a CPU stuck in EL2 is)."""
+
+    protected: list[tuple[int, int]]
+    functions: list[tuple[int, int, str]]
+
+    @classmethod
+    def load(cls, path: Path) -> _FirmwareFacts:
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.sections import SymbolTableSection
+
+        with path.open("rb") as f:
+            symtab = ELFFile(f).get_section_by_name(".symtab")
+            if not isinstance(symtab, SymbolTableSection):
+                raise ArmvcpuError(f"{path} has no symbol table")
+            bounds = [symtab.get_symbol_by_name(n) for n in ("__image_start", "__bss_start")]
+            if not bounds[0] or not bounds[1]:
+                raise ArmvcpuError(f"{path} lacks __image_start/__bss_start")
+            protected = [(int(bounds[0][0]["st_value"]), int(bounds[1][0]["st_value"]))]
+            functions = []
+            for sym in symtab.iter_symbols():
+                if any(t in sym.name for t in ("g_table_pool", "g_l1", "g_l2_ram", "g_l3_guard")):
+                    protected.append((int(sym["st_value"]), int(sym["st_value"] + sym["st_size"])))
+                if sym["st_info"]["type"] == "STT_FUNC" and sym["st_size"]:
+                    functions.append((int(sym["st_value"]), int(sym["st_size"]), sym.name))
+        return cls(protected, sorted(functions))
+
+    def function_at(self, pc: int) -> str:
+        for addr, size, name in self.functions:
+            if addr <= pc < addr + size:
+                return _demangle(name)
+        return "?"
+
+
+def _demangle(name: str) -> str:
+    """The last component of an Itanium-mangled name (enough to name it)."""
+    if not name.startswith("_Z"):
+        return name
+    parts, i = [], 2 + (name[2] == "N")
+    while i < len(name) and name[i].isdigit():
+        j = i
+        while name[j].isdigit():
+            j += 1
+        n = int(name[i:j])
+        parts.append(name[j : j + n])
+        i = j + n
+    return "::".join(p for p in parts if not p.startswith("_GLOBAL__N")) or name
+
+
+class Runner:
+    """Runs programs one after another, each under the firmware in QEMU.
+
+    A session (one QEMU) is reused for the next program when the last one
+    was clean (see :attr:`Program.clean`) and ended at an exit: the program
+    area is rewritten through the gdbstub (which, unlike a write to the
+    shared RAM, makes QEMU drop the code it translated from it) and that
+    exit is answered with the PC at the prologue. Anything else gets a fresh
+    QEMU.
+
+    ``on_exit(exit, answer)`` sees every exit with a description of the answer.
+    """
+
+    def __init__(self, *, timeout: float = 0.5, budget: int = 200, reuse: bool = True,
+                 max_per_session: int = 100,
+                 on_exit: Callable[[Exit, str], None] | None = None) -> None:  # fmt: skip
+        self.timeout = timeout
+        self.budget = budget
+        self.reuse = reuse
+        self.max_per_session = max_per_session
+        self.on_exit = on_exit
+        self.hv: Any = None
+        self.sessions = 0
+        self.reused_programs = 0
+        self._pending: Exit | None = None  # the exit the last program ended at, unanswered
+        self._traps: tuple[int, int] = (0, 0)
+        self._written = 0  # bytes of program area written in this session
+        self._in_session = 0
+        self._digest: bytes | None = None
+        self._facts: _FirmwareFacts | None = None
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._pending = None
+        if self.hv is not None:
+            hv, self.hv = self.hv, None
+            hv.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start(self, program: Program) -> None:
+        from ...guests.guest import Guest
+        from ...session.hypervisor import Hypervisor
+
+        self.close()
+        for attempt in (1, 2):
+            hv = Hypervisor(transport="shm", timeout=self.timeout)
+            try:
+                hv.start()
+                if program.traps != (0, 0):
+                    hv.set_traps(hcr_el2=program.traps[0], mdcr_el2=program.traps[1])
+                hv.load(Guest.from_binary(self._padded(program), ENTRY, name=program.ident))
+            except (ArmvcpuError, OSError):
+                hv.close()
+                if attempt == 2:
+                    raise
+                continue
+            break
+        self.hv = hv
+        self.sessions += 1
+        self._traps = program.traps
+        self._in_session = 0
+        self._digest = None
+        if self._facts is None:
+            self._facts = _FirmwareFacts.load(hv.firmware.path)
+
+    def _padded(self, program: Program) -> bytes:
+        image = program.image
+        size = max(len(image), PROGRAM_AREA, self._written)
+        self._written = size
+        return image + bytes(size - len(image))
+
+    def _reload(self, program: Program) -> None:
+        """Rewrite the program area and send the waiting vCPU to the prologue."""
+        hv, exit = self.hv, self._pending
+        assert hv is not None and exit is not None
+        self._pending = None
+        gdb = hv.gdb
+        gdb.interrupt()
+        stop = gdb.wait_stop(5.0)
+        if stop.running_ended:
+            raise QemuError(f"QEMU ended while the next program was loaded ({stop.raw})")
+        gdb.write_memory(hv.ipa_to_pa(ENTRY), self._padded(program))
+        gdb.cont()
+        exit.resume(pc=ENTRY, spsr=SPSR_EL1H_MASKED, sp_el0=0)
+
+    def _can_reuse(self, program: Program) -> bool:
+        return (self.reuse and self.hv is not None and self._pending is not None
+                and self._traps == program.traps
+                and self._in_session < self.max_per_session)  # fmt: skip
+
+    # -- one program --------------------------------------------------------------------
+
+    def run(self, program: Program) -> Outcome:
+        t0 = time.monotonic()
+        fresh = not self._can_reuse(program)
+        result = Outcome(program.ident, "", flavor=program.flavor, fresh_session=fresh)
+        keep = False
+        try:
+            try:
+                if fresh:
+                    self._start(program)
+                else:
+                    self._reload(program)
+                    self.reused_programs += 1
+            except (ArmvcpuError, OSError) as exc:
+                raise _ProgramEnd(START_FAILED if fresh else PROTOCOL,
+                                  f"{'starting' if fresh else 'reloading'} the session: {exc}",
+                                  False) from exc  # fmt: skip
+            self._in_session += 1
+            self._drive(program, result, time.monotonic())
+        except _ProgramEnd as end:
+            result.outcome, result.detail, keep = end.outcome, end.detail, end.keep
+        except GuestTimeout:
+            detail, halted = self._where_stuck()
+            if halted and program.interrupt_pending:
+                # A pending interrupt is a wake-up event (DEN0022 5.4.2 for
+                # CPU_SUSPEND's standby; WFI wake-up in the Arm ARM): the
+                # firmware should have let the vCPU go on.
+                result.outcome = NOT_WOKEN
+                result.detail = "halted in EL2 with its virtual timer interrupt pending"
+            else:
+                result.outcome, result.detail = TIMEOUT, detail
+        except QemuError as exc:
+            result.outcome, result.detail = HV_DIED, str(exc).splitlines()[0]
+        except (GdbProtocolError, TargetConnectionError) as exc:
+            result.outcome, result.detail = PROTOCOL, str(exc).splitlines()[0]
+        except Exception as exc:  # the host library itself failed
+            result.outcome, result.detail = HOST_ERROR, f"{type(exc).__name__}: {exc}"
+            result.log = traceback.format_exc()
+        result.seconds = time.monotonic() - t0
+        self._after(program, result, keep)
+        return result
+
+    def _drive(self, program: Program, result: Outcome, started: float) -> None:
+        hv = self.hv
+        deadline = started + self.timeout
+        exits = hv.exits(timeout=max(0.05, deadline - time.monotonic()))
+        try:
+            for exit in exits:
+                result.exits += 1
+                if self._digest is None:  # the firmware's tables are built by now
+                    self._digest = self._firmware_digest()
+                self._check(exit)
+                skip = self._classify_end(program, exit)
+                if result.exits >= self.budget:
+                    raise _ProgramEnd(BUDGET, f"{self.budget} exits", True)
+                if time.monotonic() > deadline:
+                    raise _ProgramEnd(TIMEOUT, "still making exits", False)
+                if skip is not None:
+                    pc, spsr, label = skip
+                    result.el1_skipped[label] = result.el1_skipped.get(label, 0) + 1
+                    exit.resume(pc=pc, spsr=spsr)
+                    answer = f"EL1 {label}: back to pc={pc:#x}"
+                else:
+                    answer = self._answer(exit)
+                if self.on_exit is not None:
+                    self.on_exit(exit, answer)
+            # The iteration only ends when the VM does, and no answer here stops it.
+            raise QemuError(f"the VM ended without a reason; last exit: {hv.last_exit!r}")
+        except _ProgramEnd as end:
+            if end.keep:
+                self._pending = hv.last_exit
+            if self.on_exit is not None and hv.last_exit is not None:
+                self.on_exit(hv.last_exit, f"ends the program: {end.outcome}")
+            raise
+        finally:
+            exits.close()
+
+    def _classify_end(self, program: Program, exit: Exit) -> tuple[int, int, str] | None:
+        """Raise _ProgramEnd when this exit ends the program; for an EL1
+        exception the program goes on from, return (pc, spsr, label)."""
+        kind = exit.kind
+        if kind == ExitKind.Hypercall:
+            nr = int(exit.reason.nr)
+            if nr == DONE_NR and exit.exception_pc == program.done_pc:
+                raise _ProgramEnd(COMPLETED, "", True)
+            k = nr - REPORT_NR
+            hvc_end = VECTORS + 0x80 * k + 4 * (REPORT_HVC_INDEX + 1)
+            if 0 <= k < 16 and exit.exception_pc == hvc_end:
+                return self._el1_exception(program, exit, k)
+        elif kind == ExitKind.SystemDown:
+            how = "(reset)" if exit.reason.reset else "(off)"
+            raise _ProgramEnd(STOPPED, f"SystemDown {how}",
+                              True)  # fmt: skip
+        elif kind == ExitKind.GuestException:
+            ec = int(exit.reason.ec)
+            if ec != 0x17:  # an SMC the core does not know is answered below
+                raise _ProgramEnd(STOPPED, f"GuestException EC {ec:#04x} {_ec_name(ec)}", True)
+        elif kind == ExitKind.NestedPageFault and exit.reason.access_flags & 4:
+            raise _ProgramEnd(STOPPED, "NestedPageFault (instruction fetch)", True)
+        return None
+
+    def _el1_exception(self, program: Program, exit: Exit, k: int) -> tuple[int, int, str]:
+        """The vector table reported exception ``k``: x1 = ESR_EL1, x2 =
+        ELR_EL1, x4 = SPSR_EL1. A synchronous exception inside the body is
+        returned from past the instruction (the host does the vector's ERET;
+        x0..x4 stay clobbered); anything else ends the program."""
+        regs = exit.regs
+        ec, elr, spsr = (regs.x1 >> 26) & 0x3F, regs.x2, regs.x4
+        source = _VECTOR_FROM[k // 4]
+        if k % 4:
+            raise _ProgramEnd(EL1_EXCEPTION, f"{_VECTOR_TYPE[k % 4]} (from {source})", True)
+        detail = f"EC {ec:#04x} {_ec_name(ec)}" + (f" (from {source})" if k >= 8 else "")
+        if ec in _ENDS_PROGRAM or k >= 12:
+            raise _ProgramEnd(EL1_EXCEPTION, detail, True)
+        if not BODY <= elr < program.epilogue:
+            raise _ProgramEnd(EL1_EXCEPTION, f"{detail} outside the body", True)
+        return elr + (0 if ec in _RETURNS_PAST else 4), spsr, detail
+
+    def _check(self, exit: Exit) -> None:
+        """Raise _ProgramEnd(UNCLASSIFIED) for an exit the firmware should never hand over."""
+        kind_name = str(getattr(exit.kind, "name", exit.kind))
+        if exit.vm_id != 1 or exit.vcpu_id != 0:
+            raise _ProgramEnd(UNCLASSIFIED, f"exit from VM {exit.vm_id} vCPU {exit.vcpu_id}", False)
+        if kind_name in _NEVER_REPORTED:
+            raise _ProgramEnd(UNCLASSIFIED, f"{kind_name} reached the host", False)
+        if kind_name not in ExitKind.__members__:
+            raise _ProgramEnd(UNCLASSIFIED, f"unknown exit kind {exit.kind!r}", False)
+        if exit.record.exception_type == _core.ExceptionType.Synchronous:
+            host = exit.reclassify()
+            if repr(host) != repr(exit.reason):
+                raise _ProgramEnd(UNCLASSIFIED, f"firmware says {exit.reason!r}, the host's core "
+                                  f"says {host!r}", False)  # fmt: skip
+        if exit.kind == ExitKind.GuestException and int(exit.reason.ec) in (0x21, 0x25):
+            raise _ProgramEnd(UNCLASSIFIED, f"an abort taken from EL2 itself: {exit.reason!r}",
+                              False)  # fmt: skip
+
+    def _answer(self, exit: Exit) -> str:
+        """Answer the exit the plain way; returns what was answered. Values
+        go through ``Policy.answer()``, the path every policy handler's
+        result takes, so a bug there is a finding too (host library error)."""
+        from ...policy.policy import Policy
+
+        kind = exit.kind
+        if kind in (ExitKind.Hypercall, ExitKind.MmioRead, ExitKind.SysRegRead):
+            Policy.answer(exit, 0)  # x0 = 0, the read returns 0, Rt = 0
+            return "0"
+        if kind in (ExitKind.MmioWrite, ExitKind.SysRegWrite):
+            Policy.answer(exit, None)  # resume: the write is ignored
+            return "ignored"
+        if kind == ExitKind.NestedPageFault:  # a data access nobody emulates: skip it
+            exit.resume(pc=exit.exception_pc + 4)
+            return "skipped"
+        if kind == ExitKind.GuestException:  # an SMC nobody implements (SMCCC)
+            exit.resume(x0=SMCCC_NOT_SUPPORTED, pc=exit.exception_pc + 4)
+            return "x0=NOT_SUPPORTED, skipped"
+        exit.resume_default()
+        return "default"
+
+    def _firmware_digest(self) -> bytes:
+        from ...session.hypervisor import RAM_BASE
+
+        h = hashlib.blake2b(digest_size=16)
+        ram = self.hv.ram
+        assert ram is not None and self._facts is not None
+        for lo, hi in self._facts.protected:
+            h.update(ram[lo - RAM_BASE : hi - RAM_BASE])
+        return h.digest()
+
+    def _where_stuck(self, samples: int = 5) -> tuple[str, bool]:
+        """After a timeout (the CPU has been interrupted): where it is, and
+        whether it is the firmware waiting for a halted vCPU's interrupt.
+        The CPU is sampled a few times: a guest looping through calls that
+        EL2 answers itself is in EL2 much of the time, but not always."""
+        try:
+            gdb = self.hv.gdb
+            seen = []
+            for i in range(samples):
+                if i:
+                    gdb.cont()
+                    time.sleep(0.01)
+                    gdb.interrupt()
+                    gdb.wait_stop(2.0)
+                seen.append(((gdb.read_register("cpsr") >> 2) & 3, gdb.read_register("pc")))
+        except (ArmvcpuError, OSError, TimeoutError):
+            return "no exit in time", False
+        guest = sorted({el for el, _ in seen if el < 2})
+        if guest:
+            via = " (and in EL2)" if any(el == 2 for el, _ in seen) else ""
+            return f"no exit in time, guest looping at EL{guest[-1]}{via}", False
+        places = {self._el2_place(pc) for _, pc in seen}
+        if places == {"halt"}:
+            return "vCPU halted in EL2 (PSCI CPU_SUSPEND), no interrupt wakes it", True
+        if places == {"off"}:
+            return "vCPU off (PSCI CPU_OFF), its CPU waits in EL2", False
+        return f"no exit in time, CPU in EL2 ({', '.join(sorted(places))})", False
+
+    def _el2_place(self, pc: int) -> str:
+        """The Halt wait ("halt": a short loop around a WFI in run_vcpu that
+        calls fw::gic::pending()), CPU_OFF's wait ("off"), or the function."""
+        from ...session.hypervisor import RAM_BASE
+
+        assert self._facts is not None
+        function = self._facts.function_at(pc)
+        ram = self.hv.ram
+        near_wfi = ram is not None and any(
+            int.from_bytes(ram[a - RAM_BASE : a - RAM_BASE + 4], "little") == WFI
+            for a in range(pc - 16, pc + 20, 4)
+            if RAM_BASE <= a < RAM_BASE + len(ram) - 4
+        )
+        if (function == "run_vcpu" and near_wfi) or function == "fw::gic::pending":
+            return "halt"
+        if function == "wait_for_vcpu":
+            return "off"
+        return function
+
+    def _after(self, program: Program, result: Outcome, keep: bool) -> None:
+        """Check the hypervisor after the program; keep or close the session."""
+        hv = self.hv
+        if hv is not None:
+            console = hv.console
+            if "FATAL" in console:
+                line = next(x for x in console.splitlines() if "FATAL" in x)
+                result.outcome, result.detail = FW_FATAL, line.strip()
+            elif (
+                self._digest is not None
+                and hv.ram is not None
+                and not result.failure
+                and self._firmware_digest() != self._digest
+            ):
+                result.outcome, result.detail = ISOLATION, "the firmware's image or tables changed"
+            if result.failure:
+                recent = "\n".join(repr(e) for e in list(hv.recent_exits)[-8:])
+                result.log = (f"firmware log:\n{console.strip()}\n\nlast exits:\n{recent}\n"
+                              + result.log)  # fmt: skip
+        if not (keep and program.clean and not result.failure and self.reuse):
+            self.close()
