@@ -11,6 +11,13 @@ from pathlib import Path
 import armvcpu
 import pytest
 
+# Every process this test process starts (QEMU, the CLI, gdb, fuzz workers and
+# the QEMUs they start) inherits this mark, so leak checks count only this
+# process's own QEMUs and stay right under pytest-xdist or beside another run.
+_OWNER_VAR = "ARMVCPU_TEST_OWNER"
+os.environ[_OWNER_VAR] = str(os.getpid())
+_OWNER_MARK = f"{_OWNER_VAR}={os.getpid()}".encode() + b"\0"
+
 
 def pid_gone(pid: int, timeout: float = 5.0) -> bool:
     """True once no live process has this pid (a zombie counts as gone)."""
@@ -26,9 +33,16 @@ def pid_gone(pid: int, timeout: float = 5.0) -> bool:
     return False
 
 
+def _ours(pid: int) -> bool:
+    try:
+        return _OWNER_MARK in Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+
+
 def live_pids(comm: str) -> set[int]:
-    """Live (not zombie) processes of this user whose name (comm, at most 15
-    characters) is ``comm``."""
+    """Live (not zombie) processes that this test process started, directly or
+    through its children, whose name (comm, at most 15 characters) is ``comm``."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -36,7 +50,7 @@ def live_pids(comm: str) -> set[int]:
         try:
             if (entry / "comm").read_text().strip() == comm:
                 stat = (entry / "stat").read_text()
-                if stat.rsplit(")", 1)[1].split()[0] != "Z" and entry.stat().st_uid == os.getuid():
+                if stat.rsplit(")", 1)[1].split()[0] != "Z" and _ours(int(entry.name)):
                     pids.add(int(entry.name))
         except OSError:
             continue
@@ -44,7 +58,7 @@ def live_pids(comm: str) -> set[int]:
 
 
 def qemu_pids() -> set[int]:
-    """Every qemu-system-aarch64 process started by this user."""
+    """The live qemu-system-aarch64 processes this test process started."""
     return live_pids("qemu-system-aar")
 
 

@@ -43,6 +43,7 @@ def test_wheel_carries_the_module_and_the_firmware(wheel):
     assert "MIT License" in text and "Classifier: Programming Language :: C++" in text
 
 
+@pytest.mark.timeout(900)  # a fresh venv and pip install: minutes on a busy machine
 def test_installed_wheel_runs_without_the_cross_toolchain(wheel, tmp_path, no_leaked_qemu):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
