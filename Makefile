@@ -39,7 +39,7 @@ test-fuzz:
 
 test-python:
 	@echo "==> Python tests (real QEMU, real firmware)"
-	@$(BIN)/python -m pytest
+	@$(BIN)/python -m pytest -n 2
 
 lint:
 	@echo "==> lint: clang-format, ruff, mypy"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import doctest
 import re
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +61,59 @@ def gdb_batch(socket: str, firmware: Path, commands: list[str]) -> tuple[list[st
     chunks = proc.stdout.split(MARK)[1:]
     assert [int(c.partition("\n")[0]) for c in chunks] == list(range(len(commands))), proc.stdout
     return [c.partition("\n")[2] for c in chunks], proc.stderr
+
+
+class GdbBatch:
+    """gdb-multiarch -batch running in the background, so a test can wait
+    until gdb has done some of its commands (gdb's ``echo`` flushes its
+    output) instead of sleeping for a guessed while. Its output goes to
+    files: gdb drops bytes when a pipe it writes to is not drained at once."""
+
+    def __init__(self, socket: str, firmware: Path, commands: list[str]) -> None:
+        extra = ["-nx", "-batch"]
+        for index, command in enumerate(commands):
+            extra += ["-ex", f"echo {MARK}{index}\\n", "-ex", command]
+        self.commands = commands
+        # Open for gdb's lifetime, closed by result().
+        self._out = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self._err = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            gdb_launch.gdb_command(socket, firmware, extra), stdin=subprocess.DEVNULL,
+            stdout=self._out, stderr=self._err, text=True,
+        )  # fmt: skip
+
+    def _stdout(self) -> str:
+        self._out.seek(0)
+        return self._out.read()
+
+    def wait_until_command(self, index: int) -> None:
+        """Returns once gdb has finished every command before ``commands[index]``
+        (its marker is out); the deadline only bounds a hang."""
+        marker = f"{MARK}{index}\n"
+        deadline = time.monotonic() + GDB_TIMEOUT
+        while marker not in self._stdout() and self.proc.poll() is None:
+            assert time.monotonic() < deadline, f"gdb hung before command {index}"
+            time.sleep(0.02)
+        assert marker in self._stdout(), f"gdb ended before command {index}:\n{self._stdout()}"
+
+    def result(self) -> tuple[list[str], str]:
+        """Each command's stdout (in order), and stderr, once gdb has ended."""
+        try:
+            self.proc.wait(timeout=GDB_TIMEOUT)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        stdout = self._stdout()
+        self._err.seek(0)
+        stderr = self._err.read()
+        self._out.close()
+        self._err.close()
+        assert self.proc.returncode == 0, f"gdb failed ({self.proc.returncode}):\n{stdout}{stderr}"
+        chunks = stdout.split(MARK)[1:]
+        indices = [int(c.partition("\n")[0]) for c in chunks]
+        assert indices == list(range(len(self.commands))), stdout
+        return [c.partition("\n")[2] for c in chunks], stderr
 
 
 def fold(values: list[int]) -> int:
@@ -262,8 +316,6 @@ def test_gdb_unwinds_through_the_world_switch(hypercalls_guest, no_leaked_qemu, 
     the core's VCpu::run into the firmware's run loop and fw_main; stopped in
     armvcpu_guest_exit (entered from a vector, where the guest's x30 means
     nothing to EL2), the backtrace ends there instead of inventing frames."""
-    import concurrent.futures
-
     with Hypervisor(transport="shm") as hv:
         hv.load(hypercalls_guest)
         exits = hv.exits()
@@ -280,13 +332,12 @@ def test_gdb_unwinds_through_the_world_switch(hypercalls_guest, no_leaked_qemu, 
             "delete",
             "detach",
         ]
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            gdb = pool.submit(gdb_batch, socket, hv.firmware.path, commands)
-            time.sleep(1.0)  # let gdb attach and set its breakpoint first
-            first.resume(x0=1)  # the CPU re-enters the guest: the breakpoint
-            texts, _ = gdb.result(timeout=GDB_TIMEOUT)
-            exits.close()
-            rest = hv.run(lambda e: 1 if e.kind == ExitKind.Hypercall else None)
+        gdb = GdbBatch(socket, hv.firmware.path, commands)
+        gdb.wait_until_command(1)  # attached, the breakpoint set, about to continue
+        first.resume(x0=1)  # the CPU re-enters the guest: the breakpoint
+        texts, _ = gdb.result()
+        exits.close()
+        rest = hv.run(lambda e: 1 if e.kind == ExitKind.Hypercall else None)
     inner, outer = texts[2], texts[6]
     names = re.findall(r"^#\d+\s+(?:0x\w+ in )?(.+?) \(", inner, re.M)
     assert names == [

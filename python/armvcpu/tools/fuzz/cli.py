@@ -111,8 +111,10 @@ def main(args: Any) -> int:
         now = time.monotonic()
         rate = summary.done / max(1e-9, now - t0)
         n = len(summary.failures)
-        if not err.is_terminal and (now - last_line[0] > 30 or summary.done == config.programs):
-            last_line[0] = now  # a log, not a live bar: a line every 30 s
+        if not err.is_terminal and (
+            summary.done in (1, config.programs) or now - last_line[0] > 30
+        ):
+            last_line[0] = now  # a log, not a live bar: the first program, then a line every 30 s
             err.print(f"fuzz seed {seed}: {summary.done}/{config.programs} programs, "
                       f"{rate:.1f}/s, {n} hypervisor failures", highlight=False)  # fmt: skip
         progress.update(
