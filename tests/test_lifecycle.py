@@ -11,6 +11,7 @@ import textwrap
 import armvcpu
 import pytest
 from armvcpu import Guest, Hypervisor
+from armvcpu.errors import GdbProtocolError, TargetConnectionError
 
 from .conftest import pid_gone
 
@@ -151,7 +152,10 @@ def test_garbage_on_the_gdbstub_connection_is_a_typed_error(hypercalls_guest, no
         first = next(exits)
         assert hv.gdb is not None
         hv.gdb._send_raw(b"\x00\xffgarbage$zz#00$m0,4#")
-        with pytest.raises(armvcpu.ArmvcpuError):
+        # QEMU answers the packet with the wrong checksum ($zz#00) with '-'.
+        with pytest.raises(
+            GdbProtocolError, match=r"^the target rejected a packet \(bad checksum\)$"
+        ):
             first.resume(x0=1)
             for _exit in exits:
                 pass
@@ -179,10 +183,16 @@ def test_gdbstub_disconnecting_is_a_typed_error(hypercalls_guest, no_leaked_qemu
         first = next(exits)
         assert hv.gdb is not None
         hv.gdb._sock.shutdown(socket.SHUT_RDWR)
-        with pytest.raises(armvcpu.ArmvcpuError):
+        with pytest.raises(TargetConnectionError) as caught:
             first.resume(x0=1)
             for _exit in exits:
                 pass
+        assert caught.type is TargetConnectionError  # not a QemuError: QEMU is fine
+        assert str(caught.value).startswith(
+            "the GDB remote target closed the connection while the VM was running ("
+        )
+        assert "last exit: <Exit #1 " in str(caught.value)
+        assert hv.qemu is not None and hv.qemu.alive()  # only the connection went
 
 
 def test_shared_ram_file_is_gone_once_mapped(hypercalls_guest, no_leaked_qemu):

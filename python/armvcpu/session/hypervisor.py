@@ -779,8 +779,10 @@ class Hypervisor:
             try:
                 raw = self.transport.wait_record(min(remaining, _POLL_SLICE))
             except TargetConnectionError:
-                self._ended_or_died()
-                return None
+                if self._end_expected or self.qemu is None:
+                    self._ended_or_died()
+                    return None
+                raise  # QEMU died, or only the connection went: exits() says which
             if raw is not None:
                 return raw
             if self.qemu is not None and not self.qemu.alive():
@@ -820,14 +822,18 @@ class Hypervisor:
             raise self._qemu_error_for(exc) from exc
 
     def _qemu_error_for(self, exc: TargetConnectionError) -> ArmvcpuError:
-        """A broken gdbstub connection because QEMU died becomes a QemuError."""
+        """A broken gdbstub connection because QEMU died becomes a QemuError;
+        with QEMU alive, only the connection went, and the error says so."""
         if self.qemu is not None and self.qemu.wait(1.0) is not None:
             self._finished = True
             return QemuError(
                 f"{self.qemu.describe_exit()} while the VM was running; last exit: "
                 f"{self.last_exit!r}; firmware log:\n{self._console_tail()}"
             )
-        return exc
+        return TargetConnectionError(
+            f"the GDB remote target closed the connection while the VM was running ({exc}); "
+            f"last exit: {self.last_exit!r}"
+        )
 
     def _ended_or_died(self) -> None:
         """QEMU is gone: a normal end after SystemDown/stop, otherwise an error."""
