@@ -15,7 +15,7 @@ import threading
 import armvcpu
 import pytest
 from armvcpu import ExitKind, Hypervisor, _core
-from armvcpu.session.gdbstub import GdbRemote
+from armvcpu.session.gdbstub import GdbRemote, _expand_rle, _unescape
 from armvcpu.session.transport import RECORD_SIZE, GdbTransport
 
 MASK64 = (1 << 64) - 1
@@ -183,6 +183,21 @@ def test_smp_guest_under_both_handoffs(handoff, no_leaked_qemu):
     assert exits[-1].kind == ExitKind.SystemDown
 
 
+def test_auto_takes_the_breakpoint_with_several_cpus(no_leaked_qemu):
+    """With more than one CPU, auto takes the breakpoint (the safe hand-off:
+    see docs/hil.md), and the SMP guest runs to its end under it."""
+    from .test_smp import SMP_GUEST
+
+    with Hypervisor(transport="gdb", smp=2) as hv:
+        assert isinstance(hv.transport, GdbTransport)
+        assert (hv.transport.requested_mode, hv.transport.mode) == ("auto", "breakpoint")
+        hv.load(armvcpu.Guest.from_asm(SMP_GUEST))
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+        assert hv.transport.mode == "breakpoint"
+    assert {e.vcpu_id for e in exits} == {0, 1}
+    assert exits[-1].kind == ExitKind.SystemDown
+
+
 # -- a scripted stub --------------------------------------------------------------
 
 RECORDS = 0x4022_0000
@@ -197,6 +212,47 @@ TARGET_XML = (
 )
 
 
+def run_length_encode(data: bytes) -> bytes:
+    """GDB's run-length encoding (Remote Protocol: Overview): a run of a
+    character c is c, '*', then the count of further repeats plus 29 as one
+    printable character; counts 6 and 7 would be '#' and '$', so a run that
+    long is cut at 5, and no count character may exceed 126 ('~')."""
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        c = data[i]
+        run = 1
+        while i + run < len(data) and data[i + run] == c:
+            run += 1
+        i += run
+        out.append(c)
+        more = run - 1
+        while more:
+            if more < 3:  # 'c*n' is no shorter than up to two plain repeats
+                out += bytes([c]) * more
+                break
+            count = min(more, 126 - 29)
+            count = 5 if count in (6, 7) else count
+            out += b"*" + bytes([count + 29])
+            more -= count
+            if more:
+                out.append(c)
+                more -= 1
+    return bytes(out)
+
+
+def escape(data: bytes, also: bytes = b"") -> bytes:
+    """GDB's binary escaping: '#', '$', '}' (and '*' in a stub's reply)
+    always, any other byte as a stub likes; each as 0x7d then the byte XOR 0x20."""
+    out = bytearray()
+    for b in data:
+        if b in b"#$}*" or b in also:
+            out += bytes([0x7D, b ^ 0x20])
+        else:
+            out.append(b)
+    return bytes(out)
+
+
 class ScriptedTarget(threading.Thread):
     """A GDB remote stub for one CPU that makes `exits` exits, then exits.
 
@@ -208,9 +264,12 @@ class ScriptedTarget(threading.Thread):
     """
 
     def __init__(self, sock: socket.socket, *, exits: int = 3, no_ack: bool = False,
-                 watchpoints: bool = True, stop_after_store: bool = False) -> None:  # fmt: skip
+                 watchpoints: bool = True, stop_after_store: bool = False,
+                 encode: bool = False) -> None:  # fmt: skip
         super().__init__(daemon=True)
         self.sock = sock
+        self.encode = encode  # run-length encode hex replies, escape the binary qXfer reply
+        self.encoded_replies: list[bytes] = []
         self.exits = exits
         self.offer_no_ack = no_ack
         self.watchpoints = watchpoints
@@ -280,7 +339,10 @@ class ScriptedTarget(threading.Thread):
         elif p == b"?":
             self.send(b"S05")
         elif p.startswith(b"qXfer:features:read:target.xml:"):
-            self.send(b"l" + TARGET_XML.encode())
+            self.send(
+                b"l"
+                + (escape(TARGET_XML.encode(), b'<>"=') if self.encode else TARGET_XML.encode())
+            )
         elif p.startswith(b"Z2,"):
             if self.watchpoints:
                 self.watch = int(p[3:].split(b",")[0], 16)
@@ -292,14 +354,14 @@ class ScriptedTarget(threading.Thread):
             self.send(b"OK")
         elif p.startswith(b"m"):
             addr, length = (int(x, 16) for x in p[1:].split(b","))
-            self.send(self.read(addr, length).hex().encode())
+            self.send_hex(self.read(addr, length))
         elif p.startswith(b"M"):
             where, data = p[1:].split(b":")
             addr = int(where.split(b",")[0], 16)
             self.write(addr, bytes.fromhex(data.decode()))
             self.send(b"OK")
         elif p.startswith(b"p"):
-            self.send(self.pc.to_bytes(8, "little").hex().encode())
+            self.send_hex(self.pc.to_bytes(8, "little"))
         elif p.startswith(b"P"):
             number, value = p[1:].split(b"=")
             assert int(number, 16) == PC_REG
@@ -309,6 +371,13 @@ class ScriptedTarget(threading.Thread):
             self.send(b"OK")
         else:
             self.send(b"")
+
+    def send_hex(self, data: bytes) -> None:
+        reply = data.hex().encode()
+        if self.encode:
+            reply = run_length_encode(reply)
+            self.encoded_replies.append(reply)
+        self.send(reply)
 
     def read(self, addr: int, length: int) -> bytes:
         off = addr - RECORDS
@@ -498,3 +567,35 @@ def test_tcp_remote_connection_reports_closure():
         gdb.request("?")
     gdb.close()
     server.close()
+
+
+def test_rsp_decoding_of_the_gdb_manuals_examples():
+    """Golden encodings from the GDB manual (Remote Protocol: Overview)."""
+    assert _expand_rle(b"0* ") == b"0000"  # ' ' is 32: three more zeros
+    assert _expand_rle(b'0*"00') == b"00000000"  # a run of 7 more sent as 5 and two
+    assert _unescape(b"}]") == b"}"  # 0x7d is sent as 0x7d 0x5d
+    assert _unescape(b"a}\x03b}\x04}\x0a") == b"a#b$*"
+    # The test's own encoders agree with the manual's examples.
+    assert run_length_encode(b"0000") == b"0* "
+    assert run_length_encode(b"00000000") == b'0*"00'
+    assert escape(b"}") == b"}]"
+
+
+@pytest.mark.parametrize("no_ack", [False, True])
+def test_run_length_encoded_and_escaped_replies_are_decoded(no_ack):
+    """A stub that run-length encodes its hex replies and escapes its binary
+    target description (as gdbserver does): the session reads the same
+    registers, records and exits as from a plain one."""
+    target, transport = scripted_session(encode=True, no_ack=no_ack)
+    # The target description, unescaped, named the registers it holds.
+    assert transport.gdb.read_register("pc") == 0x4020_0000
+    assert transport.gdb.read_memory(RECORDS, RECORD_SIZE) == bytes(target.memory)
+    assert answer_all(transport) == [1, 2, 3]
+    target.join(5)
+    assert target.violations == []
+    assert int.from_bytes(target.memory[144:152], "little") == 3
+    # The stub did encode: the PC as '0* 2040*%', the records' long runs of
+    # '0' as the longest count ('~', 97 more), and never a count '#' or '$'.
+    assert target.encoded_replies[0] == b"0* 2040*%"
+    assert any(b"*~" in r for r in target.encoded_replies)
+    assert not any(b"*#" in r or b"*$" in r for r in target.encoded_replies)
