@@ -52,7 +52,7 @@ def test_trap_frame_rejects_bad_register_index(index):
     f = _core.TrapFrame()
     with pytest.raises(IndexError, match=r"x0\.\.x30"):
         f.gpr(index)
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"x0\.\.x30"):
         f.set_gpr(index, 1)
 
 

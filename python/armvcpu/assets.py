@@ -1,8 +1,8 @@
 """What the installed package carries: the EL2 firmware image and the example guests.
 
->>> firmware_path().name  # doctest: +SKIP
+>>> firmware_path().name
 'armvcpu-firmware.elf'
->>> example_guest_path("hypercalls").suffix  # doctest: +SKIP
+>>> example_guest_path("hypercalls").suffix
 '.elf'
 """
 

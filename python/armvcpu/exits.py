@@ -64,13 +64,13 @@ class Registers:
         try:
             return self[name]
         except KeyError as exc:
-            raise AttributeError(str(exc)) from None
+            raise AttributeError(exc.args[0]) from None  # str() of a KeyError adds quotes
 
     def __setattr__(self, name: str, value: int) -> None:
         try:
             self[name] = value
         except KeyError as exc:
-            raise AttributeError(str(exc)) from None
+            raise AttributeError(exc.args[0]) from None  # str() of a KeyError adds quotes
 
     @property
     def mode(self) -> str:
