@@ -353,3 +353,32 @@ def test_gdb_unwinds_through_the_world_switch(hypercalls_guest, no_leaked_qemu, 
     assert outer_frames == ["#0"], outer
     assert "armvcpu_guest_exit" in outer
     assert rest[-1].kind == ExitKind.SystemDown
+
+
+def test_armvcpu_gdb_attaches_to_a_live_session(hypercalls_guest, no_leaked_qemu, no_leaked_gdb):
+    """`armvcpu gdb SOCKET -- GDB-ARGS`: real gdb-multiarch, started by the
+    command, on the socket release_gdbstub() gave, with the extension loaded
+    (``armvcpu exit`` works) and the package's firmware symbols; after its
+    detach the session answers the exit and runs to the end."""
+    import sys
+
+    with Hypervisor(transport="shm") as hv:
+        hv.load(hypercalls_guest)
+        exits = hv.exits()
+        first = next(exits)
+        socket = hv.release_gdbstub()
+        gdb_args = ["-nx", "-batch", "-ex", "armvcpu exit",
+                    "-ex", "print/x armvcpu_exit_records[0].seq", "-ex", "detach"]  # fmt: skip
+        proc = subprocess.run([sys.executable, "-m", "armvcpu", "gdb", socket, "--", *gdb_args],
+                              capture_output=True, text=True, timeout=GDB_TIMEOUT,
+                              stdin=subprocess.DEVNULL)  # fmt: skip
+        first.resume(x0=0x1234)
+        exits.close()
+        rest = hv.run(lambda e: 7 if e.kind == ExitKind.Hypercall else None)
+    assert proc.returncode == 0, proc.stderr
+    assert "exit #1 Hypercall (Synchronous exception)" in proc.stdout
+    assert "  args = [0x0, 0x0, 0xc0ffee, 0x0, 0x0, 0x0]" in proc.stdout  # what Python saw
+    assert re.search(r"^\$1 = 0x1$", proc.stdout, re.M), proc.stdout  # the firmware's symbols
+    assert "detached" in proc.stdout + proc.stderr
+    assert rest[-1].kind == ExitKind.SystemDown
+    assert rest[-2].reason.args[0] == fold([0x1234] + [7] * 7)  # the guest's checksum
