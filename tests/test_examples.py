@@ -25,40 +25,118 @@ GUEST = '"$(.venv/bin/python examples/guest_path.py {})"'
 RUN = ".venv/bin/armvcpu run " + GUEST + " --policy examples/policies/{}"
 TRACE = "build/examples/retry.npz"
 
+# -- what each example must print, worked out from the guest's source and the
+# policy's rules (examples/guests/*.S, examples/policies/*.py), not copied
+# from a run: a change in behaviour shows up as a wrong count, not a new pin.
+
+MASK64 = (1 << 64) - 1
+COUNT = 8  # every example guest asks for, or reads, eight values (.equ COUNT, 8)
+
+
+def fold(values: list[int]) -> int:
+    """The guests' checksum: checksum * 31 + value, mod 2^64."""
+    checksum = 0
+    for v in values:
+        checksum = (checksum * 31 + v) & MASK64
+    return checksum
+
+
+def xorshift32(x: int) -> int:
+    """Marsaglia's xorshift32 (shifts 13, 17, 5), the RNG device's generator."""
+    x ^= (x << 13) & 0xFFFF_FFFF
+    x ^= x >> 17
+    return x ^ ((x << 5) & 0xFFFF_FFFF)
+
+
+def putc_exits(chars: int) -> tuple[int, int]:
+    """(reads, writes) the guests' putc makes on the PL011 for ``chars``
+    characters: one UARTFR read (the model is never full) and one write each."""
+    return chars, chars
+
+
+VALUES = [1000 + 7 * i for i in range(COUNT)]  # answer_hypercalls / fault_injection's answer
+CHECKSUM = fold(VALUES)
+
+# rng_device: the guest seeds 0x2545f491 and reads eight values.
+RNG = []
+_state = 0x2545F491
+for _ in range(COUNT):
+    _state = xorshift32(_state)
+    RNG.append(_state)
+RNG_XOR = 0
+for _v in RNG:
+    RNG_XOR ^= _v
+
+# exit_census: every RNG read answers 1, so STATUS is ready at once: per
+# value one STATUS and one DATA read, then one COUNT read; two writes (SEED,
+# CTRL); and each line "rng[i] = 0x00000001\n" goes out through putc.
+_uart_reads, _uart_writes = putc_exits(COUNT * len("rng[0] = 0x00000001\n"))
+CENSUS = (2 * COUNT + 1 + _uart_reads, 2 + _uart_writes)
+
+
+def _retry_run(seed: int = 7, rate: float = 0.3, max_tries: int = 8) -> tuple[int, list[int]]:
+    """fault_injection's decisions (random.Random(seed), an error below
+    ``rate``) as retry.S meets them: (errors injected, retries per value)."""
+    import random
+
+    rng = random.Random(seed)
+    injected, retries = 0, []
+    for _ in range(COUNT):
+        tries = 0
+        while rng.random() < rate:
+            injected += 1
+            tries += 1
+            assert tries < max_tries, "this seed makes the guest give up: the pins below assume not"
+        retries.append(tries)
+    return injected, retries
+
+
+INJECTED, RETRIES = _retry_run()
+# retry.S prints "value i = 0x%08x after r retries\n" per value and asks
+# COUNT + INJECTED times, then reports: every exit of the run.
+_retry_reads, _retry_writes = putc_exits(COUNT * len("value 0 = 0x00000000 after 0 retries\n"))
+RETRY_HYPERCALLS = COUNT + INJECTED + 1
+RETRY_EXITS = RETRY_HYPERCALLS + _retry_reads + _retry_writes + 1  # + SystemDown
+
 # command -> regular expressions its stdout must match
 EXAMPLES: dict[str, list[str]] = {
     RUN.format("hypercalls", "answer_hypercalls.py"): [
-        *(rf"GET_VALUE\({i}\) -> {1000 + 7 * i}\n" for i in range(8)),
-        r"REPORT: 8 values, checksum 0x19dcd9a31c1c, expected 0x19dcd9a31c1c: match",
+        *(rf"GET_VALUE\({i}\) -> {v}\n" for i, v in enumerate(VALUES)),
+        rf"REPORT: {COUNT} values, checksum {CHECKSUM:#x}, expected {CHECKSUM:#x}: match",
     ],
     RUN.format("rng_driver", "rng_device.py"): [
-        r"rng\[0\] = 0xe124b63a\n",
-        r"rng\[7\] = 0x[0-9a-f]{8}\n",
-        r"the guest read 8 values, xor 0x9ad397fc; the device produced 8, xor 0x9ad397fc: match",
+        *(rf"rng\[{i}\] = {v:#010x}\n" for i, v in enumerate(RNG)),
+        rf"the guest read {COUNT} values, xor {RNG_XOR:#x}; "
+        rf"the device produced {COUNT}, xor {RNG_XOR:#x}: match",
     ],
     RUN.format("retry", "fault_injection.py"): [
-        r"value 6 = 0x00000412 after 2 retries\n",
-        r"faults: injected 6 errors; the guest saw 6, gave up on 0 values, "
-        r"checksum 0x19dcd9a31c1c \(as expected\)",
+        *(
+            rf"value {i} = {v:#010x} after {r} retries\n"
+            for i, (v, r) in enumerate(zip(VALUES, RETRIES, strict=True))
+        ),
+        rf"faults: injected {INJECTED} errors; the guest saw {INJECTED}, gave up on 0 values, "
+        rf"checksum {CHECKSUM:#x} \(as expected\)",
     ],
     RUN.format("rng_driver", "exit_census.py"): [
-        *(rf"rng\[{i}\] = 0x00000001\n" for i in range(8)),
-        r"census: MmioRead 177, MmioWrite 162, Hypercall 1, SystemDown 1",
+        *(rf"rng\[{i}\] = 0x00000001\n" for i in range(COUNT)),
+        rf"census: MmioRead {CENSUS[0]}, MmioWrite {CENSUS[1]}, Hypercall 1, SystemDown 1",
     ],
     RUN.format("retry", "fault_injection.py") + f" --trace {TRACE}"
     f" && .venv/bin/armvcpu trace summary {TRACE}": [
-        r"injected 6 errors; the guest saw 6",
-        rf"{TRACE}: 608 exits",
-        r"MmioRead\s*│\s*296\b",
-        r"Hypercall\s*│\s*15\b",
+        rf"injected {INJECTED} errors; the guest saw {INJECTED}",
+        rf"{TRACE}: {RETRY_EXITS} exits",
+        rf"MmioRead\s*│\s*{_retry_reads}\b",
+        rf"MmioWrite\s*│\s*{_retry_writes}\b",
+        rf"Hypercall\s*│\s*{RETRY_HYPERCALLS}\b",
         r"SystemDown\s*│\s*1\b",
     ],
     '.venv/bin/armvcpu run "$(.venv/bin/python examples/guest_path.py primes)" --uart emulate': [
         r"primes below 50: 2 3 5 7 11 13 17 19 23 29 31 37 41 43 47\n",
     ],
     ".venv/bin/armvcpu demo": [
-        r"guest checksum 0x19dcd9a31c1c, expected 0x19dcd9a31c1c: match",
-        r"VM 1 stopped after 10 exits",
+        rf"guest checksum {CHECKSUM:#x}, expected {CHECKSUM:#x}: match",
+        # COUNT GET_VALUE hypercalls, the report, SYSTEM_OFF (hypercalls.S)
+        rf"VM 1 stopped after {COUNT + 2} exits",
     ],
 }
 
