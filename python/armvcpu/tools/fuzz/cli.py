@@ -75,8 +75,9 @@ def replay(seed: int, index: int, length: int, timeout: float, budget: int) -> i
 
 def main(args: Any) -> int:
     """``armvcpu fuzz``: see docs/fuzzing.md."""
-    import json
     import secrets
+
+    from ..jsonout import print_json
 
     from rich.console import Console
     from rich.progress import (
@@ -135,7 +136,7 @@ def main(args: Any) -> int:
     if args.json:
         report = summary.as_dict()
         report["saved"] = [str(p) for p in saved]
-        print(json.dumps(report, indent=2))
+        print_json(report)
     else:
         _print_summary(Console(highlight=False), summary, Table)
         for path in saved:
