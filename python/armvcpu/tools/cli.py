@@ -454,7 +454,7 @@ def _trace(args: argparse.Namespace) -> int:
                 if i >= args.limit:
                     break
                 shown.append({"seq": record.seq, "t_ns": t_ns[i], "vcpu": record.vcpu_id,
-                              "kind": type(record.reason).__name__,
+                              "kind": record.reason.kind.name,
                               "exit": repr(record.reason), "pc": record.elr})  # fmt: skip
             print_json(shown)
             return 0
