@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from armvcpu.tools.cli import _parser
 
 
@@ -183,7 +182,9 @@ def _commands(
 COMMANDS = _commands(_parser())
 
 
-@pytest.mark.parametrize("path,parser", COMMANDS, ids=[" ".join(p) or "armvcpu" for p, _ in COMMANDS])
+@pytest.mark.parametrize(
+    ("path", "parser"), COMMANDS, ids=[" ".join(p) or "armvcpu" for p, _ in COMMANDS]
+)
 def test_every_command_and_argument_has_help(path, parser):
     assert parser.description, f"armvcpu {' '.join(path)} has no description"
     for action in parser._actions:

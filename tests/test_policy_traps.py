@@ -7,7 +7,6 @@ descriptions), written out here rather than taken from armvcpu.policy.traps.
 from __future__ import annotations
 
 import pytest
-
 from armvcpu import ArmvcpuError, ExitKind, Guest, Hypervisor, Pl011, Policy, on
 from armvcpu.errors import GuestImageError
 from armvcpu.policy.traps import trap_for
@@ -93,7 +92,7 @@ def test_a_handler_for_an_untrappable_register_raises_at_install(no_leaked_qemu)
 
     with Hypervisor() as hv:
         hv.load(Guest.from_asm("mrs x1, CNTPCT_EL0\n" + PSCI_OFF))
-        with pytest.raises(ArmvcpuError, match="CNTPCT_EL0 cannot be trapped.*EL1PCTEN"):
+        with pytest.raises(ArmvcpuError, match=r"CNTPCT_EL0 cannot be trapped.*EL1PCTEN"):
             hv.run(Counter())
         assert hv.exit_count == 0  # refused before the guest ran
 

@@ -70,8 +70,10 @@ def esr_report(value: int) -> dict[str, Any]:
         "il": int(esr.il),
         "instruction_bits": esr.instruction_length * 8,
         "iss": esr.iss,
-        "iss_fields": [{"name": name, "hi": hi, "lo": lo, "value": field_value}
-                       for name, hi, lo, field_value in esr.fields()],  # fmt: skip
+        "iss_fields": [
+            {"name": name, "hi": hi, "lo": lo, "value": field_value}
+            for name, hi, lo, field_value in esr.fields()
+        ],
         "sysreg": None,
     }
     if esr.exception_class == _core.ExceptionClass.SysReg64:
@@ -173,7 +175,9 @@ def _load_policy(spec: str) -> Any:
     if isinstance(policy, type) and issubclass(policy, Policy):
         policy = policy()
     if name is not None and not callable(policy):
-        raise UsageError(f"armvcpu run: {path}'s {name} is not a Policy or a callable taking an exit")
+        raise UsageError(
+            f"armvcpu run: {path}'s {name} is not a Policy or a callable taking an exit"
+        )
     if policy is None or not callable(policy):
         raise UsageError(
             f"armvcpu run: {path} defines no `policy` (a Policy or a callable taking an exit)"
@@ -577,8 +581,11 @@ def _sub(sub: Any, name: str, help: str, description: str, **kw: Any) -> argpars
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="armvcpu", description="See and script every VM exit "
-                                     "of an AArch64 guest.", formatter_class=_HelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="armvcpu",
+        description="See and script every VM exit of an AArch64 guest.",
+        formatter_class=_HelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"armvcpu {_core.__version__}",
                         help="print armvcpu's version and exit")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
@@ -599,8 +606,8 @@ def _parser() -> argparse.ArgumentParser:
                "0 powered off, 1 stopped at an unanswered exit, 2 usage, 3 timeout, "
                "4 QEMU failed.")  # fmt: skip
     run.add_argument("guest", nargs="?", help="the guest image (or give it as --kernel)")
-    run.add_argument("--kernel", help="the guest image (as QEMU's -kernel): an ELF, a raw "
-                     "binary, or an arm64 Linux Image (booted per the arm64 boot protocol)")  # fmt: skip
+    run.add_argument("--kernel", help="the guest image (as QEMU's -kernel): an ELF, a raw binary, "
+                     "or an arm64 Linux Image (booted per the arm64 boot protocol)")  # fmt: skip
     run.add_argument("--initrd", help="an initramfs for the Linux Image")
     run.add_argument("--append", default="", help="the Linux kernel command line")
     run.add_argument("--dtb", help="a device tree to derive a Linux guest's from (default: "
@@ -634,12 +641,20 @@ def _parser() -> argparse.ArgumentParser:
                      "print a JSON summary of the run (status, exits, last exit) on stdout "
                      "as its last line")  # fmt: skip
 
-    trace = _sub(sub, "trace", "inspect a recorded trace",
-                 "Inspect a trace recorded with `armvcpu run --trace OUT` or Trace.save().")
+    trace = _sub(
+        sub,
+        "trace",
+        "inspect a recorded trace",
+        "Inspect a trace recorded with `armvcpu run --trace OUT` or Trace.save().",
+    )
     tsub = trace.add_subparsers(dest="action", required=True, metavar="ACTION",
                                 help="show, summary or export")  # fmt: skip
-    show = _sub(tsub, "show", "the exits, one per line",
-                "The trace's exits in order: sequence number, time, vCPU, exit and pc.")
+    show = _sub(
+        tsub,
+        "show",
+        "the exits, one per line",
+        "The trace's exits in order: sequence number, time, vCPU, exit and pc.",
+    )
     show.add_argument("file", help="the trace (.npz)")
     show.add_argument("--limit", type=int, default=50, help="show at most this many exits")
     add_json_option(show, "the exits")
@@ -654,16 +669,24 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("file", help="the trace (.npz)")
     export.add_argument("out", help="the JSON file to write")
 
-    decode = _sub(sub, "decode", "decode a syndrome value",
-                  "Name every field of a syndrome value per the Arm ARM: ESR_EL2's exception "
-                  "class, IL and the class's ISS fields; for a trapped MRS/MSR, the register.")
+    decode = _sub(
+        sub,
+        "decode",
+        "decode a syndrome value",
+        "Name every field of a syndrome value per the Arm ARM: ESR_EL2's exception "
+        "class, IL and the class's ISS fields; for a trapped MRS/MSR, the register.",
+    )
     decode.add_argument("register", choices=["esr"], help="which register the value is from")
     decode.add_argument("value", help="the value, hex (0x5a00002a) or decimal; 64 bits at most")
     add_json_option(decode, "the fields")
 
-    bench = _sub(sub, "bench", "run a benchmark and print its figures",
-                 "Run a benchmark and print its figures (medians; measured, never asserted). "
-                 "Benchmarks: " + "; ".join(f"{k}: {v}" for k, v in BENCH_KINDS.items()) + ".")
+    bench = _sub(
+        sub,
+        "bench",
+        "run a benchmark and print its figures",
+        "Run a benchmark and print its figures (medians; measured, never asserted). "
+        "Benchmarks: " + "; ".join(f"{k}: {v}" for k, v in BENCH_KINDS.items()) + ".",
+    )
     bench.add_argument("name", choices=list(BENCH_KINDS), metavar="NAME",
                        help="the benchmark: " + ", ".join(BENCH_KINDS))  # fmt: skip
     bench.add_argument("--kernel", help="linux-boot: the kernel Image (default: Debian's)")

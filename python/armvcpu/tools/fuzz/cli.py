@@ -77,8 +77,6 @@ def main(args: Any) -> int:
     """``armvcpu fuzz``: see docs/fuzzing.md."""
     import secrets
 
-    from ..jsonout import print_json
-
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -89,6 +87,8 @@ def main(args: Any) -> int:
         TimeRemainingColumn,
     )
     from rich.table import Table
+
+    from ..jsonout import print_json
 
     if args.replay:
         seed, index = parse_replay(args.replay)
