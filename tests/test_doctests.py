@@ -12,6 +12,8 @@ from armvcpu import _core
 
 PYTHON_MODULES = [
     "armvcpu.policy.devices",
+    "armvcpu.policy.traps",
+    "armvcpu.tools.jsonout",
     "armvcpu.exits",
     "armvcpu.guests.guest",
     "armvcpu.session.gdbstub",
