@@ -37,7 +37,7 @@ def test_decode_names_data_abort_fields_and_system_registers():
 def test_decode_rejects_garbage():
     out = run_cli("decode", "esr", "banana")
     assert out.returncode == 2
-    assert "not a number" in out.stderr
+    assert "'banana' is not a 64-bit value" in out.stderr
 
 
 def test_demo_prints_the_exit_table_and_a_matching_checksum():

@@ -16,6 +16,8 @@ from armvcpu import _core
 PYTHON_MODULES = [
     "armvcpu",
     "armvcpu.analysis.trace",
+    "armvcpu.policy.traps",
+    "armvcpu.tools.jsonout",
     "armvcpu.assets",
     "armvcpu.exits",
     "armvcpu.guests.devicetree",

@@ -84,7 +84,7 @@ def assemble(source: str, addr: int) -> bytes:
     Results are cached by the hash of the source, the address and the tools.
     """
     as_, ld = tool("as"), tool("ld")
-    key = hashlib.sha256(f"v2\0{addr:#x}\0{as_}\0{ld}\0{source}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"v3\0{addr:#x}\0{as_}\0{ld}\0{source}".encode()).hexdigest()[:24]
     cached = cache_dir() / f"{key}.elf"
     if cached.is_file():
         return cached.read_bytes()
@@ -100,7 +100,10 @@ def assemble(source: str, addr: int) -> bytes:
         )
         text = source if source.endswith("\n") else source + "\n"
         if "_start" not in text:
-            text = ".global _start\n_start:\n" + text
+            # The entry label goes first; the line marker after it (as's
+            # `# LINE "FILE"`, as cpp writes them) numbers the user's first
+            # line 1 again, so errors point at the user's own lines.
+            text = '.global _start\n_start:\n# 1 "guest.S"\n' + text
         src.write_text(text)
         for cmd in (
             [as_, "-o", str(obj), str(src)],

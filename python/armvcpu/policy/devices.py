@@ -94,7 +94,21 @@ class Pl011(MmioDevice):
     """The transmit side of an Arm PL011 UART (PL011 TRM, DDI 0183): what the
     guest writes to UARTDR becomes ``output``; UARTFR always says the transmit
     FIFO is empty (TXFE) and the receiver empty (RXFE); the guest can poll it.
-    ``on_output`` is called with each character as it arrives."""
+
+    ``on_output`` is called with each whole line the guest writes, without its
+    ``"\\n"`` (so ``Pl011(on_output=print)`` prints the guest's lines as it
+    wrote them); a line still unfinished when the run ends (the guest powers
+    off, or :meth:`close`) is passed as it is.
+
+    >>> lines = []
+    >>> uart = Pl011(on_output=lines.append)
+    >>> for ch in "one\\ntwo\\nthr":
+    ...     uart.write(0x0900_0000, ord(ch))
+    >>> lines
+    ['one', 'two']
+    >>> uart.close(); lines
+    ['one', 'two', 'thr']
+    """
 
     UARTDR = Register(0x000)
     UARTFR = Register(0x018, reset=0x90)  # TXFE (bit 7) | RXFE (bit 4)
@@ -107,6 +121,7 @@ class Pl011(MmioDevice):
         self.chars: list[str] = []
         self.on_output = on_output
         self.control = 0
+        self._line: list[str] = []
 
     @property
     def output(self) -> str:
@@ -115,11 +130,30 @@ class Pl011(MmioDevice):
     def write_UARTDR(self, value: int) -> None:
         ch = chr(value & 0xFF)
         self.chars.append(ch)
-        if self.on_output is not None:
-            self.on_output(ch)
+        if self.on_output is None:
+            return
+        if ch == "\n":
+            line, self._line = "".join(self._line), []
+            self.on_output(line)
+        else:
+            self._line.append(ch)
+
+    def close(self) -> None:
+        """The console is done: hand ``on_output`` the unfinished line, if any."""
+        if self._line and self.on_output is not None:
+            line, self._line = "".join(self._line), []
+            self.on_output(line)
 
     def write_UARTCR(self, value: int) -> None:
         self.control = value
 
     def read_UARTCR(self) -> int:
         return self.control
+
+    def policy(self) -> Policy:
+        """A policy answering every access to this device's range; its
+        :meth:`~armvcpu.Policy.close` (and the guest powering off) flushes
+        the unfinished line."""
+        p = super().policy()
+        p.closers.append(self.close)
+        return p

@@ -32,15 +32,24 @@ from typing import Any, Protocol
 from .. import _core
 from ..exits import Exit, ExitKind
 from .rules import FastRules
+from .traps import Trap, trap_for
 
 
 class Target(Protocol):
     """What a policy needs of the session it is installed in (a
-    :class:`~armvcpu.Hypervisor`): its fast-rule table. A protocol, so this
-    room never imports the session's."""
+    :class:`~armvcpu.Hypervisor`): its fast-rule table, and the guest's extra
+    trap controls (so that handlers for system registers see their exits). A
+    protocol, so this room never imports the session's."""
 
     @property
     def rules(self) -> FastRules: ...
+
+    @property
+    def traps(self) -> tuple[int, int]:
+        """The HCR_EL2 and MDCR_EL2 bits set so far with :meth:`set_traps`."""
+        ...
+
+    def set_traps(self, *, hcr_el2: int = 0, mdcr_el2: int = 0) -> None: ...
 
 
 Handler = Callable[..., Any]
@@ -250,6 +259,9 @@ class Policy:
     rules: list[Rule] = field(default_factory=list)
     handlers: list[_Entry] = field(default_factory=list)
     default: Handler | None = None
+    #: Called once when the run ends (the guest powers off, or :meth:`close`):
+    #: devices flush what they hold (e.g. :class:`Pl011`'s unfinished line).
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Collect @on methods and on.* rules from the class body, in order.
@@ -281,25 +293,56 @@ class Policy:
     def __add__(self, other: Policy) -> Policy:
         return Policy(rules=[*self.rules, *other.rules],
                       handlers=[*self.handlers, *other.handlers],
-                      default=self.default or other.default)  # fmt: skip
+                      default=self.default or other.default,
+                      closers=[*self.closers, *other.closers])  # fmt: skip
+
+    def needed_traps(self) -> Trap:
+        """The HCR_EL2/MDCR_EL2 trap bits this policy's system-register
+        handlers and rules need (see :mod:`armvcpu.policy.traps`); raises
+        :class:`~armvcpu.ArmvcpuError` for a register nothing can trap."""
+        keys = [e.match.sysreg_key for e in self.handlers if e.match.sysreg_key is not None]
+        keys += [r.key for r in self.rules if r.kind == "sysreg"]
+        hcr = mdcr = 0
+        controls: list[str] = []
+        for key in keys:
+            trap = trap_for(key)
+            hcr, mdcr = hcr | trap.hcr_el2, mdcr | trap.mdcr_el2
+            controls += [c for c in trap.controls if c not in controls]
+        return Trap("policy", hcr, mdcr, tuple(controls))
 
     def install(self, hv: Target) -> None:
-        """Push the declarative rules down to the firmware's fast rules."""
+        """Before the guest starts: arm the traps the system-register handlers
+        need (added to any :meth:`~armvcpu.Hypervisor.set_traps` bits), and
+        push the declarative rules down to the firmware's fast rules."""
+        need = self.needed_traps()
+        if need.hcr_el2 or need.mdcr_el2:
+            hcr, mdcr = hv.traps
+            hv.set_traps(hcr_el2=hcr | need.hcr_el2, mdcr_el2=mdcr | need.mdcr_el2)
         for rule in self.rules:
             rule.install(hv)
+
+    def close(self) -> None:
+        """The run is over: let devices flush what they hold (each closer
+        flushes once, so calling this again does nothing new)."""
+        for closer in self.closers:
+            closer()
 
     def __call__(self, exit: Exit) -> None:
         """Answer one exit: the first matching handler, else a rule, else the
         default handler; an exit nothing answers gets the firmware's default."""
-        for entry in self.handlers:
-            if entry.match.matches(exit):
-                self._apply(exit, entry.function(exit))
-                return
-        for rule in self.rules:
-            if rule.answer(exit):
-                return
-        if self.default is not None:
-            self._apply(exit, self.default(exit))
+        try:
+            for entry in self.handlers:
+                if entry.match.matches(exit):
+                    self._apply(exit, entry.function(exit))
+                    return
+            for rule in self.rules:
+                if rule.answer(exit):
+                    return
+            if self.default is not None:
+                self._apply(exit, self.default(exit))
+        finally:
+            if exit.kind == ExitKind.SystemDown:
+                self.close()  # the guest powered off: nothing more will come
 
     @staticmethod
     def answer(exit: Exit, result: Any) -> None:

@@ -441,6 +441,14 @@ class Hypervisor:
         else:
             self._require_gdb().write_memory(pa, value.to_bytes(8, "little"))
 
+    @property
+    def traps(self) -> tuple[int, int]:
+        """The HCR_EL2 and MDCR_EL2 bits :meth:`set_traps` set (a Policy
+        adds the ones its system-register handlers need)."""
+        if self.guest_config is None:
+            return 0, 0
+        return int(self.guest_config.hcr_el2_set), int(self.guest_config.mdcr_el2)
+
     def set_traps(self, *, hcr_el2: int = 0, mdcr_el2: int = 0) -> None:
         """Extra traps for the guest, before it starts: bits ORed into its
         HCR_EL2 (e.g. ``1 << 18``, TID3, traps the ID registers) and its
@@ -702,16 +710,21 @@ class Hypervisor:
         if install is not None and not self._started:
             install(self)
         seen = []
-        for exit in self.exits(timeout):
-            seen.append(exit)
-            if handler is not None:
-                value = handler(exit)
-                if value is not None and not exit.resolved:
-                    Policy.answer(exit, value)
-            if trace is not None:
-                if not exit.resolved:
-                    exit.resume_default()
-                trace.add(exit)
+        try:
+            for exit in self.exits(timeout):
+                seen.append(exit)
+                if handler is not None:
+                    value = handler(exit)
+                    if value is not None and not exit.resolved:
+                        Policy.answer(exit, value)
+                if trace is not None:
+                    if not exit.resolved:
+                        exit.resume_default()
+                    trace.add(exit)
+        finally:
+            close = getattr(handler, "close", None)  # a Policy's devices flush (Pl011)
+            if close is not None:
+                close()
         return seen
 
     def serve_hypercalls(self, handler: Callable[..., int | None],

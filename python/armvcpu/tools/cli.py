@@ -1,14 +1,19 @@
 """The ``armvcpu`` command line.
 
 armvcpu demo                          the example guest and its exits
-armvcpu run GUEST [--policy P.py] [--trace OUT] [--timeout S] ...
+armvcpu run GUEST [--policy P.py[:NAME]] [--trace OUT] [--timeout S] ...
 armvcpu run --kernel Image [--initrd F] [--append ARGS] [--dtb F] [--smp N] [-m MiB]
 armvcpu trace show|summary|export FILE
 armvcpu decode esr VALUE              every field of a syndrome, named
-armvcpu bench exits|startup [--json]  benchmarks (figures, never asserted)
-armvcpu doctor [--json]               what is installed, and what to install
-armvcpu fuzz [--seed S] [--programs N] [--workers W] [--json] | --replay SEED:INDEX
+armvcpu bench NAME                    benchmarks (figures, never asserted)
+armvcpu doctor                        what is installed, and what to install
+armvcpu fuzz [--seed S] [--programs N] [--workers W] | --replay SEED:INDEX
 armvcpu firmware                      the packaged firmware ELF's path
+armvcpu gdb SOCKET [-- GDB_ARGS]      gdb-multiarch on a live session
+
+Every command that prints data takes ``--json`` (one document on stdout,
+printed by :mod:`armvcpu.tools.jsonout`; ``run --json`` prints it as the
+last line, after the guest's console).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 
 from .. import _core
 from ..errors import ArmvcpuError, GuestTimeout, QemuError
+from .jsonout import add_json_option, plain, print_json
 
 # Exit statuses of `armvcpu run`.
 EXIT_OK = 0  # the guest powered off (PSCI SYSTEM_OFF) or reset
@@ -34,20 +40,73 @@ EXIT_TIMEOUT = 3  # no exit within --timeout
 EXIT_QEMU = 4  # QEMU failed or died
 
 
-def _decode_esr(value: str) -> int:
-    esr = _core.Esr(int(value, 0))
-    name = _core.exception_class_name(esr.ec) or "reserved"
-    print(f"ESR_EL2 {esr.value:#x}")
-    print(f"  EC  [31:26] {esr.ec:#04x}  {name}")
-    print(f"  IL  [25]    {int(esr.il)}     {esr.instruction_length * 8}-bit instruction")
-    print(f"  ISS [24:0]  {esr.iss:#x}")
-    for field, hi, lo, field_value in esr.fields():
-        bits = f"[{hi}]" if hi == lo else f"[{hi}:{lo}]"
-        print(f"    {field:<11} {bits:<8} {field_value:#x}")
+class UsageError(Exception):
+    """A bad argument or file, already worded for the user (one line naming
+    the command): printed as it is, exit status 2 (EXIT_USAGE)."""
+
+
+_MAX_U64 = (1 << 64) - 1
+
+
+def parse_u64(text: str) -> int | None:
+    """A register value as a user types it (``0x5a00002a``, ``1509949482``,
+    ``0b...``), or None when it is not one: negative, over 64 bits, or not a
+    number."""
+    try:
+        value = int(text.replace("_", ""), 0)
+    except ValueError:
+        return None
+    return value if 0 <= value <= _MAX_U64 else None
+
+
+def esr_report(value: int) -> dict[str, Any]:
+    """Every field of an ESR_EL2 value, named (the ``decode esr --json`` document)."""
+    esr = _core.Esr(value)
+    report: dict[str, Any] = {
+        "register": "ESR_EL2",
+        "value": esr.value,
+        "ec": esr.ec,
+        "ec_name": _core.exception_class_name(esr.ec) or "reserved",
+        "il": int(esr.il),
+        "instruction_bits": esr.instruction_length * 8,
+        "iss": esr.iss,
+        "iss_fields": [
+            {"name": name, "hi": hi, "lo": lo, "value": field_value}
+            for name, hi, lo, field_value in esr.fields()
+        ],
+        "sysreg": None,
+    }
     if esr.exception_class == _core.ExceptionClass.SysReg64:
-        reg = _core.sysreg_name(esr.iss) or "an unnamed register"
-        direction = "MRS (read)" if esr.iss & 1 else "MSR (write)"
-        print(f"  {direction} of {reg}, Rt = x{(esr.iss >> 5) & 0x1F}")
+        report["sysreg"] = {
+            "name": _core.sysreg_name(esr.iss),
+            "access": "read" if esr.iss & 1 else "write",
+            "rt": (esr.iss >> 5) & 0x1F,
+        }
+    return report
+
+
+def _decode_esr(text: str, as_json: bool) -> int:
+    value = parse_u64(text)
+    if value is None:
+        raise UsageError(
+            f"armvcpu decode esr: {text!r} is not a 64-bit value "
+            "(give hex like 0x5a00002a or decimal)"
+        )
+    report = esr_report(value)
+    if as_json:
+        print_json(report)
+        return 0
+    print(f"ESR_EL2 {report['value']:#x}")
+    print(f"  EC  [31:26] {report['ec']:#04x}  {report['ec_name']}")
+    print(f"  IL  [25]    {report['il']}     {report['instruction_bits']}-bit instruction")
+    print(f"  ISS [24:0]  {report['iss']:#x}")
+    for f in report["iss_fields"]:
+        bits = f"[{f['hi']}]" if f["hi"] == f["lo"] else f"[{f['hi']}:{f['lo']}]"
+        print(f"    {f['name']:<11} {bits:<8} {f['value']:#x}")
+    if report["sysreg"] is not None:
+        reg = report["sysreg"]
+        direction = "MRS (read)" if reg["access"] == "read" else "MSR (write)"
+        print(f"  {direction} of {reg['name'] or 'an unnamed register'}, Rt = x{reg['rt']}")
     return 0
 
 
@@ -55,13 +114,13 @@ def _bench(name: str, runs: int, quick: bool, as_json: bool, **options: Any) -> 
     from rich.console import Console
     from rich.table import Table
 
-    from .bench import BENCHMARKS, as_dicts
+    from .bench import BENCHMARKS
 
     console = Console(stderr=True)
     with console.status(f"running benchmark {name!r} ({runs} runs per figure)..."):
         figures = BENCHMARKS[name](runs=runs, quick=quick, **options)
     if as_json:
-        print(json.dumps(as_dicts(figures), indent=2))
+        print_json(figures)
         return 0
     table = Table(title=f"armvcpu bench {name} (median of {runs})")
     for col in ("figure", "median", "unit", "runs", "note"):
@@ -76,36 +135,60 @@ def _bench(name: str, runs: int, quick: bool, as_json: bool, **options: Any) -> 
 # -- run ---------------------------------------------------------------------------------
 
 
-def _load_policy(path: str) -> Any:
-    """A policy file defines `policy` (a Policy or any callable taking an exit)."""
+def _load_policy(spec: str) -> Any:
+    """The policy a ``--policy`` file defines: ``FILE:NAME`` names it (a
+    Policy class, instance or callable); otherwise the file's ``policy``
+    (a Policy or any callable taking an exit), else its one Policy subclass."""
     from ..policy.policy import Policy
 
+    path, name = spec, None
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail.isidentifier() and not Path(spec).exists():
+        path, name = head, tail
+    if not Path(path).is_file():
+        raise UsageError(f"armvcpu run: policy file {path} not found")
     try:
-        namespace = runpy.run_path(path)
-    except FileNotFoundError:
-        raise ArmvcpuError(f"policy file {path} not found") from None
+        namespace = runpy.run_path(path, run_name="__armvcpu_policy__")
     except Exception as exc:
-        raise ArmvcpuError(f"policy file {path} failed to load: {exc!r}") from exc
-    policy = namespace.get("policy")
+        raise UsageError(f"armvcpu run: policy file {path} failed to load: {exc!r}") from exc
+    if name is not None:
+        if name not in namespace:
+            raise UsageError(f"armvcpu run: {path} defines no {name!r}")
+        policy = namespace[name]
+    else:
+        policy = namespace.get("policy")
     if policy is None:
-        policies = [
+        # Only classes defined in the file itself: one it imports is not its choice.
+        classes = [
             v for v in namespace.values()
             if isinstance(v, type) and issubclass(v, Policy) and v is not Policy
+            and v.__module__ == "__armvcpu_policy__"
         ]  # fmt: skip
-        if len(policies) == 1:
-            policy = policies[0]()
+        if len(classes) > 1:
+            names = ", ".join(c.__name__ for c in classes)
+            raise UsageError(
+                f"armvcpu run: {path} defines {len(classes)} Policy classes ({names}): choose "
+                f"one with --policy {path}:{classes[0].__name__}, or set `policy = ...` in it"
+            )
+        if classes:
+            policy = classes[0]
+    if isinstance(policy, type) and issubclass(policy, Policy):
+        policy = policy()
+    if name is not None and not callable(policy):
+        raise UsageError(
+            f"armvcpu run: {path}'s {name} is not a Policy or a callable taking an exit"
+        )
     if policy is None or not callable(policy):
-        raise ArmvcpuError(f"{path} defines no `policy` (a Policy or a callable taking an exit)")
+        raise UsageError(
+            f"armvcpu run: {path} defines no `policy` (a Policy or a callable taking an exit)"
+        )
     return policy
 
 
 def _load_guest(path: str) -> Any:
     from ..guests.guest import Guest
 
-    p = Path(path)
-    if not p.is_file():
-        raise ArmvcpuError(f"guest image {path} not found")
-    data = p.read_bytes()
+    data = Path(path).read_bytes()
     return Guest.from_elf(data) if data[:4] == b"\x7fELF" else Guest.from_binary(data)
 
 
@@ -120,8 +203,7 @@ def _run(args: argparse.Namespace) -> int:
 
     err = Console(stderr=True)
     image = args.guest or args.kernel
-    if image is None:
-        raise ArmvcpuError("name the guest image (armvcpu run GUEST, or --kernel IMAGE)")
+    _check_run_arguments(args, image)
     if _is_linux_image(image):
         return _run_linux(args, image)
     if args.initrd or args.dtb or args.append:
@@ -135,19 +217,26 @@ def _run(args: argparse.Namespace) -> int:
     guest = _load_guest(image)
     user_policy = _load_policy(args.policy) if args.policy else None
 
-    # The guest's PL011 output goes to stdout as it is written.
-    def echo(ch: str) -> None:
-        sys.stdout.write(ch)
-        sys.stdout.flush()
+    # The guest's PL011 output goes to stdout as it is written (characters,
+    # not lines: a prompt without a newline shows at once).
+    uart = Pl011()
+    shown = 0
+
+    def echo_uart() -> None:
+        nonlocal shown
+        if len(uart.chars) > shown:
+            sys.stdout.write("".join(uart.chars[shown:]))
+            sys.stdout.flush()
+            shown = len(uart.chars)
 
     def echo_text(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    uart = Pl011(on_output=echo)
     policy: Any = uart.policy() if user_policy is None else _chain(user_policy, uart.policy())
     trace = Trace(meta={"guest": str(args.guest or args.kernel)}) if args.trace else None
     last = None
+    count = 0
     try:
         with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=args.memory,
                         timeout=args.timeout, uart=args.uart, smp=args.smp,
@@ -155,28 +244,51 @@ def _run(args: argparse.Namespace) -> int:
             hv.load(guest)
             if isinstance(policy, Policy):
                 policy.install(hv)
-            for exit in hv.exits():
-                last = exit
-                if args.uart == "emulate":
-                    echo_text(hv.read_guest_console())
-                policy(exit)
-                if trace is not None:
-                    if not exit.resolved:
-                        exit.resume_default()
-                    trace.add(exit)
+            try:
+                for exit in hv.exits():
+                    last = exit
+                    count += 1
+                    if args.uart == "emulate":
+                        echo_text(hv.read_guest_console())
+                    policy(exit)
+                    echo_uart()
+                    if trace is not None:
+                        if not exit.resolved:
+                            exit.resume_default()
+                        trace.add(exit)
+            finally:
+                if isinstance(policy, Policy):
+                    policy.close()
     except GuestTimeout as exc:
         err.print(f"armvcpu: timeout: {exc}", markup=False, highlight=False)
-        return _finish(trace, args, EXIT_TIMEOUT)
+        return _finish(trace, args, EXIT_TIMEOUT, count, last)
     except QemuError as exc:
         err.print(f"armvcpu: QEMU failed: {str(exc).splitlines()[0]}", markup=False)
-        return _finish(trace, args, EXIT_QEMU)
+        return _finish(trace, args, EXIT_QEMU, count, last)
     status = EXIT_OK
     if last is None or last.kind != ExitKind.SystemDown:
         what = repr(last.reason) if last is not None else "no exit"
         pc = f" at pc {last.exception_pc:#x}" if last is not None else ""
         err.print(f"armvcpu: the VM stopped at {what}{pc}", markup=False, highlight=False)
         status = EXIT_GUEST_STOPPED
-    return _finish(trace, args, status)
+    return _finish(trace, args, status, count, last)
+
+
+def _check_run_arguments(args: argparse.Namespace, image: str) -> None:
+    """Refuse what ``run`` cannot do before QEMU starts, naming the reason."""
+    if args.guest and args.kernel:
+        raise UsageError("armvcpu run: give the guest image once (GUEST or --kernel, not both)")
+    for option, path in (("guest image", image), ("--initrd", args.initrd), ("--dtb", args.dtb)):
+        if path is not None and not Path(path).is_file():
+            raise UsageError(f"armvcpu run: {option} {path} not found")
+    if args.gic != 3:
+        raise UsageError(
+            f"armvcpu run: --gic {args.gic} is not supported: the firmware drives GICv3 only "
+            "(its redistributors, system-register CPU interface and list registers); "
+            "GICv2 guests cannot run yet"
+        )
+    if args.smp < 1 or (args.memory is not None and args.memory < 1) or args.timeout <= 0:
+        raise UsageError("armvcpu run: --smp and --memory must be at least 1, --timeout positive")
 
 
 def _is_linux_image(path: str) -> bool:
@@ -204,6 +316,7 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
     trace = Trace(meta={"kernel": image, "append": args.append}) if args.trace else None
     memory = args.memory if args.memory is not None else 512
     last = None
+    count = 0
     with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=memory, smp=args.smp,
                     timeout=args.timeout, uart="passthrough", gic=args.gic,
                     extra_args=shlex.split(args.qemu_args)) as hv:  # fmt: skip
@@ -227,6 +340,7 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
         try:
             for exit in hv.exits():
                 last = exit
+                count += 1
                 if user_policy is not None:
                     value = user_policy(exit)
                     if value is not None and not exit.resolved:
@@ -242,26 +356,27 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
         except GuestTimeout as exc:
             show_console()
             err.print(f"armvcpu: timeout: {exc}", markup=False, highlight=False)
-            return _finish_linux(hv, trace, args, EXIT_TIMEOUT)
+            return _finish_linux(hv, trace, args, EXIT_TIMEOUT, count, last)
         except QemuError as exc:
             show_console()
             err.print(f"armvcpu: QEMU failed: {str(exc).splitlines()[0]}", markup=False)
-            return _finish_linux(hv, trace, args, EXIT_QEMU)
+            return _finish_linux(hv, trace, args, EXIT_QEMU, count, last)
         show_console()
         if last is None or last.kind != ExitKind.SystemDown:
             what = repr(last.reason) if last is not None else "no exit"
             err.print(f"armvcpu: the VM stopped at {what}", markup=False, highlight=False)
-            return _finish_linux(hv, trace, args, EXIT_GUEST_STOPPED)
+            return _finish_linux(hv, trace, args, EXIT_GUEST_STOPPED, count, last)
         if last.reason.reset:
             err.print("armvcpu: the guest asked for a reset (SYSTEM_RESET); the VM ended",
                       markup=False)  # fmt: skip
-        return _finish_linux(hv, trace, args, EXIT_OK)
+        return _finish_linux(hv, trace, args, EXIT_OK, count, last)
 
 
-def _finish_linux(hv: Any, trace: Any, args: argparse.Namespace, status: int) -> int:
+def _finish_linux(hv: Any, trace: Any, args: argparse.Namespace, status: int, count: int,
+                  last: Any) -> int:  # fmt: skip
     if trace is not None and hv.ram is not None:
         trace.add_firmware_log(hv.firmware_exits())
-    return _finish(trace, args, status)
+    return _finish(trace, args, status, count, last)
 
 
 def _chain(first: Any, second: Any) -> Any:
@@ -280,13 +395,25 @@ def _chain(first: Any, second: Any) -> Any:
     return both
 
 
-def _finish(trace: Any, args: argparse.Namespace, status: int) -> int:
+_OUTCOMES = {EXIT_OK: "powered-off", EXIT_GUEST_STOPPED: "stopped", EXIT_TIMEOUT: "timeout",
+             EXIT_QEMU: "qemu-failed"}  # fmt: skip
+
+
+def _finish(trace: Any, args: argparse.Namespace, status: int, count: int, last: Any) -> int:
+    path = None
     if trace is not None:
         path = trace.save(args.trace)
         what = f"{len(trace)} exits"
         if len(trace.firmware_log):
             what = f"{len(trace)} host exits and {len(trace.firmware_log)} logged by the firmware"
         print(f"armvcpu: trace of {what} saved to {path}", file=sys.stderr)
+    if args.json:
+        # The guest's console may have ended mid-line: the summary gets its own line.
+        print(flush=True)
+        print_json({"status": status, "outcome": _OUTCOMES[status], "exits": count,
+                    "last_exit": repr(last.reason) if last is not None else None,
+                    "last_kind": last.kind.name if last is not None else None,
+                    "trace": path}, one_line=True)  # fmt: skip
     return status
 
 
@@ -305,9 +432,9 @@ def _trace(args: argparse.Namespace) -> int:
         rows = trace.summary()
         if args.json:
             # Host-answered exits, then (source "firmware") the firmware's log.
-            out_rows = [{**r.__dict__, "source": "host"} for r in rows]
-            out_rows += [{**r.__dict__, "source": "firmware"} for r in trace.firmware_summary()]
-            print(json.dumps(out_rows, indent=2))
+            out_rows = [{**plain(r), "source": "host"} for r in rows]
+            out_rows += [{**plain(r), "source": "firmware"} for r in trace.firmware_summary()]
+            print_json(out_rows)
             return 0
         table = Table(title=f"{args.file}: {len(trace)} exits")
         for col in ("kind", "count", "share", "median handling", "p99 handling"):
@@ -325,6 +452,16 @@ def _trace(args: argparse.Namespace) -> int:
             out.print(fw)
     elif args.action == "show":
         t_ns = trace.columns["t_ns"]
+        if args.json:
+            shown = []
+            for i, record in enumerate(trace.exits()):
+                if i >= args.limit:
+                    break
+                shown.append({"seq": record.seq, "t_ns": t_ns[i], "vcpu": record.vcpu_id,
+                              "kind": record.reason.kind.name,
+                              "exit": repr(record.reason), "pc": record.elr})  # fmt: skip
+            print_json(shown)
+            return 0
         table = Table(title=f"{args.file}: first {min(args.limit, len(trace))} of {len(trace)}")
         for col in ("#", "t (ms)", "vcpu", "exit", "pc"):
             table.add_column(col, justify="left" if col == "exit" else "right")
@@ -350,6 +487,7 @@ _TOOLS = [
     ("aarch64-linux-gnu-g++", "--version", "g++-aarch64-linux-gnu", "building the firmware"),
     ("aarch64-linux-gnu-as", "--version", "binutils-aarch64-linux-gnu", "Guest.from_asm"),
     ("aarch64-linux-gnu-ld", "--version", "binutils-aarch64-linux-gnu", "Guest.from_asm"),
+    ("dtc", "--version", "device-tree-compiler", "the device-tree tests (decompiling trees)"),
 ]
 
 
@@ -377,7 +515,7 @@ def _doctor(as_json: bool) -> int:
     report = {"armvcpu": _core.__version__, "python": sys.version.split()[0],
               "firmware": fw, "tools": found, "missing_packages": missing}  # fmt: skip
     if as_json:
-        print(json.dumps(report, indent=2))
+        print_json(report)
     else:
         from rich.console import Console
         from rich.table import Table
@@ -413,112 +551,172 @@ def _fuzz(args: argparse.Namespace) -> int:
 # -- main --------------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="armvcpu", description="See and script every VM exit "
-                                     "of an AArch64 guest.")  # fmt: skip
-    parser.add_argument("--version", action="version", version=f"armvcpu {_core.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="boot the firmware, run the example guest, show its exits")
-    sub.add_parser("firmware", help="print the path of the packaged firmware ELF")
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except the ones that say nothing (None,
+    False, an empty string): "(default: None)" helps nobody."""
 
-    run = sub.add_parser("run", help="run a guest under the firmware",
-                         description="Run a guest (an AArch64 ELF, or a raw binary loaded at "
-                         "the start of guest RAM). Its PL011 output goes to stdout. Exit "
-                         "status: 0 powered off, 1 stopped at an unanswered exit, 2 usage, "
-                         "3 timeout, 4 QEMU failed.")  # fmt: skip
-    run.add_argument("guest", nargs="?", help="the guest image")
-    run.add_argument(
-        "--kernel",
-        help="the guest image (as QEMU's -kernel): an ELF, a raw "
-        "binary, or an arm64 Linux Image (booted per the arm64 boot protocol)",
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, "") or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+#: `armvcpu bench NAME`: what each benchmark measures (bench.py has the details).
+BENCH_KINDS = {
+    "exits": "exits per second: to Python over each transport, to a C++ hypercall server, "
+    "and answered in EL2",
+    "startup": "seconds from Hypervisor() to the first exit",
+    "trace": "trace summary time over a recorded trace",
+    "transports": "round trips per second, shm against gdb",
+    "el2": "EL2 instructions per exit (QEMU -icount), to the host and by a fast rule",
+    "linux-boot": "a Linux boot to userspace under armvcpu against bare QEMU",
+}
+
+
+def _sub(sub: Any, name: str, help: str, description: str, **kw: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=description, formatter_class=_HelpFormatter, **kw
     )
+    return parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="armvcpu",
+        description="See and script every VM exit of an AArch64 guest.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"armvcpu {_core.__version__}",
+                        help="print armvcpu's version and exit")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to do (armvcpu COMMAND --help says more)")  # fmt: skip
+    demo = _sub(sub, "demo", "boot the firmware, run the example guest, show its exits",
+                "Boot the firmware under QEMU, run the packaged 'hypercalls' guest, answer its "
+                "hypercalls and show every exit, then check the checksum the guest computed "
+                "from the answers. Exit status 0 if it matches.")  # fmt: skip
+    add_json_option(demo, "the exits and the checksum")
+    firmware = _sub(sub, "firmware", "print the path of the packaged firmware ELF",
+                    "Print the path of the firmware ELF installed with the package (for "
+                    "QEMU's -kernel, or gdb-multiarch's symbols).")  # fmt: skip
+    add_json_option(firmware, "the path")
+
+    run = _sub(sub, "run", "run a guest under the firmware",
+               "Run a guest (an AArch64 ELF, or a raw binary loaded at the start of guest RAM, "
+               "or an arm64 Linux Image). Its PL011 output goes to stdout. Exit status: "
+               "0 powered off, 1 stopped at an unanswered exit, 2 usage, 3 timeout, "
+               "4 QEMU failed.")  # fmt: skip
+    run.add_argument("guest", nargs="?", help="the guest image (or give it as --kernel)")
+    run.add_argument("--kernel", help="the guest image (as QEMU's -kernel): an ELF, a raw binary, "
+                     "or an arm64 Linux Image (booted per the arm64 boot protocol)")  # fmt: skip
     run.add_argument("--initrd", help="an initramfs for the Linux Image")
     run.add_argument("--append", default="", help="the Linux kernel command line")
-    run.add_argument("--dtb", help="a device tree to derive the guest's from (default: QEMU's)")
-    run.add_argument(
-        "--device",
-        action="append",
-        choices=["uart", "rtc", "virtio"],
-        help="devices passed through to a Linux guest (default: uart); repeat for several",
-    )
-    run.add_argument("--gic", type=int, default=3, help="GIC version (armvcpu drives GICv3)")
-    run.add_argument(
-        "--qemu-args",
-        default="",
-        help="more QEMU arguments, as one shell-quoted string (e.g. a disk: "
-        '"-drive if=none,id=d0,file=disk.img -device virtio-blk-device,drive=d0")',
-    )
-    run.add_argument("--policy", help="a Python file defining `policy`")
+    run.add_argument("--dtb", help="a device tree to derive a Linux guest's from (default: "
+                     "QEMU's own)")  # fmt: skip
+    run.add_argument("--device", action="append", choices=["uart", "rtc", "virtio"],
+                     help="devices passed through to a Linux guest (default: uart); repeat "
+                     "for several")  # fmt: skip
+    run.add_argument("--gic", type=int, default=3, help="the GIC version QEMU's machine gets; "
+                     "the firmware drives GICv3 only, so 3 is the only value accepted")  # fmt: skip
+    run.add_argument("--qemu-args", default="", help="more QEMU arguments, as one "
+                     'shell-quoted string (e.g. a disk: "-drive if=none,id=d0,file=disk.img '
+                     '-device virtio-blk-device,drive=d0")')  # fmt: skip
+    run.add_argument("--policy", metavar="FILE[:NAME]", help="a Python file defining the "
+                     "policy: its `policy` (a Policy or a callable taking an exit) or its one "
+                     "Policy subclass; FILE:NAME picks a class or object by name")  # fmt: skip
     run.add_argument("--trace", metavar="OUT", help="record every exit to OUT (.npz)")
-    run.add_argument(
-        "--timeout",
-        type=float,
-        default=10.0,
-        help="seconds without progress (an exit, or console output) before "
-        "the guest counts as hung",
-    )
+    run.add_argument("--timeout", type=float, default=10.0, help="seconds without progress "
+                     "(an exit, or console output) before the guest counts as hung")  # fmt: skip
     run.add_argument("--cpu", default="max", help="QEMU CPU model (max, cortex-a57, ...)")
-    run.add_argument(
-        "--smp", type=int, default=1,
-        help="CPUs, and vCPUs of the VM (the guest starts them with PSCI CPU_ON)",
-    )  # fmt: skip
-    run.add_argument(
-        "-m",
-        "--memory",
-        type=int,
-        default=None,
-        help="machine RAM in MiB (default 256; 512 for a Linux Image)",
-    )
-    run.add_argument("--transport", choices=["shm", "gdb"], default="shm")
+    run.add_argument("--smp", type=int, default=1, help="CPUs, and vCPUs of the VM (the guest "
+                     "starts them with PSCI CPU_ON)")  # fmt: skip
+    run.add_argument("-m", "--memory", type=int, default=None,
+                     help="machine RAM in MiB (default: 256; 512 for a Linux Image)")  # fmt: skip
+    run.add_argument("--transport", choices=["shm", "gdb"], default="shm",
+                     help="how exits reach Python: shm (guest RAM shared with the host, "
+                     "fastest) or gdb (QEMU's gdbstub, as a real board would)")  # fmt: skip
     run.add_argument("--uart", choices=["host", "emulate", "passthrough"], default="host",
                      help="the guest's PL011: a Python model over exits (host), emulated in "
                      "EL2, or the real one")  # fmt: skip
+    run.add_argument("--json", action="store_true", help="after the guest's console output, "
+                     "print a JSON summary of the run (status, exits, last exit) on stdout "
+                     "as its last line")  # fmt: skip
 
-    trace = sub.add_parser("trace", help="inspect a recorded trace")
-    tsub = trace.add_subparsers(dest="action", required=True)
-    show = tsub.add_parser("show", help="the exits, one per line")
-    show.add_argument("file")
-    show.add_argument("--limit", type=int, default=50)
-    summary = tsub.add_parser("summary", help="exits per kind and handling times")
-    summary.add_argument("file")
-    summary.add_argument("--json", action="store_true")
-    export = tsub.add_parser("export", help="Chrome/Perfetto trace-event JSON")
-    export.add_argument("file")
-    export.add_argument("out")
-
-    decode = sub.add_parser("decode", help="decode a syndrome value")
-    decode.add_argument("register", choices=["esr"])
-    decode.add_argument("value", help="e.g. 0x5a000000")
-
-    bench = sub.add_parser("bench", help="run a benchmark and print its figures")
-    bench.add_argument(
-        "name", choices=["exits", "startup", "trace", "transports", "el2", "linux-boot"]
+    trace = _sub(
+        sub,
+        "trace",
+        "inspect a recorded trace",
+        "Inspect a trace recorded with `armvcpu run --trace OUT` or Trace.save().",
     )
+    tsub = trace.add_subparsers(dest="action", required=True, metavar="ACTION",
+                                help="show, summary or export")  # fmt: skip
+    show = _sub(
+        tsub,
+        "show",
+        "the exits, one per line",
+        "The trace's exits in order: sequence number, time, vCPU, exit and pc.",
+    )
+    show.add_argument("file", help="the trace (.npz)")
+    show.add_argument("--limit", type=int, default=50, help="show at most this many exits")
+    add_json_option(show, "the exits")
+    summary = _sub(tsub, "summary", "exits per kind and handling times",
+                   "Exits per kind with their share and handling times; with the firmware's "
+                   "exit log (a Linux run), the exits it answered by itself too.")  # fmt: skip
+    summary.add_argument("file", help="the trace (.npz)")
+    add_json_option(summary, "the rows (host rows, then the firmware's)")
+    export = _sub(tsub, "export", "Chrome/Perfetto trace-event JSON",
+                  "Write the trace as Chrome trace-event JSON, for ui.perfetto.dev or "
+                  "chrome://tracing.")  # fmt: skip
+    export.add_argument("file", help="the trace (.npz)")
+    export.add_argument("out", help="the JSON file to write")
+
+    decode = _sub(
+        sub,
+        "decode",
+        "decode a syndrome value",
+        "Name every field of a syndrome value per the Arm ARM: ESR_EL2's exception "
+        "class, IL and the class's ISS fields; for a trapped MRS/MSR, the register.",
+    )
+    decode.add_argument("register", choices=["esr"], help="which register the value is from")
+    decode.add_argument("value", help="the value, hex (0x5a00002a) or decimal; 64 bits at most")
+    add_json_option(decode, "the fields")
+
+    bench = _sub(
+        sub,
+        "bench",
+        "run a benchmark and print its figures",
+        "Run a benchmark and print its figures (medians; measured, never asserted). "
+        "Benchmarks: " + "; ".join(f"{k}: {v}" for k, v in BENCH_KINDS.items()) + ".",
+    )
+    bench.add_argument("name", choices=list(BENCH_KINDS), metavar="NAME",
+                       help="the benchmark: " + ", ".join(BENCH_KINDS))  # fmt: skip
     bench.add_argument("--kernel", help="linux-boot: the kernel Image (default: Debian's)")
-    bench.add_argument(
-        "--initrd",
-        help="linux-boot: an initramfs that prints ARMVCPU-MARKER (default: a busybox one)",
-    )
+    bench.add_argument("--initrd", help="linux-boot: an initramfs that prints ARMVCPU-MARKER "
+                       "(default: a busybox one)")  # fmt: skip
     bench.add_argument("--cpu", default="cortex-a57", help="linux-boot: QEMU CPU model")
     bench.add_argument("--smp", type=int, default=1, help="linux-boot: CPUs")
     bench.add_argument("--append", default="console=ttyAMA0", help="linux-boot: command line")
-    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_option(bench, "the figures")
     bench.add_argument("--runs", type=int, default=3, help="runs per figure (median reported)")
     bench.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
 
-    gdb = sub.add_parser("gdb", help="attach gdb-multiarch (with armvcpu.tools.gdb) to a session",
-                         description="Attach gdb-multiarch to a running Hypervisor's gdbstub "
-                         "socket (from hv.release_gdbstub()); see docs/gdb.md.")  # fmt: skip
+    gdb = _sub(sub, "gdb", "attach gdb-multiarch (with armvcpu.tools.gdb) to a session",
+               "Attach gdb-multiarch to a running Hypervisor's gdbstub socket (from "
+               "hv.release_gdbstub()); see docs/gdb.md. gdb-multiarch's own options go after "
+               "`--`, e.g. armvcpu gdb SOCKET -- -batch -ex 'armvcpu vcpus'.")  # fmt: skip
     gdb.add_argument("socket", help="the gdbstub socket path")
-    gdb.add_argument("gdb_args", nargs="*", help="more gdb-multiarch arguments")
+    gdb.add_argument("gdb_args", nargs="*", metavar="-- GDB_ARGS",
+                     help="more gdb-multiarch arguments, after `--`")  # fmt: skip
 
-    doctor = sub.add_parser("doctor", help="check the tools armvcpu needs")
-    doctor.add_argument("--json", action="store_true")
+    doctor = _sub(sub, "doctor", "check the tools armvcpu needs",
+                  "Check the programs armvcpu uses (QEMU, the cross toolchain, gdb-multiarch, "
+                  "dtc) and the packaged firmware; name the Debian packages to install. Exit "
+                  "status 0 when everything is there, 1 otherwise.")  # fmt: skip
+    add_json_option(doctor, "the report")
 
-    fuzz = sub.add_parser("fuzz", help="run random guest programs; find hypervisor failures",
-                          description="Run random EL1 programs under the firmware and classify "
-                          "how each ends (docs/fuzzing.md). Exit status: 0 no hypervisor "
-                          "failure, 1 failures found, 2 usage, 130 interrupted.")  # fmt: skip
+    fuzz = _sub(sub, "fuzz", "run random guest programs; find hypervisor failures",
+                "Run random EL1 programs under the firmware and classify how each ends "
+                "(docs/fuzzing.md). Exit status: 0 no hypervisor failure, 1 failures found, "
+                "2 usage, 130 interrupted.")  # fmt: skip
     fuzz.add_argument("--seed", type=int, help="campaign seed (default: random, printed)")
     fuzz.add_argument("--programs", type=int, default=1000, help="how many programs")
     fuzz.add_argument("--workers", type=int, default=2, help="QEMU instances at once")
@@ -526,56 +724,79 @@ def _parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--timeout", type=float, default=0.5, help="seconds per program (a hang)")
     fuzz.add_argument("--budget", type=int, default=200, help="exits per program")
     fuzz.add_argument("--no-reuse", action="store_true", help="a fresh QEMU for every program")
-    fuzz.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    add_json_option(fuzz, "the campaign summary")
     fuzz.add_argument("--save-failures", metavar="DIR", help="write each failure's program here")
     fuzz.add_argument("--replay", metavar="SEED:INDEX", help="rerun one program, verbosely")
     return parser
 
 
+def _subcommand(argv: list[str]) -> str | None:
+    """The subcommand argv names (the first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _subcommand(argv) == "gdb":
+        # gdb's own options (-batch, -ex ...) look like ours to argparse: they
+        # must follow `--`, and the error says so rather than "unrecognized".
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            print(f"armvcpu gdb: {' '.join(unknown)}: gdb-multiarch's options go after `--`: "
+                  f"armvcpu gdb SOCKET -- {' '.join(unknown)}", file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+    else:
+        args = parser.parse_args(argv)
     try:
-        if args.command == "demo":
-            from .demo import main as demo_main
-
-            return demo_main()
-        if args.command == "firmware":
-            from ..assets import firmware_path
-
-            print(firmware_path())
-            return 0
-        if args.command == "run":
-            if not (args.guest or args.kernel):
-                parser.error("run needs a guest image (GUEST or --kernel)")
-            return _run(args)
-        if args.command == "trace":
-            return _trace(args)
-        if args.command == "bench":
-            options: dict[str, Any] = {}
-            if args.name == "linux-boot":
-                options = {"kernel": args.kernel, "initrd": args.initrd, "cpu": args.cpu,
-                           "smp": args.smp, "append": args.append}  # fmt: skip
-            elif args.kernel or args.initrd:
-                parser.error("--kernel/--initrd are for the linux-boot benchmark")
-            return _bench(args.name, args.runs, args.quick, args.json, **options)
-        if args.command == "gdb":
-            from .gdb_launch import launch
-
-            return launch(args.socket, extra=args.gdb_args)
-        if args.command == "doctor":
-            return _doctor(args.json)
-        if args.command == "fuzz":
-            return _fuzz(args)
-        if args.command == "decode":
-            try:
-                return _decode_esr(args.value)
-            except ValueError:
-                parser.error(f"not a number: {args.value!r}")
+        return _dispatch(parser, args)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
     except (ArmvcpuError, ValueError, FileNotFoundError) as exc:
         print(f"armvcpu: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("armvcpu: interrupted", file=sys.stderr)
         return 130
-    return 0
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from .demo import main as demo_main
+
+        return demo_main(as_json=args.json)
+    if args.command == "firmware":
+        from ..assets import firmware_path
+
+        path = firmware_path()
+        if args.json:
+            print_json({"firmware": path})
+        else:
+            print(path)
+        return 0
+    if args.command == "run":
+        if not (args.guest or args.kernel):
+            parser.error("run needs a guest image (GUEST or --kernel)")
+        return _run(args)
+    if args.command == "trace":
+        return _trace(args)
+    if args.command == "bench":
+        options: dict[str, Any] = {}
+        if args.name == "linux-boot":
+            options = {"kernel": args.kernel, "initrd": args.initrd, "cpu": args.cpu,
+                       "smp": args.smp, "append": args.append}  # fmt: skip
+        elif args.kernel or args.initrd:
+            parser.error("--kernel/--initrd are for the linux-boot benchmark")
+        return _bench(args.name, args.runs, args.quick, args.json, **options)
+    if args.command == "gdb":
+        from .gdb_launch import launch
+
+        return launch(args.socket, extra=args.gdb_args)
+    if args.command == "doctor":
+        return _doctor(args.json)
+    if args.command == "fuzz":
+        return _fuzz(args)
+    if args.command == "decode":
+        return _decode_esr(args.value, args.json)
+    raise AssertionError(f"unhandled command {args.command!r}")  # argparse checked it

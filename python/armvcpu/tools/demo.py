@@ -16,6 +16,7 @@ from ..assets import example_guest_path
 from ..exits import Exit
 from ..guests.guest import Guest
 from ..session.hypervisor import Hypervisor
+from .jsonout import print_json
 
 HC_GET_VALUE = 1
 HC_REPORT = 2
@@ -44,7 +45,10 @@ def _describe(exit: Exit) -> str:
     return type(reason).__name__
 
 
-def main(console: Console | None = None) -> int:
+def main(console: Console | None = None, *, as_json: bool = False) -> int:
+    """Run the demo; print a table (or with ``as_json`` one JSON document:
+    ``exits``, ``checksum``, ``expected``, ``match``, ``seconds``). Exit
+    status 0 when the guest's checksum matches."""
     if console is None:
         console = Console()
         if not console.is_terminal:  # piped or in CI: don't squeeze into 80 columns
@@ -54,6 +58,7 @@ def main(console: Console | None = None) -> int:
     for col in ("#", "exit", "EC", "pc", "x0", "x1", "x2", "answer"):
         table.add_column(col, justify="left" if col in ("exit", "EC") else "right", no_wrap=True)
     given: list[int] = []
+    rows: list[dict[str, object]] = []
     reported = None
     start = time.perf_counter()
     with Hypervisor() as hv:
@@ -73,11 +78,17 @@ def main(console: Console | None = None) -> int:
                 exit.resume(x0=0)
                 reply = "x0=0"
             table.add_row(*row, reply)
+            rows.append({"seq": exit.seq, "exit": row[1], "ec": row[2], "pc": exit.pc,
+                         "x0": r.x0, "x1": r.x1, "x2": r.x2, "answer": reply or None})  # fmt: skip
         elapsed = time.perf_counter() - start
         firmware_log = hv.console
-    console.print(table)
     want = expected_checksum(given)
     ok = reported == want
+    if as_json:
+        print_json({"exits": rows, "checksum": reported, "expected": want, "match": ok,
+                    "seconds": elapsed})  # fmt: skip
+        return 0 if ok else 1
+    console.print(table)
     console.print(
         f"guest checksum {reported:#x}, expected {want:#x}: "
         + ("[green]match[/green]" if ok else "[red]MISMATCH[/red]")

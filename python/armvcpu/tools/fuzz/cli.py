@@ -75,7 +75,6 @@ def replay(seed: int, index: int, length: int, timeout: float, budget: int) -> i
 
 def main(args: Any) -> int:
     """``armvcpu fuzz``: see docs/fuzzing.md."""
-    import json
     import secrets
 
     from rich.console import Console
@@ -88,6 +87,8 @@ def main(args: Any) -> int:
         TimeRemainingColumn,
     )
     from rich.table import Table
+
+    from ..jsonout import print_json
 
     if args.replay:
         seed, index = parse_replay(args.replay)
@@ -137,7 +138,7 @@ def main(args: Any) -> int:
     if args.json:
         report = summary.as_dict()
         report["saved"] = [str(p) for p in saved]
-        print(json.dumps(report, indent=2))
+        print_json(report)
     else:
         _print_summary(Console(highlight=False), summary, Table)
         for path in saved:
