@@ -22,12 +22,6 @@
 #include "uart.hpp"
 
 extern "C" {
-extern armvcpu::GuestConfig armvcpu_guest_config[];
-extern armvcpu::FastRuleTable armvcpu_fast_rules;
-extern armvcpu::ConsoleRing armvcpu_guest_console[];
-extern std::uint64_t armvcpu_pending_irq[];
-extern armvcpu::ExitLog armvcpu_exit_log[];
-extern std::uint8_t armvcpu_fast_path[];
 extern const char armvcpu_el2_vectors[];
 [[noreturn]] void fw_main();
 [[noreturn]] void fw_el2_fault(std::uint64_t type, std::uint64_t esr, std::uint64_t elr,
