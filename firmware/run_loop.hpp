@@ -112,14 +112,20 @@ struct VcpuRun {
                                                 std::uint64_t context) {
     Vm& vm = *g_cpu_vm[cpu];
     const unsigned index = cpu - vm.first_cpu;
-    Vcpu& vcpu = bind_vcpu(cpu, vm, index, entry, context);
-    const bool vgic = (vm.features & armvcpu::kFeatureVgic) != 0;
+    VcpuRun run{cpu,
+                index,
+                vm,
+                bind_vcpu(cpu, vm, index, entry, context),
+                g_hal[cpu],
+                (vm.features & armvcpu::kFeatureVgic) != 0,
+                // The vectors' fast path, unless every exit must be seen (the exit log).
+                static_cast<std::uint8_t>((vm.features & armvcpu::kFeatureExitLog) != 0 ? 0 : 1),
+                {},
+                {}};
     // The timer PPIs follow the guest's GIC from the first entry on.
-    if (vgic) set_vgic_dirty(cpu);
-    // The vectors' fast path, unless every exit must be seen (the exit log).
-    const std::uint8_t fast_path = (vm.features & armvcpu::kFeatureExitLog) != 0 ? 0 : 1;
-    armvcpu_fast_path[cpu] = fast_path;
-    return {cpu, index, vm, vcpu, g_hal[cpu], vgic, fast_path, {}, {}};
+    if (run.vgic) set_vgic_dirty(cpu);
+    armvcpu_fast_path[cpu] = run.fast_path;
+    return run;
 }
 
 // The interrupt the host asked for (armvcpu_pending_irq: INTID + 1), if a
