@@ -1,8 +1,23 @@
 // The firmware's side of the host interface (cpp/include/armvcpu/host_interface.hpp).
 #pragma once
 
+#include <cstdint>
+
 #include "armvcpu/esr.hpp"
+#include "armvcpu/fast_rules.hpp"
 #include "armvcpu/host_interface.hpp"
+#include "armvcpu/pl011.hpp"
+
+// What the host reads and writes in the image (defined in host_link.cpp,
+// found by the host through the ELF's symbols).
+extern "C" {
+extern armvcpu::GuestConfig armvcpu_guest_config[];
+extern armvcpu::FastRuleTable armvcpu_fast_rules;
+extern armvcpu::ConsoleRing armvcpu_guest_console[];
+extern std::uint64_t armvcpu_pending_irq[];
+extern armvcpu::ExitLog armvcpu_exit_log[];
+extern std::uint8_t armvcpu_fast_path[];
+}
 
 namespace fw {
 

@@ -1,0 +1,69 @@
+// Devices of QEMU virt a VM may have passed through (GuestConfig::features):
+// MMIO mapped into its stage 2, SPIs injected hardware-linked. The PL011
+// (SPI 33) follows the VM's UartMode instead.
+#pragma once
+
+#include <cstdint>
+
+#include "armvcpu/host_interface.hpp"
+#include "armvcpu/pl011.hpp"
+#include "armvcpu/stage2.hpp"
+#include "vm.hpp"
+
+namespace fw {
+
+struct PassthroughDevice {
+    std::uint32_t feature;
+    std::uint64_t base;
+    std::uint64_t size;
+    std::uint32_t first_spi;
+    std::uint32_t num_spis;
+};
+inline constexpr PassthroughDevice kPassthroughDevices[] = {
+    {armvcpu::kFeatureRtc, 0x09010000, 0x1000, 34, 1},
+    {armvcpu::kFeatureVirtio, 0x0a000000, 0x4000, 48, 32},
+};
+inline constexpr std::uint32_t kUartSpi = 33;
+
+// True when physical SPI `intid` belongs to VM `vm` (and is injected into it).
+// On the interrupt path, so inline.
+inline bool vm_owns_spi(const Vm& vm, std::uint32_t intid) {
+    if ((vm.features & armvcpu::kFeatureVgic) == 0) return false;
+    if (intid == kUartSpi) return vm.uart_mode == armvcpu::UartMode::Passthrough;
+    for (const PassthroughDevice& d : kPassthroughDevices) {
+        if ((vm.features & d.feature) != 0 && intid >= d.first_spi &&
+            intid < d.first_spi + d.num_spis) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Maps what VM `vm` passes through into its stage 2 at the same addresses:
+// the physical PL011 (UartMode::Passthrough: the guest writes it directly)
+// and the devices its features name. Device memory, never executable.
+template <typename Tables>
+armvcpu::stage2::MapError map_passthrough_devices(Tables& s2, const Vm& vm) {
+    constexpr armvcpu::stage2::Attributes kDevice{armvcpu::stage2::Access::ReadWrite,
+                                                  armvcpu::stage2::MemAttr::DeviceNGnRE, true};
+    auto err = armvcpu::stage2::MapError::None;
+    if (vm.uart_mode == armvcpu::UartMode::Passthrough) {
+        err = s2.map(vm.cfg.uart_base, vm.cfg.uart_base, 0x1000, kDevice);
+    }
+    for (const PassthroughDevice& d : kPassthroughDevices) {
+        if (err != armvcpu::stage2::MapError::None || (vm.features & d.feature) == 0) continue;
+        err = s2.map(d.base, d.base, d.size, kDevice);
+    }
+    return err;
+}
+
+// The VM's device SPIs: Group 1, to the VM's first CPU, disabled until the
+// guest enables them in its own distributor.
+void configure_passthrough_spis(const Vm& vm);
+
+// Makes a physical SPI of the VM's devices enabled exactly when the guest's
+// GIC would deliver it: a level-triggered device interrupt the guest cannot
+// take must not keep firing at EL2. Called with dist_lock held.
+void sync_passthrough_spi(const Vm& vm, std::uint32_t intid);
+
+}  // namespace fw

@@ -1,0 +1,129 @@
+// The firmware's side of a VM's emulated GIC (kFeatureVgic): guest accesses
+// to its GICD/GICR frames trapped and emulated by the core's Distributor,
+// and the physical interrupts behind it (list registers, the timer PPIs, the
+// devices' SPIs) kept in step with what the guest programmed.
+#pragma once
+
+#include <cstdint>
+
+#include "armvcpu/exit_reason.hpp"
+#include "armvcpu/trap_frame.hpp"
+#include "armvcpu/vgic.hpp"
+#include "gic.hpp"
+#include "host_link.hpp"
+#include "passthrough.hpp"
+#include "sgi.hpp"
+#include "spinlock.hpp"
+#include "vm.hpp"
+
+namespace fw {
+
+// Set when a vCPU's emulated GIC state changed in a way it must act on
+// before its next entry (something became pending or deliverable, its timer
+// PPI was enabled or disabled); its CPU clears it.
+extern std::uint32_t g_vgic_dirty[kMaxCpus];
+
+inline void set_vgic_dirty(unsigned cpu) {
+    __atomic_store_n(&g_vgic_dirty[cpu], 1, __ATOMIC_RELEASE);
+}
+inline bool vgic_dirty(unsigned cpu) {
+    return __atomic_load_n(&g_vgic_dirty[cpu], __ATOMIC_ACQUIRE) != 0;
+}
+
+// True when the exit is an access to the VM's emulated GICD/GICR frames.
+inline bool is_vgic_access(const Vm& vm, const armvcpu::ExitReason& reason) {
+    using armvcpu::ExitKind;
+    return (reason.kind == ExitKind::MmioRead || reason.kind == ExitKind::MmioWrite) &&
+           vm.dist.claims(reason.kind == ExitKind::MmioRead ? reason.mmio_read.addr
+                                                            : reason.mmio_write.addr);
+}
+
+// Answers a guest access to its GICD/GICR frames from the VM's emulated GIC
+// and carries the consequences to the physical GIC and the other vCPUs.
+void emulate_vgic(Vm& vm, unsigned self_cpu, const armvcpu::ExitReason& reason,
+                  armvcpu::TrapFrame& frame);
+
+// The guest's timer PPIs (the virtual timer, and the EL1 physical timer it
+// also runs directly) are enabled physically only while the guest's
+// redistributor would deliver them; this is what the CPU has now.
+struct TimerPpis {
+    static constexpr std::uint32_t kIntid[2] = {armvcpu::vgic::kVirtualTimerPpi,
+                                                armvcpu::vgic::kPhysicalTimerPpi};
+    bool on[2] = {true, true};  // as gic::init_cpu left them
+};
+
+// Before vCPU `index` of `vm` enters on physical CPU `cpu` (with an
+// emulated GIC): brings the timer PPIs in step and puts what the guest's GIC
+// would deliver into free list registers: SGIs other vCPUs sent (`sgis`),
+// then interrupts pended through its registers. What is not deliverable stays
+// pending; `waiting` (in and out) says something did not fit. Always inlined:
+// it runs before every entry (see run_loop.hpp).
+[[gnu::always_inline]] inline bool inject_from_vgic(Vm& vm, unsigned cpu, unsigned index,
+                                                    std::uint64_t sgis, bool waiting,
+                                                    TimerPpis& timers) {
+    const bool dirty = __atomic_exchange_n(&g_vgic_dirty[cpu], 0, __ATOMIC_ACQ_REL);
+    if (!dirty && sgis == 0) return waiting;
+    SpinLock lock(vm.dist_lock);
+    const armvcpu::vgic::Distributor& dist = vm.dist;
+    for (unsigned t = 0; t < 2; ++t) {
+        if (dist.deliverable(index, TimerPpis::kIntid[t]) != timers.on[t]) {
+            timers.on[t] = !timers.on[t];
+            gic::set_enabled(cpu, TimerPpis::kIntid[t], timers.on[t]);
+        }
+    }
+    for (std::uint32_t intid = 0; intid < 16 && !waiting; ++intid) {
+        const std::uint64_t bit = 1ull << intid;
+        if ((sgis & bit) == 0 || !dist.deliverable(index, intid)) continue;
+        if (!gic::inject(intid, false, dist.priority(index, intid))) {
+            waiting = true;
+            break;
+        }
+        clear_pending_sgi(cpu, bit);
+    }
+    std::uint32_t intid = 0;
+    while (!waiting && vm.dist.take_pending(index, intid)) {
+        if (!gic::inject(intid, false, dist.priority(index, intid))) {
+            vm.dist.set_pending(index, intid);
+            waiting = true;
+        }
+    }
+    if (waiting) set_vgic_dirty(cpu);
+    return waiting;
+}
+
+// A physical interrupt that made vCPU `index` of `vm` exit on CPU `cpu`.
+// Returns true when the firmware has dealt with it; false when it is
+// deactivated and the host decides what it means. Always inlined: the
+// guest's timer interrupts take this path (see run_loop.hpp).
+[[gnu::always_inline]] inline bool handle_physical_interrupt(Vm& vm, unsigned cpu, unsigned index,
+                                                             std::uint32_t intid) {
+    namespace vg = armvcpu::vgic;
+    if (!vg::is_valid_intid(intid)) return true;  // spurious
+    if (intid == gic::kKickSgi || intid == vg::kMaintenancePpi) {
+        // Another CPU left us work, or list registers have room again: the
+        // loop's top injects what is waiting.
+        gic::deactivate(intid);
+        return true;
+    }
+    const bool vgic = (vm.features & armvcpu::kFeatureVgic) != 0;
+    if (intid == vg::kVirtualTimerPpi || vm_owns_spi(vm, intid) ||
+        (vgic && intid == vg::kPhysicalTimerPpi)) {
+        // The guest's own timers, or its device's SPI: handed over
+        // hardware-linked, so the guest's deactivation deactivates the
+        // physical interrupt.
+        bool deliver = true;
+        std::uint8_t priority = vg::kDefaultPriority;
+        if (vgic) {
+            SpinLock lock(vm.dist_lock);
+            deliver = vm.dist.deliverable(index, intid);
+            priority = vm.dist.priority(index, intid);
+            if (!deliver && intid >= 32) gic::set_enabled(cpu, intid, false);
+        }
+        if (!deliver || !gic::inject(intid, true, priority)) gic::deactivate(intid);
+        return true;
+    }
+    gic::deactivate(intid);
+    return false;
+}
+
+}  // namespace fw

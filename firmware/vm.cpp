@@ -1,0 +1,138 @@
+#include "vm.hpp"
+
+#include "armvcpu/stage2.hpp"
+#include "exit_log.hpp"
+#include "gic.hpp"
+#include "passthrough.hpp"
+#include "power.hpp"
+#include "uart.hpp"
+
+namespace fw {
+
+Vm g_vms[kMaxVms];
+unsigned g_num_vms = 0;
+Vm* g_cpu_vm[kMaxCpus];
+
+namespace {
+
+using uart::put_dec;
+using uart::put_str;
+
+unsigned g_vms_stopped = 0;  // atomic
+
+// Stage-2 tables live in a static pool; at EL2 the MMU is off, so a
+// physical address is a pointer.
+constexpr unsigned kTablePages = 16;
+alignas(4096) std::uint64_t g_table_pool[kTablePages][512];
+unsigned g_tables_used = 0;
+
+struct PhysicalTableMemory {
+    std::uint64_t read64(std::uint64_t pa) const {
+        return *reinterpret_cast<const volatile std::uint64_t*>(pa);
+    }
+    void write64(std::uint64_t pa, std::uint64_t value) {
+        *reinterpret_cast<volatile std::uint64_t*>(pa) = value;
+    }
+    std::uint64_t alloc_table() {
+        if (g_tables_used == kTablePages) return 0;
+        auto* page = g_table_pool[g_tables_used++];
+        for (unsigned i = 0; i < 512; ++i) page[i] = 0;  // BSS is zero, but be explicit
+        return reinterpret_cast<std::uint64_t>(page);
+    }
+};
+
+// Guest IPA space: 32 bits covers QEMU virt's low RAM and devices.
+constexpr unsigned kIpaBits = 32;
+constexpr unsigned kPaBits = 32;
+
+// Builds VM k's stage 2 from its configuration; false when it cannot.
+bool build_vm(Vm& vm, PhysicalTableMemory& mem) {
+    const armvcpu::GuestConfig& cfg = vm.cfg;
+    armvcpu::stage2::Tables<PhysicalTableMemory> s2(mem, mem.alloc_table(), kIpaBits, kPaBits);
+    vm.uart_mode = static_cast<armvcpu::UartMode>(cfg.uart_mode);
+    vm.features = cfg.features;
+    auto err = s2.map(cfg.ipa_base, cfg.pa_base, cfg.size, {});
+    if (err == armvcpu::stage2::MapError::None) err = map_passthrough_devices(s2, vm);
+    if (err != armvcpu::stage2::MapError::None) {
+        put_str("armvcpu: cannot map VM ");
+        put_dec(vm.id);
+        put_str("'s RAM, error ");
+        put_dec(static_cast<unsigned>(err));
+        put_str("\n");
+        return false;
+    }
+    vm.vttbr = s2.vttbr(static_cast<std::uint16_t>(vm.id));
+    vm.vtcr = s2.vtcr();
+    if ((vm.features & armvcpu::kFeatureVgic) != 0) {
+        std::uint64_t mpidr[armvcpu::vgic::kMaxVcpus] = {};
+        for (unsigned i = 0; i < vm.num_vcpus; ++i) mpidr[i] = guest_mpidr(i);
+        vm.dist.reset(vm.num_vcpus, mpidr);
+        configure_passthrough_spis(vm);
+    }
+    return true;
+}
+
+void print_layout(unsigned cpus) {
+    put_str("armvcpu: ");
+    put_dec(cpus);
+    put_str(" CPUs");
+    for (unsigned v = 0; v < g_num_vms; ++v) {
+        put_str(v == 0 ? ", " : "; ");
+        put_str("VM ");
+        put_dec(g_vms[v].id);
+        put_str(" has ");
+        put_dec(g_vms[v].num_vcpus);
+        put_str(g_vms[v].num_vcpus == 1 ? " vCPU" : " vCPUs");
+    }
+    put_str("\n");
+}
+
+}  // namespace
+
+void setup_vms(unsigned cpus) {
+    PhysicalTableMemory mem;
+    unsigned next_cpu = 0;
+    for (unsigned k = 0; k < kMaxVms; ++k) {
+        const armvcpu::GuestConfig& c = armvcpu_guest_config[k];
+        if (k > 0 && c.size == 0) continue;
+        Vm& vm = g_vms[g_num_vms];
+        vm.id = k + 1;
+        vm.cfg = c;
+        const unsigned wanted = c.num_vcpus == 0 ? 1 : c.num_vcpus;
+        const unsigned left = cpus - next_cpu;
+        vm.num_vcpus = wanted < left ? wanted : left;
+        vm.first_cpu = next_cpu;
+        if (vm.num_vcpus == 0 || !build_vm(vm, mem)) {
+            put_str("armvcpu: VM ");
+            put_dec(vm.id);
+            put_str(" not started (no CPU or memory for it)\n");
+            if (k == 0) power_off();
+            continue;
+        }
+        next_cpu += vm.num_vcpus;
+        vm.power.num_vcpus = vm.num_vcpus;
+        for (unsigned i = 0; i < vm.num_vcpus; ++i) {
+            vm.power.mpidr[i] = guest_mpidr(i);
+            vm.power.store(i, armvcpu::psci::AffinityState::Off);
+            g_cpu_vm[vm.first_cpu + i] = &vm;
+        }
+        ++g_num_vms;
+    }
+    // The layout is worth a line only when there is more than one of anything.
+    if (cpus > 1 || g_num_vms > 1 || g_vms[0].num_vcpus > 1) print_layout(cpus);
+}
+
+void stop_vm(Vm& vm, const armvcpu::ExitReason& reason) {
+    if (__atomic_exchange_n(&vm.stopped, 1, __ATOMIC_ACQ_REL) != 0) return;
+    put_str("armvcpu: VM ");
+    put_dec(vm.id);
+    put_str(" stopped after ");
+    put_dec(__atomic_load_n(&g_exits, __ATOMIC_RELAXED));
+    put_str(" exits (last: ");
+    put_str(armvcpu::exit_kind_name(reason.kind));
+    put_str(")\n");
+    if (__atomic_add_fetch(&g_vms_stopped, 1, __ATOMIC_ACQ_REL) == g_num_vms) power_off();
+    for (unsigned i = 0; i < vm.num_vcpus; ++i) gic::kick(vm.first_cpu + i);
+}
+
+}  // namespace fw
