@@ -77,7 +77,9 @@ constexpr unsigned kPaBits = 32;
     for (;;) asm volatile("wfe");
 }
 
-void log_exit(std::uint64_t seq, const ExitReason& reason, const TrapFrame& frame) {
+// pc is the instruction that made the exit (for HVC one before ELR_EL2), as
+// the host shows it.
+void log_exit(std::uint64_t seq, const ExitReason& reason, std::uint64_t pc) {
     put_str("armvcpu: exit ");
     put_dec(seq);
     put_str(": ");
@@ -104,7 +106,7 @@ void log_exit(std::uint64_t seq, const ExitReason& reason, const TrapFrame& fram
         put_hex(reason.guest_exception.iss);
     }
     put_str(" pc=");
-    put_hex(frame.exception_pc());
+    put_hex(pc);
     put_str("\n");
 }
 
@@ -622,7 +624,12 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         }
         log.set_handler(armvcpu::ExitLogHandler::Host);
         const std::uint64_t n = __atomic_add_fetch(&g_exits, 1, __ATOMIC_RELAXED);
-        if (!fw::host_attached()) log_exit(n, reason, frame);
+        if (!fw::host_attached()) {
+            log_exit(n, reason,
+                     armvcpu::instruction_address_from_preferred_return(
+                         result.exception_pc, armvcpu::Esr{result.syndrome.esr},
+                         result.type == armvcpu::ExceptionType::Synchronous));
+        }
         const HostAction action = fw::report_exit(cpu, vm.id, index, result.type, result.syndrome,
                                                   result.exception_pc, reason, frame);
         bool keep_running = true;

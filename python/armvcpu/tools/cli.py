@@ -173,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
     status = EXIT_OK
     if last is None or last.kind != ExitKind.SystemDown:
         what = repr(last.reason) if last is not None else "no exit"
-        pc = f" at pc {last.exception_pc:#x}" if last is not None else ""
+        pc = f" at pc {last.pc:#x}" if last is not None else ""
         err.print(f"armvcpu: the VM stopped at {what}{pc}", markup=False, highlight=False)
         status = EXIT_GUEST_STOPPED
     return _finish(trace, args, status)
