@@ -98,7 +98,7 @@ def test_the_minimum_memory_is_the_firmwares_layout(no_leaked_qemu):
     VM 1's RAM right after its 128 MiB: the minimum is where that RAM ends."""
     with Hypervisor(memory_mb=MIN_MEMORY_MB) as hv:
         cfg = hv.vms[1].config
-        assert RAM_BASE + (MIN_MEMORY_MB << 20) == cfg.pa_base + cfg.size
+        assert cfg.pa_base + cfg.size == RAM_BASE + (MIN_MEMORY_MB << 20)
         hv.load(Guest.from_elf(example_guest_path("hypercalls")))
         exits = hv.run()
     assert exits[-1].kind == ExitKind.SystemDown

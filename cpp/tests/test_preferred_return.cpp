@@ -11,7 +11,9 @@ using namespace armvcpu;
 namespace {
 constexpr std::uint64_t kElr = 0x40000030;
 constexpr std::uint64_t kIl = 1ull << 25;
-constexpr std::uint64_t esr_of(std::uint64_t ec, bool il = true) { return (ec << 26) | (il ? kIl : 0); }
+constexpr std::uint64_t esr_of(std::uint64_t ec, bool il = true) {
+    return (ec << 26) | (il ? kIl : 0);
+}
 
 std::uint64_t address(std::uint64_t esr, bool synchronous = true) {
     return instruction_address_from_preferred_return(kElr, Esr{esr}, synchronous);
@@ -19,10 +21,10 @@ std::uint64_t address(std::uint64_t esr, bool synchronous = true) {
 }  // namespace
 
 TEST(PreferredReturn, HvcAndSvcReturnPastTheCall) {
-    EXPECT_EQ(address(0x5a000000), kElr - 4);       // HVC #0 from AArch64 (EC 0x16, IL 1)
-    EXPECT_EQ(address(esr_of(0x15)), kElr - 4);     // SVC (AArch64)
-    EXPECT_EQ(address(esr_of(0x12)), kElr - 4);     // HVC (AArch32; T32 HVC is 32 bits)
-    EXPECT_EQ(address(esr_of(0x11)), kElr - 4);     // SVC (A32, or 32-bit T32)
+    EXPECT_EQ(address(0x5a000000), kElr - 4);           // HVC #0 from AArch64 (EC 0x16, IL 1)
+    EXPECT_EQ(address(esr_of(0x15)), kElr - 4);         // SVC (AArch64)
+    EXPECT_EQ(address(esr_of(0x12)), kElr - 4);         // HVC (AArch32; T32 HVC is 32 bits)
+    EXPECT_EQ(address(esr_of(0x11)), kElr - 4);         // SVC (A32, or 32-bit T32)
     EXPECT_EQ(address(esr_of(0x11, false)), kElr - 2);  // SVC, 16-bit T32 encoding: IL 0
 }
 

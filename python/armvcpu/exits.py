@@ -329,7 +329,10 @@ class Exit:
         self._resolver(self, frame_changed)
 
     def __repr__(self) -> str:
-        return f"<Exit #{self.seq} vm {self.vm_id} vcpu {self.vcpu_id} {self.reason!r} pc={self.pc:#x}>"
+        return (
+            f"<Exit #{self.seq} vm {self.vm_id} vcpu {self.vcpu_id} {self.reason!r} "
+            f"pc={self.pc:#x}>"
+        )
 
 
 # Exits after which the guest has no next instruction to resume at (their

@@ -456,8 +456,10 @@ class Hypervisor:
 
     def _read_phys(self, pa: int, length: int) -> bytes:
         """Physical memory: through the shared RAM mapping, or the gdbstub."""
-        if self.ram is not None:
+        if self.ram is not None and not self.ram.closed:
             return bytes(self.ram[pa - RAM_BASE : pa - RAM_BASE + length])
+        if self._closed:
+            raise SessionClosedError("the session is closed: guest memory is gone")
         if self._finished:
             raise SessionClosedError(
                 "QEMU has exited: with the gdb transport, memory (and rule hits) can only be "

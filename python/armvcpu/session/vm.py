@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 class _Session(Protocol):
     """What a VM needs from the session that owns it (the Hypervisor)."""
 
-    uart: str
+    @property
+    def uart(self) -> str: ...
 
     def _vm_config(self, vm_id: int) -> Any: ...
     def _vm_first_cpu(self, vm_id: int) -> int: ...

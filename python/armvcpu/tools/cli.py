@@ -332,7 +332,7 @@ def _trace(args: argparse.Namespace) -> int:
             if i >= args.limit:
                 break
             table.add_row(str(record.seq), f"{t_ns[i] / 1e6:.3f}", str(record.vcpu_id),
-                          repr(record.reason), f"{record.elr:#x}")  # fmt: skip
+                          repr(record.reason), f"{record.instruction_address:#x}")  # fmt: skip
         out.print(table)
     else:
         Path(args.out).write_text(json.dumps(trace.to_chrome_trace()))
