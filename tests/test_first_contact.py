@@ -49,6 +49,22 @@ def test_resume_on_system_down_ends_the_vm(no_leaked_qemu, transport):
     assert seen == [ExitKind.SystemDown]
 
 
+def test_resume_at_a_new_pc_restarts_a_guest_that_went_down(no_leaked_qemu):
+    """A host that emulates a reset answers SystemDown with where to start."""
+    guest = Guest.from_asm("add x20, x20, #1\nmov x1, x20\nldr x0, =0x84000009\nhvc #0")
+    with Hypervisor() as hv:
+        hv.load(guest)
+        boots = []
+        for exit in hv.exits():
+            assert exit.kind == ExitKind.SystemDown and exit.reason.reset
+            boots.append(exit.regs.x1)
+            if len(boots) < 3:
+                exit.resume(pc=guest.entry)
+            else:
+                exit.resume()  # the third time: no new pc, the VM ends
+    assert boots == [1, 2, 3]
+
+
 HELLO = """
     movz x10, #0x0900, lsl #16
     adr x11, msg

@@ -225,15 +225,14 @@ class Exit:
         MSR/MRS, WFx, SMC) the return address is already past the instruction.
 
         An exit that says the VM is down (``SystemDown``: the guest powered
-        off or reset; ``FailEntry``: it could not be entered) has nothing to
-        resume: ``resume()`` ends the VM as the firmware's default does
-        (register edits are dropped), so a loop that resumes every exit ends
-        when the guest powers off.
+        off or reset; ``FailEntry``: it could not be entered) has no next
+        instruction to go on at: ``resume()`` ends the VM as the firmware's
+        default does, so a loop that resumes every exit ends when the guest
+        powers off. Only an answer that sets the PC (``resume(pc=entry)``,
+        or ``exit.regs.pc`` edited) restarts the guest there, as a host that
+        emulates a reset would.
         """
         self._check_open()
-        if self.kind in _VM_IS_DOWN:
-            self.resume_default()
-            return
         if x0 is not None:
             regs = {"x0": x0, **regs}
         if regs:
@@ -243,6 +242,10 @@ class Exit:
             for name, value in regs.items():  # all or nothing: a bad name changes none
                 view[name] = value
             self._frame = edited
+        if self.kind in _VM_IS_DOWN and self.return_address == int(self.record.frame.elr):
+            self._frame = None  # the edits die with the VM
+            self.resume_default()
+            return
         changed = self._frame_changed()
         if changed:
             self.record.frame = self._frame
