@@ -147,3 +147,14 @@ def test_an_exits_pc_is_the_instruction_that_made_it(no_leaked_qemu, transport):
     assert hvc == (ExitKind.Hypercall, base + 4, base + 8, base + 8, "hvc #0")
     assert load == (ExitKind.MmioRead, base + 12, base + 12, base + 16, "ldr w2, [x1]")
     assert off[0] == ExitKind.SystemDown and off[1] == base + 20 and off[4] == "hvc #0"
+
+
+def test_vm_1_is_there_once_the_session_runs(no_leaked_qemu):
+    from armvcpu import SessionClosedError
+
+    hv = Hypervisor()
+    assert dict(hv.vms) == {}
+    with pytest.raises(SessionClosedError, match="with block"):
+        hv.load(Guest.from_elf(example_guest_path("hypercalls")))
+    with hv:
+        assert list(hv.vms) == [1] and hv.vms[1].id == 1

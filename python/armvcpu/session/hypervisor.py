@@ -379,7 +379,9 @@ class Hypervisor:
     def _vm(self, vm_id: int) -> VM:
         if vm_id not in self._vms:
             if not self._vms:
-                raise SessionClosedError("start the session first")
+                raise SessionClosedError(
+                    "the Hypervisor session is not running; use it in a with block"
+                )
             raise ArmvcpuError(f"there is no VM {vm_id}; add it with add_vm()")
         return self._vms[vm_id]
 
