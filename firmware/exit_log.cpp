@@ -13,8 +13,7 @@ void init_exit_logs() {
     }
 }
 
-void log_exit(std::uint64_t seq, const armvcpu::ExitReason& reason,
-              const armvcpu::TrapFrame& frame) {
+void log_exit(std::uint64_t seq, const armvcpu::ExitReason& reason, std::uint64_t pc) {
     using armvcpu::ExitKind;
     using uart::put_hex;
     using uart::put_str;
@@ -44,7 +43,7 @@ void log_exit(std::uint64_t seq, const armvcpu::ExitReason& reason,
         put_hex(reason.guest_exception.iss);
     }
     put_str(" pc=");
-    put_hex(frame.exception_pc());
+    put_hex(pc);
     put_str("\n");
 }
 

@@ -21,8 +21,9 @@ extern std::uint64_t g_exits;
 void init_exit_logs();
 
 // Prints one exit reported to the host (standalone runs: nobody else sees it).
-void log_exit(std::uint64_t seq, const armvcpu::ExitReason& reason,
-              const armvcpu::TrapFrame& frame);
+// pc is the instruction that made the exit (for HVC one before ELR_EL2), as
+// the host shows it.
+void log_exit(std::uint64_t seq, const armvcpu::ExitReason& reason, std::uint64_t pc);
 
 // One exit log entry per exit (when the VM asks for the log), published when
 // it is known who answered the exit. Inline: it is on every exit's path.

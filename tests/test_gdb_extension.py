@@ -153,19 +153,19 @@ def test_gdb_shows_the_exit_python_sees(hypercalls_guest, no_leaked_qemu, no_lea
 
         lines = vcpus.splitlines()
         assert len(lines) == 2  # the header, vCPU 0
-        assert re.match(rf"0\s+1\s+Hypercall\s+{first.pc:#018x}\s", lines[1]), lines
+        assert re.match(rf"0\s+1\s+Hypercall\s+{first.return_address:#018x}\s", lines[1]), lines
         assert "waiting for the host" in lines[1]
 
         assert exit_text.startswith("vCPU 0, vm 1: exit #1 Hypercall (Synchronous exception)")
         assert "  nr = 0x1\n" in exit_text
         assert "  args = [0x0, 0x0, 0xc0ffee, 0x0, 0x0, 0x0]" in exit_text
         assert f"ESR_EL2 = 0x5a000000 (EC 0x16 {ec_name}, IL 1, ISS 0x0)" in exit_text
-        assert f"pc = {first.pc:#x}" in exit_text
-        assert f"ELR_EL2 = {first.exception_pc:#x}" in exit_text
+        assert f"resumes at {first.return_address:#x}" in exit_text
+        assert f"ELR_EL2 = {first.elr:#x}" in exit_text
         assert exit_0 == exit_text
 
         assert "(EL1h, DAIF masked: D A I F" in frame_text
-        assert f"pc {first.pc:#x}" in frame_text
+        assert f"pc {first.return_address:#x}" in frame_text
         assert re.search(r"\bx3\s+= 0x0*c0ffee\b", frame_text)
         gprs = {int(n): int(v, 16) for n, v in re.findall(r"\bx(\d+)\s+= (0x\w+)", frame_text)}
         assert gprs == {i: first.regs[f"x{i}"] for i in range(31)}  # gdb's view is Python's

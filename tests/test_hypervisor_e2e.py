@@ -47,9 +47,12 @@ def test_exit_carries_syndrome_and_frame(hypercalls_guest, no_leaked_qemu, trans
         assert first.esr.value == 0x5A000000
         assert first.esr.exception_class == _core.ExceptionClass.Hvc64
         assert first.regs.mode == "EL1h"
-        # HVC leaves ELR_EL2 past the instruction: the word before it is HVC #0.
-        hvc = hv.read_guest(first.pc - 4, 4)
+        # HVC leaves ELR_EL2 past the instruction (its preferred return
+        # address); exit.pc is the HVC #0 itself.
+        assert first.elr == first.pc + 4 == first.return_address
+        hvc = hv.read_guest(first.pc, 4)
         assert int.from_bytes(hvc, "little") == 0xD4000002
+        assert first.instruction == "hvc #0"
 
 
 def test_default_answer_without_a_handler(hypercalls_guest, no_leaked_qemu, transport):
@@ -112,7 +115,8 @@ def test_stage2_blocks_access_outside_guest_ram(no_leaked_qemu, transport):
     assert mmio.syndrome.hpfar >> 4 == 0x09000000 >> 12  # HPFAR_EL2.FIPA = IPA[47:12]
     r = mmio.reason
     assert (r.addr, r.width, r.reg, r.reg_width, r.signed_ext) == (0x09000000, 4, 2, 4, False)
-    assert mmio.pc == 0x40000008  # past the emulated LDR
+    assert mmio.pc == 0x40000004  # the LDR (ELR_EL2 is on it: Arm ARM D1.3.2)
+    assert mmio.return_address == 0x40000008  # past the emulated LDR
     assert "stopped after 1 exits (last: MmioRead)" in hv.console
 
 
@@ -247,7 +251,7 @@ def test_single_step(transport, no_leaked_qemu):
         steps = []
         for exit in hv.exits():
             if exit.kind == ExitKind.Hypercall and exit.reason.nr == 1:
-                start = exit.pc
+                start = exit.return_address  # past the HVC
                 exit.step()
             elif exit.kind == ExitKind.GuestException and exit.reason.ec == 0x32:
                 steps.append((exit.pc, exit.regs.x3, exit.instruction))

@@ -112,13 +112,10 @@ def observed(request):
             if exit.kind == ExitKind.SystemDown:
                 continue
             form = next(forms)
-            at = exit.pc if exit.kind == ExitKind.NestedPageFault else exit.pc - 4
-            word = hv.read_guest(at, 4)
-            # For faults the PC is still on the instruction: capstone names it.
-            text = exit.instruction if exit.kind == ExitKind.NestedPageFault else None
+            word = hv.read_guest(exit.pc, 4)  # the access itself, emulated or not
+            text = exit.instruction
             results.append((form, exit, word, None))
-            if text is not None:
-                assert text.split()[0] == form.asm.split()[0], (text, form.asm)
+            assert text.split()[0] == form.asm.split()[0], (text, form.asm)
             if exit.kind == ExitKind.MmioRead:
                 pending_read = form
                 exit.complete_read(DEVICE_VALUE)

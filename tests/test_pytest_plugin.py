@@ -63,6 +63,47 @@ def test_failure_report_shows_exits_and_logs(pytester: pytest.Pytester, no_leake
     assert "armvcpu: firmware log" in out and "armvcpu EL2 firmware" in out
 
 
+# The docs/pytest.md example's shape: the guest prints, powers off, then the
+# test fails. The report's console section must show what it printed, and
+# read_guest_console() must work after run(), on both transports (with gdb,
+# QEMU has exited when run() returns).
+PRINTING_THEN_FAILING = r"""
+import pytest
+from armvcpu import ExitKind
+
+GUEST = '''
+    movz x10, #0x0900, lsl #16
+    adr x11, msg
+1:  ldrb w12, [x11], #1
+    cbz w12, 2f
+    str w12, [x10]
+    b 1b
+2:  ldr x0, =0x84000008
+    hvc #0
+msg: .asciz "driver ready\\n"
+'''
+
+@pytest.mark.armvcpu(uart="emulate", transport=TRANSPORT)
+def test_fails_after_printing(hypervisor, guest_factory):
+    hypervisor.load(guest_factory.asm(GUEST))
+    exits = hypervisor.run()
+    assert exits[-1].kind == ExitKind.SystemDown
+    assert "driver ready" in hypervisor.read_guest_console()
+    assert False, "failing on purpose after the guest printed"
+"""
+
+
+def test_failure_report_shows_the_guest_console(pytester: pytest.Pytester, transport,
+                                                no_leaked_qemu):  # fmt: skip
+    pytester.makepyfile(test_printing=PRINTING_THEN_FAILING.replace("TRANSPORT", repr(transport)))
+    result = pytester.runpytest_subprocess("-q")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "failing on purpose" in out  # not a SessionClosedError before it
+    section = out.split("armvcpu: guest console", 1)[1]
+    assert section.splitlines()[1] == "driver ready"
+
+
 def test_command_line_options(pytester: pytest.Pytester, no_leaked_qemu):
     pytester.makepyfile(
         test_opts="def test_opts(hypervisor):\n    assert hypervisor.transport_name == 'gdb'\n"

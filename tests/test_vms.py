@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from armvcpu import ArmvcpuError, ExitKind, Guest, GuestImageError, Hypervisor
+from armvcpu.session.vm import VM, VCpu
 
 from .test_isolation import _digest, _protected_ranges
 
@@ -40,24 +41,31 @@ def test_two_vms_are_isolated(no_leaked_qemu):
     a, b = 0xAAAA_0000_AAAA_0001, 0xBBBB_0000_BBBB_0002
     with Hypervisor(smp=2) as hv:
         hv.load(_guest(a))
+        vm_a = hv.vms[1]
         vm_b = hv.add_vm(_guest(b))
-        assert vm_b == 2
+        assert isinstance(vm_b, VM) and vm_b.id == 2 and hv.vms[2] is vm_b
+        # The firmware puts the VMs on consecutive CPUs, VM 1 first.
+        assert vm_a.vcpus == (VCpu(index=0, cpu=0),)
+        assert vm_b.vcpus == (VCpu(index=0, cpu=1),)
+        assert not vm_a.running  # not before the first exits()
         reports: dict[int, tuple[int, int]] = {}
         image = None
         ranges = _protected_ranges()  # code, data and every page table
         for exit in hv.exits():
             if image is None:
                 image = _digest(hv.ram, ranges)
+            assert exit.vm is hv.vms[exit.vm_id] and exit.vm.running
             if exit.kind == ExitKind.Hypercall and exit.reason.nr == 3:
                 reports[exit.vm_id] = exit.reason.args[:2]
                 # Both VMs have written their patterns: look at both RAM slices.
                 if len(reports) == 2:
-                    seen_a = hv.read_guest(0x4010_0000, 8, vm=1)
-                    seen_b = hv.read_guest(0x4010_0000, 8, vm=2)
-                    end_a = hv.read_guest(0x401F_FFF8, 8, vm=1)
-                    end_b = hv.read_guest(0x401F_FFF8, 8, vm=2)
+                    seen_a = vm_a.read(0x4010_0000, 8)
+                    seen_b = vm_b.read(0x4010_0000, 8)
+                    end_a = vm_a.read(0x401F_FFF8, 8)
+                    end_b = vm_b.read(0x401F_FFF8, 8)
                     after = _digest(hv.ram, ranges)
                 exit.resume()
+        assert not vm_a.running and not vm_b.running  # both powered off
         console = hv.console
     assert reports == {1: (a, a), 2: (b, b)}  # each read back its own pattern
     assert int.from_bytes(seen_a, "little") == a and int.from_bytes(end_a, "little") == a
@@ -74,14 +82,34 @@ def test_add_vm_checks_cpus_and_memory(no_leaked_qemu):
         hv.add_vm(_guest(1))
         with pytest.raises(GuestImageError, match="memory_mb"):
             hv.add_vm(_guest(2))
+        assert sorted(hv.vms) == [1, 2]  # the refused VM is not there
+        with pytest.raises(ValueError, match="at least one vCPU"):
+            hv.add_vm(_guest(2), vcpus=0)
+
+
+def test_a_vm_is_addressed_by_its_own_ipas(no_leaked_qemu):
+    with Hypervisor(smp=2) as hv:
+        vm1 = hv.vms[1]
+        vm2 = hv.add_vm(_guest(2))
+        # Same IPA, different machine RAM: VM 2's slice follows VM 1's.
+        assert vm2.ipa_to_pa(0x4000_0000) == vm1.ipa_to_pa(0x4000_0000) + vm1.config.size
+        vm2.write(0x4010_0000, b"vm two")
+        assert vm2.read(0x4010_0000, 6) == b"vm two"
+        assert vm1.read(0x4010_0000, 6) != b"vm two"
+        with pytest.raises(GuestImageError, match="outside VM 2's RAM"):
+            vm2.read(0x3FFF_F000, 8)
+        with pytest.raises(ArmvcpuError, match="boots VM 1"):
+            vm2.load_linux(b"")
+        assert 3 not in hv.vms
 
 
 def test_two_vms_over_both_transports(transport, no_leaked_qemu):
     """Each VM's exits arrive with its own VM id, on either transport."""
     with Hypervisor(smp=2, transport=transport) as hv:
         hv.load(_guest(0x1111))
-        hv.add_vm(_guest(0x2222))
+        vm2 = hv.add_vm(_guest(0x2222))
         exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+    assert {e.vm for e in exits} == {hv.vms[1], vm2}
     reports = {e.vm_id: e.reason.args[:2] for e in exits if e.kind == ExitKind.Hypercall}
     assert reports == {1: (0x1111, 0x1111), 2: (0x2222, 0x2222)}
     assert sorted(e.vm_id for e in exits if e.kind == ExitKind.SystemDown) == [1, 2]

@@ -223,6 +223,21 @@ Returns (ExitReason, TrapFrame): the frame as the firmware would resume it
 Hypercall(nr=0x7, args=(0x0, 0x0, 0x0, 0x0, 0x0, 0x0))
 )doc");
 
+    m.def(
+        "instruction_address_from_preferred_return",
+        [](std::uint64_t elr, std::uint64_t esr, bool synchronous) {
+            return instruction_address_from_preferred_return(elr, Esr{esr}, synchronous);
+        },
+        py::arg("elr"), py::arg("esr"), py::arg("synchronous") = true, R"doc(
+The address of the instruction that caused an exception, from ELR_EL2 (the
+preferred exception return address) and ESR_EL2: for SVC/HVC the instruction
+before ELR (ESR.IL says 4 or 2 bytes), for every other class ELR itself.
+
+>>> from armvcpu._core import instruction_address_from_preferred_return
+>>> hex(instruction_address_from_preferred_return(0x40000030, 0x5a000000))  # HVC #0
+'0x4000002c'
+)doc");
+
     m.def("mmio_read_value", &mmio_read_value, py::arg("read"), py::arg("value"),
           "The register value an MMIO load produces: truncated to width, SSE/SF applied.");
     m.def(

@@ -74,6 +74,13 @@ to_bytes() after changing .action and .frame.
         .def_readonly("far", &ExitRecord::far)
         .def_readonly("hpfar", &ExitRecord::hpfar)
         .def_readonly("elr", &ExitRecord::elr)
+        .def_property_readonly(
+            "instruction_address",
+            [](const ExitRecord& r) {
+                return instruction_address_from_preferred_return(
+                    r.elr, Esr{r.esr}, r.exception_type == ExceptionType::Synchronous);
+            },
+            "The instruction that made the exit (for HVC/SVC one before elr).")
         .def_property_readonly("syndrome",
                                [](const ExitRecord& r) { return Syndrome{r.esr, r.far, r.hpfar}; })
         .def_readonly("reason", &ExitRecord::reason)

@@ -29,11 +29,12 @@ from .errors import (
 from .exits import Exit, ExitKind, Registers
 from .guests import Guest, Segment
 from .policy import MmioDevice, Pl011, Policy, Register, on
-from .session import Firmware, Hypervisor
+from .session import VM, Firmware, Hypervisor, VCpu
 
 __version__: str = _core.__version__
 
 __all__ = [
+    "VM",
     "ArmvcpuError",
     "DeviceTreeError",
     "Exit",
@@ -56,6 +57,7 @@ __all__ = [
     "TargetConnectionError",
     "ToolNotFoundError",
     "Trace",
+    "VCpu",
     "__version__",
     "example_guest_path",
     "firmware_path",

@@ -97,11 +97,15 @@ class Exit:
     ...), ``frame``/``regs`` the guest's registers (editable). Answer it with
     ``resume()``, ``complete_read()``, ``resume_default()`` or ``stop()``; an
     exit left unanswered gets ``resume_default()`` when iteration moves on.
+
+    Addresses: ``pc`` is the instruction that made the exit (for HVC and SVC
+    the call itself, one instruction before ELR_EL2), ``return_address`` is
+    where the guest resumes, ``elr`` is ELR_EL2 as the exception left it.
     """
 
     __slots__ = (
         "_frame", "_injector", "_reader", "_resolver", "answered_ns", "delivered_ns", "raw",
-        "record", "resolved", "slot",
+        "record", "resolved", "slot", "vm",
     )  # fmt: skip
 
     def __init__(self, record: Any, resolver: Callable[[Exit, bool], None],
@@ -118,6 +122,9 @@ class Exit:
         self._frame: Any = None  # the editable copy, made on first use
         self._resolver = resolver
         self.resolved = False
+        #: The VM that made the exit (an :class:`armvcpu.session.vm.VM`, set by
+        #: the session; None for an exit made from a record alone).
+        self.vm: Any = None
 
     @property
     def frame(self) -> Any:
@@ -168,27 +175,37 @@ class Exit:
 
     @property
     def pc(self) -> int:
-        """Where the guest resumes (past an instruction the core emulated)."""
+        """The address of the instruction that made the exit, for every
+        exception class: the HVC or SVC itself (ELR_EL2 points past it), the
+        trapped, faulting or BRK instruction (ELR_EL2). For an interrupt, the
+        instruction that had not run yet. Decided by the core
+        (``ExitRecord.instruction_address``)."""
+        return int(self.record.instruction_address)
+
+    @property
+    def return_address(self) -> int:
+        """Where the guest resumes: the frame's ELR, past an instruction the
+        core emulated, and with the host's edits (``exit.regs.pc = ...``)."""
         return int(self.frame.elr)
 
     @property
-    def exception_pc(self) -> int:
-        """ELR_EL2 as the exception left it: the trapping instruction for
-        aborts, MSR/MRS, WFx and SMC; the next one for HVC."""
+    def elr(self) -> int:
+        """ELR_EL2 as the exception left it (the preferred exception return
+        address: past the call for HVC/SVC, the instruction itself otherwise)."""
         return int(self.record.elr)
 
     @property
     def instruction(self) -> str:
-        """The instruction at the exception PC, disassembled (capstone), e.g.
-        ``"ldrb w2, [x1]"``; for HVC the PC is already past the HVC, so this is
-        the instruction the guest runs next. Needs the VM to be running."""
+        """The instruction at :attr:`pc`, disassembled (capstone), e.g.
+        ``"hvc #0"`` or ``"ldrb w2, [x1]"``. Needs the VM's memory to be
+        readable (the session open)."""
         if self._reader is None:
             raise RuntimeError("this exit is not attached to a running VM")
         try:
-            word = self._reader(self.exception_pc, 4)
+            word = self._reader(self.pc, 4)
         except ArmvcpuError as exc:
             return f"<unreadable: {exc}>"
-        return disassemble(word, self.exception_pc)
+        return disassemble(word, self.pc)
 
     def reclassify(self) -> Any:
         """The host core's classification of this exit's syndrome and registers,
@@ -205,7 +222,15 @@ class Exit:
         ``exit.resume(x0=5)`` returns 5 from a hypercall; ``exit.resume()``
         continues with the registers as they are (including edits made to
         ``exit.frame`` / ``exit.regs``). For emulated instructions (MMIO,
-        MSR/MRS, WFx, SMC) the PC is already past the instruction.
+        MSR/MRS, WFx, SMC) the return address is already past the instruction.
+
+        An exit that says the VM is down (``SystemDown``: the guest powered
+        off or reset; ``FailEntry``: it could not be entered) has no next
+        instruction to go on at: ``resume()`` ends the VM as the firmware's
+        default does, so a loop that resumes every exit ends when the guest
+        powers off. Only an answer that sets the PC (``resume(pc=entry)``,
+        or ``exit.regs.pc`` edited) restarts the guest there, as a host that
+        emulates a reset would.
         """
         self._check_open()
         if x0 is not None:
@@ -217,6 +242,10 @@ class Exit:
             for name, value in regs.items():  # all or nothing: a bad name changes none
                 view[name] = value
             self._frame = edited
+        if self.kind in _VM_IS_DOWN and self.return_address == int(self.record.frame.elr):
+            self._frame = None  # the edits die with the VM
+            self.resume_default()
+            return
         changed = self._frame_changed()
         if changed:
             self.record.frame = self._frame
@@ -303,8 +332,15 @@ class Exit:
         self._resolver(self, frame_changed)
 
     def __repr__(self) -> str:
-        return f"<Exit #{self.seq} vcpu {self.vcpu_id} {self.reason!r} pc={self.pc:#x}>"
+        return (
+            f"<Exit #{self.seq} vm {self.vm_id} vcpu {self.vcpu_id} {self.reason!r} "
+            f"pc={self.pc:#x}>"
+        )
 
+
+# Exits after which the guest has no next instruction to resume at (their
+# default, per _core.default_stops_vm, ends the VM).
+_VM_IS_DOWN = frozenset({ExitKind.SystemDown, ExitKind.FailEntry})
 
 _DISASSEMBLER: Any = None
 

@@ -9,7 +9,8 @@
 //  - MMIO write data is masked to the access width;
 //  - the PC advances by IL for instructions that are emulated here (SMC,
 //    MSR/MRS, data aborts, WFx) and never for HVC, whose ELR_EL2 already
-//    points past it;
+//    points past it (instruction_address_from_preferred_return() says which
+//    instruction made an exit);
 //  - an exception class without a better exit is reported (GuestException),
 //    never a panic.
 #pragma once
@@ -155,6 +156,38 @@ constexpr bool builtin_sysreg_access(const SysRegIss& iss, const TrapFrame& fram
         return true;
     }
     return false;
+}
+
+// ELR_EL2 holds the "preferred exception return address" (Arm ARM DDI 0487,
+// D1.3.2 "Preferred exception return address"; per class in the ESR_EL2
+// descriptions): for SVC and HVC it is the instruction after the call, so
+// the call returns past it; for every other synchronous exception (a trapped
+// instruction, SMC trapped by HCR_EL2.TSC included, an abort, BRK, a WFx
+// trap, a software step, an alignment fault) it is the instruction that made
+// the exception. For an interrupt or SError no instruction made it: the
+// address is the instruction that had not run yet.
+constexpr bool preferred_return_is_next_instruction(ExceptionClass ec) {
+    switch (ec) {
+        case ExceptionClass::Svc64:
+        case ExceptionClass::Hvc64:
+        case ExceptionClass::Svc32:
+        case ExceptionClass::Hvc32: return true;
+        default: return false;
+    }
+}
+
+// The address of the instruction that caused an exception, from its preferred
+// exception return address (ELR_EL2 as the exception left it) and ESR_EL2:
+// for SVC/HVC one instruction back (ESR_EL2.IL: 4 bytes, or 2 for a 16-bit
+// T32 SVC), otherwise the return address itself. This is what "the exit's
+// pc" means everywhere (firmware log, host, traces).
+constexpr std::uint64_t instruction_address_from_preferred_return(std::uint64_t preferred_return,
+                                                                  const Esr& esr,
+                                                                  bool synchronous = true) {
+    if (synchronous && preferred_return_is_next_instruction(esr.exception_class())) {
+        return preferred_return - esr.instruction_length();
+    }
+    return preferred_return;
 }
 
 constexpr void advance_pc(TrapFrame& frame, const Esr& esr) {

@@ -122,12 +122,20 @@ class Trace:
         return self._field("esr", np.uint64)
 
     @property
-    def exception_pc(self) -> np.ndarray:
+    def elr(self) -> np.ndarray:
+        """ELR_EL2 as each exception left it (past the call for HVC/SVC)."""
         return self._field("elr", np.uint64)
 
     @property
     def pc(self) -> np.ndarray:
-        """Where the guest resumed (ELR after classification)."""
+        """The instruction that made each exit (``Exit.pc``: the HVC itself,
+        the trapped or faulting instruction), as the core decides it."""
+        return np.array([r.instruction_address for r in self.exits()], dtype=np.uint64)
+
+    @property
+    def return_address(self) -> np.ndarray:
+        """Where the guest would resume as the firmware reported the exit (the
+        frame's ELR after classification, before any host edit)."""
         return self._field("frame", np.uint64, _core.TrapFrame.OFFSETS["elr"])
 
     @property
@@ -179,8 +187,9 @@ class Trace:
             "kind": pd.Categorical([_core.ExitKind(int(k)).name for k in self.kind]),
             "esr": self.esr,
             "ec": ec.astype(np.uint8),
-            "exception_pc": self.exception_pc,
             "pc": self.pc,
+            "return_address": self.return_address,
+            "elr": self.elr,
         }
         for i in range(8):
             data[f"x{i}"] = self.gpr(i)
@@ -202,7 +211,7 @@ class Trace:
                 "dur": max(float(handle_ns[i]) / 1000.0, 0.001),
                 "pid": int(record.vm_id), "tid": int(record.vcpu_id),
                 "args": {"seq": int(record.seq), "esr": hex(record.esr),
-                         "pc": hex(record.elr), "reason": repr(record.reason)},
+                         "pc": hex(record.instruction_address), "reason": repr(record.reason)},
             })  # fmt: skip
         meta = [{"name": "process_name", "ph": "M", "pid": pid, "args": {"name": f"VM {pid}"}}
                 for pid in sorted({e["pid"] for e in events})]  # fmt: skip

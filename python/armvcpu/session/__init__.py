@@ -8,9 +8,11 @@ from .gdbstub import GdbRemote
 from .hypervisor import RAM_BASE, Hypervisor
 from .qemu import QemuConfig, QemuProcess
 from .transport import GdbTransport, SharedMemoryTransport, Transport
+from .vm import VM, VCpu
 
 __all__ = [
     "RAM_BASE",
+    "VM",
     "Firmware",
     "GdbRemote",
     "GdbTransport",
@@ -19,4 +21,5 @@ __all__ = [
     "QemuProcess",
     "SharedMemoryTransport",
     "Transport",
+    "VCpu",
 ]

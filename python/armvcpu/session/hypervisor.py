@@ -17,8 +17,9 @@ import mmap
 import os
 import secrets
 import time
+import types
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +43,7 @@ from .firmware import Firmware
 from .gdbstub import GdbRemote
 from .qemu import QemuConfig, QemuProcess
 from .transport import RECORD_SIZE, GdbTransport, HandoffMode, SharedMemoryTransport, Transport
+from .vm import VM
 
 #: Where QEMU virt's RAM starts in the physical address space.
 RAM_BASE = 0x4000_0000
@@ -49,6 +51,12 @@ RAM_BASE = 0x4000_0000
 _POLL_SLICE = 0.1
 
 _MAX_VMS = 4  # the firmware's kMaxVms
+# The firmware keeps the first 128 MiB of machine RAM; VM 1's guest RAM is the
+# next 64 MiB (its GuestConfig's defaults: pa_base 0x4800_0000, size 64 MiB).
+_FIRMWARE_MB = 128
+_GUEST_RAM_MB = 64
+#: The least machine RAM a session can run a VM in.
+MIN_MEMORY_MB = _FIRMWARE_MB + _GUEST_RAM_MB
 
 _UART_MODES = {
     "host": int(_core.UartMode.Host),
@@ -79,11 +87,12 @@ class Hypervisor:
         cpu: QEMU's ``-cpu`` model.
         smp: physical CPUs, and vCPUs of the VM (vCPU i runs on CPU i; the
             guest starts vCPUs 1.. with PSCI CPU_ON).
-        memory_mb: machine RAM; the firmware carves guest RAM out of it.
+        memory_mb: machine RAM; the firmware keeps the first 128 MiB and
+            carves guest RAM out of the rest (at least :data:`MIN_MEMORY_MB`).
         timeout: seconds to wait for the next exit before :class:`GuestTimeout`.
         uart: the guest's PL011: ``"host"`` (every access is an exit, e.g. for
             :class:`~armvcpu.Pl011`), ``"emulate"`` (emulated in EL2; read
-            the output with :meth:`read_guest_console`) or ``"passthrough"``
+            the output with ``hv.vms[n].console``) or ``"passthrough"``
             (the real PL011, shared with the firmware's log).
         gic: the GIC version of the machine; the firmware drives GICv3, so 3
             is the only value (others raise ValueError, naming why).
@@ -132,8 +141,12 @@ class Hypervisor:
         if uart not in _UART_MODES:
             raise ValueError(f"uart must be one of {sorted(_UART_MODES)}, not {uart!r}")
         self.uart = uart
-        self._console_read: dict[int, int] = {}
-        self._console_text: dict[int, list[str]] = {}
+        if memory_mb < MIN_MEMORY_MB:
+            raise ValueError(
+                f"memory_mb={memory_mb} is too small: the firmware keeps the first "
+                f"{_FIRMWARE_MB} MiB and VM 1's guest RAM is the next {_GUEST_RAM_MB} MiB; "
+                f"use memory_mb >= {MIN_MEMORY_MB}"
+            )
         self.firmware = Firmware.load(firmware)
         self.transport_name = transport
         if gic != 3:
@@ -164,6 +177,7 @@ class Hypervisor:
         self._end_expected = False  # the last answered exit ends the last VM
         self._vms_running: set[int] = {1}
         self._vm_configs: dict[int, Any] = {}
+        self._vms: dict[int, VM] = {}
         self._closed = False
         self._exit_log: ExitLogReader | None = None
         self._exit_log_rows: list[Any] = []
@@ -217,6 +231,7 @@ class Hypervisor:
             self.gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
             attach = self.transport.attach_value().to_bytes(4, "little")
             self.gdb.write_memory(self.firmware.host_attached, attach)
+            self._vms[1] = VM(self, 1)
         except BaseException:
             self.close()
             raise
@@ -254,6 +269,7 @@ class Hypervisor:
         self.gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
         attach = self.transport.attach_value().to_bytes(4, "little")
         self.gdb.write_memory(self.firmware.host_attached, attach)
+        self._vms[1] = VM(self, 1)
 
     def _gdb_transport(self, gdb: GdbRemote, vcpus: int) -> GdbTransport:
         fw = self.firmware
@@ -300,7 +316,12 @@ class Hypervisor:
         return ram
 
     def close(self) -> None:
-        """Stop QEMU and release everything; safe to call more than once."""
+        """Stop QEMU and release everything; safe to call more than once.
+
+        What the VMs' emulated UARTs printed is read first, while the target
+        can still be read, so ``vm.console`` keeps it."""
+        if not self._closed:
+            self._drain_consoles()
         self._closed = True
         if self.gdb is not None:
             if self.remote is not None and not self._finished:
@@ -339,38 +360,37 @@ class Hypervisor:
         self.gdb = None
         return str(self.qemu.gdb_socket)
 
-    def read_guest_console(self, vm: int = 1) -> str:
-        """What VM ``vm``'s guest wrote to its emulated UART since the last
-        call (``uart="emulate"``; each VM has its own stream); all of it is in
-        :attr:`guest_console` (VM 1) or :meth:`guest_console_of`."""
-        if self.uart != "emulate":
-            raise ArmvcpuError("the guest console stream needs uart='emulate'")
-        self._config(vm)  # the VM must exist
-        base = self.firmware.guest_console + (vm - 1) * int(_core.CONSOLE_RING_STRIDE)
-        written = int.from_bytes(self._read_phys(base, 8), "little")
-        size = int(_core.CONSOLE_RING_SIZE)
-        start = max(self._console_read.get(vm, 0), written - size)
-        out = bytearray()
-        data_at = base + int(_core.CONSOLE_RING_DATA_OFFSET)
-        while start < written:
-            offset = start % size
-            chunk = min(written - start, size - offset)
-            out += self._read_phys(data_at + offset, chunk)
-            start += chunk
-        lost = max(0, written - size - self._console_read.get(vm, 0))
-        self._console_read[vm] = written
-        text = (f"[{lost} bytes lost]" if lost else "") + out.decode("utf-8", "replace")
-        self._console_text.setdefault(vm, []).append(text)
-        return text
+    @property
+    def vms(self) -> Mapping[int, VM]:
+        """The session's VMs by id: VM 1 once the session has started, and
+        those :meth:`add_vm` added."""
+        return types.MappingProxyType(self._vms)
+
+    def read_guest_console(self) -> str:
+        """What VM 1's emulated UART printed since the last call
+        (``uart="emulate"``); the same as ``hv.vms[1].read_console()``."""
+        return self._vm(1).read_console()
 
     @property
     def guest_console(self) -> str:
-        """Everything read from the guest's emulated UART so far."""
-        return self.guest_console_of(1)
+        """Everything VM 1's emulated UART printed so far (``hv.vms[1].console``)."""
+        return self._vm(1).console
 
-    def guest_console_of(self, vm: int) -> str:
-        """Everything read from VM ``vm``'s emulated UART so far."""
-        return "".join(self._console_text.get(vm, []))
+    def _vm(self, vm_id: int) -> VM:
+        if vm_id not in self._vms:
+            if not self._vms:
+                raise SessionClosedError(
+                    "the Hypervisor session is not running; use it in a with block"
+                )
+            raise ArmvcpuError(f"there is no VM {vm_id}; add it with add_vm()")
+        return self._vms[vm_id]
+
+    def _drain_consoles(self) -> None:
+        """Keep what every VM's emulated UART printed (the target may be about
+        to go: the last VM stopping, or the session closing)."""
+        for vm in self._vms.values():
+            with contextlib.suppress(ArmvcpuError, OSError, ValueError):
+                vm._drain_console()
 
     @property
     def console(self) -> str:
@@ -395,32 +415,53 @@ class Hypervisor:
 
     # -- guest memory ---------------------------------------------------------------
 
-    def _config(self, vm: int) -> Any:
+    # What a VM (session/vm.py) asks of its session.
+
+    def _vm_config(self, vm_id: int) -> Any:
         if self.guest_config is None:
             raise SessionClosedError("start the session first")
-        if vm == 1:
+        if vm_id == 1:
             return self.guest_config
-        if vm not in self._vm_configs:
-            raise ArmvcpuError(f"there is no VM {vm}; add it with add_vm()")
-        return self._vm_configs[vm]
+        if vm_id not in self._vm_configs:
+            raise ArmvcpuError(f"there is no VM {vm_id}; add it with add_vm()")
+        return self._vm_configs[vm_id]
+
+    def _vm_first_cpu(self, vm_id: int) -> int:
+        """The firmware puts the VMs on consecutive physical CPUs, by id."""
+        return sum(int(self._vm_config(v).num_vcpus) or 1 for v in self._vms if v < vm_id)
+
+    def _vm_running(self, vm_id: int) -> bool:
+        return self._started and not self._finished and vm_id in self._vms_running
+
+    def _console_ring(self, vm_id: int) -> int:
+        return int(self.firmware.guest_console + (vm_id - 1) * int(_core.CONSOLE_RING_STRIDE))
+
+    def _can_read_phys(self) -> bool:
+        """Physical memory can be read now without disturbing the target."""
+        if self.ram is not None:
+            return not self.ram.closed
+        if self.gdb is None or self._finished or self._closed:
+            return False
+        # The gdb transport reads memory only while the CPUs are stopped.
+        return not (isinstance(self.transport, GdbTransport) and self.transport.running)
+
+    def _before_start(self, what: str) -> None:
+        self._require_gdb()
+        if self._started:
+            raise ArmvcpuError(f"{what} must come before the first exits() call")
+
+    def _publish_config(self, vm_id: int) -> None:
+        self._write_phys(self._config_address(vm_id), self._vm_config(vm_id).to_bytes())
 
     def _config_address(self, vm: int) -> int:
         return int(self.firmware.guest_config + (vm - 1) * _core.GuestConfig.SIZE)
 
-    def ipa_to_pa(self, ipa: int, length: int = 1, *, vm: int = 1) -> int:
-        """The physical address behind a guest address range (guest RAM only)."""
-        cfg = self._config(vm)
-        if ipa < cfg.ipa_base or ipa + length > cfg.ipa_base + cfg.size or length < 0:
-            raise GuestImageError(
-                f"guest range [{ipa:#x}, {ipa + length:#x}) lies outside VM {vm}'s RAM "
-                f"[{cfg.ipa_base:#x}, {cfg.ipa_base + cfg.size:#x})"
-            )
-        return int(cfg.pa_base + (ipa - cfg.ipa_base))
-
     def _read_phys(self, pa: int, length: int) -> bytes:
         """Physical memory: through the shared RAM mapping, or the gdbstub."""
-        if self.ram is not None:
+        if self.ram is not None and not self.ram.closed:
             return bytes(self.ram[pa - RAM_BASE : pa - RAM_BASE + length])
+        if self._closed:
+            raise SessionClosedError("the session is closed: guest memory is gone")
         if self._finished:
             raise SessionClosedError(
                 "QEMU has exited: with the gdb transport, memory (and rule hits) can only be "
@@ -484,32 +525,18 @@ class Hypervisor:
         (after ``request_selftest("count-el2")``)."""
         return int.from_bytes(self._read_phys(self.firmware.el2_instructions, 8), "little")
 
-    def read_guest(self, ipa: int, length: int, *, vm: int = 1) -> bytes:
-        """Bytes of a VM's RAM at a guest physical address."""
-        return self._read_phys(self.ipa_to_pa(ipa, length, vm=vm), length)
+    def read_guest(self, ipa: int, length: int) -> bytes:
+        """Bytes of VM 1's RAM at a guest physical address (``hv.vms[1].read``)."""
+        return self._vm(1).read(ipa, length)
 
-    def write_guest(self, ipa: int, data: bytes, *, vm: int = 1) -> None:
-        """Write a VM's RAM at a guest physical address."""
-        self._write_phys(self.ipa_to_pa(ipa, len(data), vm=vm), data)
+    def write_guest(self, ipa: int, data: bytes) -> None:
+        """Write VM 1's RAM at a guest physical address (``hv.vms[1].write``)."""
+        self._vm(1).write(ipa, data)
 
-    def load(self, guest: Guest, *, vm: int = 1) -> None:
-        """Copy a guest into a VM's RAM and make its entry point the first
-        vCPU's first PC (VM 1 always exists; add others with :meth:`add_vm`)."""
-        self._require_gdb()
-        if self._started:
-            raise ArmvcpuError("load() must come before the first exits() call")
-        cfg = self._config(vm)
-        for seg in guest.segments:
-            self.ipa_to_pa(seg.addr, seg.memsz, vm=vm)  # range check before writing anything
-        for seg in guest.segments:
-            self.write_guest(seg.addr, seg.data, vm=vm)
-            if seg.memsz > len(seg.data):
-                self.write_guest(seg.addr + len(seg.data), bytes(seg.memsz - len(seg.data)),
-                                 vm=vm)  # fmt: skip
-        self.ipa_to_pa(guest.entry, 4, vm=vm)
-        cfg.entry = guest.entry
-        cfg.x0 = guest.x0
-        self._write_phys(self._config_address(vm), cfg.to_bytes())
+    def load(self, guest: Guest) -> None:
+        """Copy a guest into VM 1's RAM and make its entry point the first
+        vCPU's first PC (``hv.vms[1].load``; :meth:`add_vm` loads the others)."""
+        self._vm(1).load(guest)
 
     def enable_exit_log(self) -> None:
         """Log every exit of every VM, including those the firmware answers
@@ -521,9 +548,8 @@ class Hypervisor:
         if self.ram is None:
             raise ArmvcpuError("the exit log is read as the guest runs: it needs transport='shm'")
         for vm in (1, *self._vm_configs):
-            cfg = self._config(vm)
-            cfg.features |= int(_core.FEATURE_EXIT_LOG)
-            self._write_phys(self._config_address(vm), cfg.to_bytes())
+            self._vm_config(vm).features |= int(_core.FEATURE_EXIT_LOG)
+            self._publish_config(vm)
         self._exit_log = ExitLogReader(self._read_phys, self.firmware.exit_log, self.smp)
 
     def firmware_exits(self) -> Any:
@@ -561,7 +587,8 @@ class Hypervisor:
     def load_linux(self, kernel: bytes | str | Path, *, initrd: bytes | str | Path | None = None,
                    append: str = "", dtb: bytes | str | Path | None = None,
                    devices: Sequence[str] = ("uart",)) -> BootPlan:  # fmt: skip
-        """Boot an arm64 kernel Image in VM 1 per the arm64 boot protocol.
+        """Boot an arm64 kernel Image in VM 1 per the arm64 boot protocol
+        (``hv.vms[1].load_linux``); returns where things went.
 
         Guest RAM is all machine RAM above the firmware's 128 MiB, at the same
         addresses as the guest sees them (so passed-through DMA devices work).
@@ -575,11 +602,15 @@ class Hypervisor:
         ...     hv.load_linux("vmlinuz", initrd="initrd.gz", append="console=ttyAMA0")
         ...     hv.run()
         """
+        return self._vm(1).load_linux(kernel, initrd=initrd, append=append, dtb=dtb,
+                                      devices=devices)  # fmt: skip
+
+    def _load_linux(self, vm: VM, kernel: bytes | str | Path, initrd: bytes | str | Path | None,
+                    append: str, dtb: bytes | str | Path | None,
+                    devices: Sequence[str]) -> BootPlan:  # fmt: skip
         from ..guests.devicetree import guest_device_tree, qemu_device_tree
 
-        self._require_gdb()
-        if self._started:
-            raise ArmvcpuError("load_linux() must come before the first exits() call")
+        self._before_start("load_linux()")
         known = {"uart": 0, "rtc": int(_core.FEATURE_RTC), "virtio": int(_core.FEATURE_VIRTIO)}
         unknown = sorted(set(devices) - set(known))
         if unknown:
@@ -613,28 +644,30 @@ class Hypervisor:
         if "uart" in devices:
             self.uart = "passthrough"
             cfg.uart_mode = _UART_MODES["passthrough"]
-        self.write_guest(plan.kernel, image.data)
+        vm.write(plan.kernel, image.data)
         if initrd_data is not None and plan.initrd is not None:
-            self.write_guest(plan.initrd, initrd_data)
-        self.write_guest(plan.dtb, tree)
+            vm.write(plan.initrd, initrd_data)
+        vm.write(plan.dtb, tree)
         cfg.entry = plan.kernel
         cfg.x0 = plan.dtb
-        self._write_phys(self._config_address(1), cfg.to_bytes())
+        self._publish_config(vm.id)
         self.boot_plan = plan
         return plan
 
-    def add_vm(self, guest: Guest, *, vcpus: int = 1) -> int:
+    def add_vm(self, guest: Guest, *, vcpus: int = 1) -> VM:
         """Another VM, isolated from VM 1 by its own stage-2 tables and VMID,
         with its own slice of machine RAM (as large as VM 1's) and ``vcpus``
-        vCPUs on physical CPUs after the other VMs'. Returns its VM id.
+        vCPUs on physical CPUs after the other VMs'. Returns it (also in
+        :attr:`vms`), with ``guest`` loaded.
 
         >>> with Hypervisor(smp=2, memory_mb=512) as hv:    # doctest: +SKIP
         ...     hv.load(guest_a)
         ...     b = hv.add_vm(guest_b)
+        ...     hv.run(); b.read(0x4010_0000, 8)
         """
-        self._require_gdb()
-        if self._started:
-            raise ArmvcpuError("add_vm() must come before the first exits() call")
+        self._before_start("add_vm()")
+        if vcpus < 1:
+            raise ValueError(f"a VM needs at least one vCPU, not vcpus={vcpus}")
         vm = 2 + len(self._vm_configs)
         if vm > _MAX_VMS:
             raise ArmvcpuError(f"the firmware runs at most {_MAX_VMS} VMs")
@@ -655,11 +688,16 @@ class Hypervisor:
                 f"{self.config.memory_mb} ends at {ram_end:#x}: ask for more memory_mb"
             )
         self._vm_configs[vm] = cfg
+        new = self._vms[vm] = VM(self, vm)
+        try:
+            new.load(guest)
+        except BaseException:
+            del self._vm_configs[vm], self._vms[vm]  # no half-made VM stays behind
+            raise
         self._vms_running.add(vm)
-        self.load(guest, vm=vm)
         self.guest_config.num_vcpus = self.smp - others
-        self._write_phys(self._config_address(1), self.guest_config.to_bytes())
-        return vm
+        self._publish_config(1)
+        return new
 
     # -- running --------------------------------------------------------------------
 
@@ -687,7 +725,10 @@ class Hypervisor:
             exit = Exit(record, self._answer, raw)
             exit.slot = slot
             exit._injector = self._inject
-            exit._reader = self.read_guest
+            vm = self._vms.get(exit.vm_id)
+            exit.vm = vm
+            if vm is not None:
+                exit._reader = vm.read
             self.last_exit = exit
             self.recent_exits.append(exit)
             self.exit_count += 1
@@ -826,6 +867,12 @@ class Hypervisor:
         if record.action == _core.HostAction.Stop or (
             record.action == _core.HostAction.Default and _core.default_stops_vm(exit.kind)
         ):
+            vm = self._vms.get(exit.vm_id)
+            if vm is not None:
+                # While the VM still exists: with the gdb transport its memory
+                # cannot be read once QEMU has powered off.
+                with contextlib.suppress(ArmvcpuError, OSError):
+                    vm._drain_console()
             self._vms_running.discard(exit.vm_id)
             if not self._vms_running:
                 self._end_expected = True  # QEMU powers off after the last VM

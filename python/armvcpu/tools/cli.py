@@ -268,7 +268,7 @@ def _run(args: argparse.Namespace) -> int:
     status = EXIT_OK
     if last is None or last.kind != ExitKind.SystemDown:
         what = repr(last.reason) if last is not None else "no exit"
-        pc = f" at pc {last.exception_pc:#x}" if last is not None else ""
+        pc = f" at pc {last.pc:#x}" if last is not None else ""
         err.print(f"armvcpu: the VM stopped at {what}{pc}", markup=False, highlight=False)
         status = EXIT_GUEST_STOPPED
     return _finish(trace, args, status, count, last)
@@ -469,7 +469,7 @@ def _trace(args: argparse.Namespace) -> int:
             if i >= args.limit:
                 break
             table.add_row(str(record.seq), f"{t_ns[i] / 1e6:.3f}", str(record.vcpu_id),
-                          repr(record.reason), f"{record.elr:#x}")  # fmt: skip
+                          repr(record.reason), f"{record.instruction_address:#x}")  # fmt: skip
         out.print(table)
     else:
         Path(args.out).write_text(json.dumps(trace.to_chrome_trace()))

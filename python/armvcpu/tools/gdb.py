@@ -300,8 +300,9 @@ class RecordView:
     def kind(self) -> str:
         return _enumerator(self.record["reason"]["kind"])
 
-    def pc(self) -> int:
-        """Where the guest resumes (the frame's ELR_EL2), as Exit.pc in Python."""
+    def return_address(self) -> int:
+        """Where the guest resumes (the frame's ELR_EL2), as Exit.return_address
+        in Python (Exit.pc is the instruction that made the exit)."""
         return int(self.record["frame"]["elr"])
 
     def answer_state(self) -> str:
@@ -327,7 +328,8 @@ class RecordView:
             *(f"  {name} = {text}" for name, text in fields),
             f"  ESR_EL2 = {_esr_text(self.field('esr'))}",
             f"  FAR_EL2 = {self.field('far'):#x}  HPFAR_EL2 = {self.field('hpfar'):#x}",
-            f"  ELR_EL2 = {self.field('elr'):#x} (at the exception)  pc = {self.pc():#x}",
+            f"  ELR_EL2 = {self.field('elr'):#x} (at the exception)  "
+            f"resumes at {self.return_address():#x}",
             f"  action = {_enumerator(self.record['action'])}  ack = {self.answer_state()}",
         ]
 
@@ -489,7 +491,7 @@ class VcpusCommand(gdb.Command):  # type: ignore[misc]
     """List the vCPUs that have reported an exit: armvcpu vcpus
 
     One line each: vCPU id, the last exit's sequence number and kind, and
-    the PC the guest resumes at."""
+    the address the guest resumes at."""
 
     def __init__(self) -> None:
         super().__init__("armvcpu vcpus", gdb.COMMAND_DATA)
@@ -502,12 +504,12 @@ class VcpusCommand(gdb.Command):  # type: ignore[misc]
             if view.valid:
                 rows.append(
                     f"{view.field('vcpu_id'):<5} {view.field('seq'):<6} {view.kind():<18} "
-                    f"{view.pc():#018x}  {view.answer_state()}"
+                    f"{view.return_address():#018x}  {view.answer_state()}"
                 )
         if not rows:
             gdb.write("no vCPU has reported an exit yet\n")
             return
-        gdb.write(f"{'vCPU':<5} {'seq':<6} {'last exit':<18} {'pc':<18}  answer\n")
+        gdb.write(f"{'vCPU':<5} {'seq':<6} {'last exit':<18} {'resumes at':<18}  answer\n")
         gdb.write("\n".join(rows) + "\n")
 
 

@@ -113,7 +113,7 @@ def pytest_runtest_makereport(
     hv = item.stash.get(_KEY, None)
     if hv is None or not report.failed or report.when != "call":
         return
-    exits = "\n".join(f"#{e.seq} vcpu {e.vcpu_id} pc={e.exception_pc:#x} {e.reason!r}"
+    exits = "\n".join(f"#{e.seq} vcpu {e.vcpu_id} pc={e.pc:#x} {e.reason!r}"
                       for e in hv.recent_exits) or "(no exit)"  # fmt: skip
     report.sections.append(("armvcpu: last exits", exits))
     report.sections.append(("armvcpu: firmware log", hv.console or "(empty)"))

@@ -58,7 +58,7 @@ def replay(seed: int, index: int, length: int, timeout: float, budget: int) -> i
     out.print(program.listing(), markup=False)
 
     def show(exit: Exit, answer: str) -> None:
-        out.print(f"  exit #{exit.seq:<4} {exit.reason!r}  pc={exit.exception_pc:#x}  -> {answer}",
+        out.print(f"  exit #{exit.seq:<4} {exit.reason!r}  pc={exit.pc:#x}  -> {answer}",
                   markup=False)  # fmt: skip
 
     with Runner(timeout=timeout, budget=budget, reuse=False, on_exit=show) as runner:

@@ -240,8 +240,8 @@ class Program:
 
     @property
     def done_pc(self) -> int:
-        """The exception PC of the epilogue's HVC (ELR_EL2 is past the HVC)."""
-        return self.epilogue + 8
+        """The address of the epilogue's HVC (``Exit.pc`` of its exit)."""
+        return self.epilogue + 4
 
     @cached_property
     def image(self) -> bytes:

@@ -252,7 +252,7 @@ class Runner:
         stop = gdb.wait_stop(5.0)
         if stop.running_ended:
             raise QemuError(f"QEMU ended while the next program was loaded ({stop.raw})")
-        gdb.write_memory(hv.ipa_to_pa(ENTRY), self._padded(program))
+        gdb.write_memory(hv.vms[1].ipa_to_pa(ENTRY), self._padded(program))
         gdb.cont()
         exit.resume(pc=ENTRY, spsr=SPSR_EL1H_MASKED, sp_el0=0)
 
@@ -345,11 +345,11 @@ class Runner:
         kind = exit.kind
         if kind == ExitKind.Hypercall:
             nr = int(exit.reason.nr)
-            if nr == DONE_NR and exit.exception_pc == program.done_pc:
+            if nr == DONE_NR and exit.pc == program.done_pc:
                 raise _ProgramEnd(COMPLETED, "", True)
             k = nr - REPORT_NR
-            hvc_end = VECTORS + 0x80 * k + 4 * (REPORT_HVC_INDEX + 1)
-            if 0 <= k < 16 and exit.exception_pc == hvc_end:
+            hvc_at = VECTORS + 0x80 * k + 4 * REPORT_HVC_INDEX
+            if 0 <= k < 16 and exit.pc == hvc_at:
                 return self._el1_exception(program, exit, k)
         elif kind == ExitKind.SystemDown:
             how = "(reset)" if exit.reason.reset else "(off)"
@@ -412,10 +412,10 @@ class Runner:
             Policy.answer(exit, None)  # resume: the write is ignored
             return "ignored"
         if kind == ExitKind.NestedPageFault:  # a data access nobody emulates: skip it
-            exit.resume(pc=exit.exception_pc + 4)
+            exit.resume(pc=exit.pc + 4)
             return "skipped"
         if kind == ExitKind.GuestException:  # an SMC nobody implements (SMCCC)
-            exit.resume(x0=SMCCC_NOT_SUPPORTED, pc=exit.exception_pc + 4)
+            exit.resume(x0=SMCCC_NOT_SUPPORTED, pc=exit.pc + 4)
             return "x0=NOT_SUPPORTED, skipped"
         exit.resume_default()
         return "default"
