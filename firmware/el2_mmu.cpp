@@ -1,13 +1,18 @@
 // EL2 stage-1 translation (Arm ARM D8: VMSAv8-64, the EL2 regime with
-// TTBR0_EL2 only): a 4 KiB-granule identity map of the low 4 GiB.
+// TTBR0_EL2 only): a 4 KiB-granule identity map of the low 256 GiB, the most
+// RAM QEMU virt can have (armvcpu::kMachineRamLimit).
 //  - 0x0000_0000..0x3FFF_FFFF: devices (GIC, PL011, ...): Device-nGnRnE, XN.
-//  - 0x4000_0000..0x7FFF_FFFF: RAM: Normal write-back, in 2 MiB blocks,
-//    except the 2 MiB that holds the stack guard, mapped in 4 KiB pages with
-//    the guard page invalid.
+//  - 0x4000_0000..: RAM (guest RAM, the firmware, other VMs' RAM): Normal
+//    write-back, in 1 GiB blocks, except the firmware's own GiB
+//    (armvcpu::kFirmwareBase), in 2 MiB blocks, and the 2 MiB that holds the
+//    stack guard, in 4 KiB pages with the guard pages invalid.
+// Mapping RAM QEMU was not given is harmless: nothing the firmware does
+// reaches past the RAM the host asked QEMU for.
 // Normal memory also makes the firmware's atomics architecturally valid
 // (exclusives on Device memory are not).
 #include "el2_mmu.hpp"
 
+#include "armvcpu/host_interface.hpp"
 #include "host_link.hpp"
 #include "sysreg.hpp"
 
@@ -19,7 +24,7 @@ namespace fw {
 namespace {
 
 alignas(4096) std::uint64_t g_l1[512];
-alignas(4096) std::uint64_t g_l2_ram[512];
+alignas(4096) std::uint64_t g_l2_firmware[512];
 alignas(4096) std::uint64_t g_l3_guard[512];
 
 // Stage-1 descriptor bits (Arm ARM D8.3): valid, table/page, AttrIndx [4:2],
@@ -35,10 +40,14 @@ constexpr std::uint64_t kXn = 1ull << 54;
 // MAIR_EL2: Attr0 = Device-nGnRnE (0x00), Attr1 = Normal, inner and outer
 // write-back read/write-allocate (0xFF).
 constexpr std::uint64_t kMair = 0xFFull << 8;
-// TCR_EL2: T0SZ = 32 (4 GiB), IRGN0 = ORGN0 = write-back, SH0 inner, TG0 4 KiB,
-// PS = 32 bits, and the RES1 bits 31 and 23.
+// TCR_EL2: T0SZ = 25 (a 39-bit space: the walk starts at level 1, 1 GiB per
+// entry), IRGN0 = ORGN0 = write-back, SH0 inner, TG0 4 KiB, PS = 0b010 (40
+// bits: every AArch64 CPU QEMU models has at least that PARange), and the
+// RES1 bits 31 and 23.
 constexpr std::uint64_t kTcr =
-    32u | (1u << 8) | (1u << 10) | (3u << 12) | (1u << 23) | (1ull << 31);
+    25u | (1u << 8) | (1u << 10) | (3u << 12) | (2ull << 16) | (1u << 23) | (1ull << 31);
+constexpr unsigned kL1Entries = armvcpu::kMachineRamLimit >> 30;  // 1 GiB each
+static_assert(kL1Entries <= 512);
 // SCTLR_EL2 (non-VHE): RES1 bits, then M (MMU), C (data cache), SA (stack
 // alignment check), I (instruction cache).
 constexpr std::uint64_t kSctlrRes1 = 0x30C50830;
@@ -48,7 +57,7 @@ constexpr std::uint64_t kSctlrSa = 1u << 3;
 constexpr std::uint64_t kSctlrI = 1u << 12;
 
 constexpr std::uint64_t k2M = 0x200000;
-constexpr std::uint64_t kRamBase = 0x40000000;
+constexpr std::uint64_t k1G = 0x40000000;
 
 // CPU i's guard page is the first page of its stack slot.
 std::uint64_t guard_page(unsigned cpu) {
@@ -79,17 +88,19 @@ void enable_el2_mmu_secondary() { program_registers(); }
 
 void enable_el2_mmu() {
     const std::uint64_t ram_leaf = kValid | kAttrNormal | kInnerShareable | kAf;
-    // Devices: one 1 GiB block.
+    // Devices: one 1 GiB block; RAM: 1 GiB blocks but for the firmware's.
     g_l1[0] = 0x0 | kValid | kAttrDevice | kAf | kXn;
-    g_l1[1] = reinterpret_cast<std::uint64_t>(g_l2_ram) | kValid | kTableOrPage;
+    for (unsigned i = 1; i < kL1Entries; ++i) g_l1[i] = i * k1G | ram_leaf;
+    g_l1[armvcpu::kFirmwareBase / k1G] =
+        reinterpret_cast<std::uint64_t>(g_l2_firmware) | kValid | kTableOrPage;
     // Every stack lies in the 2 MiB block of the first one (8 x 68 KiB).
     const std::uint64_t guard_2m = guard_page(0) & ~(k2M - 1);
     static_assert(kMaxCpus * kStackStride < k2M / 2);
     for (unsigned i = 0; i < 512; ++i) {
-        const std::uint64_t pa = kRamBase + i * k2M;
-        g_l2_ram[i] = pa == guard_2m
-                          ? reinterpret_cast<std::uint64_t>(g_l3_guard) | kValid | kTableOrPage
-                          : pa | ram_leaf;
+        const std::uint64_t pa = armvcpu::kFirmwareBase + i * k2M;
+        g_l2_firmware[i] = pa == guard_2m
+                               ? reinterpret_cast<std::uint64_t>(g_l3_guard) | kValid | kTableOrPage
+                               : pa | ram_leaf;
     }
     for (unsigned i = 0; i < 512; ++i) {
         const std::uint64_t pa = guard_2m + i * 4096ull;

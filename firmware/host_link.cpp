@@ -17,13 +17,15 @@ extern "C" {
 // live in .data, not .bss, so that the boot code's BSS clear leaves them be.
 [[gnu::used, gnu::section(".data")]] volatile std::uint32_t armvcpu_host_attached = 0;
 
-// Defaults for a standalone run: 64 MiB of guest RAM at IPA 0x4000_0000
-// backed by physical 0x4800_0000, entry at its first byte, one vCPU, the
-// PL011 passed through (the guest's output shares the serial line). Put a
-// guest there with QEMU's "-device loader,file=guest.bin,addr=0x48000000".
+// Defaults for a standalone run: 64 MiB of guest RAM at IPA = PA 0x4000_0000
+// (QEMU virt's RAM, where QEMU also puts its device tree, 1 MiB of it), entry
+// at 0x4020_0000, the first 2 MiB boundary past that tree, with x0 = the
+// tree; one vCPU, the PL011 passed through (the guest's output shares the
+// serial line). Put a position-independent guest there with QEMU's
+// "-device loader,file=guest.bin,addr=0x40200000".
 // One per VM: VM 1 always runs; VM k > 1 runs when the host gives it a size.
 [[gnu::used, gnu::section(".data")]] GuestConfig armvcpu_guest_config[fw::kMaxVms] = {
-    {0x40000000, 0x40000000, 0x48000000, 0x04000000, 0, 0, 0,
+    {0x40200000, armvcpu::kRamBase, armvcpu::kRamBase, 0x04000000, armvcpu::kRamBase, 0, 0,
      static_cast<std::uint32_t>(armvcpu::UartMode::Passthrough), 0, 0x09000000, 1, 0}};
 
 // The guest's console stream when its UART is emulated (pl011.hpp).

@@ -41,9 +41,14 @@ struct PhysicalTableMemory {
     }
 };
 
-// Guest IPA space: 32 bits covers QEMU virt's low RAM and devices.
-constexpr unsigned kIpaBits = 32;
-constexpr unsigned kPaBits = 32;
+// Guest IPA space: 39 bits (512 GiB, a walk from level 1), which holds guest
+// RAM up to armvcpu::kMaxGuestRam and QEMU virt's devices up to its high
+// PCIe ECAM; a 40-bit IPA would start at level 0, which a 4 KiB granule
+// allows only with a PA size of 44 bits or more (QEMU faults it otherwise).
+// Machine PA: 40 bits, for other VMs' RAM above the firmware at 8 GiB; every
+// AArch64 CPU QEMU models has at least a 40-bit PARange.
+constexpr unsigned kIpaBits = 39;
+constexpr unsigned kPaBits = 40;
 
 // Builds VM k's stage 2 from its configuration; false when it cannot.
 bool build_vm(Vm& vm, PhysicalTableMemory& mem) {

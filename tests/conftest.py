@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -17,6 +19,16 @@ import pytest
 _OWNER_VAR = "ARMVCPU_TEST_OWNER"
 os.environ[_OWNER_VAR] = str(os.getpid())
 _OWNER_MARK = f"{_OWNER_VAR}={os.getpid()}".encode() + b"\0"
+# ... and makes its sessions' RAM files in a directory of its own, so that a
+# leak check sees this process's files only (a tmpfs, like /dev/shm itself).
+SHM_DIR = Path("/dev/shm") / f"armvcpu-tests-{os.getpid()}"
+SHM_DIR.mkdir(exist_ok=True)
+os.environ["ARMVCPU_SHM_DIR"] = str(SHM_DIR)
+
+
+@atexit.register
+def _remove_shm_dir() -> None:
+    shutil.rmtree(SHM_DIR, ignore_errors=True)
 
 
 def pid_gone(pid: int, timeout: float = 5.0) -> bool:
@@ -63,15 +75,9 @@ def qemu_pids() -> set[int]:
 
 
 def shm_files() -> set[str]:
-    """armvcpu's shared guest-RAM files in /dev/shm that this test process
-    made or whose owner is gone (other live sessions on the machine, e.g. a
-    parallel run, are not ours to count)."""
-    found = set()
-    for p in Path("/dev/shm").glob("armvcpu-*"):
-        pid = p.name.split("-")[1]
-        if not pid.isdigit() or int(pid) == os.getpid() or not Path(f"/proc/{pid}").exists():
-            found.add(p.name)
-    return found
+    """armvcpu's shared guest-RAM files that this test process's sessions (and
+    its children's) made and have not removed."""
+    return {p.name for p in SHM_DIR.glob("armvcpu-*")}
 
 
 @pytest.fixture
@@ -109,7 +115,7 @@ def remote_target():
     port = free_port()
     qemu = subprocess.Popen(
         ["qemu-system-aarch64", "-machine", "virt,virtualization=on,gic-version=3",
-         "-cpu", "max", "-nodefaults", "-no-user-config", "-display", "none", "-m", "256M",
+         "-cpu", "max", "-nodefaults", "-no-user-config", "-display", "none", "-m", "8G",
          "-kernel", str(armvcpu.firmware_path()), "-serial", "null",
          "-gdb", f"tcp:127.0.0.1:{port},server=on,wait=off", "-S"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

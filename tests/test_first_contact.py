@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from armvcpu import ExitKind, Guest, GuestTimeout, Hypervisor, example_guest_path
-from armvcpu.session.hypervisor import MIN_MEMORY_MB, RAM_BASE
+from armvcpu.session.hypervisor import MAX_MEMORY_MB, RAM_BASE
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -103,21 +103,37 @@ def test_the_console_is_kept_when_the_session_closes_mid_run(no_leaked_qemu, tra
     assert hv.guest_console == "still here after the end\n"
 
 
-@pytest.mark.parametrize("memory_mb", [1, 64, 128, MIN_MEMORY_MB - 1])
-def test_too_little_memory_is_refused_before_qemu_starts(memory_mb, no_leaked_qemu):
-    with pytest.raises(ValueError, match=rf"memory_mb={memory_mb} is too small.*>= 192"):
+@pytest.mark.parametrize("memory_mb", [0, -64, MAX_MEMORY_MB + 1])
+def test_memory_that_cannot_be_guest_ram_is_refused_before_qemu_starts(memory_mb, no_leaked_qemu):
+    with pytest.raises(
+        ValueError, match=rf"memory_mb={memory_mb}: .* use 1\.\.{MAX_MEMORY_MB} MiB"
+    ):
         Hypervisor(memory_mb=memory_mb)
 
 
-def test_the_minimum_memory_is_the_firmwares_layout(no_leaked_qemu):
-    """The firmware's own GuestConfig (read from the running firmware) puts
-    VM 1's RAM right after its 128 MiB: the minimum is where that RAM ends."""
-    with Hypervisor(memory_mb=MIN_MEMORY_MB) as hv:
+@pytest.mark.parametrize("memory_mb", [1, 64, 200])
+def test_the_guest_has_exactly_memory_mb_at_qemus_address(memory_mb, no_leaked_qemu):
+    """As with QEMU's -m: RAM at 0x4000_0000, exactly that large, at the same
+    physical addresses; its last word is RAM, the next one is not."""
+    end = RAM_BASE + (memory_mb << 20)
+    guest = Guest.from_asm(f"""
+        ldr x2, ={end - 8:#x}
+        ldr x3, [x2]          // the last word of RAM: no exit
+        ldr x2, ={end:#x}
+        ldr x3, [x2]          // one past it: nothing there
+        mov x0, #1
+        hvc #0
+        .ltorg
+    """)
+    with Hypervisor(memory_mb=memory_mb) as hv:
         cfg = hv.vms[1].config
-        assert cfg.pa_base + cfg.size == RAM_BASE + (MIN_MEMORY_MB << 20)
-        hv.load(Guest.from_elf(example_guest_path("hypercalls")))
-        exits = hv.run()
-    assert exits[-1].kind == ExitKind.SystemDown
+        assert (cfg.ipa_base, cfg.pa_base, cfg.size) == (RAM_BASE, RAM_BASE, memory_mb << 20)
+        hv.load(guest)
+        exits = hv.exits()
+        first = next(exits)
+        assert first.kind == ExitKind.MmioRead and first.reason.addr == end
+        first.complete_read(0)
+        assert next(exits).kind == ExitKind.Hypercall
 
 
 def test_an_exits_pc_is_the_instruction_that_made_it(no_leaked_qemu, transport):

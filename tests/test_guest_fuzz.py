@@ -60,7 +60,9 @@ def test_program_i_of_seed_s_is_always_the_same_bytes():
     # Pinned: the generator depends on nothing but (seed, index, length), on
     # any Python, so a seed:index from an old report still names its program.
     digest = hashlib.sha256(b"".join(fuzz.generate(1, i).image for i in range(20))).hexdigest()
-    assert digest[:16] == "062ddd307c886161"
+    # (Changed when the memory map moved: the targets "just past guest RAM",
+    # "another VM's RAM" and the firmware's address are new addresses.)
+    assert digest[:16] == "08e5f032345f5907"
 
 
 def test_programs_cover_what_the_generator_promises():
@@ -286,7 +288,11 @@ def test_sigint_stops_everything_and_leaks_nothing(no_leaked_qemu, tmp_path):
         while " 1/100000 programs" not in log.read_text() and proc.poll() is None:
             assert time.monotonic() < deadline, f"no program ran: {log.read_text()}"
             time.sleep(0.05)
-        assert qemu_pids() - before, "a program ran, so its QEMU is up"
+        # Sessions come and go between programs: wait until one is up, so the
+        # interrupt meets a live QEMU.
+        while not qemu_pids() - before:
+            assert time.monotonic() < deadline, "no QEMU of the campaign came up"
+            time.sleep(0.01)
         os.kill(proc.pid, signal.SIGINT)
         stdout, _ = proc.communicate(timeout=60)
     finally:

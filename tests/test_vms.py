@@ -4,6 +4,7 @@ and must find the other's untouched, and the hypervisor's image unchanged."""
 
 from __future__ import annotations
 
+import armvcpu
 import pytest
 from armvcpu import ArmvcpuError, ExitKind, Guest, GuestImageError, Hypervisor
 from armvcpu.session.vm import VM, VCpu
@@ -79,10 +80,11 @@ def test_add_vm_checks_cpus_and_memory(no_leaked_qemu):
     with Hypervisor(smp=1) as hv, pytest.raises(ArmvcpuError, match="smp=1"):
         hv.add_vm(_guest(1))
     with Hypervisor(smp=4, memory_mb=256) as hv:
-        hv.add_vm(_guest(1))
-        with pytest.raises(GuestImageError, match="memory_mb"):
+        for n in range(3):  # VM 1 keeps one CPU; the machine has RAM for every VM
+            hv.add_vm(_guest(n + 1))
+        with pytest.raises(ArmvcpuError, match="at most 4 VMs"):
             hv.add_vm(_guest(2))
-        assert sorted(hv.vms) == [1, 2]  # the refused VM is not there
+        assert sorted(hv.vms) == [1, 2, 3, 4]  # the refused VM is not there
         with pytest.raises(ValueError, match="at least one vCPU"):
             hv.add_vm(_guest(2), vcpus=0)
 
@@ -91,8 +93,10 @@ def test_a_vm_is_addressed_by_its_own_ipas(no_leaked_qemu):
     with Hypervisor(smp=2) as hv:
         vm1 = hv.vms[1]
         vm2 = hv.add_vm(_guest(2))
-        # Same IPA, different machine RAM: VM 2's slice follows VM 1's.
-        assert vm2.ipa_to_pa(0x4000_0000) == vm1.ipa_to_pa(0x4000_0000) + vm1.config.size
+        # Same IPA, different machine RAM: VM 1's is identity-mapped, VM 2's
+        # slice lies above the firmware.
+        assert vm1.ipa_to_pa(0x4000_0000) == 0x4000_0000
+        assert vm2.ipa_to_pa(0x4000_0000) == armvcpu._core.EXTRA_VM_RAM_BASE
         vm2.write(0x4010_0000, b"vm two")
         assert vm2.read(0x4010_0000, 6) == b"vm two"
         assert vm1.read(0x4010_0000, 6) != b"vm two"

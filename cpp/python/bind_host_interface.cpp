@@ -156,6 +156,12 @@ to_bytes() after changing .action and .frame.
         .value("Passthrough", UartMode::Passthrough);
     m.attr("SELFTEST_STACK_OVERFLOW") = kSelfTestStackOverflow;
     m.attr("SELFTEST_COUNT_EL2") = kSelfTestCountEl2;
+    m.attr("RAM_BASE") = kRamBase;
+    m.attr("FIRMWARE_BASE") = kFirmwareBase;
+    m.attr("FIRMWARE_SIZE") = kFirmwareSize;
+    m.attr("MAX_GUEST_RAM") = kMaxGuestRam;
+    m.attr("EXTRA_VM_RAM_BASE") = kExtraVmRamBase;
+    m.attr("MACHINE_RAM_LIMIT") = kMachineRamLimit;
     m.attr("FEATURE_VGIC") = kFeatureVgic;
     m.attr("FEATURE_RTC") = kFeatureRtc;
     m.attr("FEATURE_VIRTIO") = kFeatureVirtio;

@@ -167,6 +167,26 @@ constexpr std::uint64_t exit_log_arg(const ExitReason& r) {
     }
 }
 
+// The machine's physical memory, as the firmware and the host lay it out on
+// QEMU virt. A guest sees QEMU virt's own map: its RAM at IPA 0x4000_0000,
+// exactly as large as it asked for, mapped to the same physical addresses (so
+// passed-through DMA lands in guest RAM). The firmware lives above any guest
+// RAM, at a fixed address the linker script uses too, and other VMs' RAM
+// follows it; the host gives QEMU enough RAM to reach them (QEMU's RAM is one
+// block from 0x4000_0000, and pages never touched cost nothing).
+inline constexpr std::uint64_t kRamBase = 0x4000'0000;
+// Where the firmware image is linked (firmware/linker.ld) and what it may use.
+inline constexpr std::uint64_t kFirmwareBase = 0x2'0000'0000;
+inline constexpr std::uint64_t kFirmwareSize = 0x400'0000;  // 64 MiB
+// The most RAM VM 1 can have: it must end where the firmware starts.
+inline constexpr std::uint64_t kMaxGuestRam = kFirmwareBase - kRamBase;
+// VMs 2.. get their RAM (not identity-mapped) from here on, one slice each.
+inline constexpr std::uint64_t kExtraVmRamBase = kFirmwareBase + kFirmwareSize;
+// QEMU virt's RAM may reach up to the high redistributors at 256 GiB.
+inline constexpr std::uint64_t kMachineRamLimit = 0x40'0000'0000;
+static_assert(kFirmwareBase % (1ull << 30) == 0, "the EL2 map gives the firmware its own GiB");
+static_assert(kFirmwareSize <= (1ull << 30));
+
 struct GuestConfig {
     std::uint64_t entry;     // IPA of the first instruction
     std::uint64_t ipa_base;  // guest RAM as the guest sees it

@@ -45,18 +45,31 @@ from .qemu import QemuConfig, QemuProcess
 from .transport import RECORD_SIZE, GdbTransport, HandoffMode, SharedMemoryTransport, Transport
 from .vm import VM
 
-#: Where QEMU virt's RAM starts in the physical address space.
-RAM_BASE = 0x4000_0000
+#: Where QEMU virt's RAM starts in the physical address space (and a guest's).
+RAM_BASE: int = _core.RAM_BASE
 #: How often a waiting host checks that QEMU is still alive.
 _POLL_SLICE = 0.1
 
 _MAX_VMS = 4  # the firmware's kMaxVms
-# The firmware keeps the first 128 MiB of machine RAM; VM 1's guest RAM is the
-# next 64 MiB (its GuestConfig's defaults: pa_base 0x4800_0000, size 64 MiB).
-_FIRMWARE_MB = 128
-_GUEST_RAM_MB = 64
-#: The least machine RAM a session can run a VM in.
-MIN_MEMORY_MB = _FIRMWARE_MB + _GUEST_RAM_MB
+#: The most guest RAM VM 1 can have: it ends where the firmware starts
+#: (``_core.FIRMWARE_BASE``, 8 GiB).
+MAX_MEMORY_MB: int = _core.MAX_GUEST_RAM >> 20
+
+
+def ram_file_dir() -> Path:
+    """Where sessions create their RAM files: ``$ARMVCPU_SHM_DIR``, else
+    /dev/shm (a tmpfs: the file is memory, shared by QEMU and the host). Each
+    name is ``armvcpu-<pid>-<random>`` and is unlinked once both have it mapped."""
+    return Path(os.environ.get("ARMVCPU_SHM_DIR", "/dev/shm"))
+
+
+def machine_memory_mb(guest_mb: int) -> int:
+    """QEMU's ``-m`` for a session whose VM 1 has ``guest_mb`` MiB: RAM from
+    0x4000_0000 up past the firmware (8 GiB), and a slice as large as VM 1's
+    for each further VM. Pages nobody touches cost the host nothing: the RAM
+    is a sparse shared file."""
+    return ((_core.EXTRA_VM_RAM_BASE - RAM_BASE) >> 20) + (_MAX_VMS - 1) * guest_mb
+
 
 _UART_MODES = {
     "host": int(_core.UartMode.Host),
@@ -87,8 +100,10 @@ class Hypervisor:
         cpu: QEMU's ``-cpu`` model.
         smp: physical CPUs, and vCPUs of the VM (vCPU i runs on CPU i; the
             guest starts vCPUs 1.. with PSCI CPU_ON).
-        memory_mb: machine RAM; the firmware keeps the first 128 MiB and
-            carves guest RAM out of the rest (at least :data:`MIN_MEMORY_MB`).
+        memory_mb: VM 1's RAM, as QEMU's ``-m`` means it: the guest sees
+            exactly this much at 0x4000_0000, at the same physical addresses
+            (1 .. :data:`MAX_MEMORY_MB`). The firmware and other VMs' RAM lie
+            above it; QEMU gets :func:`machine_memory_mb` of RAM in all.
         timeout: seconds to wait for the next exit before :class:`GuestTimeout`.
         uart: the guest's PL011: ``"host"`` (every access is an exit, e.g. for
             :class:`~armvcpu.Pl011`), ``"emulate"`` (emulated in EL2; read
@@ -141,12 +156,12 @@ class Hypervisor:
         if uart not in _UART_MODES:
             raise ValueError(f"uart must be one of {sorted(_UART_MODES)}, not {uart!r}")
         self.uart = uart
-        if memory_mb < MIN_MEMORY_MB:
+        if not 1 <= memory_mb <= MAX_MEMORY_MB:
             raise ValueError(
-                f"memory_mb={memory_mb} is too small: the firmware keeps the first "
-                f"{_FIRMWARE_MB} MiB and VM 1's guest RAM is the next {_GUEST_RAM_MB} MiB; "
-                f"use memory_mb >= {MIN_MEMORY_MB}"
+                f"memory_mb={memory_mb}: a guest's RAM starts at 0x4000_0000 and must end "
+                f"below the firmware at {_core.FIRMWARE_BASE:#x}; use 1..{MAX_MEMORY_MB} MiB"
             )
+        self.memory_mb = memory_mb
         self.firmware = Firmware.load(firmware)
         self.transport_name = transport
         if gic != 3:
@@ -157,8 +172,8 @@ class Hypervisor:
         if not 1 <= smp <= 8:
             raise ValueError(f"smp must be 1..8 (the firmware runs up to 8 CPUs), not {smp}")
         self.smp = smp
-        self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=memory_mb, smp=smp,
-                                 extra_args=tuple(extra_args))  # fmt: skip
+        self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=machine_memory_mb(memory_mb),
+                                 smp=smp, extra_args=tuple(extra_args))  # fmt: skip
         self.timeout = timeout
         self.qemu: QemuProcess | None = None
         self.gdb: GdbRemote | None = None
@@ -208,22 +223,30 @@ class Hypervisor:
             if self.remote is not None:
                 self._start_remote(self.remote)
                 return
-            if self.transport_name == "shm":
-                self._ram_file = self._create_ram_file()
-                self.config.ram_file = self._ram_file
+            # RAM is a sparse shared file for either transport: QEMU's RAM
+            # reaches past the firmware at 8 GiB, and an anonymous mapping
+            # that large would count against the host's commit limit.
+            self._ram_file = self._create_ram_file()
+            self.config.ram_file = self._ram_file
             self.qemu = QemuProcess(self.config, self.firmware.path)
             self.qemu.wait_for_socket()
             self.gdb = self._connect_gdbstub()
             self.gdb.handshake()
-            if self._ram_file is not None:
+            if self.transport_name == "shm":
                 self.ram = self._map_ram_file(self._ram_file)
                 self.transport = SharedMemoryTransport(
                     self.ram, RAM_BASE, self.firmware.exit_records, self.smp
                 )
             else:
+                self._ram_file.unlink(missing_ok=True)  # QEMU has it open; we never map it
+                self._ram_file = None
                 self.transport = self._gdb_transport(self.gdb, self.smp)
             raw = self.gdb.read_memory(self.firmware.guest_config, _core.GuestConfig.SIZE)
             self.guest_config = _core.GuestConfig.from_bytes(raw)
+            # VM 1's RAM is QEMU virt's: at 0x4000_0000, identity-mapped.
+            self.guest_config.ipa_base = RAM_BASE
+            self.guest_config.pa_base = RAM_BASE
+            self.guest_config.size = self.memory_mb << 20
             self.guest_config.uart_mode = _UART_MODES[self.uart]
             self.guest_config.num_vcpus = self.smp  # until add_vm() takes some
             if self.vgic:
@@ -295,7 +318,7 @@ class Hypervisor:
                 time.sleep(0.005)
 
     def _create_ram_file(self) -> Path:
-        path = Path("/dev/shm") / f"armvcpu-{os.getpid()}-{secrets.token_hex(4)}"
+        path = ram_file_dir() / f"armvcpu-{os.getpid()}-{secrets.token_hex(4)}"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.ftruncate(fd, self.config.memory_mb << 20)
@@ -590,8 +613,8 @@ class Hypervisor:
         """Boot an arm64 kernel Image in VM 1 per the arm64 boot protocol
         (``hv.vms[1].load_linux``); returns where things went.
 
-        Guest RAM is all machine RAM above the firmware's 128 MiB, at the same
-        addresses as the guest sees them (so passed-through DMA devices work).
+        Guest RAM is ``memory_mb`` at 0x4000_0000, as QEMU's ``-m`` gives it, at
+        the same addresses as the guest sees them (so passed-through DMA works).
         The guest's GIC is emulated in EL2; its device tree is derived from
         QEMU's (or ``dtb``'s) with the guest's memory, vCPUs, PSCI over HVC,
         ``append`` as the command line, the initramfs, and only ``devices``:
@@ -619,17 +642,16 @@ class Hypervisor:
         initrd_data = _read_input(initrd, "initrd") if initrd is not None else None
         source = _read_input(dtb, "device tree") if dtb is not None else None
         cfg = self.guest_config
-        ram_end = RAM_BASE + (self.config.memory_mb << 20)
-        ram_base = int(cfg.pa_base)
-        ram_size = (ram_end - ram_base) & ~((2 << 20) - 1)
+        ram_base = RAM_BASE  # QEMU virt's RAM, identity-mapped (DMA lands in guest RAM)
+        ram_size = (self.memory_mb << 20) & ~((2 << 20) - 1)
         if ram_size <= 0:
-            raise GuestImageError(f"memory_mb={self.config.memory_mb} leaves no RAM for the guest")
+            raise GuestImageError(f"memory_mb={self.memory_mb} is less than one 2 MiB block")
         plan = BootPlan.make(image, ram_base=ram_base, ram_size=ram_size,
                              initrd_size=len(initrd_data) if initrd_data is not None else None,
                              dtb_size=0)  # fmt: skip
         if source is None:
             source = qemu_device_tree(qemu=self.config.binary, cpu=self.config.cpu,
-                                      smp=self.smp, memory_mb=self.config.memory_mb)  # fmt: skip
+                                      smp=self.smp, memory_mb=self.memory_mb)  # fmt: skip
         initrd_range = None
         if plan.initrd is not None and plan.initrd_end is not None:
             initrd_range = (plan.initrd, plan.initrd_end)
@@ -656,7 +678,8 @@ class Hypervisor:
 
     def add_vm(self, guest: Guest, *, vcpus: int = 1) -> VM:
         """Another VM, isolated from VM 1 by its own stage-2 tables and VMID,
-        with its own slice of machine RAM (as large as VM 1's) and ``vcpus``
+        with its own RAM (as large as VM 1's, at the same guest addresses, in
+        machine RAM above the firmware) and ``vcpus``
         vCPUs on physical CPUs after the other VMs'. Returns it (also in
         :attr:`vms`), with ``guest`` loaded.
 
@@ -679,14 +702,11 @@ class Hypervisor:
             )
         base = self.guest_config
         cfg = _core.GuestConfig.from_bytes(base.to_bytes())
-        cfg.pa_base = base.pa_base + (vm - 1) * base.size
+        # Its RAM sits above the firmware (machine_memory_mb() leaves room for
+        # every VM), seen by its guest at 0x4000_0000 like VM 1's.
+        cfg.ipa_base = RAM_BASE
+        cfg.pa_base = _core.EXTRA_VM_RAM_BASE + (vm - 2) * base.size
         cfg.num_vcpus = vcpus
-        ram_end = RAM_BASE + (self.config.memory_mb << 20)
-        if cfg.pa_base + cfg.size > ram_end:
-            raise GuestImageError(
-                f"VM {vm} needs machine RAM up to {cfg.pa_base + cfg.size:#x}, but memory_mb="
-                f"{self.config.memory_mb} ends at {ram_end:#x}: ask for more memory_mb"
-            )
         self._vm_configs[vm] = cfg
         new = self._vms[vm] = VM(self, vm)
         try:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import _core
 from .._process import die_with_parent
 from ..errors import QemuError, ToolNotFoundError
 
@@ -28,7 +29,10 @@ class QemuConfig:
 
     binary: str = "qemu-system-aarch64"
     cpu: str = "max"
-    memory_mb: int = 256
+    #: The machine's RAM (QEMU's -m): it must reach past the firmware at 8 GiB
+    #: (``Hypervisor`` sizes it with ``machine_memory_mb``; this default gives
+    #: the firmware's standalone guest its 64 MiB).
+    memory_mb: int = ((_core.EXTRA_VM_RAM_BASE - _core.RAM_BASE) >> 20) + 3 * 64
     gic_version: int = 3
     smp: int = 1
     extra_args: Sequence[str] = field(default_factory=tuple)
@@ -37,11 +41,15 @@ class QemuConfig:
 
     def command(self, firmware: Path, gdb_socket: Path, console: Path) -> list[str]:
         machine = f"virt,virtualization=on,gic-version={self.gic_version}"
-        ram: list[str] = []
+        # RAM reaches past 8 GiB but is mostly never touched: a shared file
+        # (which the host maps), or anonymous memory with no reservation, so
+        # that neither counts against the host's commit limit.
+        machine += ",memory-backend=ram"
         if self.ram_file is not None:
-            machine += ",memory-backend=ram"
             ram = ["-object", f"memory-backend-file,id=ram,size={self.memory_mb}M,"
                               f"share=on,mem-path={self.ram_file}"]  # fmt: skip
+        else:
+            ram = ["-object", f"memory-backend-ram,id=ram,size={self.memory_mb}M,reserve=off"]
         return [
             self.binary,
             "-machine", machine,

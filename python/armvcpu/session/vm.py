@@ -136,12 +136,12 @@ class VM:
                    append: str = "", dtb: bytes | str | Path | None = None,
                    devices: Sequence[str] = ("uart",)) -> BootPlan:  # fmt: skip
         """Boot an arm64 kernel Image in this VM per the arm64 boot protocol
-        (VM 1 only: it takes all machine RAM above the firmware); see
+        (VM 1 only: its RAM is identity-mapped, as DMA needs); see
         :meth:`armvcpu.Hypervisor.load_linux`. Returns where things went."""
         if self.id != 1:
             raise ArmvcpuError(
-                f"load_linux() boots VM 1 (it gives the guest all machine RAM above the "
-                f"firmware); VM {self.id} takes guests with load()"
+                f"load_linux() boots VM 1 (its RAM is identity-mapped, as passed-through "
+                f"DMA needs); VM {self.id} takes guests with load()"
             )
         plan = self._session._load_linux(self, kernel, initrd, append, dtb, devices)
         self.boot_plan = plan

@@ -118,8 +118,9 @@ def gdb_python_round_trips(count: int) -> float:
         image.write_bytes(guest.segments[0].data)
         script = Path(tmp) / "handler.py"
         script.write_text(_GDB_HANDLER.replace("COUNT", str(count)))
-        # The firmware's defaults put guest RAM's first byte at PA 0x4800_0000.
-        config = QemuConfig(extra_args=("-device", f"loader,file={image},addr=0x48000000"))
+        # The firmware's standalone defaults enter the guest at 0x4020_0000
+        # (guest RAM is identity-mapped; QEMU's device tree is below it).
+        config = QemuConfig(extra_args=("-device", f"loader,file={image},addr=0x40200000"))
         qemu = QemuProcess(config, firmware_path())
         try:
             qemu.wait_for_socket()

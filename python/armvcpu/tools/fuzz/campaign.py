@@ -12,7 +12,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..._process import die_with_parent
@@ -132,9 +131,11 @@ def _outcome_from_dict(d: dict[str, Any]) -> Outcome:
 
 
 def _remove_shm_files(pids: Iterable[int]) -> None:
-    """/dev/shm files of workers that were killed before they could unlink them."""
+    """RAM files of workers that were killed before they could unlink them."""
+    from ...session.hypervisor import ram_file_dir
+
     for pid in pids:
-        for path in Path("/dev/shm").glob(f"armvcpu-{pid}-*"):
+        for path in ram_file_dir().glob(f"armvcpu-{pid}-*"):
             path.unlink(missing_ok=True)
 
 

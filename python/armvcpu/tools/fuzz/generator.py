@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ... import _core
 from ...exits import disassemble
 from .a64 import (
     B_SELF,
@@ -67,7 +68,7 @@ from .a64 import (
 
 # -- guest memory layout (IPAs) ------------------------------------------------------------
 
-GUEST_RAM = (0x4000_0000, 0x4400_0000)  # the firmware's guest RAM window
+GUEST_RAM = (0x4000_0000, 0x4400_0000)  # the runner's guest RAM (memory_mb=64)
 ENTRY = 0x4000_0000  # the prologue
 VECTORS = 0x4000_0800  # VBAR_EL1: 16 entries of 0x80 bytes
 BODY = 0x4000_1000  # the random body, then the epilogue
@@ -76,11 +77,11 @@ BODY = 0x4000_1000  # the random body, then the epilogue
 PROGRAM_AREA = 0x2000
 SCRATCH = 0x4001_0000  # data the structured loads and stores use
 STACK_TOP = 0x4001_8000
-HYP_ALIAS = 0x4020_0000  # where the firmware lives in *physical* memory
+HYP_ALIAS = _core.FIRMWARE_BASE  # where the firmware lives in physical memory
 #: Guest RAM the prologue zeroes before every body (with guest stores): the
-#: scratch area and stack, the firmware's physical address seen as an IPA,
-#: and the top of guest RAM.
-ZERO_RANGES = ((SCRATCH, 0x8000), (HYP_ALIAS, 0x4000), (GUEST_RAM[1] - 0x4000, 0x4000))
+#: scratch area and stack, and the top of guest RAM. (The firmware's physical
+#: address is no IPA of the guest's: stores there are faults, not state.)
+ZERO_RANGES = ((SCRATCH, 0x8000), (GUEST_RAM[1] - 0x4000, 0x4000))
 
 DONE_NR = 0xF0D0  # the epilogue's hypercall
 REPORT_NR = 0xE100  # + vector index: the vector table's hypercall
@@ -337,9 +338,9 @@ TARGETS: tuple[tuple[str, int, int, int, bool], ...] = (
     ("virtio-mmio", 2, 0x0A00_0000, 0x4000, True),
     ("flash", 3, 0x0000_0000, 0x0800_0000, True),
     ("PCIe", 2, 0x1000_0000, 0x2F00_0000, True),
-    ("guest RAM's own PA", 4, 0x4800_0000, 0x0400_0000, True),
-    ("another VM's RAM", 4, 0x4C00_0000, 0x0800_0000, True),
-    ("unmapped below 4 GiB", 4, 0x5400_0000, 0xAC00_0000, True),
+    ("just past guest RAM", 4, GUEST_RAM[1], 0x0400_0000, True),
+    ("another VM's RAM", 4, _core.EXTRA_VM_RAM_BASE, 0x0800_0000, True),
+    ("unmapped below 4 GiB", 4, 0x4800_0000, 0xB800_0000, True),
     ("beyond the IPA size", 3, 0x1_0000_0000, 0xFFFF_0000_0000, True),
     ("top of the address space", 2, MASK64 - 0xFFFF, 0x1_0000, True),
 )

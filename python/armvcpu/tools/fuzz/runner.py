@@ -25,6 +25,7 @@ from .generator import (
     BODY,
     DONE_NR,
     ENTRY,
+    GUEST_RAM,
     PROGRAM_AREA,
     REPORT_HVC_INDEX,
     REPORT_NR,
@@ -33,6 +34,9 @@ from .generator import (
     VECTORS,
     Program,
 )
+
+#: The guest RAM every program runs in (the generator's GUEST_RAM window).
+GUEST_RAM_MB = (GUEST_RAM[1] - GUEST_RAM[0]) >> 20
 
 # -- outcomes ------------------------------------------------------------------------------
 
@@ -216,7 +220,7 @@ class Runner:
 
         self.close()
         for attempt in (1, 2):
-            hv = Hypervisor(transport="shm", timeout=self.timeout)
+            hv = Hypervisor(transport="shm", timeout=self.timeout, memory_mb=GUEST_RAM_MB)
             try:
                 hv.start()
                 if program.traps != (0, 0):
