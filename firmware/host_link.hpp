@@ -36,6 +36,10 @@ armvcpu::HostAction report_exit(unsigned slot, unsigned vm_id, unsigned vcpu_id,
 
 bool host_attached();
 
+// True when the host asked the firmware not to print on the shared PL011
+// (armvcpu::kFeatureQuiet in VM 1's config): the guest owns the console.
+inline bool quiet() { return (armvcpu_guest_config[0].features & armvcpu::kFeatureQuiet) != 0; }
+
 // Starts counting EL2 instructions with PMU counter 0 (kSelfTestCountEl2).
 void start_counting_el2();
 

@@ -106,7 +106,7 @@ extern "C" [[noreturn]] void fw_main() {
     fw::enable_el2_mmu();
     fw::gic::init();
     const armvcpu::GuestConfig& cfg = armvcpu_guest_config[0];
-    print_banner(cfg);
+    if (!fw::quiet()) print_banner(cfg);
     fw::enable_this_cpu(0);
     fw::init_exit_logs();
     fw::setup_vms(fw::start_secondary_cpus());

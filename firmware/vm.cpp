@@ -124,18 +124,20 @@ void setup_vms(unsigned cpus) {
         ++g_num_vms;
     }
     // The layout is worth a line only when there is more than one of anything.
-    if (cpus > 1 || g_num_vms > 1 || g_vms[0].num_vcpus > 1) print_layout(cpus);
+    if (!quiet() && (cpus > 1 || g_num_vms > 1 || g_vms[0].num_vcpus > 1)) print_layout(cpus);
 }
 
 void stop_vm(Vm& vm, const armvcpu::ExitReason& reason) {
     if (__atomic_exchange_n(&vm.stopped, 1, __ATOMIC_ACQ_REL) != 0) return;
-    put_str("armvcpu: VM ");
-    put_dec(vm.id);
-    put_str(" stopped after ");
-    put_dec(__atomic_load_n(&g_exits, __ATOMIC_RELAXED));
-    put_str(" exits (last: ");
-    put_str(armvcpu::exit_kind_name(reason.kind));
-    put_str(")\n");
+    if (!quiet()) {
+        put_str("armvcpu: VM ");
+        put_dec(vm.id);
+        put_str(" stopped after ");
+        put_dec(__atomic_load_n(&g_exits, __ATOMIC_RELAXED));
+        put_str(" exits (last: ");
+        put_str(armvcpu::exit_kind_name(reason.kind));
+        put_str(")\n");
+    }
     if (__atomic_add_fetch(&g_vms_stopped, 1, __ATOMIC_ACQ_REL) == g_num_vms) power_off();
     for (unsigned i = 0; i < vm.num_vcpus; ++i) gic::kick(vm.first_cpu + i);
 }

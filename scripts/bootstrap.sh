@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 DEBIAN_PACKAGES=(
   qemu-system-arm gdb-multiarch gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
   binutils-aarch64-linux-gnu g++ make libgtest-dev clang lld libclang-rt-14-dev
-  device-tree-compiler
+  device-tree-compiler ipxe-qemu
 )
 VENV=${ARMVCPU_VENV:-.venv}
 PYTHON=${PYTHON:-python3}

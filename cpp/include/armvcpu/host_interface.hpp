@@ -119,6 +119,10 @@ inline constexpr std::uint32_t kFeatureRtc = 1u << 1;     // PL031 at 0x0901_000
 inline constexpr std::uint32_t kFeatureVirtio = 1u << 2;  // virtio-mmio 0x0A00_0000, SPIs 48..79
 // Every exit, also those the firmware handles itself, goes into the exit log.
 inline constexpr std::uint32_t kFeatureExitLog = 1u << 3;
+// (VM 1's config) The firmware prints nothing of its own on the PL011 but
+// fatal errors: a guest with the UART passed through then owns the console,
+// as on a machine without a hypervisor.
+inline constexpr std::uint32_t kFeatureQuiet = 1u << 4;
 
 // The exit log: what each physical CPU's exits were, including those the
 // firmware answers without the host (PSCI, WFI, SGIs, the emulated GIC and

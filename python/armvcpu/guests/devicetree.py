@@ -427,7 +427,8 @@ def guest_device_tree(
       frame pair per CPU; its ITS and every ``msi-parent`` go;
     - ``/timer``, ``/pmu`` and the root's own properties stay;
     - ``/chosen`` has ``bootargs``, ``stdout-path`` (with the UART) and
-      ``linux,initrd-start``/``-end`` (64-bit) when ``initrd`` = (start, end)
+      ``linux,initrd-start``/``-end`` (one cell, as QEMU writes them, or two
+      above 4 GiB) when ``initrd`` = (start, end)
       is given; QEMU's random seeds are not passed on;
     - of the devices, only those in ``devices`` (see ``GUEST_DEVICES``) stay,
       with the clocks they use; PCIe, flash, fw-cfg, GPIO, platform bus and
@@ -502,8 +503,10 @@ def guest_device_tree(
     if "uart" in wanted:
         new_chosen.properties["stdout-path"] = string(f"/{found_devices['uart'][0].name}")
     if initrd is not None:
-        new_chosen.properties["linux,initrd-start"] = u64(initrd[0])
-        new_chosen.properties["linux,initrd-end"] = u64(initrd[1])
+        # One cell, as QEMU writes them (hw/arm/boot.c), when the address fits.
+        cell = u32 if initrd[1] < 1 << 32 else u64
+        new_chosen.properties["linux,initrd-start"] = cell(initrd[0])
+        new_chosen.properties["linux,initrd-end"] = cell(initrd[1])
 
     # The root's children in their source order; nodes the source lacked last.
     kept = {id(n) for n in keep}

@@ -9,8 +9,10 @@ device tree's address (8-byte aligned, at most 2 MiB) and x1..x3 zero; the
 initramfs may go anywhere in RAM that the kernel image does not cover.
 
 >>> image = LinuxImage.parse(Path("vmlinuz").read_bytes())    # doctest: +SKIP
->>> plan = BootPlan.make(image, ram_base=0x4800_0000, ram_size=384 << 20,
-...                      initrd_size=1 << 20, dtb_size=8 << 10)   # doctest: +SKIP
+>>> plan = BootPlan.make(LinuxImage.raw(bytes(4096)), ram_base=0x4000_0000,
+...                      ram_size=256 << 20, initrd_size=1 << 20, dtb_size=8 << 10)
+>>> hex(plan.kernel), hex(plan.initrd), hex(plan.dtb)   # as QEMU places them for -m 256M
+('0x40080000', '0x48000000', '0x48200000')
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ _HEADER = struct.Struct("<IIQQQQQQII")
 _2M = 2 << 20
 #: The largest device tree the boot protocol allows.
 MAX_DTB_SIZE = 2 << 20
+#: Where QEMU puts a raw -kernel image above the base of RAM.
+RAW_TEXT_OFFSET = 0x80000
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,15 @@ class LinuxImage:
             )
         return cls(data, text_offset, image_size, False, bool(flags & 8))
 
+    @classmethod
+    def raw(cls, data: bytes) -> LinuxImage:
+        """Any other -kernel file, as QEMU's arm boot code takes it: booted like
+        an Image whose header would say text_offset 0x80000 (``hw/arm/boot.c``'s
+        KERNEL64_LOAD_ADDR), entered at its first byte with x0 = the device tree."""
+        if not data:
+            raise GuestImageError("the kernel file is empty")
+        return cls(data, RAW_TEXT_OFFSET, len(data), False, False)
+
 
 @dataclass(frozen=True)
 class BootPlan:
@@ -100,8 +113,12 @@ class BootPlan:
     @classmethod
     def make(cls, image: LinuxImage, *, ram_base: int, ram_size: int, initrd_size: int | None,
              dtb_size: int) -> BootPlan:  # fmt: skip
-        """The kernel at the bottom of RAM (its 2 MiB base = the RAM's base),
-        the device tree in the last 2 MiB, the initramfs just below it."""
+        """Where QEMU's ``-kernel`` puts things (``hw/arm/boot.c``), so a guest
+        finds them where it would on bare QEMU: the kernel ``text_offset``
+        above the base of RAM; the initramfs at the base + min(RAM / 2,
+        128 MiB), page-aligned and above the kernel; the device tree on the
+        next 2 MiB boundary after the initramfs (where the initramfs would
+        start when there is none)."""
         if ram_base % _2M:
             raise GuestImageError(f"guest RAM at {ram_base:#x} is not 2 MiB aligned")
         if dtb_size > MAX_DTB_SIZE:
@@ -109,15 +126,14 @@ class BootPlan:
         kernel = ram_base + image.text_offset
         kernel_end = kernel + image.image_size
         ram_end = ram_base + ram_size
-        dtb = ram_end - _2M
+        initrd_at = max(ram_base + min(ram_size // 2, 128 << 20), kernel_end)
+        initrd_at = (initrd_at + 0xFFF) & ~0xFFF
         initrd = initrd_end = None
-        low = dtb
         if initrd_size is not None:
-            initrd = (dtb - initrd_size) & ~0xFFF
-            initrd_end = initrd + initrd_size
-            low = initrd
-        if low < kernel_end:
-            need = (kernel_end - ram_base + (dtb - low) + _2M + (1 << 20) - 1) >> 20
+            initrd, initrd_end = initrd_at, initrd_at + initrd_size
+        dtb = (initrd_at + (initrd_size or 0) + _2M - 1) & ~(_2M - 1)
+        if dtb + max(dtb_size, 1) > ram_end:
+            need = (dtb + max(dtb_size, 64 << 10) - ram_base + (1 << 20) - 1) >> 20
             raise GuestImageError(
                 f"the kernel ({image.image_size >> 20} MiB), initramfs and device tree need "
                 f"about {need} MiB of guest RAM, but it has {ram_size >> 20} MiB: give the "

@@ -124,6 +124,9 @@ class Hypervisor:
             with QEMU several times faster), ``"breakpoint"`` (a breakpoint
             on the hand-off; any target with breakpoints), or ``"auto"``
             (the watchpoint when the target accepts it, else the breakpoint).
+        quiet: the firmware prints nothing of its own on the PL011 but fatal
+            errors, so a guest with the UART passed through owns the console
+            (``armvcpu run`` with a QEMU command line).
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class Hypervisor:
         gic: int = 3,
         vgic: bool = False,
         handoff: HandoffMode = "auto",
+        quiet: bool = False,
     ) -> None:
         if transport not in ("shm", "gdb"):
             raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
@@ -162,6 +166,7 @@ class Hypervisor:
                 f"below the firmware at {_core.FIRMWARE_BASE:#x}; use 1..{MAX_MEMORY_MB} MiB"
             )
         self.memory_mb = memory_mb
+        self.quiet = quiet
         self.firmware = Firmware.load(firmware)
         self.transport_name = transport
         if gic != 3:
@@ -251,6 +256,8 @@ class Hypervisor:
             self.guest_config.num_vcpus = self.smp  # until add_vm() takes some
             if self.vgic:
                 self.guest_config.features |= int(_core.FEATURE_VGIC)
+            if self.quiet:
+                self.guest_config.features |= int(_core.FEATURE_QUIET)
             self.gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
             attach = self.transport.attach_value().to_bytes(4, "little")
             self.gdb.write_memory(self.firmware.host_attached, attach)
@@ -628,30 +635,57 @@ class Hypervisor:
         return self._vm(1).load_linux(kernel, initrd=initrd, append=append, dtb=dtb,
                                       devices=devices)  # fmt: skip
 
-    def _load_linux(self, vm: VM, kernel: bytes | str | Path, initrd: bytes | str | Path | None,
-                    append: str, dtb: bytes | str | Path | None,
-                    devices: Sequence[str]) -> BootPlan:  # fmt: skip
+    def boot(self, kernel: bytes | str | Path, *, initrd: bytes | str | Path | None = None,
+             append: str = "", dtb: bytes | str | Path | None = None,
+             devices: Sequence[str] = ("uart",)) -> BootPlan:  # fmt: skip
+        """Boot VM 1 the way QEMU's ``-kernel`` boots ``virt``: an arm64 Image
+        (booting.rst), an ELF (loaded at its program headers' addresses, entered
+        at its entry point) or any other file as a raw image (at the base of
+        RAM + 0x80000, entered there). Image and raw images get x0 = the device
+        tree, placed as QEMU places it; an ELF gets the tree at the base of RAM
+        when it leaves room there, as QEMU does, and no initramfs (QEMU loads
+        one only for Linux). The tree is QEMU's own for this machine with
+        armvcpu's changes (see :meth:`load_linux`). Returns where things went.
+
+        >>> with Hypervisor(memory_mb=256, uart="passthrough") as hv:  # doctest: +SKIP
+        ...     hv.boot("test.bin", append="-p 1")   # a unit-test image for QEMU virt
+        ...     hv.run()
+        """
+        return self._vm(1).boot(kernel, initrd=initrd, append=append, dtb=dtb, devices=devices)
+
+    def _boot(self, vm: VM, kernel: bytes | str | Path, initrd: bytes | str | Path | None,
+              append: str, dtb: bytes | str | Path | None, devices: Sequence[str], *,
+              images_only: bool = False) -> BootPlan:  # fmt: skip
         from ..guests.devicetree import guest_device_tree, qemu_device_tree
 
-        self._before_start("load_linux()")
+        self._before_start("load_linux()" if images_only else "boot()")
         known = {"uart": 0, "rtc": int(_core.FEATURE_RTC), "virtio": int(_core.FEATURE_VIRTIO)}
         unknown = sorted(set(devices) - set(known))
         if unknown:
             raise ValueError(f"unknown devices {unknown}; armvcpu passes through {sorted(known)}")
-        image = LinuxImage.parse(_read_input(kernel, "kernel"))
-        initrd_data = _read_input(initrd, "initrd") if initrd is not None else None
+        data = _read_input(kernel, "kernel")
+        is_elf = data[:4] == b"\x7fELF"
+        if images_only or LinuxImage.is_image(data):
+            image = LinuxImage.parse(data)
+        elif not is_elf:
+            image = LinuxImage.raw(data)
+        initrd_data = _read_input(initrd, "initrd") if initrd is not None and not is_elf else None
         source = _read_input(dtb, "device tree") if dtb is not None else None
         cfg = self.guest_config
         ram_base = RAM_BASE  # QEMU virt's RAM, identity-mapped (DMA lands in guest RAM)
-        ram_size = (self.memory_mb << 20) & ~((2 << 20) - 1)
-        if ram_size <= 0:
-            raise GuestImageError(f"memory_mb={self.memory_mb} is less than one 2 MiB block")
-        plan = BootPlan.make(image, ram_base=ram_base, ram_size=ram_size,
-                             initrd_size=len(initrd_data) if initrd_data is not None else None,
-                             dtb_size=0)  # fmt: skip
+        ram_size = self.memory_mb << 20
         if source is None:
             source = qemu_device_tree(qemu=self.config.binary, cpu=self.config.cpu,
                                       smp=self.smp, memory_mb=self.memory_mb)  # fmt: skip
+        if is_elf:
+            elf = Guest.from_elf(data)
+            low = min(seg.addr for seg in elf.segments)
+            high = max(seg.addr + seg.memsz for seg in elf.segments)
+            plan = BootPlan(ram_base, ram_size, low, high, None, None, ram_base)
+        else:
+            plan = BootPlan.make(image, ram_base=ram_base, ram_size=ram_size,
+                                 initrd_size=len(initrd_data) if initrd_data is not None else None,
+                                 dtb_size=0)  # fmt: skip
         initrd_range = None
         if plan.initrd is not None and plan.initrd_end is not None:
             initrd_range = (plan.initrd, plan.initrd_end)
@@ -660,18 +694,22 @@ class Hypervisor:
                                  initrd=initrd_range, devices=tuple(devices))  # fmt: skip
         if len(tree) > MAX_DTB_SIZE:  # the placement does not depend on its size
             raise GuestImageError(f"the device tree is {len(tree)} bytes; the limit is 2 MiB")
-        cfg.ipa_base = ram_base  # identity: guest physical = machine physical
-        cfg.size = ram_size
         cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
         if "uart" in devices:
             self.uart = "passthrough"
             cfg.uart_mode = _UART_MODES["passthrough"]
-        vm.write(plan.kernel, image.data)
-        if initrd_data is not None and plan.initrd is not None:
-            vm.write(plan.initrd, initrd_data)
-        vm.write(plan.dtb, tree)
-        cfg.entry = plan.kernel
-        cfg.x0 = plan.dtb
+        if is_elf:
+            vm.load(elf)  # entry, and x0 = 0 as QEMU leaves it for an ELF
+            # QEMU puts the tree at the base of RAM when the ELF leaves room.
+            if low >= ram_base + len(tree) or high <= ram_base:
+                vm.write(ram_base, tree)
+        else:
+            vm.write(plan.kernel, image.data)
+            if initrd_data is not None and plan.initrd is not None:
+                vm.write(plan.initrd, initrd_data)
+            vm.write(plan.dtb, tree)
+            cfg.entry = plan.kernel
+            cfg.x0 = plan.dtb
         self._publish_config(vm.id)
         self.boot_plan = plan
         return plan

@@ -60,10 +60,11 @@ class VirtCommandLine:
 
 # The options that take a value, by what armvcpu does with them.
 _GUEST = {"kernel", "initrd", "append", "dtb", "bios", "m", "smp", "cpu", "machine", "M"}
-_PASSED = {"device", "drive", "netdev", "chardev", "object", "global", "blockdev", "nic", "rtc"}
+_PASSED = {"device", "drive", "netdev", "chardev", "object", "global", "blockdev", "nic", "rtc",
+           "semihosting-config"}  # fmt: skip
 _HANDLED = {"serial", "display", "accel", "name", "monitor"}
 # Flags (no value).
-_FLAGS = {"nographic", "nodefaults", "no-reboot", "no-user-config", "no-shutdown"}
+_FLAGS = {"nographic", "nodefaults", "no-reboot", "no-user-config", "no-shutdown", "semihosting"}
 # Options armvcpu must refuse, with the reason.
 _REFUSED = {
     "S": "armvcpu starts the CPUs itself (its firmware runs first); leave -S out",
@@ -189,6 +190,8 @@ def parse_qemu_args(argv: list[str]) -> VirtCommandLine:
                 config.serial = config.serial or "mon:stdio"
             elif name == "no-reboot":
                 config.no_reboot = True
+            elif name == "semihosting":
+                config.qemu_args.append("-semihosting")  # a guest may end QEMU with a code
             i += 1
             continue
         if name not in _GUEST | _PASSED | _HANDLED:

@@ -41,9 +41,9 @@ class _Session(Protocol):
     def _console_ring(self, vm_id: int) -> int: ...
     def _before_start(self, what: str) -> None: ...
     def _publish_config(self, vm_id: int) -> None: ...
-    def _load_linux(self, vm: VM, kernel: bytes | str | Path, initrd: bytes | str | Path | None,
-                    append: str, dtb: bytes | str | Path | None,
-                    devices: Sequence[str]) -> BootPlan: ...  # fmt: skip
+    def _boot(self, vm: VM, kernel: bytes | str | Path, initrd: bytes | str | Path | None,
+              append: str, dtb: bytes | str | Path | None, devices: Sequence[str], *,
+              images_only: bool = False) -> BootPlan: ...  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,21 @@ class VM:
                 f"load_linux() boots VM 1 (its RAM is identity-mapped, as passed-through "
                 f"DMA needs); VM {self.id} takes guests with load()"
             )
-        plan = self._session._load_linux(self, kernel, initrd, append, dtb, devices)
+        plan = self._session._boot(self, kernel, initrd, append, dtb, devices, images_only=True)
+        self.boot_plan = plan
+        return plan
+
+    def boot(self, kernel: bytes | str | Path, *, initrd: bytes | str | Path | None = None,
+             append: str = "", dtb: bytes | str | Path | None = None,
+             devices: Sequence[str] = ("uart",)) -> BootPlan:  # fmt: skip
+        """Boot this VM as QEMU's ``-kernel`` boots ``virt`` (an Image, an ELF or
+        a raw image; VM 1 only); see :meth:`armvcpu.Hypervisor.boot`."""
+        if self.id != 1:
+            raise ArmvcpuError(
+                f"boot() boots VM 1 (its RAM is identity-mapped, as passed-through "
+                f"DMA needs); VM {self.id} takes guests with load()"
+            )
+        plan = self._session._boot(self, kernel, initrd, append, dtb, devices)
         self.boot_plan = plan
         return plan
 

@@ -738,6 +738,19 @@ def _subcommand(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if _subcommand(argv) == "run":
+        from . import run_qemu
+
+        rest = argv[argv.index("run") + 1 :]
+        if run_qemu.is_qemu_command_line(rest):
+            try:
+                return run_qemu.main(rest)
+            except (ArmvcpuError, ValueError, FileNotFoundError) as exc:
+                print(f"armvcpu run: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            except KeyboardInterrupt:
+                print("armvcpu: interrupted", file=sys.stderr)
+                return 130
     if _subcommand(argv) == "gdb":
         # gdb's own options (-batch, -ex ...) look like ours to argparse: they
         # must follow `--`, and the error says so rather than "unrecognized".

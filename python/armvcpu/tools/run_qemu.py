@@ -1,0 +1,181 @@
+"""``armvcpu run`` with QEMU's own command line: the drop-in for ``qemu-system-aarch64``.
+
+Replace ``qemu-system-aarch64`` by ``armvcpu run`` in a command line for ``-M
+virt`` and the guest runs under the firmware, with the machine's memory map,
+QEMU's boot paths and QEMU's device tree, and every exit visible::
+
+    armvcpu run -M virt -cpu max -m 512M -smp 2 -nographic \\
+        -kernel Image -initrd initrd.gz -append "console=ttyAMA0"
+
+armvcpu's own options (``--policy``, ``--trace``, ``--timeout``, ``--transport``,
+``--json``, and ``--device uart|rtc|virtio`` to pass through fewer devices) may
+stand anywhere among QEMU's. When QEMU ends the run itself (PSCI SYSTEM_OFF, a
+device that exits QEMU with a code), the exit status is QEMU's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import GuestTimeout, QemuError
+from ..session.qemu_cmdline import CommandLineError, VirtCommandLine, parse_qemu_args
+
+#: armvcpu's options in this mode, and whether each takes a value.
+OWN_OPTIONS = {"--policy": True, "--trace": True, "--timeout": True, "--transport": True,
+               "--json": False}  # fmt: skip
+PASSTHROUGH = ("uart", "rtc", "virtio")
+EXIT_TIMEOUT = 3
+_NO_LIMIT = 365 * 24 * 3600.0
+EXIT_GUEST_STOPPED = 1
+
+
+def is_qemu_command_line(argv: list[str]) -> bool:
+    """A ``run`` command line in QEMU's spelling: it names the machine, as every
+    QEMU command line for ``virt`` must (``-M``, ``-machine``, ``--machine``)."""
+    return any(a.split("=", 1)[0] in ("-M", "-machine", "--machine", "--M") for a in argv)
+
+
+def split(argv: list[str]) -> tuple[list[str], list[str]]:
+    """armvcpu's options and QEMU's, in their order. ``--device`` is armvcpu's
+    when its value is one of PASSTHROUGH (fewer passed-through devices), else
+    QEMU's ``-device``."""
+    own: list[str] = []
+    qemu: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, _ = arg.partition("=")
+        if name in OWN_OPTIONS:
+            takes = OWN_OPTIONS[name] and not eq
+            own += argv[i : i + 1 + takes]
+            i += 1 + takes
+        elif name == "--device" and (argv[i + 1 : i + 2] or [""])[0] in PASSTHROUGH and not eq:
+            own += argv[i : i + 2]
+            i += 2
+        else:
+            qemu.append(arg)
+            i += 1
+    return own, qemu
+
+
+def _own_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="armvcpu run", add_help=False)
+    parser.add_argument("--policy")
+    parser.add_argument("--trace")
+    parser.add_argument("--timeout", type=float, default=None)
+    parser.add_argument("--transport", choices=["shm", "gdb"], default="shm")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--device", action="append", choices=list(PASSTHROUGH))
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """``armvcpu run`` with a QEMU command line; returns the exit status."""
+    own, qemu = split(argv)
+    try:
+        config = parse_qemu_args(qemu)
+    except CommandLineError as exc:
+        print(f"armvcpu run: {exc}", file=sys.stderr)
+        return 2
+    args = _own_parser().parse_args(own)
+    if config.bios is not None:
+        print("armvcpu run: -bios: firmware in flash is not supported yet (the guest's flash "
+              "is not passed through); use -kernel", file=sys.stderr)  # fmt: skip
+        return 2
+    if config.mte:
+        print("armvcpu run: -M virt,mte=on: the guest's MTE tags are not supported yet",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    pci = [v for k, v in zip(config.qemu_args, config.qemu_args[1:], strict=False)
+           if k == "-device" and "pci" in v.split(",")[0]]  # fmt: skip
+    if pci:
+        print(f"armvcpu run: -device {pci[0]}: PCIe is not passed through to the guest yet "
+              "(virtio-mmio devices are: e.g. virtio-blk-device)", file=sys.stderr)  # fmt: skip
+        return 2
+    return run(config, args)
+
+
+def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
+    from ..analysis.trace import Trace
+    from ..exits import ExitKind
+    from ..policy.policy import Policy
+    from ..session.hypervisor import Hypervisor
+    from .cli import _load_policy
+
+    user_policy = _load_policy(args.policy) if args.policy else None
+    trace = Trace(meta={"kernel": config.kernel, "append": config.append}) if args.trace else None
+    extra = list(config.qemu_args)
+    # No progress timeout unless asked for: a guest may compute for minutes
+    # (a year stands for "no limit" where a number of seconds is needed).
+    timeout = args.timeout if args.timeout is not None else _NO_LIMIT
+    last = None
+    count = 0
+    status = 0
+    with Hypervisor(transport=args.transport, cpu=config.cpu or "max", smp=config.smp,
+                    memory_mb=config.memory_mb, uart="passthrough",
+                    extra_args=extra, quiet=True) as hv:  # fmt: skip
+        shown = 0
+
+        def show_console() -> None:
+            nonlocal shown
+            text = hv.console
+            if len(text) > shown:
+                sys.stdout.write(text[shown:])
+                sys.stdout.flush()
+                shown = len(text)
+
+        hv.watchers.append(show_console)
+        if trace is not None and hv.ram is not None:
+            hv.enable_exit_log()
+        assert config.kernel is not None
+        hv.boot(config.kernel, initrd=config.initrd, append=config.append, dtb=config.dtb,
+                devices=args.device or PASSTHROUGH)  # fmt: skip
+        if isinstance(user_policy, Policy):
+            user_policy.install(hv)
+        try:
+            for exit in hv.exits(timeout=timeout):
+                last = exit
+                count += 1
+                if user_policy is not None:
+                    value = user_policy(exit)
+                    if value is not None and not exit.resolved:
+                        Policy.answer(exit, value)
+                if not exit.resolved and exit.kind == ExitKind.Hypercall:
+                    # Nobody claimed it: NOT_SUPPORTED, as SMCCC says and as
+                    # QEMU answers on the bare machine.
+                    exit.resume(x0=0xFFFF_FFFF_FFFF_FFFF)
+                if trace is not None:
+                    if not exit.resolved:
+                        exit.resume_default()
+                    trace.add(exit)
+        except GuestTimeout as exc:
+            show_console()
+            print(f"armvcpu: timeout: {exc}", file=sys.stderr)
+            status = EXIT_TIMEOUT
+        except QemuError as exc:
+            show_console()
+            code = hv.qemu.proc.returncode if hv.qemu is not None else None
+            if code is not None and code >= 0:
+                status = code  # QEMU ended the run itself (e.g. a test device): its status
+            else:
+                print(f"armvcpu: QEMU failed: {str(exc).splitlines()[0]}", file=sys.stderr)
+                status = 4
+        show_console()
+        if status == 0 and (last is None or last.kind != ExitKind.SystemDown):
+            what = repr(last.reason) if last is not None else "no exit"
+            print(f"armvcpu: the VM stopped at {what}", file=sys.stderr)
+            status = EXIT_GUEST_STOPPED
+        if trace is not None:
+            if hv.ram is not None:
+                trace.add_firmware_log(hv.firmware_exits())
+            path = trace.save(args.trace)
+            print(f"armvcpu: trace saved to {path}", file=sys.stderr)
+    if args.json:
+        from .jsonout import print_json
+
+        print(flush=True)  # the guest's console may have ended mid-line
+        print_json({"status": status, "exits": count,
+                    "last_kind": last.kind.name if last is not None else None},
+                   one_line=True)  # fmt: skip
+    return status

@@ -1,0 +1,188 @@
+"""``armvcpu run`` in place of ``qemu-system-aarch64``: the same command line,
+the same results.
+
+Every test runs the same command line twice, once on bare QEMU and once under
+armvcpu, and compares what the guest printed and how the run ended. The guests
+are raw images (what a unit-test runner for QEMU virt passes to ``-kernel``)
+and Debian's own kernel.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from armvcpu.guests.devicetree import DeviceTree
+from armvcpu.guests.guest import Guest
+
+ARMVCPU = [sys.executable, "-m", "armvcpu", "run"]
+
+# A raw image (linked where QEMU puts one: RAM + 0x80000) that prints x0 (the
+# device tree QEMU or armvcpu handed it) and the whole tree in hex, then ends
+# the run: by PSCI SYSTEM_OFF over HVC (the conduit the tree names without
+# EL2, and the one armvcpu answers), or by semihosting's SYS_EXIT_EXTENDED
+# with a status of its own when EXIT_CODE is not 0.
+_DUMPER = r"""
+    mov x19, x0
+    ldr x20, =0x09000000          // PL011 data register
+    adr x1, s_x0
+    bl puts
+    mov x2, x19
+    mov x3, #64
+    bl puthex
+    ldr w21, [x19, #4]            // totalsize, big-endian
+    rev w21, w21
+    adr x1, s_dtb
+    bl puts
+    mov x22, #0
+1:  cmp x22, x21
+    b.ge 2f
+    ldrb w2, [x19, x22]
+    mov x3, #8
+    bl puthex
+    add x22, x22, #1
+    b 1b
+2:  mov w0, #'\n'
+    str w0, [x20]
+    mov x0, #EXIT_CODE
+    cbnz x0, 3f
+    ldr x0, =0x84000008           // PSCI SYSTEM_OFF
+    hvc #0
+    b .
+3:  adr x1, exit_block            // semihosting SYS_EXIT_EXTENDED
+    str x0, [x1, #8]
+    mov x0, #0x20
+    hlt #0xf000
+    b .
+puts:                             // x1: a NUL-terminated string
+    ldrb w0, [x1], #1
+    cbz w0, 9f
+    str w0, [x20]
+    b puts
+9:  ret
+puthex:                           // x2: the value, x3: its width in bits
+    sub x3, x3, #4
+    lsr x0, x2, x3
+    and x0, x0, #0xf
+    cmp x0, #10
+    add x4, x0, #'0'
+    add x5, x0, #('a' - 10)
+    csel x0, x4, x5, lt
+    str w0, [x20]
+    cbnz x3, puthex
+    ret
+    .align 3
+exit_block: .quad 0x20026, 0      // ADP_Stopped_ApplicationExit, the status
+s_x0: .asciz "x0=0x"
+s_dtb: .asciz "\ndtb="
+    .ltorg
+"""
+
+
+def _raw_image(tmp_path: Path, exit_code: int = 0) -> Path:
+    guest = Guest.from_asm(_DUMPER.replace("EXIT_CODE", str(exit_code)), 0x4008_0000)
+    (segment,) = guest.segments
+    path = tmp_path / f"test{exit_code}.bin"
+    path.write_bytes(segment.data)
+    return path
+
+
+def _both(
+    args: list[str], cwd: Path, timeout: float = 120
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, errors="replace")  # fmt: skip
+
+    return run(["qemu-system-aarch64", *args]), run([*ARMVCPU, *args])
+
+
+def _dump(out: str) -> tuple[int, DeviceTree]:
+    x0 = int(re.search(r"x0=0x([0-9a-f]{16})", out).group(1), 16)
+    tree = DeviceTree.from_bytes(bytes.fromhex(re.search(r"dtb=([0-9a-f]+)", out).group(1)))
+    return x0, tree
+
+
+def _memory(tree: DeviceTree) -> tuple[int, int]:
+    node = next(n for path, n in tree.walk() if path.startswith("/memory@"))
+    hi, lo, size_hi, size_lo = node.u32s("reg")
+    return hi << 32 | lo, size_hi << 32 | size_lo
+
+
+def test_a_raw_test_image_gets_qemus_device_tree_at_qemus_address(tmp_path, no_leaked_qemu):
+    """QEMU's -kernel with a raw image: entered at RAM + 0x80000 with x0 = the
+    device tree, placed as QEMU places it; its memory is -m at 0x4000_0000,
+    /chosen has -append and the initrd, /cpus has -smp CPUs."""
+    image = _raw_image(tmp_path)
+    (tmp_path / "env.txt").write_text("TESTNAME=dropin\n")
+    args = ["-M", "virt", "-cpu", "max", "-m", "256M", "-smp", "2", "-nographic",
+            "-kernel", image.name, "-initrd", "env.txt", "-append", "-p 1 -q"]  # fmt: skip
+    bare, ours = _both(args, tmp_path)
+    assert bare.returncode == 0, bare.stderr
+    assert ours.returncode == 0, ours.stderr
+    bare_x0, bare_tree = _dump(bare.stdout)
+    x0, tree = _dump(ours.stdout)
+    assert x0 == bare_x0 == 0x4820_0000  # QEMU-VIRT.md: -m 256 puts the tree there
+    assert _memory(tree) == _memory(bare_tree) == (0x4000_0000, 256 << 20)
+    chosen, bare_chosen = tree.node("/chosen"), bare_tree.node("/chosen")
+    assert chosen.string("bootargs") == bare_chosen.string("bootargs") == "-p 1 -q"
+    for prop in ("linux,initrd-start", "linux,initrd-end"):
+        assert chosen.properties[prop] == bare_chosen.properties[prop]
+    cpus = [p for p, _ in tree.walk() if re.fullmatch(r"/cpus/cpu@\d+", p)]
+    assert len(cpus) == 2
+    assert tree.node("/psci").string("method") == bare_tree.node("/psci").string("method") == "hvc"
+    # What the guest printed is the same, byte for byte but for the tree's
+    # edits (armvcpu's changes: vCPUs, PSCI, devices it does not pass through).
+    assert ours.stdout.splitlines()[0] == bare.stdout.splitlines()[0]
+
+
+def test_the_exit_status_is_qemus_when_the_guest_ends_qemu(tmp_path, no_leaked_qemu):
+    """A guest that ends QEMU with a status of its own (semihosting's
+    SYS_EXIT_EXTENDED) ends `armvcpu run` with that status too."""
+    image = _raw_image(tmp_path, exit_code=3)
+    args = ["-M", "virt", "-cpu", "max", "-m", "128M", "-nographic", "-semihosting",
+            "-kernel", image.name]  # fmt: skip
+    bare, ours = _both(args, tmp_path)
+    assert bare.returncode == 3, bare.stderr
+    assert ours.returncode == 3, ours.stderr
+    assert _dump(ours.stdout)[0] == _dump(bare.stdout)[0]
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["-M", "virt,gic-version=2"], "gic-version=2"),
+        (["-M", "virt", "-device", "pci-testdev"], "-device pci-testdev: PCIe is not passed"),
+        (["-M", "virt", "-bios", "u-boot.bin"], "-bios"),
+        (["-M", "virt", "-S"], "-S: armvcpu starts the CPUs itself"),
+    ],
+)
+def test_what_cannot_be_honoured_is_one_line_naming_it(extra, message, tmp_path, no_leaked_qemu):
+    image = _raw_image(tmp_path)
+    out = subprocess.run([*ARMVCPU, *extra, "-kernel", str(image)], capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 2
+    assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+@pytest.mark.timeout(600)
+def test_debians_kernel_boots_with_the_bare_qemu_command_line(tmp_path, no_leaked_qemu):
+    from armvcpu.guests.debian import MARKER, build_initramfs, fetch_linux_assets
+
+    assets = fetch_linux_assets()
+    (tmp_path / "initrd.gz").write_bytes(build_initramfs(assets.busybox))
+    args = ["-M", "virt,gic-version=3", "-cpu", "cortex-a57", "-m", "512M", "-smp", "2",
+            "-nographic", "-kernel", str(assets.kernel), "-initrd", "initrd.gz",
+            "-append", "console=ttyAMA0"]  # fmt: skip
+    bare, ours = _both(args, tmp_path, timeout=500)
+    marker = f"{MARKER} kernel={assets.release} cpus=2"
+    assert bare.returncode == 0 and marker in bare.stdout, bare.stderr[-2000:]
+    assert ours.returncode == 0, ours.stderr[-2000:]
+    assert marker in ours.stdout
+    # The firmware says nothing of its own: the console is the guest's.
+    assert "armvcpu" not in ours.stdout.replace(MARKER, "")
+    for what in ("Machine model: linux,dummy-virt", "Memory: ", "/524288K available"):
+        assert what in ours.stdout and what in bare.stdout
