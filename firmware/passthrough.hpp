@@ -18,10 +18,15 @@ struct PassthroughDevice {
     std::uint64_t size;
     std::uint32_t first_spi;
     std::uint32_t num_spis;
+    // Code runs from it (flash): mapped as Normal memory, executable. QEMU's
+    // flash device still sees every write (CFI commands), since it is MMIO
+    // to QEMU whatever the stage-2 attributes say.
+    bool executable = false;
 };
 inline constexpr PassthroughDevice kPassthroughDevices[] = {
-    {armvcpu::kFeatureRtc, 0x09010000, 0x1000, 34, 1},
-    {armvcpu::kFeatureVirtio, 0x0a000000, 0x4000, 48, 32},
+    {armvcpu::kFeatureRtc, 0x09010000, 0x1000, 34, 1, false},
+    {armvcpu::kFeatureVirtio, 0x0a000000, 0x4000, 48, 32, false},
+    {armvcpu::kFeatureFlash, 0x00000000, 0x08000000, 0, 0, true},
 };
 inline constexpr std::uint32_t kUartSpi = 33;
 
@@ -41,7 +46,8 @@ inline bool vm_owns_spi(const Vm& vm, std::uint32_t intid) {
 
 // Maps what VM `vm` passes through into its stage 2 at the same addresses:
 // the physical PL011 (UartMode::Passthrough: the guest writes it directly)
-// and the devices its features name. Device memory, never executable.
+// and the devices its features name: Device memory, never executable, but
+// for the flash a guest runs from.
 template <typename Tables>
 armvcpu::stage2::MapError map_passthrough_devices(Tables& s2, const Vm& vm) {
     constexpr armvcpu::stage2::Attributes kDevice{armvcpu::stage2::Access::ReadWrite,
@@ -50,9 +56,11 @@ armvcpu::stage2::MapError map_passthrough_devices(Tables& s2, const Vm& vm) {
     if (vm.uart_mode == armvcpu::UartMode::Passthrough) {
         err = s2.map(vm.cfg.uart_base, vm.cfg.uart_base, 0x1000, kDevice);
     }
+    constexpr armvcpu::stage2::Attributes kCode{armvcpu::stage2::Access::ReadWrite,
+                                                armvcpu::stage2::MemAttr::NormalWriteBack, false};
     for (const PassthroughDevice& d : kPassthroughDevices) {
         if (err != armvcpu::stage2::MapError::None || (vm.features & d.feature) == 0) continue;
-        err = s2.map(d.base, d.base, d.size, kDevice);
+        err = s2.map(d.base, d.base, d.size, d.executable ? kCode : kDevice);
     }
     return err;
 }

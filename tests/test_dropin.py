@@ -156,7 +156,7 @@ def test_the_exit_status_is_qemus_when_the_guest_ends_qemu(tmp_path, no_leaked_q
     [
         (["-M", "virt,gic-version=2"], "gic-version=2"),
         (["-M", "virt", "-device", "pci-testdev"], "-device pci-testdev: PCIe is not passed"),
-        (["-M", "virt", "-bios", "u-boot.bin"], "-bios"),
+        (["-M", "virt", "-bios", "u-boot.bin"], "-bios with -kernel"),
         (["-M", "virt", "-S"], "-S: armvcpu starts the CPUs itself"),
     ],
 )
@@ -186,3 +186,60 @@ def test_debians_kernel_boots_with_the_bare_qemu_command_line(tmp_path, no_leake
     assert "armvcpu" not in ours.stdout.replace(MARKER, "")
     for what in ("Machine model: linux,dummy-virt", "Memory: ", "/524288K available"):
         assert what in ours.stdout and what in bare.stdout
+
+
+def test_debians_u_boot_runs_from_flash_and_answers_the_console(tmp_path, no_leaked_qemu):
+    """QEMU's -bios: Debian's U-Boot (qemu_arm64) in flash 0, the CPU starting
+    there; it reaches its prompt, answers a command typed on stdin and powers
+    off; bare QEMU does the same with the same command line and input."""
+    from armvcpu.guests.debian import fetch_uboot
+
+    bios = fetch_uboot()
+    args = ["-M", "virt", "-cpu", "max", "-m", "256M", "-nographic", "-bios", str(bios)]
+    for argv in (["qemu-system-aarch64", *args], [*ARMVCPU, *args]):
+        proc = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            out = _type_at_prompt(proc, [b"\n", b"version\n", b"poweroff\n"])
+            assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        text = out.decode(errors="replace")
+        assert "DRAM:  256 MiB" in text
+        assert "U-Boot 2023" in text.split("=> version", 1)[1]  # the answer to our command
+        assert "poweroff ..." in text
+
+
+def _type_at_prompt(proc: subprocess.Popen[bytes], lines: list[bytes]) -> bytes:
+    """Read the console; at each '=> ' prompt, type the next line (the first
+    keypress also stops U-Boot's autoboot countdown)."""
+    import os
+    import select
+    import time
+
+    assert proc.stdout is not None and proc.stdin is not None
+    out = b""
+    deadline = time.monotonic() + 120
+    fd = proc.stdout.fileno()
+    while lines and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out += chunk
+        waiting = out.rstrip().endswith(b"=>") or out.endswith(b"autoboot:  2 ")
+        if waiting:
+            proc.stdin.write(lines.pop(0))
+            proc.stdin.flush()
+            time.sleep(0.5)  # let the echo arrive before looking for the next prompt
+    while time.monotonic() < deadline:  # to the end of the output, after QEMU is gone too
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out += chunk
+    return out

@@ -123,6 +123,9 @@ inline constexpr std::uint32_t kFeatureExitLog = 1u << 3;
 // fatal errors: a guest with the UART passed through then owns the console,
 // as on a machine without a hypervisor.
 inline constexpr std::uint32_t kFeatureQuiet = 1u << 4;
+// QEMU virt's two CFI flash banks (0x0000_0000, 128 MiB, no interrupt)
+// passed through, for a guest booted as QEMU's -bios boots: from flash 0.
+inline constexpr std::uint32_t kFeatureFlash = 1u << 5;
 
 // The exit log: what each physical CPU's exits were, including those the
 // firmware answers without the host (PSCI, WFI, SGIs, the emulated GIC and

@@ -153,3 +153,27 @@ def build_initramfs(busybox: Path, init: str = MARKER_INIT,
     out = b"".join(_newc_entry(n, m, d, i + 1) for i, (n, m, d) in enumerate(entries))
     out += _newc_entry("TRAILER!!!", 0, b"", 0)
     return gzip.compress(out + b"\0" * (-len(out) % 512), mtime=0)
+
+
+def fetch_uboot(cache: Path | None = None) -> Path:
+    """U-Boot's ``qemu_arm64`` build from Debian's ``u-boot-qemu`` package (an
+    arch-independent package: no arm64 architecture needed), downloaded once
+    into ``cache``; the image QEMU's ``-bios`` takes."""
+    cache = cache or default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    image = cache / "u-boot-qemu_arm64.bin"
+    with (cache / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if image.is_file():
+            return image
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            work = Path(tmp)
+            _run(["apt-get", "download", "u-boot-qemu"], work)
+            (deb,) = work.glob("*.deb")
+            _run(["dpkg-deb", "-x", str(deb), str(work / "root")], work)
+            found = work / "root" / "usr" / "lib" / "u-boot" / "qemu_arm64" / "u-boot.bin"
+            if not found.is_file():
+                raise ArmvcpuError(f"{deb.name} has no qemu_arm64/u-boot.bin")
+            shutil.copy(found, image.with_suffix(".tmp"))
+            image.with_suffix(".tmp").replace(image)
+    return image

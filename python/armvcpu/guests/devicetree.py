@@ -391,6 +391,7 @@ GUEST_DEVICES = {
     "uart": "the PL011 at 0x0900_0000",
     "rtc": "the PL031 at 0x0901_0000",
     "virtio": "the virtio_mmio@* transports",
+    "flash": "the CFI flash banks at 0x0000_0000 (QEMU's -bios)",
 }
 UART_BASE = 0x0900_0000
 RTC_BASE = 0x0901_0000
@@ -592,6 +593,8 @@ def _role(node: Node, acells: int, scells: int) -> str:
         return "pmu"
     if "virtio,mmio" in compatible:
         return "virtio"
+    if "cfi-flash" in compatible and _base(node, acells, scells) == 0:
+        return "flash"
     if "arm,pl011" in compatible and _base(node, acells, scells) == UART_BASE:
         return "uart"
     if "arm,pl031" in compatible and _base(node, acells, scells) == RTC_BASE:

@@ -127,6 +127,11 @@ class Hypervisor:
         quiet: the firmware prints nothing of its own on the PL011 but fatal
             errors, so a guest with the UART passed through owns the console
             (``armvcpu run`` with a QEMU command line).
+        bios: a guest firmware image for flash 0, as QEMU's ``-bios`` takes it;
+            boot it with ``boot(None)`` (the guest starts at address 0, its
+            device tree at the base of RAM).
+        console_input: let :meth:`type_console` type into the guest's PL011
+            (with ``uart="passthrough"``).
     """
 
     def __init__(
@@ -146,6 +151,8 @@ class Hypervisor:
         vgic: bool = False,
         handoff: HandoffMode = "auto",
         quiet: bool = False,
+        bios: str | Path | None = None,
+        console_input: bool = False,
     ) -> None:
         if transport not in ("shm", "gdb"):
             raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
@@ -177,8 +184,12 @@ class Hypervisor:
         if not 1 <= smp <= 8:
             raise ValueError(f"smp must be 1..8 (the firmware runs up to 8 CPUs), not {smp}")
         self.smp = smp
+        if bios is not None and not Path(bios).is_file():
+            raise GuestImageError(f"the -bios image {bios} does not exist")
         self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=machine_memory_mb(memory_mb),
-                                 smp=smp, extra_args=tuple(extra_args))  # fmt: skip
+                                 smp=smp, extra_args=tuple(extra_args),
+                                 bios=Path(bios) if bios is not None else None,
+                                 console_input=console_input)  # fmt: skip
         self.timeout = timeout
         self.qemu: QemuProcess | None = None
         self.gdb: GdbRemote | None = None
@@ -635,7 +646,7 @@ class Hypervisor:
         return self._vm(1).load_linux(kernel, initrd=initrd, append=append, dtb=dtb,
                                       devices=devices)  # fmt: skip
 
-    def boot(self, kernel: bytes | str | Path, *, initrd: bytes | str | Path | None = None,
+    def boot(self, kernel: bytes | str | Path | None, *, initrd: bytes | str | Path | None = None,
              append: str = "", dtb: bytes | str | Path | None = None,
              devices: Sequence[str] = ("uart",)) -> BootPlan:  # fmt: skip
         """Boot VM 1 the way QEMU's ``-kernel`` boots ``virt``: an arm64 Image
@@ -647,13 +658,18 @@ class Hypervisor:
         one only for Linux). The tree is QEMU's own for this machine with
         armvcpu's changes (see :meth:`load_linux`). Returns where things went.
 
+        ``kernel=None`` boots the session's ``bios`` image from flash 0, as
+        QEMU's ``-bios`` does: the guest starts at address 0 with x0 = 0, its
+        device tree at the base of RAM, the flash passed through.
+
         >>> with Hypervisor(memory_mb=256, uart="passthrough") as hv:  # doctest: +SKIP
         ...     hv.boot("test.bin", append="-p 1")   # a unit-test image for QEMU virt
         ...     hv.run()
         """
         return self._vm(1).boot(kernel, initrd=initrd, append=append, dtb=dtb, devices=devices)
 
-    def _boot(self, vm: VM, kernel: bytes | str | Path, initrd: bytes | str | Path | None,
+    def _boot(self, vm: VM, kernel: bytes | str | Path | None,
+              initrd: bytes | str | Path | None,
               append: str, dtb: bytes | str | Path | None, devices: Sequence[str], *,
               images_only: bool = False) -> BootPlan:  # fmt: skip
         from ..guests.devicetree import guest_device_tree, qemu_device_tree
@@ -663,6 +679,8 @@ class Hypervisor:
         unknown = sorted(set(devices) - set(known))
         if unknown:
             raise ValueError(f"unknown devices {unknown}; armvcpu passes through {sorted(known)}")
+        if kernel is None:
+            return self._boot_bios(vm, append, dtb, devices)
         data = _read_input(kernel, "kernel")
         is_elf = data[:4] == b"\x7fELF"
         if images_only or LinuxImage.is_image(data):
@@ -713,6 +731,42 @@ class Hypervisor:
         self._publish_config(vm.id)
         self.boot_plan = plan
         return plan
+
+    def _boot_bios(self, vm: VM, append: str, dtb: bytes | str | Path | None,
+                   devices: Sequence[str]) -> BootPlan:  # fmt: skip
+        from ..guests.devicetree import guest_device_tree, qemu_device_tree
+
+        if self.config.bios is None:
+            raise ArmvcpuError("boot(None) boots the session's bios image: give Hypervisor(bios=)")
+        cfg = self.guest_config
+        source = _read_input(dtb, "device tree") if dtb is not None else None
+        if source is None:
+            source = qemu_device_tree(qemu=self.config.binary, cpu=self.config.cpu,
+                                      smp=self.smp, memory_mb=self.memory_mb)  # fmt: skip
+        devices = tuple(dict.fromkeys((*devices, "flash")))
+        tree = guest_device_tree(source, ram_base=RAM_BASE, ram_size=self.memory_mb << 20,
+                                 num_cpus=int(cfg.num_vcpus) or 1, bootargs=append,
+                                 initrd=None, devices=devices)  # fmt: skip
+        known = {"uart": 0, "rtc": int(_core.FEATURE_RTC), "virtio": int(_core.FEATURE_VIRTIO),
+                 "flash": int(_core.FEATURE_FLASH)}  # fmt: skip
+        cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
+        if "uart" in devices:
+            self.uart = "passthrough"
+            cfg.uart_mode = _UART_MODES["passthrough"]
+        vm.write(RAM_BASE, tree)  # where QEMU leaves it for -bios firmware to find
+        cfg.entry = 0  # flash 0, as the CPU starts on bare QEMU
+        cfg.x0 = 0
+        self._publish_config(vm.id)
+        plan = BootPlan(RAM_BASE, self.memory_mb << 20, 0, 0, None, None, RAM_BASE)
+        self.boot_plan = plan
+        return plan
+
+    def type_console(self, text: str | bytes) -> None:
+        """Type into the guest's PL011, as on QEMU's ``-serial stdio``
+        (``Hypervisor(console_input=True)``, the UART passed through)."""
+        if self.qemu is None:
+            raise ArmvcpuError("no QEMU of this session to type into")
+        self.qemu.send_console(text.encode() if isinstance(text, str) else text)
 
     def add_vm(self, guest: Guest, *, vcpus: int = 1) -> VM:
         """Another VM, isolated from VM 1 by its own stage-2 tables and VMID,

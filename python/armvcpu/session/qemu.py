@@ -11,8 +11,10 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,8 +40,16 @@ class QemuConfig:
     extra_args: Sequence[str] = field(default_factory=tuple)
     #: Back guest RAM with this file (shared, so the host can map it too).
     ram_file: Path | None = None
+    #: A guest firmware for flash 0 (QEMU's -bios). The EL2 firmware is then
+    #: loaded by QEMU's generic loader, which also sets the CPU's first PC:
+    #: with -kernel, QEMU would boot the flash instead.
+    bios: Path | None = None
+    #: The console also takes input (QemuProcess.send_console): the PL011 is a
+    #: socket the host copies into the console file, instead of the file itself.
+    console_input: bool = False
 
-    def command(self, firmware: Path, gdb_socket: Path, console: Path) -> list[str]:
+    def command(self, firmware: Path, gdb_socket: Path, console: Path,
+                console_socket: Path | None = None) -> list[str]:  # fmt: skip
         machine = f"virt,virtualization=on,gic-version={self.gic_version}"
         # RAM reaches past 8 GiB but is mostly never touched: a shared file
         # (which the host maps), or anonymous memory with no reservation, so
@@ -58,8 +68,11 @@ class QemuConfig:
             "-smp", str(self.smp),
             "-m", f"{self.memory_mb}M",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-kernel", str(firmware),
-            "-serial", f"file:{console}",
+            *(["-bios", str(self.bios), "-device", f"loader,file={firmware},cpu-num=0"]
+              if self.bios is not None else ["-kernel", str(firmware)]),
+            *(["-chardev", f"socket,id=console,path={console_socket},server=on,wait=off",
+               "-serial", "chardev:console"]
+              if console_socket is not None else ["-serial", f"file:{console}"]),
             "-gdb", f"unix:{gdb_socket},server=on,wait=off",
             "-S",
             *self.extra_args,
@@ -81,9 +94,13 @@ class QemuProcess:
         self.gdb_socket = self.workdir / "gdb.sock"
         self.console_path = self.workdir / "console.log"
         self.stderr_path = self.workdir / "qemu.stderr"
-        self.command = config.command(firmware, self.gdb_socket, self.console_path)
+        self.console_socket = self.workdir / "console.sock" if config.console_input else None
+        self.command = config.command(firmware, self.gdb_socket, self.console_path,
+                                      self.console_socket)  # fmt: skip
         self.command[0] = binary
         self._console_cache: str | None = None
+        self._console_conn: socket.socket | None = None
+        self._console_thread: threading.Thread | None = None
         with self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 self.command,
@@ -133,6 +150,47 @@ class QemuProcess:
             if time.monotonic() > deadline:
                 raise QemuError(f"QEMU did not open its gdbstub socket within {timeout:.0f} s")
             time.sleep(0.01)
+        if self.console_socket is not None:
+            self._connect_console(deadline)
+
+    def _connect_console(self, deadline: float) -> None:
+        """Connect to the console socket (QEMU is halted, so nothing is lost)
+        and copy what QEMU writes there into the console file."""
+        assert self.console_socket is not None
+        while True:
+            try:
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.connect(str(self.console_socket))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                conn.close()
+                if not self.alive() or time.monotonic() > deadline:
+                    raise QemuError(f"QEMU's console socket did not open: "
+                                    f"{self.describe_exit()}") from None  # fmt: skip
+                time.sleep(0.01)
+        self._console_conn = conn
+
+        def copy() -> None:
+            with self.console_path.open("ab") as out:
+                while True:
+                    try:
+                        data = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    out.write(data)
+                    out.flush()
+
+        self._console_thread = threading.Thread(target=copy, name="armvcpu-console", daemon=True)
+        self._console_thread.start()
+
+    def send_console(self, data: bytes) -> None:
+        """Type ``data`` into the console (``QemuConfig(console_input=True)``)."""
+        if self._console_conn is None:
+            raise QemuError("this QEMU's console takes no input (console_input=False)")
+        with contextlib.suppress(OSError):  # QEMU may have gone: nothing to type into
+            self._console_conn.sendall(data)
 
     def wait(self, timeout: float) -> int | None:
         try:
@@ -167,6 +225,10 @@ class QemuProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.proc.pid, signal.SIGKILL)
                 self._reap(10.0)
+        if self._console_thread is not None:
+            self._console_thread.join(2.0)  # QEMU is gone: its last output, then EOF
+        if self._console_conn is not None:
+            self._console_conn.close()
         if self._console_cache is None:
             self._console_cache = self.console_text()
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -41,7 +41,7 @@ class _Session(Protocol):
     def _console_ring(self, vm_id: int) -> int: ...
     def _before_start(self, what: str) -> None: ...
     def _publish_config(self, vm_id: int) -> None: ...
-    def _boot(self, vm: VM, kernel: bytes | str | Path, initrd: bytes | str | Path | None,
+    def _boot(self, vm: VM, kernel: bytes | str | Path | None, initrd: bytes | str | Path | None,
               append: str, dtb: bytes | str | Path | None, devices: Sequence[str], *,
               images_only: bool = False) -> BootPlan: ...  # fmt: skip
 
@@ -147,7 +147,7 @@ class VM:
         self.boot_plan = plan
         return plan
 
-    def boot(self, kernel: bytes | str | Path, *, initrd: bytes | str | Path | None = None,
+    def boot(self, kernel: bytes | str | Path | None, *, initrd: bytes | str | Path | None = None,
              append: str = "", dtb: bytes | str | Path | None = None,
              devices: Sequence[str] = ("uart",)) -> BootPlan:  # fmt: skip
         """Boot this VM as QEMU's ``-kernel`` boots ``virt`` (an Image, an ELF or

@@ -16,9 +16,12 @@ device that exits QEMU with a code), the exit status is QEMU's.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
+from typing import Any
 
-from ..errors import GuestTimeout, QemuError
+from ..errors import ArmvcpuError, GuestTimeout, QemuError
 from ..session.qemu_cmdline import CommandLineError, VirtCommandLine, parse_qemu_args
 
 #: armvcpu's options in this mode, and whether each takes a value.
@@ -79,9 +82,10 @@ def main(argv: list[str]) -> int:
         print(f"armvcpu run: {exc}", file=sys.stderr)
         return 2
     args = _own_parser().parse_args(own)
-    if config.bios is not None:
-        print("armvcpu run: -bios: firmware in flash is not supported yet (the guest's flash "
-              "is not passed through); use -kernel", file=sys.stderr)  # fmt: skip
+    if config.bios is not None and config.kernel is not None:
+        print("armvcpu run: -bios with -kernel: QEMU would hand the kernel to the firmware "
+              "through fw_cfg, which is not passed through yet; give one of them",
+              file=sys.stderr)  # fmt: skip
         return 2
     if config.mte:
         print("armvcpu run: -M virt,mte=on: the guest's MTE tags are not supported yet",
@@ -94,6 +98,32 @@ def main(argv: list[str]) -> int:
               "(virtio-mmio devices are: e.g. virtio-blk-device)", file=sys.stderr)  # fmt: skip
         return 2
     return run(config, args)
+
+
+def _type_stdin_into(hv: Any) -> None:
+    """What arrives on stdin goes to the guest's console, as with QEMU's
+    ``-nographic``/``-serial stdio`` (a thread: reading stdin blocks)."""
+
+    def copy() -> None:
+        # The file descriptor, not sys.stdin: a daemon thread blocked inside
+        # the buffered reader holds its lock, and Python's exit would abort.
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, ValueError, OSError):
+            return
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                hv.type_console(data)
+            except ArmvcpuError:  # the session has ended: nothing to type into
+                return
+
+    threading.Thread(target=copy, name="armvcpu-stdin", daemon=True).start()
 
 
 def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
@@ -113,8 +143,8 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
     count = 0
     status = 0
     with Hypervisor(transport=args.transport, cpu=config.cpu or "max", smp=config.smp,
-                    memory_mb=config.memory_mb, uart="passthrough",
-                    extra_args=extra, quiet=True) as hv:  # fmt: skip
+                    memory_mb=config.memory_mb, uart="passthrough", extra_args=extra,
+                    quiet=True, bios=config.bios, console_input=True) as hv:  # fmt: skip
         shown = 0
 
         def show_console() -> None:
@@ -128,9 +158,9 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
         hv.watchers.append(show_console)
         if trace is not None and hv.ram is not None:
             hv.enable_exit_log()
-        assert config.kernel is not None
         hv.boot(config.kernel, initrd=config.initrd, append=config.append, dtb=config.dtb,
                 devices=args.device or PASSTHROUGH)  # fmt: skip
+        _type_stdin_into(hv)
         if isinstance(user_policy, Policy):
             user_policy.install(hv)
         try:
