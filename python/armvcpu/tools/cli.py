@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import runpy
 import shlex
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ from typing import Any
 from .. import _core
 from ..errors import ArmvcpuError, GuestTimeout, QemuError
 from .jsonout import add_json_option, plain, print_json
+from .policy_file import UsageError, load_policy
 
 # Exit statuses of `armvcpu run`.
 EXIT_OK = 0  # the guest powered off (PSCI SYSTEM_OFF) or reset
@@ -38,11 +38,6 @@ EXIT_GUEST_STOPPED = 1  # the VM was stopped at an exit nobody could answer
 EXIT_USAGE = 2  # bad arguments or files
 EXIT_TIMEOUT = 3  # no exit within --timeout
 EXIT_QEMU = 4  # QEMU failed or died
-
-
-class UsageError(Exception):
-    """A bad argument or file, already worded for the user (one line naming
-    the command): printed as it is, exit status 2 (EXIT_USAGE)."""
 
 
 _MAX_U64 = (1 << 64) - 1
@@ -135,56 +130,6 @@ def _bench(name: str, runs: int, quick: bool, as_json: bool, **options: Any) -> 
 # -- run ---------------------------------------------------------------------------------
 
 
-def _load_policy(spec: str) -> Any:
-    """The policy a ``--policy`` file defines: ``FILE:NAME`` names it (a
-    Policy class, instance or callable); otherwise the file's ``policy``
-    (a Policy or any callable taking an exit), else its one Policy subclass."""
-    from ..policy.policy import Policy
-
-    path, name = spec, None
-    head, sep, tail = spec.rpartition(":")
-    if sep and tail.isidentifier() and not Path(spec).exists():
-        path, name = head, tail
-    if not Path(path).is_file():
-        raise UsageError(f"armvcpu run: policy file {path} not found")
-    try:
-        namespace = runpy.run_path(path, run_name="__armvcpu_policy__")
-    except Exception as exc:
-        raise UsageError(f"armvcpu run: policy file {path} failed to load: {exc!r}") from exc
-    if name is not None:
-        if name not in namespace:
-            raise UsageError(f"armvcpu run: {path} defines no {name!r}")
-        policy = namespace[name]
-    else:
-        policy = namespace.get("policy")
-    if policy is None:
-        # Only classes defined in the file itself: one it imports is not its choice.
-        classes = [
-            v for v in namespace.values()
-            if isinstance(v, type) and issubclass(v, Policy) and v is not Policy
-            and v.__module__ == "__armvcpu_policy__"
-        ]  # fmt: skip
-        if len(classes) > 1:
-            names = ", ".join(c.__name__ for c in classes)
-            raise UsageError(
-                f"armvcpu run: {path} defines {len(classes)} Policy classes ({names}): choose "
-                f"one with --policy {path}:{classes[0].__name__}, or set `policy = ...` in it"
-            )
-        if classes:
-            policy = classes[0]
-    if isinstance(policy, type) and issubclass(policy, Policy):
-        policy = policy()
-    if name is not None and not callable(policy):
-        raise UsageError(
-            f"armvcpu run: {path}'s {name} is not a Policy or a callable taking an exit"
-        )
-    if policy is None or not callable(policy):
-        raise UsageError(
-            f"armvcpu run: {path} defines no `policy` (a Policy or a callable taking an exit)"
-        )
-    return policy
-
-
 def _load_guest(path: str) -> Any:
     from ..guests.guest import Guest
 
@@ -215,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.memory is None:
         args.memory = 256
     guest = _load_guest(image)
-    user_policy = _load_policy(args.policy) if args.policy else None
+    user_policy = load_policy(args.policy) if args.policy else None
 
     # The guest's PL011 output goes to stdout as it is written (characters,
     # not lines: a prompt without a newline shows at once).
@@ -312,7 +257,7 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
     from ..session.hypervisor import Hypervisor
 
     err = Console(stderr=True)
-    user_policy = _load_policy(args.policy) if args.policy else None
+    user_policy = load_policy(args.policy) if args.policy else None
     trace = Trace(meta={"kernel": image, "append": args.append}) if args.trace else None
     memory = args.memory if args.memory is not None else 512
     last = None

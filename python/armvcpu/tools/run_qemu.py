@@ -131,9 +131,9 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
     from ..exits import ExitKind
     from ..policy.policy import Policy
     from ..session.hypervisor import Hypervisor
-    from .cli import _load_policy
+    from .policy_file import load_policy
 
-    user_policy = _load_policy(args.policy) if args.policy else None
+    user_policy = load_policy(args.policy) if args.policy else None
     trace = Trace(meta={"kernel": config.kernel, "append": config.append}) if args.trace else None
     extra = list(config.qemu_args)
     # No progress timeout unless asked for: a guest may compute for minutes
