@@ -243,3 +243,105 @@ def _type_at_prompt(proc: subprocess.Popen[bytes], lines: list[bytes]) -> bytes:
                 break
             out += chunk
     return out
+
+
+# A raw image that turns on its MMU with RAM mapped as Tagged Normal memory,
+# tags a granule with 3, loads through a pointer tagged 3 (fine) and one
+# tagged 5 (a synchronous tag check fault, SCTLR_EL1.TCF = 01), and prints
+# what its own exception vector saw: ESR_EL1 and the fault address.
+_MTE_GUEST = r"""
+    .arch armv8.5-a+memtag
+    ldr x20, =0x09000000
+    adr x0, l1_table
+    ldr x1, =0x401                    // 0 GiB: a block, Device-nGnRnE (AttrIndx 0), AF
+    str x1, [x0]
+    ldr x1, =0x40000705               // 1 GiB: a block, Tagged Normal (AttrIndx 1), ISH, AF
+    str x1, [x0, #8]
+    msr ttbr0_el1, x0
+    ldr x1, =0xf000                   // MAIR_EL1: Attr0 Device-nGnRnE, Attr1 Tagged Normal
+    msr mair_el1, x1
+    // TCR_EL1: T0SZ 25, walks write-back inner shareable, EPD1, IPS 40 bits, TBI0
+    ldr x1, =(25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (2 << 32) | (1 << 37))
+    msr tcr_el1, x1
+    adr x1, vectors
+    msr vbar_el1, x1
+    isb
+    // SCTLR_EL1: RES1 bits, M, C, I, TCF = 01 (synchronous), ATA
+    ldr x1, =(0x30d00800 | 1 | (1 << 2) | (1 << 12) | (1 << 40) | (1 << 43))
+    msr sctlr_el1, x1
+    isb
+    msr tco, #0
+    adr x3, granule
+    orr x4, x3, #0x0300000000000000
+    stg x4, [x4]                      // the granule's tag is 3
+    ldr x5, [x4]                      // tag 3 through a pointer tagged 3: no fault
+    movz x7, #0x0500, lsl #48
+    orr x6, x3, x7
+    ldr x5, [x6]                      // tag 5: a tag check fault
+    adr x1, s_none
+    bl puts
+    b off
+    .align 11
+vectors:
+    .space 0x200
+    mrs x2, esr_el1                   // current EL with SP_ELx, synchronous
+    adr x1, s_esr
+    bl puts
+    mov x3, #32
+    bl puthex
+    mrs x2, far_el1
+    and x2, x2, #0x00ffffffffffffff   // FAR[63:56] may hold the tag or be UNKNOWN
+    adr x1, s_far
+    bl puts
+    mov x3, #64
+    bl puthex
+    mov w0, #'\n'
+    str w0, [x20]
+off:
+    ldr x0, =0x84000008
+    hvc #0
+    b .
+puts:
+    ldrb w0, [x1], #1
+    cbz w0, 9f
+    str w0, [x20]
+    b puts
+9:  ret
+puthex:
+    sub x3, x3, #4
+    lsr x0, x2, x3
+    and x0, x0, #0xf
+    cmp x0, #10
+    add x4, x0, #'0'
+    add x5, x0, #('a' - 10)
+    csel x0, x4, x5, lt
+    str w0, [x20]
+    cbnz x3, puthex
+    ret
+s_none: .asciz "no tag check fault\n"
+s_esr: .asciz "esr=0x"
+s_far: .asciz " far=0x"
+    .ltorg
+    .align 12
+l1_table: .space 4096
+    .align 4
+granule: .space 64
+"""
+
+
+@pytest.mark.parametrize("machine,esr", [("virt,mte=on", 0x9600_0011), ("virt", 0x0200_0000)])
+def test_mte_tags_work_in_the_guest_with_mte_on(machine, esr, tmp_path, no_leaked_qemu):
+    """-M virt,mte=on: the guest's own tag check fault is taken at EL1, with
+    the ESR_EL1 (EC 0x25, DFSC 0x11: a synchronous tag check fault) and fault
+    address bare QEMU gives it; without mte=on its first MTE instruction is
+    UNDEFINED (EC 0x00), as on bare QEMU. The last line of output counts too:
+    the console is read to QEMU's end."""
+    (segment,) = Guest.from_asm(_MTE_GUEST, 0x4008_0000).segments
+    (tmp_path / "mte.bin").write_bytes(segment.data)
+    args = ["-M", machine, "-cpu", "max", "-m", "128M", "-nographic", "-kernel", "mte.bin"]
+    bare, ours = _both(args, tmp_path)
+    assert bare.returncode == 0 and ours.returncode == 0, ours.stderr
+    line = re.search(r"esr=0x([0-9a-f]{8}) far=0x([0-9a-f]{16})", bare.stdout)
+    assert line is not None, bare.stdout
+    assert int(line.group(1), 16) == esr
+    assert line.group(0) in ours.stdout, ours.stdout

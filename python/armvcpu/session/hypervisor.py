@@ -132,6 +132,8 @@ class Hypervisor:
             device tree at the base of RAM).
         console_input: let :meth:`type_console` type into the guest's PL011
             (with ``uart="passthrough"``).
+        mte: QEMU's ``-M virt,mte=on``: the guest's RAM has allocation tags
+            and EL1 may use them (the firmware sets HCR_EL2.ATA).
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class Hypervisor:
         quiet: bool = False,
         bios: str | Path | None = None,
         console_input: bool = False,
+        mte: bool = False,
     ) -> None:
         if transport not in ("shm", "gdb"):
             raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
@@ -189,7 +192,7 @@ class Hypervisor:
         self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=machine_memory_mb(memory_mb),
                                  smp=smp, extra_args=tuple(extra_args),
                                  bios=Path(bios) if bios is not None else None,
-                                 console_input=console_input)  # fmt: skip
+                                 console_input=console_input, mte=mte)  # fmt: skip
         self.timeout = timeout
         self.qemu: QemuProcess | None = None
         self.gdb: GdbRemote | None = None

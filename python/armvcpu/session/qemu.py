@@ -36,6 +36,8 @@ class QemuConfig:
     #: the firmware's standalone guest its 64 MiB).
     memory_mb: int = ((_core.EXTRA_VM_RAM_BASE - _core.RAM_BASE) >> 20) + 3 * 64
     gic_version: int = 3
+    #: QEMU's MTE (``-M virt,mte=on``): allocation tags for the guest's RAM.
+    mte: bool = False
     smp: int = 1
     extra_args: Sequence[str] = field(default_factory=tuple)
     #: Back guest RAM with this file (shared, so the host can map it too).
@@ -51,6 +53,8 @@ class QemuConfig:
     def command(self, firmware: Path, gdb_socket: Path, console: Path,
                 console_socket: Path | None = None) -> list[str]:  # fmt: skip
         machine = f"virt,virtualization=on,gic-version={self.gic_version}"
+        if self.mte:
+            machine += ",mte=on"  # the firmware gives EL1 the tags (HCR_EL2.ATA)
         # RAM reaches past 8 GiB but is mostly never touched: a shared file
         # (which the host maps), or anonymous memory with no reservation, so
         # that neither counts against the host's commit limit.
@@ -184,6 +188,12 @@ class QemuProcess:
 
         self._console_thread = threading.Thread(target=copy, name="armvcpu-console", daemon=True)
         self._console_thread.start()
+
+    def console_settled(self, timeout: float = 2.0) -> None:
+        """Once QEMU has exited: wait until what it wrote to a console socket
+        is in the console file (the copy ends at the socket's EOF)."""
+        if self._console_thread is not None and self.proc.poll() is not None:
+            self._console_thread.join(timeout)
 
     def send_console(self, data: bytes) -> None:
         """Type ``data`` into the console (``QemuConfig(console_input=True)``)."""

@@ -87,10 +87,6 @@ def main(argv: list[str]) -> int:
               "through fw_cfg, which is not passed through yet; give one of them",
               file=sys.stderr)  # fmt: skip
         return 2
-    if config.mte:
-        print("armvcpu run: -M virt,mte=on: the guest's MTE tags are not supported yet",
-              file=sys.stderr)  # fmt: skip
-        return 2
     pci = [v for k, v in zip(config.qemu_args, config.qemu_args[1:], strict=False)
            if k == "-device" and "pci" in v.split(",")[0]]  # fmt: skip
     if pci:
@@ -144,7 +140,8 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
     status = 0
     with Hypervisor(transport=args.transport, cpu=config.cpu or "max", smp=config.smp,
                     memory_mb=config.memory_mb, uart="passthrough", extra_args=extra,
-                    quiet=True, bios=config.bios, console_input=True) as hv:  # fmt: skip
+                    quiet=True, bios=config.bios, console_input=True,
+                    mte=config.mte) as hv:  # fmt: skip
         shown = 0
 
         def show_console() -> None:
@@ -191,6 +188,9 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
             else:
                 print(f"armvcpu: QEMU failed: {str(exc).splitlines()[0]}", file=sys.stderr)
                 status = 4
+        if hv.qemu is not None:
+            hv.qemu.wait(5.0)  # it powers off after the last exit; then its last output
+            hv.qemu.console_settled()
         show_console()
         if status == 0 and (last is None or last.kind != ExitKind.SystemDown):
             what = repr(last.reason) if last is not None else "no exit"
