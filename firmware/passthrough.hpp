@@ -27,6 +27,8 @@ inline constexpr PassthroughDevice kPassthroughDevices[] = {
     {armvcpu::kFeatureRtc, 0x09010000, 0x1000, 34, 1, false},
     {armvcpu::kFeatureVirtio, 0x0a000000, 0x4000, 48, 32, false},
     {armvcpu::kFeatureFlash, 0x00000000, 0x08000000, 0, 0, true},
+    {armvcpu::kFeatureFwCfg, 0x09020000, 0x1000, 0, 0, false},
+    {armvcpu::kFeatureGpio, 0x09030000, 0x1000, 39, 1, false},
 };
 inline constexpr std::uint32_t kUartSpi = 33;
 

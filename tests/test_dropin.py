@@ -195,12 +195,13 @@ def test_debians_u_boot_runs_from_flash_and_answers_the_console(tmp_path, no_lea
     from armvcpu.guests.debian import fetch_uboot
 
     bios = fetch_uboot()
-    args = ["-M", "virt", "-cpu", "max", "-m", "256M", "-nographic", "-bios", str(bios)]
+    args = ["-M", "virt", "-cpu", "max", "-m", "256M", "-smp", "2", "-nographic",
+            "-bios", str(bios)]  # fmt: skip
     for argv in (["qemu-system-aarch64", *args], [*ARMVCPU, *args]):
         proc = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
         try:
-            out = _type_at_prompt(proc, [b"\n", b"version\n", b"poweroff\n"])
+            out = _type_at_prompt(proc, [b"\n", b"version\n", b"qfw cpus\n", b"poweroff\n"])
             assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
         finally:
             if proc.poll() is None:
@@ -209,6 +210,7 @@ def test_debians_u_boot_runs_from_flash_and_answers_the_console(tmp_path, no_lea
         text = out.decode(errors="replace")
         assert "DRAM:  256 MiB" in text
         assert "U-Boot 2023" in text.split("=> version", 1)[1]  # the answer to our command
+        assert "2 cpu(s) online" in text  # fw_cfg, passed through, answers as QEMU's
         assert "poweroff ..." in text
 
 

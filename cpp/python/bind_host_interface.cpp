@@ -168,6 +168,8 @@ to_bytes() after changing .action and .frame.
     m.attr("FEATURE_EXIT_LOG") = kFeatureExitLog;
     m.attr("FEATURE_QUIET") = kFeatureQuiet;
     m.attr("FEATURE_FLASH") = kFeatureFlash;
+    m.attr("FEATURE_FWCFG") = kFeatureFwCfg;
+    m.attr("FEATURE_GPIO") = kFeatureGpio;
     py::enum_<ExitLogHandler>(m, "ExitLogHandler", "Who answered an exit in the exit log.")
         .value("Firmware", ExitLogHandler::Firmware)
         .value("FastRule", ExitLogHandler::FastRule)

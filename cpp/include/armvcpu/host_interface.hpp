@@ -126,6 +126,10 @@ inline constexpr std::uint32_t kFeatureQuiet = 1u << 4;
 // QEMU virt's two CFI flash banks (0x0000_0000, 128 MiB, no interrupt)
 // passed through, for a guest booted as QEMU's -bios boots: from flash 0.
 inline constexpr std::uint32_t kFeatureFlash = 1u << 5;
+// QEMU's fw_cfg (0x0902_0000, DMA into guest RAM, which is identity-mapped)
+// and the PL061 GPIO (0x0903_0000, SPI 7: the power button).
+inline constexpr std::uint32_t kFeatureFwCfg = 1u << 6;
+inline constexpr std::uint32_t kFeatureGpio = 1u << 7;
 
 // The exit log: what each physical CPU's exits were, including those the
 // firmware answers without the host (PSCI, WFI, SGIs, the emulated GIC and

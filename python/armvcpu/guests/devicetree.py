@@ -392,6 +392,8 @@ GUEST_DEVICES = {
     "rtc": "the PL031 at 0x0901_0000",
     "virtio": "the virtio_mmio@* transports",
     "flash": "the CFI flash banks at 0x0000_0000 (QEMU's -bios)",
+    "fwcfg": "QEMU's fw_cfg at 0x0902_0000",
+    "gpio": "the PL061 at 0x0903_0000 and its gpio-keys (the power button)",
 }
 UART_BASE = 0x0900_0000
 RTC_BASE = 0x0901_0000
@@ -595,6 +597,10 @@ def _role(node: Node, acells: int, scells: int) -> str:
         return "virtio"
     if "cfi-flash" in compatible and _base(node, acells, scells) == 0:
         return "flash"
+    if "qemu,fw-cfg-mmio" in compatible:
+        return "fwcfg"
+    if "arm,pl061" in compatible or "gpio-keys" in compatible:
+        return "gpio"
     if "arm,pl011" in compatible and _base(node, acells, scells) == UART_BASE:
         return "uart"
     if "arm,pl031" in compatible and _base(node, acells, scells) == RTC_BASE:

@@ -71,6 +71,17 @@ def machine_memory_mb(guest_mb: int) -> int:
     return ((_core.EXTRA_VM_RAM_BASE - RAM_BASE) >> 20) + (_MAX_VMS - 1) * guest_mb
 
 
+#: What ``boot(devices=...)`` may pass through, and the firmware's feature bit
+#: for each (the PL011 follows the UART mode instead).
+_PASSTHROUGH_FEATURES = {
+    "uart": 0,
+    "rtc": int(_core.FEATURE_RTC),
+    "virtio": int(_core.FEATURE_VIRTIO),
+    "fwcfg": int(_core.FEATURE_FWCFG),
+    "gpio": int(_core.FEATURE_GPIO),
+    "flash": int(_core.FEATURE_FLASH),
+}
+
 _UART_MODES = {
     "host": int(_core.UartMode.Host),
     "emulate": int(_core.UartMode.Emulate),
@@ -678,7 +689,7 @@ class Hypervisor:
         from ..guests.devicetree import guest_device_tree, qemu_device_tree
 
         self._before_start("load_linux()" if images_only else "boot()")
-        known = {"uart": 0, "rtc": int(_core.FEATURE_RTC), "virtio": int(_core.FEATURE_VIRTIO)}
+        known = _PASSTHROUGH_FEATURES
         unknown = sorted(set(devices) - set(known))
         if unknown:
             raise ValueError(f"unknown devices {unknown}; armvcpu passes through {sorted(known)}")
@@ -750,8 +761,7 @@ class Hypervisor:
         tree = guest_device_tree(source, ram_base=RAM_BASE, ram_size=self.memory_mb << 20,
                                  num_cpus=int(cfg.num_vcpus) or 1, bootargs=append,
                                  initrd=None, devices=devices)  # fmt: skip
-        known = {"uart": 0, "rtc": int(_core.FEATURE_RTC), "virtio": int(_core.FEATURE_VIRTIO),
-                 "flash": int(_core.FEATURE_FLASH)}  # fmt: skip
+        known = _PASSTHROUGH_FEATURES
         cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
         if "uart" in devices:
             self.uart = "passthrough"

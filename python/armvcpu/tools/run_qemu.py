@@ -8,7 +8,7 @@ QEMU's boot paths and QEMU's device tree, and every exit visible::
         -kernel Image -initrd initrd.gz -append "console=ttyAMA0"
 
 armvcpu's own options (``--policy``, ``--trace``, ``--timeout``, ``--transport``,
-``--json``, and ``--device uart|rtc|virtio`` to pass through fewer devices) may
+``--json``, and ``--device uart|rtc|virtio|fwcfg|gpio`` to pass through fewer) may
 stand anywhere among QEMU's. When QEMU ends the run itself (PSCI SYSTEM_OFF, a
 device that exits QEMU with a code), the exit status is QEMU's.
 """
@@ -27,7 +27,7 @@ from ..session.qemu_cmdline import CommandLineError, VirtCommandLine, parse_qemu
 #: armvcpu's options in this mode, and whether each takes a value.
 OWN_OPTIONS = {"--policy": True, "--trace": True, "--timeout": True, "--transport": True,
                "--json": False}  # fmt: skip
-PASSTHROUGH = ("uart", "rtc", "virtio")
+PASSTHROUGH = ("uart", "rtc", "virtio", "fwcfg", "gpio")
 EXIT_TIMEOUT = 3
 _NO_LIMIT = 365 * 24 * 3600.0
 EXIT_GUEST_STOPPED = 1
