@@ -298,7 +298,8 @@ class Hypervisor:
         """A session on a GDB remote target at ``"host:port"`` that already runs
         the armvcpu firmware and is halted before its first instruction: a
         board behind OpenOCD's gdbserver, or a QEMU started by someone else
-        (``-kernel armvcpu-firmware.elf -gdb tcp::1234 -S``). Exits use the gdb
+        (``-m 8G -kernel armvcpu-firmware.elf -gdb tcp::1234 -S``: the firmware lives
+        at 8 GiB, so the target's RAM must reach past it). Exits use the gdb
         transport; closing the session detaches and leaves the target running.
 
         >>> with Hypervisor.attach("localhost:1234") as hv:   # doctest: +SKIP
