@@ -569,17 +569,21 @@ TEST(ClassifySmc, PsciExitsOverSmcAlsoSkipTheSmc) {
     EXPECT_EQ(g.exception_pc(), kPc + 4);
 }
 
-TEST(ClassifySmc, NonPsciSmcIsAGuestExceptionAndStays) {
+TEST(ClassifySmc, NonPsciSmcIsAHypercallPastTheSmc) {
+    // An SMCCC call the core does not implement is a call like an HVC
+    // (x0 = function ID, x1.. arguments) that returns past the trapped SMC.
     TrapFrame f = frame();
     f.set_gpr(0, 0x82000010);  // SiP Service Calls (owner 2): not the core's
+    f.set_gpr(1, 7);
     const std::uint64_t esr = esr_of(kEcSmc64, 0);
     const ExitReason r = classify_sync(f, {esr, 0, 0});
-    ASSERT_EQ(r.kind, ExitKind::GuestException);
-    EXPECT_EQ(r.guest_exception.ec, kEcSmc64);
-    EXPECT_EQ(r.guest_exception.esr, esr);
-    EXPECT_EQ(r.guest_exception.pc, kPc);
-    EXPECT_EQ(f.exception_pc(), kPc);
-    EXPECT_EQ(f.gpr(0), 0x82000010u);  // not answered
+    ASSERT_EQ(r.kind, ExitKind::Hypercall);
+    EXPECT_EQ(r.hypercall.nr, 0x82000010u);
+    EXPECT_EQ(r.hypercall.args[0], 7u);
+    EXPECT_EQ(f.exception_pc(), kPc + 4);
+    // The instruction that made the exit is still the SMC.
+    EXPECT_EQ(instruction_address_from_preferred_return(kPc, Esr{esr}), kPc);
+    EXPECT_EQ(f.gpr(0), 0x82000010u);  // answered later (claimed, or NOT_SUPPORTED)
 }
 
 TEST(ClassifyHvc, NeverMovesThePc) {

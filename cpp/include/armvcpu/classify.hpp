@@ -240,8 +240,11 @@ constexpr ExitReason classify_sync(TrapFrame& frame, const Syndrome& syndrome,
                 advance_pc(frame, esr);
                 return classify_psci(frame, ctx);
             }
-            // Not ours and no secure firmware to forward it to: the VMM decides.
-            return guest_exception(frame, syndrome);
+            // Not ours and no secure firmware to forward it to: an SMCCC call
+            // like an HVC (x0 = function ID), returning past the SMC; nobody
+            // claims it by default, so it gets NOT_SUPPORTED.
+            advance_pc(frame, esr);
+            return hypercall_from(frame);
         case ExceptionClass::SysReg64: {
             const SysRegIss iss{esr.iss()};
             ExitReason r{};

@@ -199,17 +199,43 @@ static_assert(std::is_standard_layout_v<ExitReason>);
 static_assert(sizeof(ExitReason) == 8 + 8 * 8);
 static_assert(offsetof(ExitReason, raw) == 8);
 
-// What happens to an exit nobody answers (no host attached, or the host asks
-// for the default): true when the VM stops there. The firmware applies it and
-// the host reads it, so both agree on when a VM ends.
-//  - Hypercall: x0 = 0 and resume (a VMM with no opinion returns success).
-//  - Nothing, ExternalInterrupt, Halt: resume (the interrupt was taken care
-//    of; a halted vCPU waits for its interrupt).
-//  - Everything else stops the VM after it has been reported: resuming an
-//    exit nobody emulated would re-execute the same instruction forever.
+// SMCCC's NOT_SUPPORTED (DEN0028 "Return codes"): -1 sign-extended into X0,
+// what an HVC/SMC with a function ID nobody implements returns, as on a
+// machine without a hypervisor (QEMU virt's own SMCCC handling).
+inline constexpr std::uint64_t kSmcccNotSupported = ~0ull;
+
+// What happens to an exit nobody answers (no host attached, the host asks for
+// the default, or no host claimed it): the machine's own answer where a
+// machine without a hypervisor has one.
+enum class DefaultAnswer : std::uint8_t {
+    Resume,               // Nothing, ExternalInterrupt, Halt: taken care of already
+    NotSupported,         // Hypercall: x0 = NOT_SUPPORTED (-1), resume past the call
+    InjectExternalAbort,  // an access to an IPA with neither RAM nor a device:
+                          // a synchronous external abort taken to the guest's EL1
+    Stop,                 // everything else: reported, then the VM stops (resuming an
+                          // exit nobody emulated would re-execute it forever)
+};
+
+constexpr DefaultAnswer default_answer(ExitKind kind) {
+    switch (kind) {
+        case ExitKind::Nothing:
+        case ExitKind::ExternalInterrupt:
+        case ExitKind::Halt: return DefaultAnswer::Resume;
+        case ExitKind::Hypercall: return DefaultAnswer::NotSupported;
+        // Stage 2 maps RAM and passed-through devices; what faults outside
+        // them (and no emulated device or host answered) is an address with
+        // nothing behind it.
+        case ExitKind::MmioRead:
+        case ExitKind::MmioWrite:
+        case ExitKind::NestedPageFault: return DefaultAnswer::InjectExternalAbort;
+        default: return DefaultAnswer::Stop;
+    }
+}
+
+// True when the default answer ends the VM. The firmware applies the default
+// and the host reads this, so both agree on when a VM ends.
 constexpr bool default_stops_vm(ExitKind kind) {
-    return !(kind == ExitKind::Nothing || kind == ExitKind::Hypercall ||
-             kind == ExitKind::ExternalInterrupt || kind == ExitKind::Halt);
+    return default_answer(kind) == DefaultAnswer::Stop;
 }
 
 }  // namespace armvcpu

@@ -32,6 +32,19 @@ enum class RuleKind : std::uint32_t {
 inline constexpr std::uint32_t kRuleCountOnly = 1u << 0;  // count, then forward the exit
 inline constexpr std::uint32_t kRuleReads = 1u << 1;      // MMIO: applies to reads
 inline constexpr std::uint32_t kRuleWrites = 1u << 2;     // MMIO: applies to writes
+// The answer is an exception taken to the guest's EL1 instead of a value:
+// the synchronous external abort matching the access, or an Undefined
+// Instruction (exception_entry.hpp; the firmware takes it).
+inline constexpr std::uint32_t kRuleInjectAbort = 1u << 3;
+inline constexpr std::uint32_t kRuleInjectUndef = 1u << 4;
+
+// What a matching rule asks for.
+enum class FastRuleAnswer : std::uint8_t {
+    None,         // no rule answers: the exit goes on
+    Answered,     // answered in the frame
+    InjectAbort,  // take the matching synchronous external abort
+    InjectUndef,  // take an Undefined Instruction exception
+};
 
 struct FastRule {
     RuleKind kind;
@@ -104,21 +117,29 @@ inline FastRule* match_fast_rule(FastRuleTable& table, const ExitReason& reason)
 }
 
 // Applies the first matching rule: counts the hit and, unless the rule only
-// counts, answers the exit in the frame. Returns true when the exit is
-// answered (the guest can resume without the host).
-inline bool apply_fast_rules(FastRuleTable& table, const ExitReason& reason, TrapFrame& frame) {
-    if (table.magic != kFastRuleMagic) return false;
+// counts, answers the exit in the frame or says which exception to take.
+inline FastRuleAnswer answer_fast_rules(FastRuleTable& table, const ExitReason& reason,
+                                        TrapFrame& frame) {
+    if (table.magic != kFastRuleMagic) return FastRuleAnswer::None;
     FastRule* r = match_fast_rule(table, reason);
-    if (r == nullptr) return false;
+    if (r == nullptr) return FastRuleAnswer::None;
     detail::count_hit(*r);
-    if ((r->flags & kRuleCountOnly) != 0) return false;
+    if ((r->flags & kRuleCountOnly) != 0) return FastRuleAnswer::None;
+    if ((r->flags & kRuleInjectAbort) != 0) return FastRuleAnswer::InjectAbort;
+    if ((r->flags & kRuleInjectUndef) != 0) return FastRuleAnswer::InjectUndef;
     switch (reason.kind) {
         case ExitKind::MmioRead: complete_mmio_read(frame, reason.mmio_read, r->value); break;
         case ExitKind::Hypercall: frame.set_gpr(0, r->value); break;
         case ExitKind::SysRegRead: frame.set_gpr(reason.sysreg_read.reg, r->value); break;
         default: break;  // writes: ignored (the PC is already past them)
     }
-    return true;
+    return FastRuleAnswer::Answered;
+}
+
+// answer_fast_rules() for callers that cannot take exceptions (replays, the
+// fuzzer): true when the exit was answered in the frame.
+inline bool apply_fast_rules(FastRuleTable& table, const ExitReason& reason, TrapFrame& frame) {
+    return answer_fast_rules(table, reason, frame) == FastRuleAnswer::Answered;
 }
 
 }  // namespace armvcpu

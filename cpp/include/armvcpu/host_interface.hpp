@@ -57,6 +57,13 @@ enum class HostAction : std::uint32_t {
     Resume = 1,   // resume the guest with the record's frame, verbatim
     Stop = 2,     // stop the VM
     Step = 3,     // resume with the record's frame for one instruction, then exit
+    // Take a synchronous exception to the guest's EL1 (exception_entry.hpp)
+    // at the exit's instruction, with the record's frame: a synchronous
+    // external abort on a data access or an instruction fetch (FAR_EL1 = the
+    // record's `far`, which the host may change), or an Undefined Instruction.
+    InjectDataAbort = 4,
+    InjectInstructionAbort = 5,
+    InjectUndef = 6,
 };
 
 // Shared-memory protocol: the firmware fills the record, then stores seq
@@ -197,6 +204,46 @@ inline constexpr std::uint64_t kExtraVmRamBase = kFirmwareBase + kFirmwareSize;
 inline constexpr std::uint64_t kMachineRamLimit = 0x40'0000'0000;
 static_assert(kFirmwareBase % (1ull << 30) == 0, "the EL2 map gives the firmware its own GiB");
 static_assert(kFirmwareSize <= (1ull << 30));
+// Hypercall claims: the HVC/SMC function IDs the host wants to see. An ID no
+// fast rule answers and nobody claimed gets SMCCC NOT_SUPPORTED in EL2,
+// without a round trip; with no host attached nothing is claimed. The host
+// fills ranges[count] and then publishes count (or `all`) with release
+// ordering; the firmware loads them with acquire ordering.
+inline constexpr const char* kSymHypercallClaims = "armvcpu_hypercall_claims";
+inline constexpr std::uint32_t kHypercallClaimsMagic = 0x4D4C4348;  // "HCLM"
+inline constexpr unsigned kMaxHypercallClaims = 32;
+
+struct HypercallClaim {
+    std::uint64_t first;  // the first ID claimed
+    std::uint64_t last;   // the last ID claimed (inclusive)
+};
+
+struct HypercallClaims {
+    std::uint32_t magic;
+    std::uint32_t capacity;
+    std::uint64_t all;    // nonzero: every ID is claimed
+    std::uint64_t count;  // ranges[0..count) are in use
+    HypercallClaim ranges[kMaxHypercallClaims];
+};
+
+static_assert(std::is_trivially_copyable_v<HypercallClaims>);
+static_assert(offsetof(HypercallClaims, all) == 8);
+static_assert(offsetof(HypercallClaims, count) == 16);
+static_assert(offsetof(HypercallClaims, ranges) == 24);
+static_assert(sizeof(HypercallClaim) == 16);
+static_assert(sizeof(HypercallClaims) == 24 + 16 * kMaxHypercallClaims);
+
+// Whether the host claimed hypercall `nr`.
+inline bool hypercall_claimed(const HypercallClaims& claims, std::uint64_t nr) {
+    if (claims.magic != kHypercallClaimsMagic) return false;
+    if (__atomic_load_n(&claims.all, __ATOMIC_ACQUIRE) != 0) return true;
+    std::uint64_t count = __atomic_load_n(&claims.count, __ATOMIC_ACQUIRE);
+    if (count > kMaxHypercallClaims) count = kMaxHypercallClaims;
+    for (std::uint64_t i = 0; i < count; ++i) {
+        if (nr >= claims.ranges[i].first && nr <= claims.ranges[i].last) return true;
+    }
+    return false;
+}
 
 struct GuestConfig {
     std::uint64_t entry;     // IPA of the first instruction
