@@ -36,6 +36,11 @@ extern "C" {
 [[gnu::used, gnu::section(".data")]] armvcpu::FastRuleTable armvcpu_fast_rules = {
     armvcpu::kFastRuleMagic, armvcpu::kMaxFastRules, 0, {}};
 
+// Hypercall IDs the host wants to see (host_interface.hpp); none until the
+// host claims some. In .data like the fast rules.
+[[gnu::used, gnu::section(".data")]] armvcpu::HypercallClaims armvcpu_hypercall_claims = {
+    armvcpu::kHypercallClaimsMagic, armvcpu::kMaxHypercallClaims, 0, 0, {}};
+
 [[gnu::used]] ExitRecord armvcpu_exit_records[fw::kMaxVcpus];
 [[gnu::used]] std::uint64_t armvcpu_pending_irq[fw::kMaxVcpus];
 
@@ -120,7 +125,8 @@ HostAction report_exit(unsigned slot, unsigned vm_id, unsigned vcpu_id, armvcpu:
         default: record.seq = seq; return HostAction::Default;
     }
     const HostAction action = record.action;
-    if (action == HostAction::Resume || action == HostAction::Step) frame = record.frame;
+    // Resume, Step and the Inject* actions carry the frame the host left.
+    if (action != HostAction::Default && action != HostAction::Stop) frame = record.frame;
     return action;
 }
 

@@ -13,6 +13,8 @@
 extern "C" {
 extern armvcpu::GuestConfig armvcpu_guest_config[];
 extern armvcpu::FastRuleTable armvcpu_fast_rules;
+extern armvcpu::HypercallClaims armvcpu_hypercall_claims;
+extern armvcpu::ExitRecord armvcpu_exit_records[];
 extern armvcpu::ConsoleRing armvcpu_guest_console[];
 extern std::uint64_t armvcpu_pending_irq[];
 extern armvcpu::ExitLog armvcpu_exit_log[];

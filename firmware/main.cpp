@@ -30,7 +30,8 @@ namespace {
 // Runs vCPU `cpu` on this physical CPU until it turns itself off (CPU_OFF)
 // or its VM stops. Each pass enters the guest once and answers its exit by
 // the first that can: EL2 itself, the emulated GIC, a host's fast rule, the
-// emulated UART, and last the host.
+// emulated UART, NOT_SUPPORTED for a hypercall no host claimed, and last the
+// host.
 void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
     fw::VcpuRun run = fw::begin_run(cpu, entry, context);
     for (;;) {
@@ -51,12 +52,13 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         if (answer == fw::El2Answer::Handled) continue;
         armvcpu::TrapFrame& frame = run.vcpu.context();
         if (fw::try_vgic(run, reason, frame)) continue;
-        if (fw::try_fast_rules(run, reason, frame, log)) continue;
+        if (fw::try_fast_rules(run, result, frame, log)) continue;
         if (fw::try_emulated_uart(run, reason, frame)) continue;
+        if (fw::try_unclaimed_hypercall(reason, frame)) continue;
 
         log.set_handler(armvcpu::ExitLogHandler::Host);
         const armvcpu::HostAction action = fw::ask_host(cpu, run.vm, run.index, result, frame);
-        if (!fw::apply_host_action(run, action, reason, frame)) {
+        if (!fw::apply_host_action(run, action, result, frame)) {
             fw::stop_vm(run.vm, reason);
             run.vcpu.unbind();
             return;

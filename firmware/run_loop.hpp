@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <new>
 
+#include "armvcpu/classify.hpp"
+#include "armvcpu/exception_entry.hpp"
 #include "armvcpu/exit_reason.hpp"
 #include "armvcpu/fast_rules.hpp"
 #include "armvcpu/host_interface.hpp"
@@ -20,6 +22,7 @@
 #include "exit_log.hpp"
 #include "fw_hal.hpp"
 #include "host_link.hpp"
+#include "inject.hpp"
 #include "power.hpp"
 #include "sgi.hpp"
 #include "sysreg.hpp"
@@ -214,12 +217,52 @@ enum class El2Answer {
     return true;
 }
 
+// The address of the instruction that made the exit (what exit.pc says).
+[[gnu::always_inline]] inline std::uint64_t exit_instruction(const armvcpu::VCpuRunResult& result) {
+    return armvcpu::instruction_address_from_preferred_return(
+        result.exception_pc, armvcpu::Esr{result.syndrome.esr},
+        result.type == armvcpu::ExceptionType::Synchronous);
+}
+
+// Takes the synchronous external abort matching the exit (FAR_EL1 = `far`)
+// to the guest's EL1.
+[[gnu::always_inline]] inline void inject_abort(VcpuRun& run, const armvcpu::VCpuRunResult& result,
+                                                armvcpu::TrapFrame& frame, std::uint64_t far) {
+    inject_exception(run.hal, frame, armvcpu::abort_for_exit(result.reason, exit_instruction(result), far));
+}
+
+// Takes an Undefined Instruction exception (EC 0x00) at the exit's instruction.
+[[gnu::always_inline]] inline void inject_undef(VcpuRun& run, const armvcpu::VCpuRunResult& result,
+                                                armvcpu::TrapFrame& frame) {
+    inject_exception(run.hal, frame,
+                     {armvcpu::InjectKind::Undefined, exit_instruction(result), 0, false});
+}
+
 // An exit one of the host's fast rules covers (answered and counted in EL2).
-[[gnu::always_inline]] inline bool try_fast_rules(VcpuRun& run, const armvcpu::ExitReason& reason,
+[[gnu::always_inline]] inline bool try_fast_rules(VcpuRun& run, const armvcpu::VCpuRunResult& result,
                                                   armvcpu::TrapFrame& frame, ExitLogScope& log) {
-    if (!armvcpu::apply_fast_rules(armvcpu_fast_rules, reason, frame)) return false;
+    const armvcpu::FastRuleAnswer answer =
+        armvcpu::answer_fast_rules(armvcpu_fast_rules, result.reason, frame);
+    if (answer == armvcpu::FastRuleAnswer::None) return false;
+    if (answer == armvcpu::FastRuleAnswer::InjectAbort) {
+        inject_abort(run, result, frame, result.syndrome.far);
+    }
+    if (answer == armvcpu::FastRuleAnswer::InjectUndef) inject_undef(run, result, frame);
     log.set_handler(armvcpu::ExitLogHandler::FastRule);
     if (run.vcpu.state() == armvcpu::VCpuState::Blocked) run.vcpu.wake();
+    return true;
+}
+
+// A hypercall (HVC, or an SMC the core does not implement) that no host
+// claimed: SMCCC NOT_SUPPORTED in EL2, as QEMU virt answers it without a
+// hypervisor. With no host attached nothing is claimed.
+[[gnu::always_inline]] inline bool try_unclaimed_hypercall(const armvcpu::ExitReason& reason,
+                                                           armvcpu::TrapFrame& frame) {
+    if (reason.kind != armvcpu::ExitKind::Hypercall) return false;
+    if (host_attached() && armvcpu::hypercall_claimed(armvcpu_hypercall_claims, reason.hypercall.nr)) {
+        return false;
+    }
+    frame.set_gpr(0, armvcpu::kSmcccNotSupported);
     return true;
 }
 
@@ -237,23 +280,46 @@ enum class El2Answer {
 armvcpu::HostAction ask_host(unsigned cpu, const Vm& vm, unsigned index,
                              const armvcpu::VCpuRunResult& result, armvcpu::TrapFrame& frame);
 
-// The firmware's answer when nobody else decides (see default_stops_vm).
-// Returns false when the VM must stop.
-[[gnu::always_inline]] inline bool apply_default(const armvcpu::ExitReason& reason,
+// The firmware's answer when nobody else decides (the core's
+// default_answer). Returns false when the VM must stop.
+[[gnu::always_inline]] inline bool apply_default(VcpuRun& run, const armvcpu::VCpuRunResult& result,
                                                  armvcpu::TrapFrame& frame) {
-    if (armvcpu::default_stops_vm(reason.kind)) return false;
-    if (reason.kind == armvcpu::ExitKind::Hypercall) frame.set_gpr(0, 0);
-    return true;
+    switch (armvcpu::default_answer(result.reason.kind)) {
+        case armvcpu::DefaultAnswer::Resume: return true;
+        case armvcpu::DefaultAnswer::NotSupported:
+            frame.set_gpr(0, armvcpu::kSmcccNotSupported);
+            return true;
+        case armvcpu::DefaultAnswer::InjectExternalAbort:
+            inject_abort(run, result, frame, result.syndrome.far);
+            return true;
+        case armvcpu::DefaultAnswer::Stop: break;
+    }
+    return false;
 }
 
 // Carries out the host's answer; false when the VM must stop.
 [[gnu::always_inline]] inline bool apply_host_action(VcpuRun& run, armvcpu::HostAction action,
-                                                     const armvcpu::ExitReason& reason,
+                                                     const armvcpu::VCpuRunResult& result,
                                                      armvcpu::TrapFrame& frame) {
+    using armvcpu::HostAction;
     bool keep_running = true;
-    if (action == armvcpu::HostAction::Default) keep_running = apply_default(reason, frame);
-    if (action == armvcpu::HostAction::Stop) keep_running = false;
-    if (action == armvcpu::HostAction::Step) run.step.arm(run.hal, run.vm.cfg, frame, run.cpu);
+    switch (action) {
+        case HostAction::Default: keep_running = apply_default(run, result, frame); break;
+        case HostAction::Stop: keep_running = false; break;
+        case HostAction::Step: run.step.arm(run.hal, run.vm.cfg, frame, run.cpu); break;
+        case HostAction::InjectDataAbort:
+        case HostAction::InjectInstructionAbort: {
+            // The host names the kind and may have changed the record's FAR.
+            armvcpu::InjectedException e = armvcpu::abort_for_exit(
+                result.reason, exit_instruction(result), armvcpu_exit_records[run.cpu].far);
+            e.kind = action == HostAction::InjectDataAbort ? armvcpu::InjectKind::DataAbort
+                                                           : armvcpu::InjectKind::InstructionAbort;
+            inject_exception(run.hal, frame, e);
+            break;
+        }
+        case HostAction::InjectUndef: inject_undef(run, result, frame); break;
+        case HostAction::Resume: break;
+    }
     // A halted vCPU resumes once someone has answered for it.
     if (keep_running && run.vcpu.state() == armvcpu::VCpuState::Blocked) run.vcpu.wake();
     return keep_running;

@@ -16,6 +16,8 @@ void bind_fast_rules(py::module_& m) {
     m.attr("RULE_COUNT_ONLY") = kRuleCountOnly;
     m.attr("RULE_READS") = kRuleReads;
     m.attr("RULE_WRITES") = kRuleWrites;
+    m.attr("RULE_INJECT_ABORT") = kRuleInjectAbort;
+    m.attr("RULE_INJECT_UNDEF") = kRuleInjectUndef;
     m.attr("FAST_RULE_MAGIC") = kFastRuleMagic;
     m.attr("MAX_FAST_RULES") = kMaxFastRules;
     m.attr("FAST_RULES_OFFSET") = offsetof(FastRuleTable, rules);

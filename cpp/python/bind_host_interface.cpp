@@ -26,7 +26,19 @@ void bind_host_interface(py::module_& m) {
         .value("Default", HostAction::Default)
         .value("Resume", HostAction::Resume)
         .value("Stop", HostAction::Stop)
-        .value("Step", HostAction::Step);
+        .value("Step", HostAction::Step)
+        .value("InjectDataAbort", HostAction::InjectDataAbort)
+        .value("InjectInstructionAbort", HostAction::InjectInstructionAbort)
+        .value("InjectUndef", HostAction::InjectUndef);
+    m.attr("HYPERCALL_CLAIMS_MAGIC") = kHypercallClaimsMagic;
+    m.attr("MAX_HYPERCALL_CLAIMS") = kMaxHypercallClaims;
+    m.attr("HYPERCALL_CLAIMS_OFFSETS") =
+        py::dict(py::arg("magic") = offsetof(HypercallClaims, magic),
+                 py::arg("all") = offsetof(HypercallClaims, all),
+                 py::arg("count") = offsetof(HypercallClaims, count),
+                 py::arg("ranges") = offsetof(HypercallClaims, ranges));
+    m.attr("HYPERCALL_CLAIM_SIZE") = sizeof(HypercallClaim);
+    m.attr("SMCCC_NOT_SUPPORTED") = kSmcccNotSupported;
 
     py::class_<ExitRecord>(m, "ExitRecord", R"doc(
 The per-vCPU exit record the firmware publishes to the host.
@@ -71,7 +83,7 @@ to_bytes() after changing .action and .frame.
         .def_readonly("exception_type", &ExitRecord::exception_type)
         .def_readwrite("action", &ExitRecord::action)
         .def_readonly("esr", &ExitRecord::esr)
-        .def_readonly("far", &ExitRecord::far)
+        .def_readwrite("far", &ExitRecord::far)
         .def_readonly("hpfar", &ExitRecord::hpfar)
         .def_readonly("elr", &ExitRecord::elr)
         .def_property_readonly(
@@ -149,6 +161,7 @@ to_bytes() after changing .action and .frame.
     py::dict optional_symbols;
     optional_symbols["host_doorbell"] = kSymHostDoorbell;
     optional_symbols["host_doorbell_store"] = kSymHostDoorbellStore;
+    optional_symbols["hypercall_claims"] = kSymHypercallClaims;
     m.attr("FIRMWARE_OPTIONAL_SYMBOLS") = optional_symbols;
     py::enum_<UartMode>(m, "UartMode", "How a VM's PL011 is provided.")
         .value("Host", UartMode::Host)

@@ -151,3 +151,21 @@ TEST(ExceptionEntry, AllintIsSetUnlessSpintmask) {
 
 static_assert(el1_sync_vector_offset(0x3c5) == 0x200);
 static_assert(injected_esr({InjectKind::DataAbort, 0, 0, false}, 0x5) == 0x96000010);
+
+TEST(ExceptionEntry, AbortForExitMatchesTheAccess) {
+    EXPECT_EQ(abort_for_exit(make_exit(exit::MmioRead{kVa, 4, 1, 4, 0}), kPc, kVa).kind,
+              InjectKind::DataAbort);
+    EXPECT_TRUE(abort_for_exit(make_exit(exit::MmioWrite{kVa, 0, 4, 0}), kPc, kVa).write);
+    const InjectedException fetch = abort_for_exit(
+        make_exit(exit::NestedPageFault{kVa, exit::kAccessExecute}), kVa, kVa);
+    EXPECT_EQ(fetch.kind, InjectKind::InstructionAbort);
+    EXPECT_EQ(fetch.far, kVa);
+    const InjectedException stp =
+        abort_for_exit(make_exit(exit::NestedPageFault{kVa, exit::kAccessWrite |
+                                                                exit::kAccessNoSyndrome}),
+                       kPc, kVa + 8);
+    EXPECT_EQ(stp.kind, InjectKind::DataAbort);
+    EXPECT_TRUE(stp.write);
+    EXPECT_EQ(stp.far, kVa + 8);
+    EXPECT_EQ(stp.address, kPc);
+}

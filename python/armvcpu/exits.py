@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from . import _core
 from .errors import ArmvcpuError
@@ -276,14 +276,60 @@ class Exit:
             self.resume(**{f"x{self.reason.reg}": value})
 
     def resume_default(self) -> None:
-        """Let the firmware answer as it would with no host attached.
+        """Let the firmware answer as it would with no host attached: what QEMU's
+        ``virt`` machine does without a hypervisor.
 
-        Hypercalls return 0; exits nobody emulated (MMIO, system registers,
-        faults, ...) stop the VM (see ``_core.default_stops_vm``). An exit the
-        loop moves past without an answer gets this.
+        A hypercall returns SMCCC NOT_SUPPORTED (-1 in x0); an access to an
+        address with neither RAM nor a device (MMIO, a stage-2 fault) becomes
+        a synchronous external abort taken to the guest's EL1 (see
+        :meth:`inject_abort`); halts and interrupts resume; every other exit
+        nobody emulated (system registers, guest exceptions, ...) stops the
+        VM (see ``_core.default_stops_vm``). An exit the loop moves past
+        without an answer gets this.
         """
         self._check_open()
         self.record.action = _core.HostAction.Default
+        self._answer(frame_changed=False)
+
+    def inject_abort(self, kind: Literal["data", "instruction"] | None = None,
+                     address: int | None = None) -> None:  # fmt: skip
+        """Answer with a synchronous external abort taken to the guest's EL1, as
+        the machine gives for an access to an address with nothing behind it:
+        ESR_EL1 EC 0x25 (0x24 from EL0) with DFSC 0b010000 for a data access,
+        EC 0x21 (0x20) with IFSC 0b010000 for an instruction fetch; FAR_EL1 the
+        faulting virtual address, ELR_EL1 the instruction (``exit.pc``); the
+        guest continues at its VBAR_EL1 vector.
+
+        ``kind`` defaults to the access the exit was (an instruction fetch
+        for a ``NestedPageFault`` with ACCESS_EXECUTE, a data access
+        otherwise); ``address`` (FAR_EL1) defaults to the exit's FAR_EL2.
+        """
+        if kind not in (None, "data", "instruction"):
+            raise ValueError(f"kind must be 'data' or 'instruction', not {kind!r}")
+        self._check_open()
+        if kind is None:
+            fetch = self.kind == ExitKind.NestedPageFault and bool(
+                self.reason.access_flags & _core.ACCESS_EXECUTE
+            )
+            kind = "instruction" if fetch else "data"
+        if address is not None:
+            if not 0 <= address < 1 << 64:
+                raise ValueError(f"address {address:#x} is not a 64-bit virtual address")
+            self.record.far = address
+        self.record.action = (
+            _core.HostAction.InjectInstructionAbort
+            if kind == "instruction"
+            else _core.HostAction.InjectDataAbort
+        )
+        self._answer(frame_changed=False)
+
+    def inject_undef(self) -> None:
+        """Answer with an Undefined Instruction exception taken to the guest's
+        EL1 at the exit's instruction (ESR_EL1 EC 0x00 "Unknown reason",
+        ELR_EL1 = ``exit.pc``), as the machine does for an instruction it
+        does not implement."""
+        self._check_open()
+        self.record.action = _core.HostAction.InjectUndef
         self._answer(frame_changed=False)
 
     def step(self, **regs: int) -> None:

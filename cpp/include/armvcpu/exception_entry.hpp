@@ -25,6 +25,8 @@
 
 #include <cstdint>
 
+#include "armvcpu/exit_reason.hpp"
+
 namespace armvcpu {
 
 // PSTATE as SPSR_ELx holds it for AArch64 (Arm ARM C5.2.18 "SPSR_EL1").
@@ -167,6 +169,25 @@ constexpr ExceptionEntry take_exception_to_el1(const InjectedException& e, const
     x.pc = (s.vbar_el1 & ~0x7ffull) + el1_sync_vector_offset(s.pstate);  // VBAR_EL1[10:0] RES0
     x.pstate = el1_entry_pstate(s.pstate, s.sctlr_el1, f);
     return x;
+}
+
+// The synchronous external abort matching an exit: an instruction abort for
+// an instruction fetch, otherwise a data abort (a write for MmioWrite or a
+// faulting write). `instruction` is the address of the instruction that
+// made the exit, `far` the faulting virtual address (FAR_EL2).
+constexpr InjectedException abort_for_exit(const ExitReason& reason, std::uint64_t instruction,
+                                           std::uint64_t far) {
+    InjectedException e{InjectKind::DataAbort, instruction, far, false};
+    if (reason.kind == ExitKind::MmioWrite) e.write = true;
+    if (reason.kind == ExitKind::NestedPageFault) {
+        const std::uint64_t flags = reason.nested_page_fault.access_flags;
+        if ((flags & exit::kAccessExecute) != 0) {
+            e.kind = InjectKind::InstructionAbort;
+            e.far = instruction;
+        }
+        e.write = (flags & exit::kAccessWrite) != 0;
+    }
+    return e;
 }
 
 }  // namespace armvcpu

@@ -51,6 +51,10 @@ class Target(Protocol):
 
     def set_traps(self, *, hcr_el2: int = 0, mdcr_el2: int = 0) -> None: ...
 
+    def claim_hypercalls(self, *ids: int | range | tuple[int, int], all: bool = False) -> None:
+        """Let these hypercall IDs (or all) reach the host."""
+        ...
+
 
 Handler = Callable[..., Any]
 
@@ -117,8 +121,16 @@ class Rule:
     end: int = 0
     value: int | None = 0
     ignore_writes: bool = True
+    #: "value" (the answer above), or an exception for the guest instead:
+    #: "abort" (a synchronous external abort) or "undef".
+    action: str = "value"
 
     def describe(self) -> str:
+        if self.action != "value":
+            what = {"hypercall": "hypercall", "sysreg": "system register", "mmio": "MMIO"}
+            span = f"{self.key:#x}..{self.end:#x}" if self.kind == "mmio" else f"{self.key:#x}"
+            exc = "synchronous external abort" if self.action == "abort" else "undefined instruction"
+            return f"{what[self.kind]} {span}: {exc}"
         if self.kind == "hypercall":
             return f"hypercall {self.key:#x}: x0 = {self.value:#x}"
         if self.kind == "sysreg":
@@ -129,7 +141,13 @@ class Rule:
         return f"MMIO {self.key:#x}..{self.end:#x}: reads {reads}, writes {writes}"
 
     def install(self, hv: Target) -> None:
-        if self.kind == "hypercall":
+        if self.action == "abort":
+            hv.rules.mmio(self.key, self.end, abort=True)
+        elif self.action == "undef" and self.kind == "hypercall":
+            hv.rules.hypercall(self.key, undef=True)
+        elif self.action == "undef":
+            hv.rules.sysreg(self.key, undef=True)
+        elif self.kind == "hypercall":
             hv.rules.hypercall(self.key, result=self.value or 0)
         elif self.kind == "sysreg":
             hv.rules.sysreg(self.key, read=self.value or 0)
@@ -140,6 +158,8 @@ class Rule:
         """Answer an exit the way the firmware's fast rule would (for replays,
         and for exits that reach the host before the rule was installed)."""
         k = exit.kind
+        if self.action != "value":
+            return self._answer_with_exception(exit)
         if self.kind == "hypercall" and k == ExitKind.Hypercall and exit.reason.nr == self.key:
             exit.resume(x0=self.value or 0)
             return True
@@ -163,6 +183,23 @@ class Rule:
         return False
 
 
+    def _answer_with_exception(self, exit: Exit) -> bool:
+        k = exit.kind
+        if self.kind == "mmio":
+            hit = k in (ExitKind.MmioRead, ExitKind.MmioWrite) and self.key <= exit.reason.addr < self.end
+        elif self.kind == "hypercall":
+            hit = k == ExitKind.Hypercall and exit.reason.nr == self.key
+        else:
+            hit = k in (ExitKind.SysRegRead, ExitKind.SysRegWrite) and exit.reason.addr == self.key
+        if not hit:
+            return False
+        if self.action == "abort":
+            exit.inject_abort()
+        else:
+            exit.inject_undef()
+        return True
+
+
 @dataclass
 class _Decl:
     """What an `on.*` decorator leaves on a function or in a class body."""
@@ -182,8 +219,14 @@ class _On:
     """Decorators that key handlers by exit kind (``on.hypercall(nr=1)``, ...)."""
 
     @staticmethod
-    def hypercall(nr: int | None = None, *, result: int | None = None) -> _Decl:
-        """Hypercalls (all, or number ``nr``); with ``result`` a fast rule."""
+    def hypercall(nr: int | None = None, *, result: int | None = None,
+                  undef: bool = False) -> _Decl:  # fmt: skip
+        """Hypercalls (all, or number ``nr``); with ``result`` a fast rule, with
+        ``undef`` a fast rule that makes the call an Undefined Instruction."""
+        if undef:
+            if nr is None or result is not None:
+                raise ValueError("an undef hypercall rule needs nr= and no result=")
+            return _Decl(rule=Rule("hypercall", nr, action="undef"))
         if result is not None:
             if nr is None:
                 raise ValueError("a hypercall rule needs nr=")
@@ -193,14 +236,20 @@ class _On:
     @staticmethod
     def mmio(start: int | range | None = None, end: int | None = None, *, read: bool = True,
              write: bool = True, read_value: int | None = None,
-             ignore_writes: bool = False) -> _Decl:  # fmt: skip
+             ignore_writes: bool = False, abort: bool = False) -> _Decl:  # fmt: skip
         """MMIO accesses in [start, end) (a ``range`` works too). With
-        ``read_value`` and/or ``ignore_writes`` it is a fast rule instead."""
+        ``read_value`` and/or ``ignore_writes`` it is a fast rule instead;
+        with ``abort`` a fast rule that gives every access a synchronous
+        external abort (an address with nothing behind it)."""
         if isinstance(start, range):
             span = start
             start, end = span.start, span.stop
         if start is not None and (end is None or end <= start):
             raise ValueError("an MMIO match needs start < end")
+        if abort:
+            if start is None or end is None or read_value is not None or ignore_writes:
+                raise ValueError("an abort MMIO rule needs a range and no read_value/ignore_writes")
+            return _Decl(rule=Rule("mmio", start, end, action="abort"))
         if read_value is not None or ignore_writes:
             if start is None or end is None:
                 raise ValueError("an MMIO rule needs a range")
@@ -209,11 +258,17 @@ class _On:
         return _Decl(Match(frozenset(kinds), start=start, end=end, reads=read, writes=write))
 
     @staticmethod
-    def sysreg(register: str | int | None = None, *, read_value: int | None = None) -> _Decl:
-        """Trapped MRS/MSR of one register (by Arm name) or all of them."""
+    def sysreg(register: str | int | None = None, *, read_value: int | None = None,
+               undef: bool = False) -> _Decl:  # fmt: skip
+        """Trapped MRS/MSR of one register (by Arm name) or all of them; with
+        ``undef`` a fast rule that makes an access an Undefined Instruction."""
         key = None
         if register is not None:
             key = _core.sysreg_encoding(register).key if isinstance(register, str) else register
+        if undef:
+            if key is None or read_value is not None:
+                raise ValueError("an undef system-register rule needs a register and no read_value")
+            return _Decl(rule=Rule("sysreg", key, action="undef"))
         if read_value is not None:
             if key is None:
                 raise ValueError("a system-register rule needs a register")
@@ -310,10 +365,33 @@ class Policy:
             controls += [c for c in trap.controls if c not in controls]
         return Trap("policy", hcr, mdcr, tuple(controls))
 
+    def hypercall_claims(self) -> list[int] | None:
+        """The hypercall IDs this policy's handlers name (``on.hypercall(nr=...)``);
+        None when one handles every hypercall (``on.hypercall()`` without
+        ``nr``, ``on.kind(ExitKind.Hypercall)``, or a default handler, which
+        sees whatever nothing else answers). Only claimed IDs reach the host;
+        the others get SMCCC NOT_SUPPORTED in EL2."""
+        if self.default is not None:
+            return None
+        ids: list[int] = []
+        for entry in self.handlers:
+            if ExitKind.Hypercall not in entry.match.kinds:
+                continue
+            if entry.match.nr is None:
+                return None
+            ids.append(entry.match.nr)
+        return ids
+
     def install(self, hv: Target) -> None:
         """Before the guest starts: arm the traps the system-register handlers
-        need (added to any :meth:`~armvcpu.Hypervisor.set_traps` bits), and
-        push the declarative rules down to the firmware's fast rules."""
+        need (added to any :meth:`~armvcpu.Hypervisor.set_traps` bits), push
+        the declarative rules down to the firmware's fast rules, and claim
+        the hypercalls the handlers answer (:meth:`hypercall_claims`)."""
+        claims = self.hypercall_claims()
+        if claims is None:
+            hv.claim_hypercalls(all=True)
+        elif claims:
+            hv.claim_hypercalls(*claims)
         need = self.needed_traps()
         if need.hcr_el2 or need.mdcr_el2:
             hcr, mdcr = hv.traps

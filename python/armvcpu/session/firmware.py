@@ -31,6 +31,9 @@ class Firmware:
     # The gdb transport's watchpoint hand-off; None in images that predate it.
     host_doorbell: int | None = None
     host_doorbell_store: int | None = None
+    # The hypercall claims table; None in images that predate it (there
+    # every hypercall reaches the host).
+    hypercall_claims: int | None = None
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:

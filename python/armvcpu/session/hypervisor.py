@@ -38,7 +38,7 @@ from ..exits import Exit
 from ..guests.guest import Guest
 from ..guests.linux import MAX_DTB_SIZE, BootPlan, LinuxImage
 from ..policy.policy import Policy
-from ..policy.rules import FastRules
+from ..policy.rules import ClaimSpec, FastRules, HypercallClaims
 from .firmware import Firmware
 from .gdbstub import GdbRemote
 from .qemu import QemuConfig, QemuProcess
@@ -212,6 +212,9 @@ class Hypervisor:
         self.guest_config: Any = None
         self.rules = FastRules(self.firmware.fast_rules, self._write_phys, self._read_phys,
                                self._publish_phys)  # fmt: skip
+        #: The hypercall IDs that reach the host (see :meth:`claim_hypercalls`).
+        self.claims = HypercallClaims(self.firmware.hypercall_claims, self._write_phys,
+                                      self._publish_phys)  # fmt: skip
         self.last_exit: Exit | None = None
         #: The most recent exits (for error reports), newest last.
         self.recent_exits: collections.deque[Exit] = collections.deque(maxlen=20)
@@ -224,6 +227,8 @@ class Hypervisor:
         self._vm_configs: dict[int, Any] = {}
         self._vms: dict[int, VM] = {}
         self._closed = False
+        self._guest_progress = False
+        self._last_registers = ""
         self._exit_log: ExitLogReader | None = None
         self._exit_log_rows: list[Any] = []
         self._console_size = 0
@@ -827,13 +832,55 @@ class Hypervisor:
 
     # -- running --------------------------------------------------------------------
 
-    def exits(self, timeout: float | None = None) -> Iterator[Exit]:
+    def claim_hypercalls(self, *ids: ClaimSpec, all: bool = False) -> None:
+        """Let these hypercall function IDs reach the host: single IDs,
+        ``range`` objects (stop excluded) or ``(first, last)`` pairs (both
+        included); ``all=True`` claims every ID. An HVC or SMC whose ID no
+        fast rule answers and nobody claimed gets SMCCC NOT_SUPPORTED (-1 in
+        x0) in EL2 without a round trip, as on QEMU ``virt`` without a
+        hypervisor. PSCI and the SMCCC calls the firmware implements never
+        reach the host.
+
+        Claims add up and cannot be withdrawn. Before the guest starts
+        they may be made with either transport, while it runs with
+        ``transport="shm"``. :meth:`exits` claims every ID when nothing was
+        claimed before it; :meth:`run` claims what its handler answers.
+
+        >>> with Hypervisor() as hv:                            # doctest: +SKIP
+        ...     hv.claim_hypercalls(0x10, range(0xC600_0000, 0xC600_0100))
+        """
+        if all:
+            self.claims.claim_all()
+        if ids:
+            self.claims.claim(*ids)
+        if not all and not ids:
+            raise ValueError("claim_hypercalls() needs IDs, ranges or all=True")
+
+    def exits(self, timeout: float | None = None, *, claim_hypercalls: bool | None = None,
+              guest_progress: bool = False) -> Iterator[Exit]:  # fmt: skip
         """Run the guest and yield each exit until the VM stops.
 
         Answer each exit (``resume()``, ``complete_read()``, ``stop()``, ...);
         one left unanswered gets the firmware's default when the loop goes on.
+
+        ``claim_hypercalls``: whether every hypercall reaches this loop. The
+        default (None) claims them all unless some were claimed already
+        (:meth:`claim_hypercalls`, a policy's ``install``), so a script that
+        reads every exit sees every hypercall; False leaves the claims as
+        they are (unclaimed IDs get NOT_SUPPORTED in EL2).
+
+        ``timeout`` (default: the session's) is how long to wait for the
+        next exit, console output or exit-log entry; ``math.inf`` waits for
+        ever. With ``guest_progress`` (``transport="shm"``), a guest whose
+        registers keep changing is making progress too: when the timeout
+        passes with nothing else, the CPU is stopped through the gdbstub
+        for a moment and its registers compared with the last look, so a
+        guest that only computes is not taken for a hung one.
         """
         self._require_live()
+        if claim_hypercalls or (claim_hypercalls is None and not self.claims.explicit):
+            self.claims.claim_all()
+        self._guest_progress = guest_progress
         gdb = self.gdb
         wait = self.timeout if timeout is None else timeout
         if not self._started and self.transport_name == "shm":
@@ -872,13 +919,20 @@ class Hypervisor:
         loaded value for an MMIO or system-register read); None leaves the exit
         to its own answer, or the firmware's default. With ``trace``, every
         exit is recorded.
+
+        Hypercalls: a Policy claims the IDs its handlers name (all, when a
+        handler takes any hypercall or it has a default handler); a plain
+        callable claims all; with no handler none are claimed, so every
+        hypercall gets SMCCC NOT_SUPPORTED in EL2.
         """
         install = getattr(handler, "install", None)
         if install is not None and not self._started:
             install(self)
+        elif install is None and handler is not None:
+            self.claims.claim_all()  # a plain callable sees every exit
         seen = []
         try:
-            for exit in self.exits(timeout):
+            for exit in self.exits(timeout, claim_hypercalls=False):
                 seen.append(exit)
                 if handler is not None:
                     value = handler(exit)
@@ -917,6 +971,8 @@ class Hypervisor:
         if not self._started:
             self._require_gdb().cont()
             self._started = True
+        if not self.claims.explicit:
+            self.claims.claim_all()  # the hypercalls this serves
         wait = self.timeout if timeout is None else timeout
         records = [transport.offset + i * RECORD_SIZE for i in range(transport.vcpus)]
         served_total = 0
@@ -950,7 +1006,7 @@ class Hypervisor:
                 self._end_expected
                 and isinstance(self.transport, SharedMemoryTransport)
                 and self.qemu is not None
-                and self.qemu.wait(remaining) is not None
+                and self.qemu.wait(min(remaining, 60.0)) is not None
             ):
                 # Powered off, as the last answer asked; the gdb transport
                 # instead sees the exit as a stop reply after its continue.
@@ -972,6 +1028,28 @@ class Hypervisor:
                 # A guest that prints or makes exits the firmware answers is
                 # alive even when no exit reaches the host (a Linux boot).
                 deadline = time.monotonic() + timeout
+            elif time.monotonic() >= deadline and self._guest_moved():
+                deadline = time.monotonic() + timeout
+
+    def _guest_moved(self) -> bool:
+        """With ``guest_progress``: stop the CPU, compare its registers (the
+        ``g`` packet: x0..x30, sp, pc, cpsr) with the last look, let it go
+        on. A computing guest changes them; a stuck one (``b .``) does not."""
+        gdb = self.gdb
+        if not self._guest_progress or gdb is None:
+            return False
+        if not isinstance(self.transport, SharedMemoryTransport):
+            return False  # with the gdb transport a stop is an exit hand-off
+        try:
+            gdb.interrupt()
+            gdb.wait_stop(2.0)
+            registers = gdb.request("g")
+            gdb.cont()
+        except (TimeoutError, ArmvcpuError):
+            return False
+        moved = registers != self._last_registers
+        self._last_registers = registers
+        return moved
 
     def _made_progress(self) -> bool:
         for watch in self.watchers:

@@ -221,6 +221,9 @@ class GdbTransport:
             gdb.post(self._pc_write)
 
 
+_INJECT_ABORT = (_core.HostAction.InjectDataAbort, _core.HostAction.InjectInstructionAbort)
+
+
 class SharedMemoryTransport:
     name = "shm"
 
@@ -254,6 +257,9 @@ class SharedMemoryTransport:
         if frame_changed:
             frame_at = base + OFFSETS["frame"]
             self.ram[frame_at : frame_at + _core.TrapFrame.SIZE] = record.frame.to_bytes()
+        if record.action in _INJECT_ABORT:
+            far_at = base + OFFSETS["far"]  # FAR_EL1 of the abort, which the host may set
+            self.ram[far_at : far_at + 8] = int(record.far).to_bytes(8, "little")
         action_at = base + OFFSETS["action"]
         self.ram[action_at : action_at + 4] = int(record.action).to_bytes(4, "little")
         _core.mailbox_store(self.ram, base + OFFSETS["ack"], record.seq)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import shutil
 import subprocess
@@ -184,13 +185,14 @@ def _run(args: argparse.Namespace) -> int:
     count = 0
     try:
         with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=args.memory,
-                        timeout=args.timeout, uart=args.uart, smp=args.smp,
+                        timeout=_session_timeout(args), uart=args.uart, smp=args.smp,
                         extra_args=shlex.split(args.qemu_args)) as hv:  # fmt: skip
             hv.load(guest)
+            _claim_for(hv, user_policy)
             if isinstance(policy, Policy):
                 policy.install(hv)
             try:
-                for exit in hv.exits():
+                for exit in hv.exits(**_run_exits_options(args)):
                     last = exit
                     count += 1
                     if args.uart == "emulate":
@@ -219,6 +221,30 @@ def _run(args: argparse.Namespace) -> int:
     return _finish(trace, args, status, count, last)
 
 
+def _session_timeout(args: argparse.Namespace) -> float:
+    """The session's own waits (QEMU's gdbstub, ...): --timeout, or 10 s."""
+    return 10.0 if args.timeout is None else float(args.timeout)
+
+
+def _run_exits_options(args: argparse.Namespace) -> dict[str, Any]:
+    """How `run` waits for exits: with no --timeout for ever (a guest that
+    computes for minutes without an exit or output is not hung); with one,
+    the guest's registers changing counts as progress too. Hypercalls reach
+    the host only as the policy claims them (see _claim_for)."""
+    timeout = math.inf if args.timeout is None else float(args.timeout)
+    return {"timeout": timeout, "claim_hypercalls": False, "guest_progress": True}
+
+
+def _claim_for(hv: Any, user_policy: Any) -> None:
+    """A Policy claims the hypercalls its handlers name when installed; a
+    plain callable sees every exit, so it claims them all; without a policy
+    none are claimed (every HVC/SMC gets NOT_SUPPORTED in EL2)."""
+    from ..policy.policy import Policy
+
+    if user_policy is not None and not isinstance(user_policy, Policy):
+        hv.claim_hypercalls(all=True)
+
+
 def _check_run_arguments(args: argparse.Namespace, image: str) -> None:
     """Refuse what ``run`` cannot do before QEMU starts, naming the reason."""
     if args.guest and args.kernel:
@@ -232,7 +258,9 @@ def _check_run_arguments(args: argparse.Namespace, image: str) -> None:
             "(its redistributors, system-register CPU interface and list registers); "
             "GICv2 guests cannot run yet"
         )
-    if args.smp < 1 or (args.memory is not None and args.memory < 1) or args.timeout <= 0:
+    if args.smp < 1 or (args.memory is not None and args.memory < 1) or (
+        args.timeout is not None and args.timeout <= 0
+    ):
         raise UsageError("armvcpu run: --smp and --memory must be at least 1, --timeout positive")
 
 
@@ -263,7 +291,7 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
     last = None
     count = 0
     with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=memory, smp=args.smp,
-                    timeout=args.timeout, uart="passthrough", gic=args.gic,
+                    timeout=_session_timeout(args), uart="passthrough", gic=args.gic,
                     extra_args=shlex.split(args.qemu_args)) as hv:  # fmt: skip
         shown = 0
 
@@ -280,20 +308,17 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
             hv.enable_exit_log()
         hv.load_linux(image, initrd=args.initrd, append=args.append, dtb=args.dtb,
                       devices=args.device or ["uart"])  # fmt: skip
+        _claim_for(hv, user_policy)
         if isinstance(user_policy, Policy):
             user_policy.install(hv)
         try:
-            for exit in hv.exits():
+            for exit in hv.exits(**_run_exits_options(args)):
                 last = exit
                 count += 1
                 if user_policy is not None:
                     value = user_policy(exit)
                     if value is not None and not exit.resolved:
                         Policy.answer(exit, value)
-                if not exit.resolved and exit.kind == ExitKind.Hypercall and (exit.reason.nr >> 31):
-                    # An SMCCC fast call nobody answered (e.g. a guest asking
-                    # which hypervisor this is): NOT_SUPPORTED, as SMCCC says.
-                    exit.resume(x0=0xFFFF_FFFF_FFFF_FFFF)
                 if trace is not None:
                     if not exit.resolved:
                         exit.resume_default()
@@ -570,8 +595,9 @@ def _parser() -> argparse.ArgumentParser:
                      "policy: its `policy` (a Policy or a callable taking an exit) or its one "
                      "Policy subclass; FILE:NAME picks a class or object by name")  # fmt: skip
     run.add_argument("--trace", metavar="OUT", help="record every exit to OUT (.npz)")
-    run.add_argument("--timeout", type=float, default=10.0, help="seconds without progress "
-                     "(an exit, or console output) before the guest counts as hung")  # fmt: skip
+    run.add_argument("--timeout", type=float, default=None, help="seconds without progress "
+                     "(an exit, console output, or the guest's registers changing) before "
+                     "the guest counts as hung; default: no limit")  # fmt: skip
     run.add_argument("--cpu", default="max", help="QEMU CPU model (max, cortex-a57, ...)")
     run.add_argument("--smp", type=int, default=1, help="CPUs, and vCPUs of the VM (the guest "
                      "starts them with PSCI CPU_ON)")  # fmt: skip
