@@ -228,7 +228,8 @@ enum class El2Answer {
 // to the guest's EL1.
 [[gnu::always_inline]] inline void inject_abort(VcpuRun& run, const armvcpu::VCpuRunResult& result,
                                                 armvcpu::TrapFrame& frame, std::uint64_t far) {
-    inject_exception(run.hal, frame, armvcpu::abort_for_exit(result.reason, exit_instruction(result), far));
+    inject_exception(run.hal, frame,
+                     armvcpu::abort_for_exit(result.reason, exit_instruction(result), far));
 }
 
 // Takes an Undefined Instruction exception (EC 0x00) at the exit's instruction.
@@ -239,7 +240,8 @@ enum class El2Answer {
 }
 
 // An exit one of the host's fast rules covers (answered and counted in EL2).
-[[gnu::always_inline]] inline bool try_fast_rules(VcpuRun& run, const armvcpu::VCpuRunResult& result,
+[[gnu::always_inline]] inline bool try_fast_rules(VcpuRun& run,
+                                                  const armvcpu::VCpuRunResult& result,
                                                   armvcpu::TrapFrame& frame, ExitLogScope& log) {
     const armvcpu::FastRuleAnswer answer =
         armvcpu::answer_fast_rules(armvcpu_fast_rules, result.reason, frame);
@@ -259,7 +261,8 @@ enum class El2Answer {
 [[gnu::always_inline]] inline bool try_unclaimed_hypercall(const armvcpu::ExitReason& reason,
                                                            armvcpu::TrapFrame& frame) {
     if (reason.kind != armvcpu::ExitKind::Hypercall) return false;
-    if (host_attached() && armvcpu::hypercall_claimed(armvcpu_hypercall_claims, reason.hypercall.nr)) {
+    if (host_attached() &&
+        armvcpu::hypercall_claimed(armvcpu_hypercall_claims, reason.hypercall.nr)) {
         return false;
     }
     frame.set_gpr(0, armvcpu::kSmcccNotSupported);

@@ -23,9 +23,9 @@
 //    (bit 23) is 0; SSBS = SCTLR_EL1.DSSBS (bit 44); TCO = 1; ALLINT = 1 when
 //    SCTLR_EL1.SPINTMASK (bit 62) is 0; ELR_EL1 = the preferred return
 //    address, which is the faulting instruction for aborts and UNDEFINED.
-#include "armvcpu/exception_entry.hpp"
-
 #include <gtest/gtest.h>
+
+#include "armvcpu/exception_entry.hpp"
 
 using namespace armvcpu;
 
@@ -39,9 +39,9 @@ constexpr std::uint64_t kSctlrReset = 0x30D00800;  // SPAN (bit 23) is 1 in the 
 
 ExceptionEntry take(InjectKind kind, std::uint64_t pstate, bool write = false,
                     const El1Features& f = {}, std::uint64_t sctlr = kSctlrReset) {
-    return take_exception_to_el1({kind, kPc, kind == InjectKind::InstructionAbort ? kPc : kVa,
-                                  write},
-                                 {pstate, sctlr, kVbar}, f);
+    return take_exception_to_el1(
+        {kind, kPc, kind == InjectKind::InstructionAbort ? kPc : kVa, write},
+        {pstate, sctlr, kVbar}, f);
 }
 
 }  // namespace
@@ -88,15 +88,15 @@ TEST(ExceptionEntry, VectorOffsets) {
 }
 
 TEST(ExceptionEntry, VbarLowBitsAreRes0) {
-    const ExceptionEntry e =
-        take_exception_to_el1({InjectKind::Undefined, kPc, 0, false}, {kEl1h, 0, kVbar | 0x7ff}, {});
+    const ExceptionEntry e = take_exception_to_el1({InjectKind::Undefined, kPc, 0, false},
+                                                   {kEl1h, 0, kVbar | 0x7ff}, {});
     EXPECT_EQ(e.pc, kVbar + 0x200);
 }
 
 TEST(ExceptionEntry, FromAArch32TheReturnAddressIs32Bits) {
-    const ExceptionEntry e = take_exception_to_el1({InjectKind::Undefined, 0xffffffff00008000ull,
-                                                    0, false},
-                                                   {kAarch32User, kSctlrReset, kVbar}, {});
+    const ExceptionEntry e =
+        take_exception_to_el1({InjectKind::Undefined, 0xffffffff00008000ull, 0, false},
+                              {kAarch32User, kSctlrReset, kVbar}, {});
     EXPECT_EQ(e.elr_el1, 0x8000u);
     EXPECT_EQ(e.pstate, 0x3c5u);  // AArch64 EL1h: M[4] = 0
 }
@@ -156,14 +156,13 @@ TEST(ExceptionEntry, AbortForExitMatchesTheAccess) {
     EXPECT_EQ(abort_for_exit(make_exit(exit::MmioRead{kVa, 4, 1, 4, 0}), kPc, kVa).kind,
               InjectKind::DataAbort);
     EXPECT_TRUE(abort_for_exit(make_exit(exit::MmioWrite{kVa, 0, 4, 0}), kPc, kVa).write);
-    const InjectedException fetch = abort_for_exit(
-        make_exit(exit::NestedPageFault{kVa, exit::kAccessExecute}), kVa, kVa);
+    const InjectedException fetch =
+        abort_for_exit(make_exit(exit::NestedPageFault{kVa, exit::kAccessExecute}), kVa, kVa);
     EXPECT_EQ(fetch.kind, InjectKind::InstructionAbort);
     EXPECT_EQ(fetch.far, kVa);
-    const InjectedException stp =
-        abort_for_exit(make_exit(exit::NestedPageFault{kVa, exit::kAccessWrite |
-                                                                exit::kAccessNoSyndrome}),
-                       kPc, kVa + 8);
+    const InjectedException stp = abort_for_exit(
+        make_exit(exit::NestedPageFault{kVa, exit::kAccessWrite | exit::kAccessNoSyndrome}), kPc,
+        kVa + 8);
     EXPECT_EQ(stp.kind, InjectKind::DataAbort);
     EXPECT_TRUE(stp.write);
     EXPECT_EQ(stp.far, kVa + 8);

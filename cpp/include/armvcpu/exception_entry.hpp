@@ -151,7 +151,8 @@ constexpr std::uint64_t el1_entry_pstate(std::uint64_t from, std::uint64_t sctlr
     if (f.pan) p |= (sctlr_el1 & sctlr::kSpan) == 0 ? pstate::kPan : (from & pstate::kPan);
     if (f.ssbs && (sctlr_el1 & sctlr::kDssbs) != 0) p |= pstate::kSsbs;
     if (f.mte) p |= pstate::kTco;
-    if (f.nmi) p |= (sctlr_el1 & sctlr::kSpintmask) == 0 ? pstate::kAllint : (from & pstate::kAllint);
+    if (f.nmi)
+        p |= (sctlr_el1 & sctlr::kSpintmask) == 0 ? pstate::kAllint : (from & pstate::kAllint);
     // UAO, BTYPE, SS and IL are 0 after entry (not set above).
     return p;
 }

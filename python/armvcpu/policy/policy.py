@@ -129,7 +129,9 @@ class Rule:
         if self.action != "value":
             what = {"hypercall": "hypercall", "sysreg": "system register", "mmio": "MMIO"}
             span = f"{self.key:#x}..{self.end:#x}" if self.kind == "mmio" else f"{self.key:#x}"
-            exc = "synchronous external abort" if self.action == "abort" else "undefined instruction"
+            exc = (
+                "synchronous external abort" if self.action == "abort" else "undefined instruction"
+            )
             return f"{what[self.kind]} {span}: {exc}"
         if self.kind == "hypercall":
             return f"hypercall {self.key:#x}: x0 = {self.value:#x}"
@@ -182,11 +184,13 @@ class Rule:
             return True
         return False
 
-
     def _answer_with_exception(self, exit: Exit) -> bool:
         k = exit.kind
         if self.kind == "mmio":
-            hit = k in (ExitKind.MmioRead, ExitKind.MmioWrite) and self.key <= exit.reason.addr < self.end
+            hit = (
+                k in (ExitKind.MmioRead, ExitKind.MmioWrite)
+                and self.key <= exit.reason.addr < self.end
+            )
         elif self.kind == "hypercall":
             hit = k == ExitKind.Hypercall and exit.reason.nr == self.key
         else:

@@ -92,6 +92,8 @@ class Handoff(gdb.Breakpoint):
 
 gdb.execute("set var armvcpu_guest_config[0].x0 = COUNT")
 gdb.execute("set var armvcpu_host_attached = 1")
+# Every hypercall reaches the host (unclaimed ones get NOT_SUPPORTED in EL2).
+gdb.execute("set var armvcpu_hypercall_claims.all = 1")
 Handoff("armvcpu_host_handoff")
 try:
     gdb.execute("continue")

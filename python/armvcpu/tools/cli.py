@@ -258,8 +258,10 @@ def _check_run_arguments(args: argparse.Namespace, image: str) -> None:
             "(its redistributors, system-register CPU interface and list registers); "
             "GICv2 guests cannot run yet"
         )
-    if args.smp < 1 or (args.memory is not None and args.memory < 1) or (
-        args.timeout is not None and args.timeout <= 0
+    if (
+        args.smp < 1
+        or (args.memory is not None and args.memory < 1)
+        or (args.timeout is not None and args.timeout <= 0)
     ):
         raise UsageError("armvcpu run: --smp and --memory must be at least 1, --timeout positive")
 
