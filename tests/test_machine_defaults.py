@@ -10,7 +10,6 @@ same guest code.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from armvcpu import ExitKind, Guest, Hypervisor, Policy, _core, on
 from armvcpu.guests.toolchain import assemble
 
