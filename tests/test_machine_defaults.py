@@ -27,7 +27,8 @@ UNKNOWN_ID = 0x8600_0000  # SMCCC standard hypervisor service, fast call: nobody
 CLAIMED_ID = 0x8600_0001
 NOT_SUPPORTED = (1 << 64) - 1
 SYSTEM_OFF = 0x8400_0008
-BARE_BASE = 0x4010_0000  # bare QEMU keeps its device tree at the start of RAM
+BARE_BASE = 0x4010_0000
+STANDALONE_ENTRY = 0x4020_0000  # the firmware's standalone default entry (host_link.cpp)  # bare QEMU keeps its device tree at the start of RAM
 
 # Prints (PL011 at 0x0900_0000, as "name=value" lines) what the guest saw:
 # x0 after an unknown HVC, then ESR_EL1/FAR_EL1/ELR_EL1 (as an offset from
@@ -166,21 +167,27 @@ def test_an_unmapped_access_and_an_unknown_id_match_bare_qemu(tmp_path, no_leake
 def test_standalone_firmware_answers_the_same(tmp_path, no_leaked_qemu):
     """No host attached: the firmware itself gives NOT_SUPPORTED and the abort."""
     image = tmp_path / "guest.bin"
-    guest = Guest.from_asm(PROBE)
+    guest = Guest.from_elf(assemble(PROBE, STANDALONE_ENTRY))
     (segment,) = guest.segments
     image.write_bytes(segment.data)
     out = tmp_path / "serial.txt"
     proc = subprocess.run(
         ["qemu-system-aarch64", "-M", "virt,virtualization=on,gic-version=3", "-cpu", "max",
-         "-m", "256M", "-nodefaults", "-display", "none", "-monitor", "none",
+         "-m", f"{_standalone_memory_mb()}M", "-nodefaults", "-display", "none", "-monitor", "none",
          "-serial", f"file:{out}", "-kernel", str(_firmware()),
-         "-device", f"loader,file={image},addr=0x48000000"],
+         "-device", f"loader,file={image},addr={STANDALONE_ENTRY:#x}"],
         timeout=120, capture_output=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     lines = probe_lines(out.read_text())
     assert lines[0] == f"H={NOT_SUPPORTED:016x}"
     assert lines[1:3] == [f"S={0x96000010:016x}", f"F={UNMAPPED:016x}"]
+
+
+def _standalone_memory_mb() -> int:
+    """QEMU's RAM must reach past the firmware, which lives above guest RAM."""
+    end = int(_core.FIRMWARE_BASE) + int(_core.FIRMWARE_SIZE)
+    return max(256, (end - 0x4000_0000) >> 20)
 
 
 def _firmware() -> Path:
