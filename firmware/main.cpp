@@ -40,9 +40,10 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
             return;
         }
         fw::gic::set_underflow_interrupt(fw::inject_waiting_interrupts(run));
-        const armvcpu::VCpuRunResult result = run.vcpu.run();
+        armvcpu::VCpuRunResult result = run.vcpu.run();
         if (run.step.armed()) fw::end_step(run);
         if (!fw::is_exit(result)) continue;
+        fw::note_exit(run, result);
         fw::ExitLogScope log(cpu, run.vm, run.index, result);
         const armvcpu::ExitReason& reason = result.reason;
         if (reason.kind == armvcpu::ExitKind::Nothing) continue;

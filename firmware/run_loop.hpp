@@ -84,6 +84,11 @@ struct VcpuRun {
     std::uint8_t fast_path;  // armvcpu_fast_path[cpu] while not stepping
     TimerPpis timers;
     SoftwareStep step;
+    // Where the last exception this firmware injected sent the guest (its
+    // VBAR_EL1 vector), while no other exit came between: a fetch fault at
+    // exactly this address means the guest has no vectors (note_exit).
+    std::uint64_t injected_vector = 0;
+    bool injected = false;
 };
 
 // Builds vCPU `index` of `vm` on physical CPU `cpu`, starting at `entry`
@@ -230,6 +235,8 @@ enum class El2Answer {
                                                 armvcpu::TrapFrame& frame, std::uint64_t far) {
     inject_exception(run.hal, frame,
                      armvcpu::abort_for_exit(result.reason, exit_instruction(result), far));
+    run.injected_vector = frame.elr;
+    run.injected = true;
 }
 
 // Takes an Undefined Instruction exception (EC 0x00) at the exit's instruction.
@@ -237,6 +244,28 @@ enum class El2Answer {
                                                 armvcpu::TrapFrame& frame) {
     inject_exception(run.hal, frame,
                      {armvcpu::InjectKind::Undefined, exit_instruction(result), 0, false});
+    run.injected_vector = frame.elr;
+    run.injected = true;
+}
+
+// Before anyone answers an exit: marks a fetch fault at the vector the last
+// injected exception sent the guest to (kAccessAtInjectedVector), so the
+// default (here, or the host's Default) stops the VM there instead of
+// injecting the same abort again for ever. Any exit elsewhere forgets the
+// vector; one at the vector itself (an interrupt taken before the guest ran
+// its first handler instruction) does not.
+[[gnu::always_inline]] inline void note_exit(VcpuRun& run, armvcpu::VCpuRunResult& result) {
+    if (!run.injected) return;
+    if (exit_instruction(result) != run.injected_vector) {
+        run.injected = false;
+        return;
+    }
+    armvcpu::ExitReason& reason = result.reason;
+    if (reason.kind == armvcpu::ExitKind::NestedPageFault &&
+        (reason.nested_page_fault.access_flags & armvcpu::exit::kAccessExecute) != 0) {
+        reason.nested_page_fault.access_flags |= armvcpu::exit::kAccessAtInjectedVector;
+        run.injected = false;
+    }
 }
 
 // An exit one of the host's fast rules covers (answered and counted in EL2).
@@ -287,7 +316,7 @@ armvcpu::HostAction ask_host(unsigned cpu, const Vm& vm, unsigned index,
 // default_answer). Returns false when the VM must stop.
 [[gnu::always_inline]] inline bool apply_default(VcpuRun& run, const armvcpu::VCpuRunResult& result,
                                                  armvcpu::TrapFrame& frame) {
-    switch (armvcpu::default_answer(result.reason.kind)) {
+    switch (armvcpu::default_answer(result.reason)) {
         case armvcpu::DefaultAnswer::Resume: return true;
         case armvcpu::DefaultAnswer::NotSupported:
             frame.set_gpr(0, armvcpu::kSmcccNotSupported);
@@ -318,6 +347,8 @@ armvcpu::HostAction ask_host(unsigned cpu, const Vm& vm, unsigned index,
             e.kind = action == HostAction::InjectDataAbort ? armvcpu::InjectKind::DataAbort
                                                            : armvcpu::InjectKind::InstructionAbort;
             inject_exception(run.hal, frame, e);
+            run.injected_vector = frame.elr;
+            run.injected = true;
             break;
         }
         case HostAction::InjectUndef: inject_undef(run, result, frame); break;

@@ -195,9 +195,14 @@ void bind_exits(py::module_& m) {
     m.attr("ACCESS_NO_SYNDROME") = exit::kAccessNoSyndrome;
     m.attr("ACCESS_STAGE1_WALK") = exit::kAccessStage1Walk;
     m.attr("ACCESS_PAGE_ONLY") = exit::kAccessPageOnly;
+    m.attr("ACCESS_AT_INJECTED_VECTOR") = exit::kAccessAtInjectedVector;
 
-    m.def("default_stops_vm", &default_stops_vm, py::arg("kind"),
+    m.def("default_stops_vm", py::overload_cast<ExitKind>(&default_stops_vm), py::arg("kind"),
           "True when the firmware's default answer to this kind of exit stops the VM.");
+    m.def("default_stops_vm", py::overload_cast<const ExitReason&>(&default_stops_vm),
+          py::arg("reason"),
+          "True when the firmware's default answer to this very exit stops the VM (its "
+          "kind's default, or a fetch fault at the vector of the abort just injected).");
 
     m.def(
         "classify_sync",

@@ -53,3 +53,17 @@ TEST(Defaults, AnswersOfAMachineWithoutAHypervisor) {
     EXPECT_TRUE(default_stops_vm(ExitKind::SystemDown));
     EXPECT_FALSE(default_stops_vm(ExitKind::NestedPageFault));
 }
+
+TEST(Defaults, AFetchFaultAtTheInjectedVectorStopsInsteadOfAbortingAgain) {
+    // A guest without vectors: the abort's vector is itself unmapped, and
+    // another abort would send the guest straight back there.
+    ExitReason at_vector = make_exit(exit::NestedPageFault{
+        0x200, exit::kAccessRead | exit::kAccessExecute | exit::kAccessAtInjectedVector});
+    EXPECT_EQ(default_answer(at_vector), DefaultAnswer::Stop);
+    EXPECT_TRUE(default_stops_vm(at_vector));
+    const ExitReason elsewhere =
+        make_exit(exit::NestedPageFault{0x200, exit::kAccessRead | exit::kAccessExecute});
+    EXPECT_EQ(default_answer(elsewhere), DefaultAnswer::InjectExternalAbort);
+    EXPECT_FALSE(default_stops_vm(elsewhere));
+    EXPECT_EQ(default_answer(make_exit(exit::Hypercall{1, {}})), DefaultAnswer::NotSupported);
+}

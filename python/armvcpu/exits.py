@@ -282,10 +282,14 @@ class Exit:
         A hypercall returns SMCCC NOT_SUPPORTED (-1 in x0); an access to an
         address with neither RAM nor a device (MMIO, a stage-2 fault) becomes
         a synchronous external abort taken to the guest's EL1 (see
-        :meth:`inject_abort`); halts and interrupts resume; every other exit
-        nobody emulated (system registers, guest exceptions, ...) stops the
-        VM (see ``_core.default_stops_vm``). An exit the loop moves past
-        without an answer gets this.
+        :meth:`inject_abort`), except an instruction fetch at the very
+        vector the previous injected exception sent this vCPU to (a guest
+        without vectors; ``ACCESS_AT_INJECTED_VECTOR`` in its access flags),
+        which stops the VM there rather than abort again for ever; halts and
+        interrupts resume; every other exit nobody emulated (system
+        registers, guest exceptions, ...) stops the VM (see
+        ``_core.default_stops_vm``). An exit the loop moves past without an
+        answer gets this.
         """
         self._check_open()
         self.record.action = _core.HostAction.Default

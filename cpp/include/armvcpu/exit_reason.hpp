@@ -111,6 +111,11 @@ inline constexpr std::uint64_t kAccessNoSyndrome = 1u << 3;
 inline constexpr std::uint64_t kAccessStage1Walk = 1u << 4;
 // FAR_EL2 was not valid (FnV = 1): addr is the page's base only.
 inline constexpr std::uint64_t kAccessPageOnly = 1u << 5;
+// Set by the firmware: an instruction fetch at the very vector the previous
+// exception it injected into this vCPU sent the guest to. The guest has no
+// handler there (no vectors at all), so injecting another abort would only
+// send it back here, for ever: the default stops the VM at this exit instead.
+inline constexpr std::uint64_t kAccessAtInjectedVector = 1u << 6;
 
 struct NestedPageFault {
     std::uint64_t addr;  // faulting IPA
@@ -232,10 +237,24 @@ constexpr DefaultAnswer default_answer(ExitKind kind) {
     }
 }
 
+// The default for this very exit: its kind's, except that a fetch fault at
+// the vector of the abort just injected (kAccessAtInjectedVector) stops the
+// VM rather than inject the same abort again.
+constexpr DefaultAnswer default_answer(const ExitReason& reason) {
+    if (reason.kind == ExitKind::NestedPageFault &&
+        (reason.nested_page_fault.access_flags & exit::kAccessAtInjectedVector) != 0) {
+        return DefaultAnswer::Stop;
+    }
+    return default_answer(reason.kind);
+}
+
 // True when the default answer ends the VM. The firmware applies the default
 // and the host reads this, so both agree on when a VM ends.
 constexpr bool default_stops_vm(ExitKind kind) {
     return default_answer(kind) == DefaultAnswer::Stop;
+}
+constexpr bool default_stops_vm(const ExitReason& reason) {
+    return default_answer(reason) == DefaultAnswer::Stop;
 }
 
 }  // namespace armvcpu

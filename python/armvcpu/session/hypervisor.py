@@ -920,19 +920,18 @@ class Hypervisor:
         to its own answer, or the firmware's default. With ``trace``, every
         exit is recorded.
 
-        Hypercalls: a Policy claims the IDs its handlers name (all, when a
-        handler takes any hypercall or it has a default handler); a plain
-        callable claims all; with no handler none are claimed, so every
-        hypercall gets SMCCC NOT_SUPPORTED in EL2.
+        Hypercalls: every ID reaches the host (and this list), as
+        :meth:`exits` claims them, unless :meth:`claim_hypercalls` was
+        called before the first exit, or ``handler`` is a Policy whose
+        hypercall handlers and rules all name IDs: then exactly those reach
+        it, and the others get SMCCC NOT_SUPPORTED (-1) in EL2.
         """
         install = getattr(handler, "install", None)
         if install is not None and not self._started:
             install(self)
-        elif install is None and handler is not None:
-            self.claims.claim_all()  # a plain callable sees every exit
         seen = []
         try:
-            for exit in self.exits(timeout, claim_hypercalls=False):
+            for exit in self.exits(timeout):
                 seen.append(exit)
                 if handler is not None:
                     value = handler(exit)
@@ -1069,7 +1068,8 @@ class Hypervisor:
         assert self.transport is not None
         record = exit.record
         if record.action == _core.HostAction.Stop or (
-            record.action == _core.HostAction.Default and _core.default_stops_vm(exit.kind)
+            record.action == _core.HostAction.Default
+            and _core.default_stops_vm(exit.record.reason)
         ):
             vm = self._vms.get(exit.vm_id)
             if vm is not None:

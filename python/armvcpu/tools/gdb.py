@@ -173,6 +173,7 @@ _ACCESS_FLAGS = [
     ("ACCESS_NO_SYNDROME", "no syndrome"),
     ("ACCESS_STAGE1_WALK", "stage-1 walk"),
     ("ACCESS_PAGE_ONLY", "page only"),
+    ("ACCESS_AT_INJECTED_VECTOR", "at injected vector"),
 ]
 _RULE_FLAGS = [
     ("RULE_READS", "reads"),
