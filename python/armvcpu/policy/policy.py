@@ -370,14 +370,17 @@ class Policy:
         return Trap("policy", hcr, mdcr, tuple(controls))
 
     def hypercall_claims(self) -> list[int] | None:
-        """The hypercall IDs this policy's handlers name (``on.hypercall(nr=...)``);
-        None when one handles every hypercall (``on.hypercall()`` without
-        ``nr``, ``on.kind(ExitKind.Hypercall)``, or a default handler, which
-        sees whatever nothing else answers). Only claimed IDs reach the host;
-        the others get SMCCC NOT_SUPPORTED in EL2."""
+        """The hypercall IDs this policy's handlers and rules name
+        (``on.hypercall(nr=...)``, with or without ``result``); None when one
+        handles every hypercall (``on.hypercall()`` without ``nr``,
+        ``on.kind(ExitKind.Hypercall)``, or a default handler, which sees
+        whatever nothing else answers). An empty list (no hypercall handler
+        or rule at all) claims nothing here and leaves the choice to the
+        caller: :meth:`~armvcpu.Hypervisor.run` then claims every ID, as for
+        any handler, ``armvcpu run`` with a QEMU command line none."""
         if self.default is not None:
             return None
-        ids: list[int] = []
+        ids: list[int] = [r.key for r in self.rules if r.kind == "hypercall"]
         for entry in self.handlers:
             if ExitKind.Hypercall not in entry.match.kinds:
                 continue

@@ -188,7 +188,6 @@ def _run(args: argparse.Namespace) -> int:
                         timeout=_session_timeout(args), uart=args.uart, smp=args.smp,
                         extra_args=shlex.split(args.qemu_args)) as hv:  # fmt: skip
             hv.load(guest)
-            _claim_for(hv, user_policy)
             if isinstance(policy, Policy):
                 policy.install(hv)
             try:
@@ -229,20 +228,10 @@ def _session_timeout(args: argparse.Namespace) -> float:
 def _run_exits_options(args: argparse.Namespace) -> dict[str, Any]:
     """How `run` waits for exits: with no --timeout for ever (a guest that
     computes for minutes without an exit or output is not hung); with one,
-    the guest's registers changing counts as progress too. Hypercalls reach
-    the host only as the policy claims them (see _claim_for)."""
+    the guest's registers changing counts as progress too. Hypercalls: as
+    ``hv.exits()`` claims them (all, unless the policy names its IDs)."""
     timeout = math.inf if args.timeout is None else float(args.timeout)
-    return {"timeout": timeout, "claim_hypercalls": False, "guest_progress": True}
-
-
-def _claim_for(hv: Any, user_policy: Any) -> None:
-    """A Policy claims the hypercalls its handlers name when installed; a
-    plain callable sees every exit, so it claims them all; without a policy
-    none are claimed (every HVC/SMC gets NOT_SUPPORTED in EL2)."""
-    from ..policy.policy import Policy
-
-    if user_policy is not None and not isinstance(user_policy, Policy):
-        hv.claim_hypercalls(all=True)
+    return {"timeout": timeout, "guest_progress": True}
 
 
 def _check_run_arguments(args: argparse.Namespace, image: str) -> None:
@@ -310,7 +299,6 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
             hv.enable_exit_log()
         hv.load_linux(image, initrd=args.initrd, append=args.append, dtb=args.dtb,
                       devices=args.device or ["uart"])  # fmt: skip
-        _claim_for(hv, user_policy)
         if isinstance(user_policy, Policy):
             user_policy.install(hv)
         try:

@@ -158,10 +158,16 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
         hv.boot(config.kernel, initrd=config.initrd, append=config.append, dtb=config.dtb,
                 devices=args.device or PASSTHROUGH)  # fmt: skip
         _type_stdin_into(hv)
+        # As on bare QEMU, no hypercall reaches the host unless the policy
+        # asks for it: a Policy claims the IDs it names (install), any other
+        # callable sees every exit, so every ID; the rest get NOT_SUPPORTED
+        # in EL2.
         if isinstance(user_policy, Policy):
             user_policy.install(hv)
+        elif user_policy is not None:
+            hv.claim_hypercalls(all=True)
         try:
-            for exit in hv.exits(timeout=timeout):
+            for exit in hv.exits(timeout=timeout, claim_hypercalls=False):
                 last = exit
                 count += 1
                 if user_policy is not None:
