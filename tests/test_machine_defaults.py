@@ -158,9 +158,10 @@ def test_an_unmapped_access_and_an_unknown_id_match_bare_qemu(tmp_path, no_leake
     assert bare[9] == f"S={0x86000010:016x}"  # the branch: instruction abort
     assert bare[10] == f"F={UNMAPPED:016x}"
     assert ours == bare
-    # The unmapped accesses reached the host (a host device model may answer
-    # them) and got the default, the abort; the hypercall never left EL2.
-    assert [e.kind for e in seen] == [ExitKind.MmioRead, ExitKind.MmioWrite,
+    # run() claims every hypercall: the unknown ID and the unmapped accesses
+    # reached the host (a host device model may answer them) and got the
+    # default, NOT_SUPPORTED and the abort.
+    assert [e.kind for e in seen] == [ExitKind.Hypercall, ExitKind.MmioRead, ExitKind.MmioWrite,
                                       ExitKind.NestedPageFault, ExitKind.SystemDown]  # fmt: skip
 
 
@@ -214,6 +215,8 @@ def test_an_unknown_id_is_answered_in_el2_without_a_host_exit(no_leaked_qemu):
     with Hypervisor() as hv:
         hv.load(Guest.from_asm(HYPERCALLS))
         hv.enable_exit_log()
+        # Claiming an ID the guest never calls turns off run()'s claim-all.
+        hv.claim_hypercalls(0x10)
         seen = hv.run()
         x19, x20 = (int.from_bytes(hv.read_guest(0x4010_0000 + 8 * i, 8), "little")
                     for i in range(2))  # fmt: skip
@@ -250,6 +253,27 @@ def test_exits_claims_every_hypercall_by_default(no_leaked_qemu):
         values = hv.read_guest(0x4010_0000, 16)
     assert nrs == [UNKNOWN_ID, CLAIMED_ID]
     assert values == NOT_SUPPORTED.to_bytes(8, "little") * 2
+
+
+def test_run_claims_every_hypercall_without_a_handler_or_claims(no_leaked_qemu):
+    with Hypervisor() as hv:
+        hv.load(Guest.from_asm(HYPERCALLS))
+        seen = hv.run()
+        values = hv.read_guest(0x4010_0000, 16)
+    assert [e.reason.nr for e in seen if e.kind == ExitKind.Hypercall] == [UNKNOWN_ID, CLAIMED_ID]
+    assert values == NOT_SUPPORTED.to_bytes(8, "little") * 2  # the host's default
+
+
+def test_a_policy_with_only_a_hypercall_rule_claims_just_that_id(no_leaked_qemu):
+    class Rule(Policy):
+        answer = on.hypercall(nr=CLAIMED_ID, result=7)
+
+    with Hypervisor() as hv:
+        hv.load(Guest.from_asm(HYPERCALLS))
+        seen = hv.run(Rule())
+        values = hv.read_guest(0x4010_0000, 16)
+    assert [e.kind for e in seen] == [ExitKind.SystemDown]
+    assert values == NOT_SUPPORTED.to_bytes(8, "little") + (7).to_bytes(8, "little")
 
 
 def test_claim_hypercalls_takes_ids_and_ranges(no_leaked_qemu):
@@ -388,6 +412,35 @@ def test_inject_abort_takes_an_explicit_kind_and_address(no_leaked_qemu):
     assert int.from_bytes(raw[48:56], "little") == 0x9600_0050
     esr3, elr3 = (int.from_bytes(raw[72 + j : 80 + j], "little") for j in (0, 8))
     assert (esr3, elr3) == (0x8600_0010, symbols["rule_call"])
+
+
+# A guest without exception vectors (VBAR_EL1 = 0, where nothing is mapped)
+# loads from an address with nothing behind it.
+NO_VECTORS = f"""
+    msr vbar_el1, xzr
+    isb
+    ldr x1, ={UNMAPPED:#x}
+    ldr w2, [x1]
+    b .
+"""
+
+
+def test_a_guest_without_vectors_stops_at_the_vector_instead_of_aborting_for_ever(
+    transport, no_leaked_qemu
+):
+    """The default abort sends the guest to VBAR_EL1 + 0x200 (current EL,
+    SP_ELx, synchronous); fetching there faults at stage 2 too. Another
+    abort would only send it back there, so the VM stops at that exit."""
+    with Hypervisor(transport=transport) as hv:
+        hv.load(Guest.from_asm(NO_VECTORS))
+        seen = hv.run()
+    load, last = seen[-2], seen[-1]
+    assert load.kind == ExitKind.MmioRead and load.reason.addr == UNMAPPED
+    assert last.kind == ExitKind.NestedPageFault
+    assert last.pc == 0x200 and last.reason.addr == 0x200
+    flags = last.reason.access_flags
+    assert flags & _core.ACCESS_EXECUTE and flags & _core.ACCESS_AT_INJECTED_VECTOR
+    assert _core.default_stops_vm(last.record.reason)
 
 
 COMPUTE = """
