@@ -27,8 +27,8 @@ UNKNOWN_ID = 0x8600_0000  # SMCCC standard hypervisor service, fast call: nobody
 CLAIMED_ID = 0x8600_0001
 NOT_SUPPORTED = (1 << 64) - 1
 SYSTEM_OFF = 0x8400_0008
-BARE_BASE = 0x4010_0000
-STANDALONE_ENTRY = 0x4020_0000  # the firmware's standalone default entry (host_link.cpp)  # bare QEMU keeps its device tree at the start of RAM
+BARE_BASE = 0x4010_0000  # bare QEMU keeps its device tree at the start of RAM
+STANDALONE_ENTRY = 0x4020_0000  # the firmware's standalone default entry (host_link.cpp)
 
 # Prints (PL011 at 0x0900_0000, as "name=value" lines) what the guest saw:
 # x0 after an unknown HVC, then ESR_EL1/FAR_EL1/ELR_EL1 (as an offset from

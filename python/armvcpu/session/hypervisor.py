@@ -1068,8 +1068,7 @@ class Hypervisor:
         assert self.transport is not None
         record = exit.record
         if record.action == _core.HostAction.Stop or (
-            record.action == _core.HostAction.Default
-            and _core.default_stops_vm(exit.record.reason)
+            record.action == _core.HostAction.Default and _core.default_stops_vm(exit.record.reason)
         ):
             vm = self._vms.get(exit.vm_id)
             if vm is not None:
