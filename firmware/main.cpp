@@ -55,7 +55,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         if (fw::try_vgic(run, reason, frame)) continue;
         if (fw::try_fast_rules(run, result, frame, log)) continue;
         if (fw::try_emulated_uart(run, reason, frame)) continue;
-        if (fw::try_unclaimed_hypercall(reason, frame)) continue;
+        if (fw::try_unclaimed_hypercall(result, frame)) continue;
 
         log.set_handler(armvcpu::ExitLogHandler::Host);
         const armvcpu::HostAction action = fw::ask_host(cpu, run.vm, run.index, result, frame);

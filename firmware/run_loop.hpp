@@ -286,13 +286,17 @@ enum class El2Answer {
 
 // A hypercall (HVC, or an SMC the core does not implement) that no host
 // claimed: SMCCC NOT_SUPPORTED in EL2, as QEMU virt answers it without a
-// hypervisor. With no host attached nothing is claimed.
-[[gnu::always_inline]] inline bool try_unclaimed_hypercall(const armvcpu::ExitReason& reason,
+// hypervisor. With no host attached nothing is claimed, and the call is
+// printed like every exit a standalone run sees (its only record).
+[[gnu::always_inline]] inline bool try_unclaimed_hypercall(const armvcpu::VCpuRunResult& result,
                                                            armvcpu::TrapFrame& frame) {
+    const armvcpu::ExitReason& reason = result.reason;
     if (reason.kind != armvcpu::ExitKind::Hypercall) return false;
-    if (host_attached() &&
-        armvcpu::hypercall_claimed(armvcpu_hypercall_claims, reason.hypercall.nr)) {
-        return false;
+    if (host_attached()) {
+        if (armvcpu::hypercall_claimed(armvcpu_hypercall_claims, reason.hypercall.nr)) return false;
+    } else {
+        log_exit(__atomic_add_fetch(&g_exits, 1, __ATOMIC_RELAXED), reason,
+                 exit_instruction(result));
     }
     frame.set_gpr(0, armvcpu::kSmcccNotSupported);
     return true;

@@ -409,6 +409,10 @@ class Runner:
         from ...policy.policy import Policy
 
         kind = exit.kind
+        if kind == ExitKind.Hypercall and exit.esr.exception_class == _core.ExceptionClass.Smc64:
+            # An SMC nobody implements (the core returns past it): SMCCC's answer.
+            Policy.answer(exit, SMCCC_NOT_SUPPORTED)
+            return "x0=NOT_SUPPORTED"
         if kind in (ExitKind.Hypercall, ExitKind.MmioRead, ExitKind.SysRegRead):
             Policy.answer(exit, 0)  # x0 = 0, the read returns 0, Rt = 0
             return "0"
