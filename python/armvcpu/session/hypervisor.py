@@ -967,11 +967,13 @@ class Hypervisor:
         transport = self.transport
         if not isinstance(transport, SharedMemoryTransport) or self.ram is None:
             raise ArmvcpuError("serve_hypercalls() needs transport='shm'")
+        # Claimed before the guest starts: a call made before the claim is
+        # published would get NOT_SUPPORTED in EL2 and never reach `answer`.
+        if not self.claims.explicit:
+            self.claims.claim_all()  # the hypercalls this serves
         if not self._started:
             self._require_gdb().cont()
             self._started = True
-        if not self.claims.explicit:
-            self.claims.claim_all()  # the hypercalls this serves
         wait = self.timeout if timeout is None else timeout
         records = [transport.offset + i * RECORD_SIZE for i in range(transport.vcpus)]
         served_total = 0
