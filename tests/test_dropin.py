@@ -20,6 +20,27 @@ from armvcpu.guests.guest import Guest
 
 ARMVCPU = [sys.executable, "-m", "armvcpu", "run"]
 
+# Printing on the PL011 (x20 = its data register), for the guests below.
+_PRINT = r"""
+puts:                             // x1: a NUL-terminated string
+    ldrb w0, [x1], #1
+    cbz w0, 9f
+    str w0, [x20]
+    b puts
+9:  ret
+puthex:                           // x2: the value, x3: its width in bits
+    sub x3, x3, #4
+    lsr x0, x2, x3
+    and x0, x0, #0xf
+    cmp x0, #10
+    add x4, x0, #'0'
+    add x5, x0, #('a' - 10)
+    csel x0, x4, x5, lt
+    str w0, [x20]
+    cbnz x3, puthex
+    ret
+"""
+
 # A raw image (linked where QEMU puts one: RAM + 0x80000) that prints x0 (the
 # device tree QEMU or armvcpu handed it) and the whole tree in hex, then ends
 # the run: by PSCI SYSTEM_OFF over HVC (the conduit the tree names without
@@ -57,29 +78,13 @@ _DUMPER = r"""
     mov x0, #0x20
     hlt #0xf000
     b .
-puts:                             // x1: a NUL-terminated string
-    ldrb w0, [x1], #1
-    cbz w0, 9f
-    str w0, [x20]
-    b puts
-9:  ret
-puthex:                           // x2: the value, x3: its width in bits
-    sub x3, x3, #4
-    lsr x0, x2, x3
-    and x0, x0, #0xf
-    cmp x0, #10
-    add x4, x0, #'0'
-    add x5, x0, #('a' - 10)
-    csel x0, x4, x5, lt
-    str w0, [x20]
-    cbnz x3, puthex
-    ret
+PRINT_ROUTINES
     .align 3
 exit_block: .quad 0x20026, 0      // ADP_Stopped_ApplicationExit, the status
 s_x0: .asciz "x0=0x"
 s_dtb: .asciz "\ndtb="
     .ltorg
-"""
+""".replace("PRINT_ROUTINES\n", _PRINT)
 
 
 def _raw_image(tmp_path: Path, exit_code: int = 0) -> Path:
@@ -303,23 +308,7 @@ off:
     ldr x0, =0x84000008
     hvc #0
     b .
-puts:
-    ldrb w0, [x1], #1
-    cbz w0, 9f
-    str w0, [x20]
-    b puts
-9:  ret
-puthex:
-    sub x3, x3, #4
-    lsr x0, x2, x3
-    and x0, x0, #0xf
-    cmp x0, #10
-    add x4, x0, #'0'
-    add x5, x0, #('a' - 10)
-    csel x0, x4, x5, lt
-    str w0, [x20]
-    cbnz x3, puthex
-    ret
+PRINT_ROUTINES
 s_none: .asciz "no tag check fault\n"
 s_esr: .asciz "esr=0x"
 s_far: .asciz " far=0x"
@@ -328,7 +317,7 @@ s_far: .asciz " far=0x"
 l1_table: .space 4096
     .align 4
 granule: .space 64
-"""
+""".replace("PRINT_ROUTINES\n", _PRINT)
 
 
 @pytest.mark.parametrize("machine,esr", [("virt,mte=on", 0x9600_0011), ("virt", 0x0200_0000)])

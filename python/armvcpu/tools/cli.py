@@ -30,6 +30,7 @@ from typing import Any
 
 from .. import _core
 from ..errors import ArmvcpuError, GuestTimeout, QemuError
+from .console_echo import ConsoleEcho
 from .jsonout import add_json_option, plain, print_json
 from .policy_file import UsageError, load_policy
 
@@ -284,15 +285,7 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
     with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=memory, smp=args.smp,
                     timeout=_session_timeout(args), uart="passthrough", gic=args.gic,
                     extra_args=shlex.split(args.qemu_args)) as hv:  # fmt: skip
-        shown = 0
-
-        def show_console() -> None:
-            nonlocal shown
-            text = hv.console
-            if len(text) > shown:
-                sys.stdout.write(text[shown:])
-                sys.stdout.flush()
-                shown = len(text)
+        show_console = ConsoleEcho(hv)
 
         hv.watchers.append(show_console)
         if hv.ram is not None:

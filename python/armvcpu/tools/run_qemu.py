@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import ArmvcpuError, GuestTimeout, QemuError
 from ..session.qemu_cmdline import CommandLineError, VirtCommandLine, parse_qemu_args
+from .console_echo import ConsoleEcho
 
 #: armvcpu's options in this mode, and whether each takes a value.
 OWN_OPTIONS = {"--policy": True, "--trace": True, "--timeout": True, "--transport": True,
@@ -142,15 +143,7 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
                     memory_mb=config.memory_mb, uart="passthrough", extra_args=extra,
                     quiet=True, bios=config.bios, console_input=True,
                     mte=config.mte) as hv:  # fmt: skip
-        shown = 0
-
-        def show_console() -> None:
-            nonlocal shown
-            text = hv.console
-            if len(text) > shown:
-                sys.stdout.write(text[shown:])
-                sys.stdout.flush()
-                shown = len(text)
+        show_console = ConsoleEcho(hv)
 
         hv.watchers.append(show_console)
         if trace is not None and hv.ram is not None:
