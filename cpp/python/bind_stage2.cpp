@@ -29,9 +29,12 @@ struct PyStage2 {
     BufferTableMemory mem;
     stage2::Tables<BufferTableMemory> tables;
 
+    // The first-level tables are the buffer's first pages (checked to fit and
+    // be aligned by the caller).
     PyStage2(unsigned ipa_bits, unsigned pa_bits, std::uint64_t base, unsigned max_tables)
-        : mem{base, std::vector<std::uint64_t>(512ull * max_tables, 0)},
-          tables(mem, mem.alloc_table(), ipa_bits, pa_bits) {}
+        : mem{base, std::vector<std::uint64_t>(512ull * max_tables, 0),
+              stage2::root_tables_for(ipa_bits)},
+          tables(mem, base, ipa_bits, pa_bits) {}
 };
 
 void raise_on(stage2::MapError e, const char* what, std::uint64_t ipa) {
@@ -79,10 +82,14 @@ exposes the descriptors: numpy.asarray(tables) is a uint64 view.
                          unsigned max_tables) {
                  if (!stage2::valid_sizes(ipa_bits, pa_bits)) {
                      throw py::value_error(
-                         "ipa_bits must be 25..48 and pa_bits one of 32, 36, 40, 42, 44, 48, 52");
+                         "ipa_bits must be 25..48 and at most pa_bits, pa_bits one of 32, 36, "
+                         "40, 42, 44, 48");
                  }
-                 if (base % stage2::kPageSize != 0 || max_tables == 0) {
-                     throw py::value_error("base must be 4 KiB aligned and max_tables >= 1");
+                 const unsigned roots = stage2::root_tables_for(ipa_bits);
+                 if (base % (stage2::kPageSize * roots) != 0 || max_tables < roots) {
+                     throw py::value_error("base must be aligned to the first level's tables (" +
+                                           std::to_string(roots * 4) +
+                                           " KiB) and max_tables >= " + std::to_string(roots));
                  }
                  return std::make_unique<PyStage2>(ipa_bits, pa_bits, base, max_tables);
              }),
@@ -114,6 +121,9 @@ exposes the descriptors: numpy.asarray(tables) is a uint64 view.
         .def_property_readonly("root", [](const PyStage2& s) { return s.tables.root(); })
         .def_property_readonly("start_level",
                                [](const PyStage2& s) { return s.tables.start_level(); })
+        .def_property_readonly(
+            "root_tables", [](const PyStage2& s) { return s.tables.root_tables(); },
+            "4 KiB tables concatenated at the first level (2..16 for a 40..43-bit IPA).")
         .def_property_readonly("vtcr", [](const PyStage2& s) { return s.tables.vtcr(); })
         .def(
             "vttbr", [](const PyStage2& s, std::uint16_t vmid) { return s.tables.vttbr(vmid); },

@@ -35,8 +35,15 @@ TEST(Stage2, VtcrFor32BitIpaAndPa) {
 }
 
 TEST(Stage2, VtcrFor40BitIpaAnd48BitPa) {
-    // T0SZ=24, 40 bits need level 0 without concatenation (SL0=2), PS=5.
-    EXPECT_EQ(vtcr_el2(40, 48), 0x80053598u);
+    // T0SZ=24; 40 bits start at level 1 with two concatenated tables (SL0=1),
+    // PS=5.
+    EXPECT_EQ(vtcr_el2(40, 48), 0x80053558u);
+}
+
+TEST(Stage2, VtcrFor44BitIpaStartsAtLevelZero) {
+    // T0SZ=20: beyond what 16 concatenated level-1 tables resolve (43 bits),
+    // so level 0 (SL0=2), PS=4 (44 bits).
+    EXPECT_EQ(vtcr_el2(44, 44), 0x80043594u);
 }
 
 TEST(Stage2, TwoMegabyteBlockDescriptor) {

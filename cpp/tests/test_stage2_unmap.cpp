@@ -41,6 +41,14 @@ struct PageArena {
         if (used == pages) return 0;
         return base + 4096ull * used++;
     }
+    // `n` contiguous pages aligned to their total size: a concatenated first
+    // level.
+    std::uint64_t alloc_root(unsigned n) {
+        while ((used % n) != 0) ++used;
+        const std::uint64_t at = base + 4096ull * used;
+        used += n;
+        return at;
+    }
 };
 static_assert(TableMemory<PageArena>);
 
@@ -88,16 +96,34 @@ TEST(Stage2Sizes, StartLevelForTheFourKilobyteGranule) {
     EXPECT_EQ(start_level_for(31), 1u);
     EXPECT_EQ(start_level_for(36), 1u);
     EXPECT_EQ(start_level_for(39), 1u);
-    EXPECT_EQ(start_level_for(40), 0u);
+    // Up to 16 tables concatenated at level 1 resolve 4 more bits (Arm ARM,
+    // "Concatenated translation tables for the initial stage 2 lookup").
+    EXPECT_EQ(start_level_for(40), 1u);
+    EXPECT_EQ(start_level_for(43), 1u);
+    EXPECT_EQ(start_level_for(44), 0u);
     EXPECT_EQ(start_level_for(48), 0u);
+}
+
+TEST(Stage2Sizes, ConcatenatedFirstLevelTables) {
+    EXPECT_EQ(root_tables_for(25), 1u);
+    EXPECT_EQ(root_tables_for(30), 1u);
+    EXPECT_EQ(root_tables_for(39), 1u);
+    EXPECT_EQ(root_tables_for(40), 2u);
+    EXPECT_EQ(root_tables_for(41), 4u);
+    EXPECT_EQ(root_tables_for(43), 16u);
+    EXPECT_EQ(root_tables_for(44), 1u);  // level 0: 2^5 entries of one table
+    EXPECT_EQ(root_tables_for(48), 1u);
 }
 
 TEST(Stage2Sizes, TablesReportTheirStartLevel) {
     PageArena mem;
     Tables<PageArena> t39(mem, mem.alloc_table(), 39, 40);
-    Tables<PageArena> t40(mem, mem.alloc_table(), 40, 40);
+    Tables<PageArena> t40(mem, mem.alloc_root(2), 40, 40);
+    Tables<PageArena> t44(mem, mem.alloc_table(), 44, 44);
     EXPECT_EQ(t39.start_level(), 1u);
-    EXPECT_EQ(t40.start_level(), 0u);
+    EXPECT_EQ(t40.start_level(), 1u);
+    EXPECT_EQ(t40.root_tables(), 2u);
+    EXPECT_EQ(t44.start_level(), 0u);
 }
 
 TEST(Stage2Sizes, LevelShifts) {
@@ -132,10 +158,14 @@ TEST(Stage2Sizes, ValidSizes) {
     EXPECT_FALSE(valid_sizes(20, 40));
     EXPECT_FALSE(valid_sizes(24, 40));
     EXPECT_TRUE(valid_sizes(25, 40));
-    EXPECT_TRUE(valid_sizes(48, 40));
-    EXPECT_FALSE(valid_sizes(49, 40));
+    EXPECT_TRUE(valid_sizes(48, 48));
+    EXPECT_FALSE(valid_sizes(49, 48));
     EXPECT_FALSE(valid_sizes(40, 33));
-    for (unsigned pa : {32u, 36u, 40u, 42u, 44u, 48u}) EXPECT_TRUE(valid_sizes(40, pa)) << pa;
+    for (unsigned pa : {40u, 42u, 44u, 48u}) EXPECT_TRUE(valid_sizes(40, pa)) << pa;
+    // An IPA wider than the output address size faults on the first lookup.
+    for (unsigned pa : {32u, 36u}) EXPECT_FALSE(valid_sizes(40, pa)) << pa;
+    EXPECT_FALSE(valid_sizes(48, 40));
+    EXPECT_FALSE(valid_sizes(44, 42));
     // 52-bit output addresses need FEAT_LPA's descriptor layout (OA[51:48]
     // elsewhere); a 4 KiB descriptor of this format holds OA[47:12] only.
     EXPECT_FALSE(valid_sizes(40, 52));
@@ -145,7 +175,7 @@ TEST(Stage2Sizes, MapRejectsSizesTheGranuleCannotDescribe) {
     PageArena mem;
     Tables<PageArena> ipa20(mem, mem.alloc_table(), 20, 40);
     EXPECT_EQ(ipa20.map(0, 0, k4K, {}), MapError::BadSize);
-    Tables<PageArena> ipa49(mem, mem.alloc_table(), 49, 40);
+    Tables<PageArena> ipa49(mem, mem.alloc_table(), 49, 48);
     EXPECT_EQ(ipa49.map(0, 0, k4K, {}), MapError::BadSize);
     Tables<PageArena> pa33(mem, mem.alloc_table(), 32, 33);
     EXPECT_EQ(pa33.map(0, 0, k4K, {}), MapError::BadSize);
@@ -156,7 +186,7 @@ TEST(Stage2Sizes, MapRejectsSizesTheGranuleCannotDescribe) {
 
 TEST(Stage2Map, PaBeyondPaBitsIsOutOfRange) {
     PageArena mem;
-    Tables<PageArena> t(mem, mem.alloc_table(), 40, 32);
+    Tables<PageArena> t(mem, mem.alloc_table(), 32, 32);
     EXPECT_EQ(t.map(0x40000000, 0x100000000ull, k4K, {}), MapError::OutOfRange);
     EXPECT_EQ(t.map(0x40000000, 0xfffff000ull, 2 * k4K, {}), MapError::OutOfRange);
     EXPECT_FALSE(t.translate(0x40000000).valid);
@@ -169,21 +199,62 @@ TEST(Stage2Map, PaBeyondPaBitsIsOutOfRange) {
 
 TEST(Stage2Map, PaRangeWrapAroundIsOutOfRange) {
     PageArena mem;
-    Tables<PageArena> t(mem, mem.alloc_table(), 40, 48);
+    Tables<PageArena> t(mem, mem.alloc_table(), 39, 48);
     EXPECT_EQ(t.map(0, 0xfffffffffffff000ull, 2 * k4K, {}), MapError::OutOfRange);
 }
 
-TEST(Stage2Map, FortyBitIpaUsesALevelZeroTable) {
+TEST(Stage2Map, FortyBitIpaConcatenatesTwoLevelOneTables) {
     PageArena mem;
-    Tables<PageArena> t(mem, mem.alloc_table(), 40, 40);
-    // IPA 0x80'4000'0000 has IPA[39] set: level-0 index 1.
+    mem.alloc_table();  // the root is 8 KiB aligned whatever came before
+    Tables<PageArena> t(mem, mem.alloc_root(2), 40, 40);
+    EXPECT_EQ(t.root() % 0x2000, 0u);
+    // IPA 0x80'4000'0000: IPA[39:30] = 0x201, entry 1 of the second table.
     ASSERT_EQ(t.map(0x8040000000ull, 0x40000000, k2M, {}), MapError::None);
     const Translation tr = t.translate(0x8040001234ull);
     ASSERT_TRUE(tr.valid);
     EXPECT_EQ(tr.level, 2u);
     EXPECT_EQ(tr.pa, 0x40001234u);
-    // The level-0 entry (index 1) is a table descriptor (bits [1:0] = 0b11).
+    EXPECT_EQ(mem.read64(t.root() + 4096 + 8) & 3u, 3u);  // a table descriptor
+    // The last IPA of the 40 bits maps; nothing beyond does.
+    ASSERT_EQ(t.map(0xfffffff000ull, 0x1000, k4K, {}), MapError::None);
+    EXPECT_EQ(t.translate(0xffffffffffull).pa, 0x1fffu);
+    EXPECT_EQ(t.map(0x10000000000ull, 0x1000, k4K, {}), MapError::OutOfRange);
+}
+
+TEST(Stage2Map, FortyFourBitIpaUsesALevelZeroTable) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_table(), 44, 44);
+    // IPA[43:39] = 1 for 0x80'4000'0000: level-0 index 1.
+    ASSERT_EQ(t.map(0x8040000000ull, 0x40000000, k2M, {}), MapError::None);
+    EXPECT_EQ(t.translate(0x8040001234ull).pa, 0x40001234u);
     EXPECT_EQ(mem.read64(t.root() + 8) & 3u, 3u);
+}
+
+TEST(Stage2Map, OneGigabyteBlocksWhereBothSidesAreAligned) {
+    PageArena mem;
+    Tables<PageArena> t(mem, mem.alloc_root(2), 40, 40);
+    // QEMU virt's 512 GiB high PCIe MMIO window: 512 level-1 blocks, no
+    // further table.
+    const unsigned before = mem.used;
+    ASSERT_EQ(t.map(0x8000000000ull, 0x8000000000ull, 0x8000000000ull,
+                    {Access::ReadWrite, MemAttr::DeviceNGnRE, true}),
+              MapError::None);
+    EXPECT_EQ(mem.used, before);
+    const Translation tr = t.translate(0xc012345678ull);
+    ASSERT_TRUE(tr.valid);
+    EXPECT_EQ(tr.level, 1u);
+    EXPECT_EQ(tr.pa, 0xc012345678ull);
+    // A level-1 block descriptor: bits [1:0] = 0b01, OA[39:30].
+    EXPECT_EQ(tr.descriptor & 3u, 1u);
+    EXPECT_EQ(tr.descriptor & kOutputMask, 0xc000000000ull);
+    // 1 GiB + 2 MiB misaligned by 2 MiB: 2 MiB blocks only.
+    ASSERT_EQ(t.map(0x40200000, 0x40200000, 0x40000000, {}), MapError::None);
+    EXPECT_EQ(t.translate(0x40200000).level, 2u);
+    // Unmap takes a whole 1 GiB block, not part of it.
+    EXPECT_EQ(t.unmap(0xc000000000ull, k2M), MapError::SplitBlock);
+    EXPECT_EQ(t.unmap(0xc000000000ull, 0x40000000), MapError::None);
+    EXPECT_FALSE(t.translate(0xc012345678ull).valid);
+    EXPECT_TRUE(t.translate(0xc040000000ull).valid);
 }
 
 // ----------------------------------------------------------------- unmap

@@ -76,12 +76,22 @@ constexpr unsigned pa_bits_from_parange(std::uint64_t id_aa64mmfr0) {
 // Bits of input address resolved below each level with a 4 KiB granule.
 constexpr unsigned level_shift(unsigned level) { return 12 + 9 * (3 - level); }
 
-// The first lookup level for an IPA width (no concatenated tables): the
-// level whose range first covers all of the IPA's bits.
+// The first lookup level for an IPA width. Stage 2 may concatenate up to 16
+// tables at its first level (4 more bits resolved there), so 40..43-bit IPAs
+// start at level 1 with 2..16 tables side by side, as KVM does: a level-0
+// start with a 4 KiB granule needs a PA size of 44 bits or more, which not
+// every CPU has (Cortex-A53: 40), while concatenation works on all of them.
 constexpr unsigned start_level_for(unsigned ipa_bits) {
-    if (ipa_bits > 39) return 0;
+    if (ipa_bits > 43) return 0;
     if (ipa_bits > 30) return 1;
     return 2;
+}
+
+// How many 4 KiB tables the first level concatenates for an IPA width (1, or
+// 2..16 for 40..43 bits). They are contiguous and aligned to their total size.
+constexpr unsigned root_tables_for(unsigned ipa_bits) {
+    const unsigned resolved = level_shift(start_level_for(ipa_bits)) + 9;
+    return ipa_bits > resolved ? 1u << (ipa_bits - resolved) : 1u;
 }
 
 // VTCR_EL2 for these tables: inner-shareable write-back walks, 4 KiB TG0.
@@ -128,12 +138,14 @@ constexpr const char* map_error_name(MapError e) {
     return nullptr;
 }
 
-// IPA and PA widths these tables support: 4 KiB granule, no concatenation,
-// IPA from 25 to 48 bits (T0SZ 16..39), PA one of PARange's sizes up to 48
-// bits: a 4 KiB descriptor holds OA[47:12] only (52 bits need FEAT_LPA's
-// other layout).
+// IPA and PA widths these tables support: 4 KiB granule, IPA from 25 to 48
+// bits (T0SZ 16..39) and no wider than the PA (an IPA wider than the output
+// address size faults on the walk's first level), PA one of PARange's sizes
+// up to 48 bits: a 4 KiB descriptor holds OA[47:12] only (52 bits need
+// FEAT_LPA's other layout).
 constexpr bool valid_sizes(unsigned ipa_bits, unsigned pa_bits) {
-    return ipa_bits >= 25 && ipa_bits <= 48 && pa_bits <= 48 && ps_for_pa_bits(pa_bits) >= 0;
+    return ipa_bits >= 25 && ipa_bits <= 48 && ipa_bits <= pa_bits && pa_bits <= 48 &&
+           ps_for_pa_bits(pa_bits) >= 0;
 }
 
 struct Translation {
@@ -146,22 +158,24 @@ struct Translation {
 template <TableMemory Mem>
 class Tables {
 public:
-    // root: a zeroed, 4 KiB-aligned table page already taken from mem.
+    // root: root_tables_for(ipa_bits) zeroed, contiguous table pages already
+    // taken from mem, aligned to their total size (one 4 KiB page up to 39 bits).
     constexpr Tables(Mem& mem, std::uint64_t root, unsigned ipa_bits, unsigned pa_bits)
         : mem_(mem), root_(root), ipa_bits_(ipa_bits), pa_bits_(pa_bits) {}
 
     [[nodiscard]] constexpr std::uint64_t root() const { return root_; }
     [[nodiscard]] constexpr unsigned start_level() const { return start_level_for(ipa_bits_); }
+    [[nodiscard]] constexpr unsigned root_tables() const { return root_tables_for(ipa_bits_); }
     [[nodiscard]] constexpr std::uint64_t vtcr() const { return vtcr_el2(ipa_bits_, pa_bits_); }
     // VTTBR_EL2: table base with the VMID in bits [55:48].
     [[nodiscard]] constexpr std::uint64_t vttbr(std::uint16_t vmid) const {
         return root_ | (static_cast<std::uint64_t>(vmid & 0xff) << 48);
     }
 
-    // Maps [ipa, ipa + size) to [pa, pa + size), with 2 MiB blocks where both
-    // sides are aligned and 4 KiB pages elsewhere. All or nothing: when it
-    // fails, the mappings it had made are removed again (tables it allocated
-    // stay, empty).
+    // Maps [ipa, ipa + size) to [pa, pa + size), with 1 GiB or 2 MiB blocks
+    // where both sides are aligned and 4 KiB pages elsewhere. All or nothing:
+    // when it fails, the mappings it had made are removed again (tables it
+    // allocated stay, empty).
     constexpr MapError map(std::uint64_t ipa, std::uint64_t pa, std::uint64_t size,
                            const Attributes& attrs) {
         if (!valid_sizes(ipa_bits_, pa_bits_)) return MapError::BadSize;
@@ -172,16 +186,21 @@ public:
         const std::uint64_t start = ipa;
         std::uint64_t done = 0;
         while (done != size) {
-            const std::uint64_t block = 1ull << level_shift(2);
             const std::uint64_t at = ipa + done;
             const std::uint64_t to = pa + done;
-            const bool use_block = ((at | to) & (block - 1)) == 0 && size - done >= block;
-            const auto err = set_leaf(at, to, use_block ? 2 : 3, leaf);
+            // The largest leaf that fits: level 1 (1 GiB), 2 (2 MiB) or 3.
+            unsigned level = start_level() < 1 ? 1 : start_level();
+            while (level < 3) {
+                const std::uint64_t span = 1ull << level_shift(level);
+                if (((at | to) & (span - 1)) == 0 && size - done >= span) break;
+                ++level;
+            }
+            const auto err = set_leaf(at, to, level, leaf);
             if (err != MapError::None) {
                 clear(start, done);
                 return err;
             }
-            done += use_block ? block : kPageSize;
+            done += 1ull << level_shift(level);
         }
         return MapError::None;
     }
@@ -253,8 +272,11 @@ private:
         return {0, 3};
     }
 
+    // A table's index for `ipa`: 9 bits, or more at a concatenated first level
+    // (the tables side by side act as one of 512 * root_tables() entries).
     [[nodiscard]] constexpr unsigned index(std::uint64_t ipa, unsigned level) const {
-        return static_cast<unsigned>((ipa >> level_shift(level)) & 0x1ff);
+        const std::uint64_t entries = level == start_level() ? 512ull * root_tables() : 512ull;
+        return static_cast<unsigned>((ipa >> level_shift(level)) & (entries - 1));
     }
 
     constexpr MapError set_leaf(std::uint64_t ipa, std::uint64_t pa, unsigned level,
