@@ -29,6 +29,13 @@ inline constexpr PassthroughDevice kPassthroughDevices[] = {
     {armvcpu::kFeatureFlash, 0x00000000, 0x08000000, 0, 0, true},
     {armvcpu::kFeatureFwCfg, 0x09020000, 0x1000, 0, 0, false},
     {armvcpu::kFeatureGpio, 0x09030000, 0x1000, 39, 1, false},
+    // The PCIe host bridge's regions (QEMU's highmem layout for a machine of
+    // less than 256 GiB of RAM); INTA..D on the first.
+    {armvcpu::kFeaturePcie, 0x10000000, 0x2eff0000, 35, 4, false},     // MMIO
+    {armvcpu::kFeaturePcie, 0x3eff0000, 0x10000, 0, 0, false},         // I/O ports
+    {armvcpu::kFeaturePcie, 0x3f000000, 0x1000000, 0, 0, false},       // ECAM (low)
+    {armvcpu::kFeaturePcie, 0x4010000000, 0x10000000, 0, 0, false},    // ECAM (high)
+    {armvcpu::kFeaturePcie, 0x8000000000, 0x8000000000, 0, 0, false},  // MMIO (high)
 };
 inline constexpr std::uint32_t kUartSpi = 33;
 

@@ -22,8 +22,8 @@ unsigned g_vms_stopped = 0;  // atomic
 
 // Stage-2 tables live in a static pool; at EL2 the MMU is off, so a
 // physical address is a pointer.
-constexpr unsigned kTablePages = 16;
-alignas(4096) std::uint64_t g_table_pool[kTablePages][512];
+constexpr unsigned kTablePages = 48;  // kMaxVms VMs of ~8 tables, with room
+alignas(16384) std::uint64_t g_table_pool[kTablePages][512];
 unsigned g_tables_used = 0;
 
 struct PhysicalTableMemory {
@@ -39,21 +39,35 @@ struct PhysicalTableMemory {
         for (unsigned i = 0; i < 512; ++i) page[i] = 0;  // BSS is zero, but be explicit
         return reinterpret_cast<std::uint64_t>(page);
     }
+    // A first level of `n` concatenated tables: contiguous, aligned to their
+    // total size (pages skipped for the alignment stay unused).
+    std::uint64_t alloc_root(unsigned n) {
+        while (g_tables_used % n != 0) ++g_tables_used;
+        if (g_tables_used + n > kTablePages) return 0;
+        const std::uint64_t root = alloc_table();
+        for (unsigned i = 1; i < n; ++i) alloc_table();
+        return root;
+    }
 };
 
-// Guest IPA space: 39 bits (512 GiB, a walk from level 1), which holds guest
-// RAM up to armvcpu::kMaxGuestRam and QEMU virt's devices up to its high
-// PCIe ECAM; a 40-bit IPA would start at level 0, which a 4 KiB granule
-// allows only with a PA size of 44 bits or more (QEMU faults it otherwise).
-// Machine PA: 40 bits, for other VMs' RAM above the firmware at 8 GiB; every
-// AArch64 CPU QEMU models has at least a 40-bit PARange.
-constexpr unsigned kIpaBits = 39;
+// Guest IPA space: 40 bits (1 TiB: QEMU virt's high PCIe ECAM at 256 GiB and
+// its 512 GiB MMIO window up to 1 TiB), walked from level 1 with two
+// concatenated tables, which every AArch64 CPU QEMU models allows (a level-0
+// start would need a 44-bit PA). Machine PA: 40 bits, for other VMs' RAM
+// above the firmware at 8 GiB and the PCIe windows; every AArch64 CPU QEMU
+// models has at least a 40-bit PARange.
+constexpr unsigned kIpaBits = 40;
 constexpr unsigned kPaBits = 40;
 
 // Builds VM k's stage 2 from its configuration; false when it cannot.
 bool build_vm(Vm& vm, PhysicalTableMemory& mem) {
     const armvcpu::GuestConfig& cfg = vm.cfg;
-    armvcpu::stage2::Tables<PhysicalTableMemory> s2(mem, mem.alloc_table(), kIpaBits, kPaBits);
+    const std::uint64_t root = mem.alloc_root(armvcpu::stage2::root_tables_for(kIpaBits));
+    if (root == 0) {
+        put_str("armvcpu: no room for VM stage-2 tables\n");
+        return false;
+    }
+    armvcpu::stage2::Tables<PhysicalTableMemory> s2(mem, root, kIpaBits, kPaBits);
     vm.uart_mode = static_cast<armvcpu::UartMode>(cfg.uart_mode);
     vm.features = cfg.features;
     auto err = s2.map(cfg.ipa_base, cfg.pa_base, cfg.size, {});

@@ -160,8 +160,6 @@ def test_the_exit_status_is_qemus_when_the_guest_ends_qemu(tmp_path, no_leaked_q
     "extra,message",
     [
         (["-M", "virt,gic-version=2"], "gic-version=2"),
-        (["-M", "virt", "-device", "pci-testdev"], "-device pci-testdev: PCIe is not passed"),
-        (["-M", "virt", "-bios", "u-boot.bin"], "-bios with -kernel"),
         (["-M", "virt", "-S"], "-S: armvcpu starts the CPUs itself"),
     ],
 )
@@ -181,7 +179,7 @@ def test_debians_kernel_boots_with_the_bare_qemu_command_line(tmp_path, no_leake
     (tmp_path / "initrd.gz").write_bytes(build_initramfs(assets.busybox))
     args = ["-M", "virt,gic-version=3", "-cpu", "cortex-a57", "-m", "512M", "-smp", "2",
             "-nographic", "-kernel", str(assets.kernel), "-initrd", "initrd.gz",
-            "-append", "console=ttyAMA0"]  # fmt: skip
+            "-append", "console=ttyAMA0", "-device", "pci-testdev"]  # fmt: skip
     bare, ours = _both(args, tmp_path, timeout=500)
     marker = f"{MARKER} kernel={assets.release} cpus=2"
     assert bare.returncode == 0 and marker in bare.stdout, bare.stderr[-2000:]
@@ -191,6 +189,14 @@ def test_debians_kernel_boots_with_the_bare_qemu_command_line(tmp_path, no_leake
     assert "armvcpu" not in ours.stdout.replace(MARKER, "")
     for what in ("Machine model: linux,dummy-virt", "Memory: ", "/524288K available"):
         assert what in ours.stdout and what in bare.stdout
+
+    # Linux's PCI host driver enumerates the same bus: the host bridge, QEMU's
+    # default NIC and the pci-testdev from the command line.
+    def pci_lines(out: str) -> list[str]:
+        return re.findall(r"pci 0000:00:0\d\.0: \[[0-9a-f]{4}:[0-9a-f]{4}\].*class \w+", out)
+
+    assert pci_lines(ours.stdout) == pci_lines(bare.stdout)
+    assert any("[1b36:0005]" in line for line in pci_lines(ours.stdout)), pci_lines(ours.stdout)
 
 
 def test_debians_u_boot_runs_from_flash_and_answers_the_console(tmp_path, no_leaked_qemu):
@@ -206,7 +212,8 @@ def test_debians_u_boot_runs_from_flash_and_answers_the_console(tmp_path, no_lea
         proc = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
         try:
-            out = _type_at_prompt(proc, [b"\n", b"version\n", b"qfw cpus\n", b"poweroff\n"])
+            out = _type_at_prompt(proc, [b"\n", b"version\n", b"qfw cpus\n", b"pci\n",
+                                         b"poweroff\n"])  # fmt: skip
             assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
         finally:
             if proc.poll() is None:
@@ -216,7 +223,31 @@ def test_debians_u_boot_runs_from_flash_and_answers_the_console(tmp_path, no_lea
         assert "DRAM:  256 MiB" in text
         assert "U-Boot 2023" in text.split("=> version", 1)[1]  # the answer to our command
         assert "2 cpu(s) online" in text  # fw_cfg, passed through, answers as QEMU's
+        # U-Boot's own PCIe driver finds the host bridge and QEMU's default NIC.
+        assert re.search(r"00\.01\.00\s+0x1af4\s+0x1000", text), text
         assert "poweroff ..." in text
+
+
+@pytest.mark.timeout(600)
+def test_debians_u_boot_boots_the_kernel_qemu_hands_it_through_fw_cfg(tmp_path, no_leaked_qemu):
+    """QEMU's -bios with -kernel: QEMU puts the kernel, initramfs and command
+    line in fw_cfg, U-Boot loads them from there and boots Linux, which
+    reaches its marker; the same command line on bare QEMU does the same
+    (and QEMU with -bios has an ACPI GED, not a PL061, in both trees)."""
+    from armvcpu.guests.debian import MARKER, build_initramfs, fetch_linux_assets, fetch_uboot
+
+    assets = fetch_linux_assets()
+    (tmp_path / "initrd.gz").write_bytes(build_initramfs(assets.busybox))
+    args = ["-M", "virt", "-cpu", "cortex-a57", "-m", "512M", "-nographic",
+            "-bios", str(fetch_uboot()), "-kernel", str(assets.kernel), "-initrd", "initrd.gz",
+            "-append", "console=ttyAMA0"]  # fmt: skip
+    bare, ours = _both(args, tmp_path, timeout=500)
+    marker = f"{MARKER} kernel={assets.release} cpus=1"
+    for run in (bare, ours):
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        assert "Starting kernel ..." in run.stdout  # U-Boot's booti
+        assert marker in run.stdout
+        assert "Internal error" not in run.stdout
 
 
 def _type_at_prompt(proc: subprocess.Popen[bytes], lines: list[bytes]) -> bytes:
@@ -336,3 +367,95 @@ def test_mte_tags_work_in_the_guest_with_mte_on(machine, esr, tmp_path, no_leake
     assert line is not None, bare.stdout
     assert int(line.group(1), 16) == esr
     assert line.group(0) in ours.stdout, ours.stdout
+
+
+# A raw image that scans PCI bus 0 through QEMU virt's ECAM (the high one at
+# 0x40_1000_0000, where QEMU's tree puts it for a machine with highmem) and
+# prints each function's vendor/device and class; then it gives the
+# pci-testdev (1b36:0005) BAR 0 an address in the low MMIO window, turns on
+# memory decoding, and prints the first words of its test register block.
+_PCI_SCAN = r"""
+    ldr x20, =0x09000000          // PL011 data register
+    ldr x21, =0x4010000000        // ECAM: bus 0
+    mov x22, #0                   // device
+1:  lsl x23, x22, #15
+    add x23, x23, x21             // config space of 00:<dev>.0
+    ldr w24, [x23]                // vendor | device << 16
+    mov w0, #0xffff
+    and w1, w24, w0
+    cmp w1, w0
+    b.eq 2f
+    adr x1, s_dev
+    bl puts
+    mov x2, x22
+    mov x3, #8
+    bl puthex
+    mov w0, #' '
+    str w0, [x20]
+    mov x2, x24
+    mov x3, #32
+    bl puthex
+    mov w0, #' '
+    str w0, [x20]
+    ldr w2, [x23, #8]             // class code | revision
+    mov x3, #32
+    bl puthex
+    mov w0, #'\n'
+    str w0, [x20]
+    ldr w0, =0x00051b36           // pci-testdev: remember its config space
+    cmp w24, w0
+    csel x25, x23, x25, eq
+2:  add x22, x22, #1
+    cmp x22, #32
+    b.lt 1b
+    cbz x25, 4f
+    ldr w0, =0x10000000           // BAR 0 in the low MMIO window
+    str w0, [x25, #0x10]
+    mov w0, #2                    // COMMAND: memory space enable
+    strh w0, [x25, #4]
+    ldr x26, =0x10000000
+    adr x1, s_bar
+    bl puts
+    ldr w2, [x25, #0x10]
+    mov x3, #32
+    bl puthex
+    mov x27, #0
+3:  mov w0, #' '
+    str w0, [x20]
+    ldr w2, [x26, x27]
+    mov x3, #32
+    bl puthex
+    add x27, x27, #4
+    cmp x27, #32
+    b.lt 3b
+    mov w0, #'\n'
+    str w0, [x20]
+4:  ldr x0, =0x84000008           // PSCI SYSTEM_OFF
+    hvc #0
+    b .
+PRINT_ROUTINES
+s_dev: .asciz "pci 00:"
+s_bar: .asciz "bar0="
+    .ltorg
+""".replace("PRINT_ROUTINES\n", _PRINT)
+
+
+def test_a_pcie_device_from_the_command_line_answers_in_config_space(tmp_path, no_leaked_qemu):
+    """-device pci-testdev: the guest finds it on bus 0 through the ECAM with
+    QEMU's IDs (Red Hat's 1b36, device 0005), next to the host bridge
+    (1b36:0008) and QEMU's default NIC (virtio-net-pci, 1af4:1000), and reads
+    its BAR 0 registers once it has given the BAR an address: all as on bare
+    QEMU."""
+    guest = Guest.from_asm(_PCI_SCAN, 0x4008_0000)
+    (segment,) = guest.segments
+    (tmp_path / "scan.bin").write_bytes(segment.data)
+    args = ["-M", "virt", "-cpu", "cortex-a57", "-m", "128M", "-nographic",
+            "-device", "pci-testdev", "-kernel", "scan.bin"]  # fmt: skip
+    bare, ours = _both(args, tmp_path)
+    assert bare.returncode == 0, bare.stderr
+    assert ours.returncode == 0, ours.stderr
+    assert "pci 00:00 00081b36 06000000" in bare.stdout  # the host bridge: class 0600
+    assert "pci 00:01 10001af4 02000000" in bare.stdout  # QEMU's default NIC, virtio-net
+    assert "pci 00:02 00051b36 00ff0000" in bare.stdout  # pci-testdev: class 00ff
+    assert "bar0=10000000" in bare.stdout
+    assert ours.stdout == bare.stdout

@@ -18,7 +18,7 @@ from armvcpu.session.qemu_cmdline import CommandLineError, is_qemu_option, parse
 # Linux boot's, a disk and a network device), with the values QEMU means.
 ACCEPTED = [
     (["-M", "virt", "-cpu", "max", "-m", "512M", "-nographic", "-kernel", "Image"],
-     {"memory_mb": 512, "smp": 1, "cpu": "max", "serial": "mon:stdio"}),
+     {"memory_mb": 512, "smp": 1, "cpu": "max", "serial": "mon:stdio", "default_nic": True}),
     (["-machine", "virt,gic-version=3", "-cpu", "cortex-a57", "-smp", "2", "-m", "1G",
       "-display", "none", "-serial", "stdio", "-kernel", "test.bin", "-initrd", "env.txt",
       "-append", "-p 1 -q"],
@@ -31,12 +31,18 @@ ACCEPTED = [
       "-kernel", "Image", "-device", "pci-testdev",
       "-device", "virtio-serial-device", "-device", "virtconsole,chardev=ctd",
       "-chardev", "testdev,id=ctd", "-no-reboot", "-nodefaults", "-accel", "tcg"],
-     {"memory_mb": 384, "smp": 2, "gic_version": 3, "no_reboot": True,
+     {"memory_mb": 384, "smp": 2, "gic_version": 3, "no_reboot": True, "default_nic": False,
       "qemu_args": ["-device", "pci-testdev", "-device", "virtio-serial-device",
                     "-device", "virtconsole,chardev=ctd", "-chardev", "testdev,id=ctd"]}),
     (["-M", "virt,mte=on", "-cpu", "max", "-bios", "u-boot.bin", "-m", "2G"],
      {"mte": True, "bios": "u-boot.bin", "memory_mb": 2048, "kernel": None}),
     (["-M", "virt", "-kernel", "Image"], {"memory_mb": 128, "smp": 1, "cpu": None}),
+    # Any network option replaces QEMU's default NIC, as in QEMU.
+    (["-M", "virt", "-kernel", "Image", "-net", "none"],
+     {"default_nic": False, "qemu_args": ["-net", "none"]}),
+    (["-M", "virt", "-kernel", "Image", "-netdev", "user,id=n0",
+      "-device", "virtio-net-pci,netdev=n0"],
+     {"default_nic": False}),
 ]  # fmt: skip
 
 

@@ -183,6 +183,7 @@ to_bytes() after changing .action and .frame.
     m.attr("FEATURE_FLASH") = kFeatureFlash;
     m.attr("FEATURE_FWCFG") = kFeatureFwCfg;
     m.attr("FEATURE_GPIO") = kFeatureGpio;
+    m.attr("FEATURE_PCIE") = kFeaturePcie;
     py::enum_<ExitLogHandler>(m, "ExitLogHandler", "Who answered an exit in the exit log.")
         .value("Firmware", ExitLogHandler::Firmware)
         .value("FastRule", ExitLogHandler::FastRule)

@@ -137,6 +137,11 @@ inline constexpr std::uint32_t kFeatureFlash = 1u << 5;
 // and the PL061 GPIO (0x0903_0000, SPI 7: the power button).
 inline constexpr std::uint32_t kFeatureFwCfg = 1u << 6;
 inline constexpr std::uint32_t kFeatureGpio = 1u << 7;
+// QEMU virt's PCIe host bridge: ECAM (low 0x3F00_0000, 16 MiB, and high
+// 0x40_1000_0000, 256 MiB), the MMIO windows (0x1000_0000 and the 512 GiB
+// one at 0x80_0000_0000), the I/O window (0x3EFF_0000) and INTA..D (SPIs
+// 3..6, INTIDs 35..38). Devices behind it DMA into guest RAM by IPA = PA.
+inline constexpr std::uint32_t kFeaturePcie = 1u << 8;
 
 // The exit log: what each physical CPU's exits were, including those the
 // firmware answers without the host (PSCI, WFI, SGIs, the emulated GIC and

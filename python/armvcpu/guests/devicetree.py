@@ -337,10 +337,14 @@ def qemu_device_tree(
     memory_mb: int = 256,
     gic_version: int = 3,
     *,
+    bios: str | Path | None = None,
     timeout: float = 30.0,
 ) -> bytes:
     """The device tree QEMU's ``virt`` machine (EL2 on, as armvcpu runs it)
     would give its firmware, as QEMU dumps it (``dumpdtb``, padded to 1 MiB).
+    With ``bios`` (QEMU's ``-bios``) the tree is the one QEMU makes for a
+    machine booting firmware from flash: QEMU then gives it an ACPI GED in
+    place of the PL061, so the tree has no GPIO.
 
     QEMU only builds the tree and exits; nothing runs. Raises
     :class:`ToolNotFoundError` without QEMU and :class:`QemuError`, with the
@@ -363,6 +367,7 @@ def qemu_device_tree(
             "-machine", f"virt,virtualization=on,gic-version={gic_version},dumpdtb={dump}",
             "-cpu", cpu, "-smp", str(smp), "-m", f"{memory_mb}M",
             "-nodefaults", "-no-user-config", "-display", "none",
+            *(["-bios", str(bios)] if bios is not None else []),
         ]  # fmt: skip
         try:
             done = subprocess.run(
@@ -394,6 +399,7 @@ GUEST_DEVICES = {
     "flash": "the CFI flash banks at 0x0000_0000 (QEMU's -bios)",
     "fwcfg": "QEMU's fw_cfg at 0x0902_0000",
     "gpio": "the PL061 at 0x0903_0000 and its gpio-keys (the power button)",
+    "pcie": "the PCIe host bridge (pcie@10000000: ECAM, MMIO and I/O windows, INTx)",
 }
 UART_BASE = 0x0900_0000
 RTC_BASE = 0x0901_0000
@@ -434,8 +440,9 @@ def guest_device_tree(
       above 4 GiB) when ``initrd`` = (start, end)
       is given; QEMU's random seeds are not passed on;
     - of the devices, only those in ``devices`` (see ``GUEST_DEVICES``) stay,
-      with the clocks they use; PCIe, flash, fw-cfg, GPIO, platform bus and
-      everything else go.
+      with the clocks they use; the rest (the platform bus, the secure
+      devices, ...) go. PCIe keeps its ``interrupt-map`` (INTx); without an
+      ITS it has no ``msi-map``.
 
     Addresses are read and written with the root's ``#address-cells`` and
     ``#size-cells``. Raises :class:`DeviceTreeError` for a malformed source,
@@ -534,6 +541,13 @@ def guest_device_tree(
     return tree.to_bytes()
 
 
+def present_devices(source: bytes) -> set[str]:
+    """Which of :data:`GUEST_DEVICES` a ``virt``-shaped tree has."""
+    tree = DeviceTree.from_bytes(source)
+    acells, scells = tree.address_cells("/"), tree.size_cells("/")
+    return {r for r in (_role(n, acells, scells) for n in tree.root.children) if r in GUEST_DEVICES}
+
+
 def _check_guest_arguments(
     ram_base: int,
     ram_size: int,
@@ -599,6 +613,8 @@ def _role(node: Node, acells: int, scells: int) -> str:
         return "flash"
     if "qemu,fw-cfg-mmio" in compatible:
         return "fwcfg"
+    if "pci-host-ecam-generic" in compatible:
+        return "pcie"
     if "arm,pl061" in compatible or "gpio-keys" in compatible:
         return "gpio"
     if "arm,pl011" in compatible and _base(node, acells, scells) == UART_BASE:

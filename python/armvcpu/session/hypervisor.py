@@ -80,6 +80,7 @@ _PASSTHROUGH_FEATURES = {
     "fwcfg": int(_core.FEATURE_FWCFG),
     "gpio": int(_core.FEATURE_GPIO),
     "flash": int(_core.FEATURE_FLASH),
+    "pcie": int(_core.FEATURE_PCIE),
 }
 
 _UART_MODES = {
@@ -754,7 +755,7 @@ class Hypervisor:
 
     def _boot_bios(self, vm: VM, append: str, dtb: bytes | str | Path | None,
                    devices: Sequence[str]) -> BootPlan:  # fmt: skip
-        from ..guests.devicetree import guest_device_tree, qemu_device_tree
+        from ..guests.devicetree import guest_device_tree, present_devices, qemu_device_tree
 
         if self.config.bios is None:
             raise ArmvcpuError("boot(None) boots the session's bios image: give Hypervisor(bios=)")
@@ -762,8 +763,11 @@ class Hypervisor:
         source = _read_input(dtb, "device tree") if dtb is not None else None
         if source is None:
             source = qemu_device_tree(qemu=self.config.binary, cpu=self.config.cpu,
-                                      smp=self.smp, memory_mb=self.memory_mb)  # fmt: skip
+                                      smp=self.smp, memory_mb=self.memory_mb,
+                                      bios=self.config.bios)  # fmt: skip
         devices = tuple(dict.fromkeys((*devices, "flash")))
+        if dtb is None:  # QEMU with -bios has an ACPI GED, not the PL061
+            devices = tuple(d for d in devices if d != "gpio" or "gpio" in present_devices(source))
         tree = guest_device_tree(source, ram_base=RAM_BASE, ram_size=self.memory_mb << 20,
                                  num_cpus=int(cfg.num_vcpus) or 1, bootargs=append,
                                  initrd=None, devices=devices)  # fmt: skip

@@ -56,12 +56,20 @@ class VirtCommandLine:
     serial: str | None = None
     #: Arguments passed to QEMU as they are: devices and their back ends.
     qemu_args: list[str] = field(default_factory=list)
+    #: QEMU gives virt a NIC (virtio-net-pci, user networking) unless the
+    #: command line has ``-nodefaults`` or any ``-net``/``-nic``/``-netdev``.
+    default_nic: bool = True
+
+    def default_devices(self) -> list[str]:
+        """What QEMU would add for this command line's defaults, spelt out
+        (armvcpu runs QEMU with ``-nodefaults`` for its own reasons)."""
+        return ["-nic", "user,model=virtio-net-pci"] if self.default_nic else []
 
 
 # The options that take a value, by what armvcpu does with them.
 _GUEST = {"kernel", "initrd", "append", "dtb", "bios", "m", "smp", "cpu", "machine", "M"}
-_PASSED = {"device", "drive", "netdev", "chardev", "object", "global", "blockdev", "nic", "rtc",
-           "semihosting-config"}  # fmt: skip
+_PASSED = {"device", "drive", "netdev", "chardev", "object", "global", "blockdev", "nic", "net",
+           "rtc", "semihosting-config"}  # fmt: skip
 _HANDLED = {"serial", "display", "accel", "name", "monitor"}
 # Flags (no value).
 _FLAGS = {"nographic", "nodefaults", "no-reboot", "no-user-config", "no-shutdown", "semihosting"}
@@ -190,6 +198,8 @@ def parse_qemu_args(argv: list[str]) -> VirtCommandLine:
                 config.serial = config.serial or "mon:stdio"
             elif name == "no-reboot":
                 config.no_reboot = True
+            elif name == "nodefaults":
+                config.default_nic = False
             elif name == "semihosting":
                 config.qemu_args.append("-semihosting")  # a guest may end QEMU with a code
             i += 1
@@ -206,6 +216,8 @@ def parse_qemu_args(argv: list[str]) -> VirtCommandLine:
             i += 2
         if name in _PASSED:
             config.qemu_args += [f"-{name}", value]
+            if name in ("net", "nic", "netdev"):
+                config.default_nic = False
         elif name in ("M", "machine"):
             _machine(config, value)
             machine_seen = True

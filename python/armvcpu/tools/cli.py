@@ -566,7 +566,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dtb", help="a device tree to derive a Linux guest's from (default: "
                      "QEMU's own)")  # fmt: skip
     run.add_argument("--device", action="append",
-                     choices=["uart", "rtc", "virtio", "fwcfg", "gpio"],
+                     choices=["uart", "rtc", "virtio", "fwcfg", "gpio", "pcie"],
                      help="devices passed through to a Linux guest (default: uart); repeat "
                      "for several")  # fmt: skip
     run.add_argument("--gic", type=int, default=3, help="the GIC version QEMU's machine gets; "

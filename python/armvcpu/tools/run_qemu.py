@@ -28,7 +28,7 @@ from .console_echo import ConsoleEcho
 #: armvcpu's options in this mode, and whether each takes a value.
 OWN_OPTIONS = {"--policy": True, "--trace": True, "--timeout": True, "--transport": True,
                "--json": False}  # fmt: skip
-PASSTHROUGH = ("uart", "rtc", "virtio", "fwcfg", "gpio")
+PASSTHROUGH = ("uart", "rtc", "virtio", "fwcfg", "gpio", "pcie")
 EXIT_TIMEOUT = 3
 _NO_LIMIT = 365 * 24 * 3600.0
 EXIT_GUEST_STOPPED = 1
@@ -83,17 +83,6 @@ def main(argv: list[str]) -> int:
         print(f"armvcpu run: {exc}", file=sys.stderr)
         return 2
     args = _own_parser().parse_args(own)
-    if config.bios is not None and config.kernel is not None:
-        print("armvcpu run: -bios with -kernel: QEMU would hand the kernel to the firmware "
-              "through fw_cfg, which is not passed through yet; give one of them",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    pci = [v for k, v in zip(config.qemu_args, config.qemu_args[1:], strict=False)
-           if k == "-device" and "pci" in v.split(",")[0]]  # fmt: skip
-    if pci:
-        print(f"armvcpu run: -device {pci[0]}: PCIe is not passed through to the guest yet "
-              "(virtio-mmio devices are: e.g. virtio-blk-device)", file=sys.stderr)  # fmt: skip
-        return 2
     return run(config, args)
 
 
@@ -132,7 +121,15 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
 
     user_policy = load_policy(args.policy) if args.policy else None
     trace = Trace(meta={"kernel": config.kernel, "append": config.append}) if args.trace else None
-    extra = list(config.qemu_args)
+    extra = [*config.default_devices(), *config.qemu_args]
+    kernel = config.kernel
+    if config.bios is not None and kernel is not None:
+        # As QEMU does for -bios with -kernel: the kernel, initramfs and
+        # command line go into fw_cfg (passed through) for the guest's
+        # firmware to load; the guest starts in flash.
+        extra += ["-kernel", os.path.abspath(kernel), "-append", config.append]
+        extra += ["-initrd", os.path.abspath(config.initrd)] if config.initrd else []
+        kernel = None
     # No progress timeout unless asked for: a guest may compute for minutes
     # (a year stands for "no limit" where a number of seconds is needed).
     timeout = args.timeout if args.timeout is not None else _NO_LIMIT
@@ -148,7 +145,8 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
         hv.watchers.append(show_console)
         if trace is not None and hv.ram is not None:
             hv.enable_exit_log()
-        hv.boot(config.kernel, initrd=config.initrd, append=config.append, dtb=config.dtb,
+        hv.boot(kernel, initrd=config.initrd if kernel else None, append=config.append,
+                dtb=config.dtb,
                 devices=args.device or PASSTHROUGH)  # fmt: skip
         _type_stdin_into(hv)
         # As on bare QEMU, no hypercall reaches the host unless the policy
