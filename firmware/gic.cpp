@@ -153,6 +153,12 @@ void configure_spi(std::uint32_t intid, unsigned cpu) {
     route_spi(intid, cpu);
 }
 
+void set_edge_triggered(std::uint32_t intid) {
+    // GICD_ICFGR<n>: two bits per INTID, Int_config (the upper one) 1 = edge.
+    const std::uintptr_t icfgr = kGicd + 0x0c00 + (intid / 16) * 4;
+    reg32(icfgr) = reg32(icfgr) | (2u << ((intid % 16) * 2));
+}
+
 void route_spi(std::uint32_t intid, unsigned cpu) {
     // GICD_IROUTER<n>: Aff0 = cpu (QEMU virt numbers CPUs 0..15 in Aff0).
     *reinterpret_cast<volatile std::uint64_t*>(kGicd + kGicdIrouter + intid * 8) = cpu;

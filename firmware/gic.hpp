@@ -37,6 +37,8 @@ void set_enabled(unsigned cpu, std::uint32_t intid, bool on);
 void configure_spi(std::uint32_t intid, unsigned cpu);
 // Routes SPI `intid` to physical CPU `cpu`.
 void route_spi(std::uint32_t intid, unsigned cpu);
+// Makes SPI `intid` edge-triggered (a device that pulses its line).
+void set_edge_triggered(std::uint32_t intid);
 
 // Asks for the underflow maintenance interrupt (ICH_HCR_EL2.UIE) while
 // interrupts wait for a free list register, and stops asking when none do.

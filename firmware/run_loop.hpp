@@ -16,6 +16,7 @@
 #include "armvcpu/host_interface.hpp"
 #include "armvcpu/pl011.hpp"
 #include "armvcpu/psci.hpp"
+#include "armvcpu/smmu.hpp"
 #include "armvcpu/trap_frame.hpp"
 #include "armvcpu/vcpu.hpp"
 #include "cpu.hpp"
@@ -25,6 +26,7 @@
 #include "inject.hpp"
 #include "power.hpp"
 #include "sgi.hpp"
+#include "smmu.hpp"
 #include "sysreg.hpp"
 #include "uart.hpp"
 #include "vgic_glue.hpp"
@@ -190,6 +192,8 @@ enum class El2Answer {
     using armvcpu::ExitKind;
     if (reason.kind == ExitKind::ExternalInterrupt) {
         const auto intid = static_cast<std::uint32_t>(reason.external_interrupt.vector);
+        // A DMA the SMMU blocked: logged for the host, and (not ours) an exit.
+        if (intid == armvcpu::smmu::kVirtEventqIntid) smmu::drain_events();
         return handle_physical_interrupt(run.vm, run.cpu, run.index, intid) ? El2Answer::Handled
                                                                             : El2Answer::NotMine;
     }

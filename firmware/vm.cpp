@@ -5,6 +5,7 @@
 #include "gic.hpp"
 #include "passthrough.hpp"
 #include "power.hpp"
+#include "smmu.hpp"
 #include "uart.hpp"
 
 namespace fw {
@@ -128,6 +129,7 @@ void setup_vms(unsigned cpus) {
             if (k == 0) power_off();
             continue;
         }
+        if (k == 0) smmu::init(vm);  // PCIe DMA confined to VM 1's RAM, if asked
         next_cpu += vm.num_vcpus;
         vm.power.num_vcpus = vm.num_vcpus;
         for (unsigned i = 0; i < vm.num_vcpus; ++i) {

@@ -37,6 +37,7 @@ ACCEPTED = [
     (["-M", "virt,mte=on", "-cpu", "max", "-bios", "u-boot.bin", "-m", "2G"],
      {"mte": True, "bios": "u-boot.bin", "memory_mb": 2048, "kernel": None}),
     (["-M", "virt", "-kernel", "Image"], {"memory_mb": 128, "smp": 1, "cpu": None}),
+    (["-M", "virt,iommu=smmuv3", "-kernel", "Image"], {"iommu": True}),
     # Any network option replaces QEMU's default NIC, as in QEMU.
     (["-M", "virt", "-kernel", "Image", "-net", "none"],
      {"default_nic": False, "qemu_args": ["-net", "none"]}),
@@ -87,7 +88,7 @@ def test_qemu_itself_agrees_on_memory_and_cpus(argv, tmp_path):
         (["-M", "virt", "-kernel", "Image", "-s"], "-s: QEMU's gdbstub is armvcpu's"),
         (["-M", "virt", "-kernel", "Image", "-enable-kvm"], "-enable-kvm"),
         (["-M", "virt,gic-version=2", "-kernel", "Image"], "gic-version=2"),
-        (["-M", "virt,iommu=smmuv3", "-kernel", "Image"], "-M virt,iommu"),
+        (["-M", "virt,iommu=virtio", "-kernel", "Image"], "-M virt,iommu=virtio"),
         (["-M", "virt,its=on", "-kernel", "Image"], "no ITS"),
         (["-M", "sbsa-ref", "-kernel", "Image"], "-M sbsa-ref: armvcpu runs QEMU's virt"),
         (["-kernel", "Image"], "-M virt is missing"),

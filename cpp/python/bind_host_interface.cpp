@@ -7,6 +7,7 @@
 #include "armvcpu/mmio.hpp"
 #include "armvcpu/pl011.hpp"
 #include "armvcpu/psci.hpp"
+#include "armvcpu/smmu.hpp"
 #include "armvcpu/trap_frame.hpp"
 #include "bindings.hpp"
 
@@ -162,6 +163,7 @@ to_bytes() after changing .action and .frame.
     optional_symbols["host_doorbell"] = kSymHostDoorbell;
     optional_symbols["host_doorbell_store"] = kSymHostDoorbellStore;
     optional_symbols["hypercall_claims"] = kSymHypercallClaims;
+    optional_symbols["dma_faults"] = smmu::kSymDmaFaults;
     m.attr("FIRMWARE_OPTIONAL_SYMBOLS") = optional_symbols;
     py::enum_<UartMode>(m, "UartMode", "How a VM's PL011 is provided.")
         .value("Host", UartMode::Host)
@@ -184,6 +186,16 @@ to_bytes() after changing .action and .frame.
     m.attr("FEATURE_FWCFG") = kFeatureFwCfg;
     m.attr("FEATURE_GPIO") = kFeatureGpio;
     m.attr("FEATURE_PCIE") = kFeaturePcie;
+    m.attr("FEATURE_SMMU") = kFeatureSmmu;
+    m.attr("DMA_FAULT_INTID") = smmu::kVirtEventqIntid;
+    m.attr("DMA_FAULT_ENTRIES") = smmu::kDmaFaultEntries;
+    m.attr("DMA_FAULT_LAYOUT") =
+        py::dict(py::arg("size") = sizeof(smmu::DmaFault),
+                 py::arg("entries_offset") = offsetof(smmu::DmaFaultLog, entries),
+                 py::arg("address") = offsetof(smmu::DmaFault, address),
+                 py::arg("stream_id") = offsetof(smmu::DmaFault, stream_id),
+                 py::arg("event") = offsetof(smmu::DmaFault, event),
+                 py::arg("write") = offsetof(smmu::DmaFault, write));
     py::enum_<ExitLogHandler>(m, "ExitLogHandler", "Who answered an exit in the exit log.")
         .value("Firmware", ExitLogHandler::Firmware)
         .value("FastRule", ExitLogHandler::FastRule)

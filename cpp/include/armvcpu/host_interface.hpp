@@ -142,6 +142,9 @@ inline constexpr std::uint32_t kFeatureGpio = 1u << 7;
 // one at 0x80_0000_0000), the I/O window (0x3EFF_0000) and INTA..D (SPIs
 // 3..6, INTIDs 35..38). Devices behind it DMA into guest RAM by IPA = PA.
 inline constexpr std::uint32_t kFeaturePcie = 1u << 8;
+// (VM 1's config, with kFeaturePcie) QEMU's SMMUv3 (-M virt,iommu=smmuv3)
+// confines PCIe DMA to the VM's RAM (smmu.hpp); a blocked DMA is an exit.
+inline constexpr std::uint32_t kFeatureSmmu = 1u << 9;
 
 // The exit log: what each physical CPU's exits were, including those the
 // firmware answers without the host (PSCI, WFI, SGIs, the emulated GIC and

@@ -34,6 +34,8 @@ class Firmware:
     # The hypercall claims table; None in images that predate it (there
     # every hypercall reaches the host).
     hypercall_claims: int | None = None
+    # The DMA-fault log (SMMU); None in images that predate it.
+    dma_faults: int | None = None
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:

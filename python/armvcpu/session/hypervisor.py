@@ -20,6 +20,7 @@ import time
 import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,6 +99,25 @@ def _close_all_sessions() -> None:
         hv.close()
 
 
+@dataclass(frozen=True)
+class DmaFault:
+    """A DMA the SMMU blocked: a PCIe device reached outside its VM's RAM.
+
+    ``stream_id`` is the device's PCI requester ID (bus << 8 | device << 3 |
+    function); ``event`` the SMMUv3 event type (0x10 F_TRANSLATION: no
+    mapping there)."""
+
+    address: int
+    stream_id: int
+    event: int
+    write: bool
+
+    def __str__(self) -> str:
+        bdf = f"{self.stream_id >> 8:02x}:{(self.stream_id >> 3) & 31:02x}.{self.stream_id & 7}"
+        what = "write" if self.write else "read"
+        return f"PCI device {bdf} DMA {what} at {self.address:#x} blocked (event {self.event:#x})"
+
+
 class Hypervisor:
     """QEMU's ``virt`` machine at EL2 running the armvcpu firmware, owned by this object.
 
@@ -146,6 +166,11 @@ class Hypervisor:
             (with ``uart="passthrough"``).
         mte: QEMU's ``-M virt,mte=on``: the guest's RAM has allocation tags
             and EL1 may use them (the firmware sets HCR_EL2.ATA).
+        iommu: QEMU's ``-M virt,iommu=smmuv3``, kept for the hypervisor: with
+            PCIe passed through, the firmware programs the SMMU so PCIe
+            devices' DMA reaches VM 1's RAM only; a DMA elsewhere is blocked
+            and is an ``ExternalInterrupt`` exit (vector
+            ``_core.DMA_FAULT_INTID``), the fault in :meth:`dma_faults`.
     """
 
     def __init__(
@@ -168,6 +193,7 @@ class Hypervisor:
         bios: str | Path | None = None,
         console_input: bool = False,
         mte: bool = False,
+        iommu: bool = False,
     ) -> None:
         if transport not in ("shm", "gdb"):
             raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
@@ -204,7 +230,8 @@ class Hypervisor:
         self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=machine_memory_mb(memory_mb),
                                  smp=smp, extra_args=tuple(extra_args),
                                  bios=Path(bios) if bios is not None else None,
-                                 console_input=console_input, mte=mte)  # fmt: skip
+                                 console_input=console_input, mte=mte,
+                                 iommu=iommu)  # fmt: skip
         self.timeout = timeout
         self.qemu: QemuProcess | None = None
         self.gdb: GdbRemote | None = None
@@ -734,6 +761,7 @@ class Hypervisor:
         if len(tree) > MAX_DTB_SIZE:  # the placement does not depend on its size
             raise GuestImageError(f"the device tree is {len(tree)} bytes; the limit is 2 MiB")
         cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
+        cfg.features |= self._smmu_feature(devices)
         if "uart" in devices:
             self.uart = "passthrough"
             cfg.uart_mode = _UART_MODES["passthrough"]
@@ -773,6 +801,7 @@ class Hypervisor:
                                  initrd=None, devices=devices)  # fmt: skip
         known = _PASSTHROUGH_FEATURES
         cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
+        cfg.features |= self._smmu_feature(devices)
         if "uart" in devices:
             self.uart = "passthrough"
             cfg.uart_mode = _UART_MODES["passthrough"]
@@ -783,6 +812,30 @@ class Hypervisor:
         plan = BootPlan(RAM_BASE, self.memory_mb << 20, 0, 0, None, None, RAM_BASE)
         self.boot_plan = plan
         return plan
+
+    def _smmu_feature(self, devices: Sequence[str]) -> int:
+        """The firmware confines PCIe DMA when the machine has an SMMU and
+        the VM has the PCIe host bridge."""
+        return int(_core.FEATURE_SMMU) if self.config.iommu and "pcie" in devices else 0
+
+    def dma_faults(self) -> list[DmaFault]:
+        """The DMAs the SMMU blocked so far (``iommu=True``), oldest first: at
+        most the last ``_core.DMA_FAULT_ENTRIES``."""
+        if self.firmware.dma_faults is None:
+            return []
+        layout = _core.DMA_FAULT_LAYOUT
+        base = self.firmware.dma_faults
+        count = int.from_bytes(self._read_phys(base, 8), "little")
+        entries = int(_core.DMA_FAULT_ENTRIES)
+        faults = []
+        for n in range(max(0, count - entries), count):
+            at = base + layout["entries_offset"] + (n % entries) * layout["size"]
+            raw = self._read_phys(at, layout["size"])
+            faults.append(DmaFault(
+                address=int.from_bytes(raw[layout["address"]:][:8], "little"),
+                stream_id=int.from_bytes(raw[layout["stream_id"]:][:4], "little"),
+                event=raw[layout["event"]], write=bool(raw[layout["write"]])))  # fmt: skip
+        return faults
 
     def type_console(self, text: str | bytes) -> None:
         """Type into the guest's PL011, as on QEMU's ``-serial stdio``

@@ -38,6 +38,9 @@ class QemuConfig:
     gic_version: int = 3
     #: QEMU's MTE (``-M virt,mte=on``): allocation tags for the guest's RAM.
     mte: bool = False
+    #: QEMU's SMMUv3 (``-M virt,iommu=smmuv3``), for the firmware to confine
+    #: PCIe DMA with.
+    iommu: bool = False
     smp: int = 1
     extra_args: Sequence[str] = field(default_factory=tuple)
     #: Back guest RAM with this file (shared, so the host can map it too).
@@ -55,6 +58,8 @@ class QemuConfig:
         machine = f"virt,virtualization=on,gic-version={self.gic_version}"
         if self.mte:
             machine += ",mte=on"  # the firmware gives EL1 the tags (HCR_EL2.ATA)
+        if self.iommu:
+            machine += ",iommu=smmuv3"
         # RAM reaches past 8 GiB but is mostly never touched: a shared file
         # (which the host maps), or anonymous memory with no reservation, so
         # that neither counts against the host's commit limit.

@@ -50,6 +50,8 @@ class VirtCommandLine:
     cpu: str | None = None
     gic_version: int = 3
     mte: bool = False
+    #: ``iommu=smmuv3``: the SMMU is the hypervisor's, to confine PCIe DMA.
+    iommu: bool = False
     no_reboot: bool = False
     #: Where the guest's console goes: QEMU's first ``-serial`` (``-nographic``
     #: makes it ``mon:stdio``), None when the command line does not say.
@@ -137,6 +139,10 @@ def _machine(config: VirtCommandLine, text: str) -> None:
                 raise CommandLineError(f"{what}={value}: QEMU knows 2, 3, max and host")
         elif key == "mte":
             config.mte = _on(value, what)
+        elif key == "iommu":
+            if value not in ("smmuv3", "none"):
+                raise CommandLineError(f"{what}={value}: armvcpu knows smmuv3 and none")
+            config.iommu = value == "smmuv3"
         elif key in ("virtualization", "highmem"):
             _on(value, what)  # armvcpu always has EL2; highmem is QEMU's default
         elif key == "its":

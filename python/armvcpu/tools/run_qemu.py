@@ -135,11 +135,12 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
     timeout = args.timeout if args.timeout is not None else _NO_LIMIT
     last = None
     count = 0
+    reported = 0  # DMA faults already printed
     status = 0
     with Hypervisor(transport=args.transport, cpu=config.cpu or "max", smp=config.smp,
                     memory_mb=config.memory_mb, uart="passthrough", extra_args=extra,
                     quiet=True, bios=config.bios, console_input=True,
-                    mte=config.mte) as hv:  # fmt: skip
+                    mte=config.mte, iommu=config.iommu) as hv:  # fmt: skip
         show_console = ConsoleEcho(hv)
 
         hv.watchers.append(show_console)
@@ -165,6 +166,10 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
                     value = user_policy(exit)
                     if value is not None and not exit.resolved:
                         Policy.answer(exit, value)
+                if exit.kind == ExitKind.ExternalInterrupt and config.iommu:
+                    for fault in hv.dma_faults()[reported:]:
+                        print(f"armvcpu: {fault}", file=sys.stderr, flush=True)
+                    reported = len(hv.dma_faults())
                 if not exit.resolved and exit.kind == ExitKind.Hypercall:
                     # Nobody claimed it: NOT_SUPPORTED, as SMCCC says and as
                     # QEMU answers on the bare machine.
