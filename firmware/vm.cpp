@@ -6,6 +6,7 @@
 #include "passthrough.hpp"
 #include "power.hpp"
 #include "uart.hpp"
+#include "vgic_v2_glue.hpp"
 
 namespace fw {
 
@@ -58,6 +59,7 @@ bool build_vm(Vm& vm, PhysicalTableMemory& mem) {
     vm.features = cfg.features;
     auto err = s2.map(cfg.ipa_base, cfg.pa_base, cfg.size, {});
     if (err == armvcpu::stage2::MapError::None) err = map_passthrough_devices(s2, vm);
+    if (err == armvcpu::stage2::MapError::None && gic::v2()) err = map_guest_gicc(s2);
     if (err != armvcpu::stage2::MapError::None) {
         put_str("armvcpu: cannot map VM ");
         put_dec(vm.id);
@@ -68,7 +70,9 @@ bool build_vm(Vm& vm, PhysicalTableMemory& mem) {
     }
     vm.vttbr = s2.vttbr(static_cast<std::uint16_t>(vm.id));
     vm.vtcr = s2.vtcr();
-    if ((vm.features & armvcpu::kFeatureVgic) != 0) {
+    if ((vm.features & armvcpu::kFeatureVgic) != 0 && gic::v2()) {
+        reset_vgic2(vm);
+    } else if ((vm.features & armvcpu::kFeatureVgic) != 0) {
         std::uint64_t mpidr[armvcpu::vgic::kMaxVcpus] = {};
         for (unsigned i = 0; i < vm.num_vcpus; ++i) mpidr[i] = guest_mpidr(i);
         vm.dist.reset(vm.num_vcpus, mpidr);

@@ -1,0 +1,81 @@
+#include "vgic_v2_glue.hpp"
+
+#include "armvcpu/mmio.hpp"
+#include "passthrough.hpp"
+
+namespace fw {
+
+Vgic2 g_vgic2[kMaxVms];
+
+namespace {
+
+namespace v2 = armvcpu::vgic2;
+
+// Makes vCPU `vcpu` of `vm` look at its vGIC before its next entry, kicking
+// its CPU out of the guest unless that is this CPU.
+void mark_dirty(const Vm& vm, unsigned vcpu, unsigned self_cpu) {
+    const unsigned cpu = vm.first_cpu + vcpu;
+    set_vgic_dirty(cpu);
+    if (cpu != self_cpu) gic::kick(cpu);
+}
+
+// A physical SPI of the VM's devices is enabled exactly when the guest's
+// distributor would deliver it, and targets the CPU of the vCPU that takes
+// it: a level-triggered device interrupt the guest cannot take must not keep
+// firing at EL2. Called with the lock held.
+void sync_spi(const Vm& vm, const v2::Distributor& dist, std::uint32_t intid) {
+    if (!vm_owns_spi(vm, intid)) return;
+    const unsigned vcpu = dist.route_of(intid);
+    gic::route_spi(intid, vm.first_cpu + vcpu);
+    gic::set_enabled(0, intid, dist.deliverable(vcpu, intid));
+}
+
+}  // namespace
+
+void reset_vgic2(Vm& vm) {
+    vgic2_of(vm).dist.reset(vm.num_vcpus);
+    configure_passthrough_spis(vm);
+}
+
+void emulate_vgic2(Vm& vm, unsigned self_cpu, unsigned index, const armvcpu::ExitReason& reason,
+                   armvcpu::TrapFrame& frame) {
+    Vgic2& v = vgic2_of(vm);
+    SpinLock lock(v.lock);
+    if (reason.kind == armvcpu::ExitKind::MmioRead) {
+        const auto& r = reason.mmio_read;
+        armvcpu::complete_mmio_read(frame, r, v.dist.read(index, r.addr, r.width).value);
+        return;
+    }
+    const auto& w = reason.mmio_write;
+    const v2::WriteEffect e = v.dist.write(index, w.addr, w.width, w.data).effect;
+    if (e.ctlr_changed) {
+        // Group enables change what every interrupt's delivery means.
+        for (std::uint32_t intid = 32; intid < v2::kNumIntids; ++intid) sync_spi(vm, v.dist, intid);
+        for (unsigned i = 0; i < vm.num_vcpus; ++i) mark_dirty(vm, i, self_cpu);
+        return;
+    }
+    for (unsigned i = 0; i < vm.num_vcpus; ++i) {
+        if (((e.sgi_targets >> i) & 1) != 0) mark_dirty(vm, i, self_cpu);
+    }
+    if (e.bank == 0) {
+        constexpr std::uint32_t kTimerBits =
+            (1u << armvcpu::vgic::kVirtualTimerPpi) | (1u << armvcpu::vgic::kPhysicalTimerPpi);
+        if ((e.enable_changed & kTimerBits) != 0 || e.pending_set != 0) {
+            mark_dirty(vm, index, self_cpu);
+        }
+    } else {
+        for (unsigned b = 0; b < 32; ++b) {
+            const std::uint32_t bit = 1u << b;
+            const std::uint32_t intid = e.bank * 32 + b;
+            if ((e.enable_changed & bit) != 0) sync_spi(vm, v.dist, intid);
+            if ((e.pending_set & bit) != 0) mark_dirty(vm, v.dist.route_of(intid), self_cpu);
+        }
+    }
+    if (e.target_changed_intid != 0) {
+        // A word access re-targets four SPIs, a byte access one.
+        const unsigned count = w.width == 4 ? 4 : 1;
+        for (unsigned i = 0; i < count; ++i) sync_spi(vm, v.dist, e.target_changed_intid + i);
+    }
+}
+
+}  // namespace fw
