@@ -101,11 +101,30 @@ void deactivate(std::uint32_t intid) {
     if (intid >= 16) reg32(kGicc + kGiccDir) = intid;
 }
 
-bool inject(std::uint32_t vintid, bool hw, std::uint8_t priority, bool group1, unsigned source) {
+namespace {
+
+// A list register whose linked interrupt the guest has ended: deactivate
+// the physical one and free the register. True when it was one.
+bool complete_eoi(unsigned n, std::uint32_t lr) {
+    if (v2::lr_state(lr) != v2::LrState::Invalid || !v2::lr_eoi(lr)) return false;
+    write_lr(n, 0);
+    reg32(kGicc + kGiccDir) = v2::lr_vintid(lr);
+    return true;
+}
+
+}  // namespace
+
+void complete_eois() {
+    for (unsigned n = 0; n < g_num_lrs; ++n) complete_eoi(n, read_lr(n));
+}
+
+bool inject(std::uint32_t vintid, bool linked, std::uint8_t priority, bool group1,
+            unsigned source) {
     using v2::LrState;
     int free_lr = -1;
     for (unsigned n = 0; n < g_num_lrs; ++n) {
-        const std::uint32_t lr = read_lr(n);
+        std::uint32_t lr = read_lr(n);
+        if (complete_eoi(n, lr)) lr = 0;
         const LrState state = v2::lr_state(lr);
         if (state == LrState::Invalid) {
             if (free_lr < 0) free_lr = static_cast<int>(n);
@@ -114,15 +133,16 @@ bool inject(std::uint32_t vintid, bool hw, std::uint8_t priority, bool group1, u
         // One list register per interrupt (5.3.9: the same VirtualID twice
         // is UNPREDICTABLE; an SGI is one interrupt per requesting CPU).
         if (v2::lr_vintid(lr) != vintid) continue;
-        if (vintid < 16 && !v2::lr_hw(lr) && v2::lr_cpuid(lr) != source) continue;
-        if (state == LrState::Active && !v2::lr_hw(lr)) {
+        if (vintid < 16 && v2::lr_cpuid(lr) != source) continue;
+        if (state == LrState::Active && !v2::lr_eoi(lr)) {
             write_lr(n, lr | (static_cast<std::uint32_t>(LrState::Pending) << 28));
         }
         return true;
     }
     if (free_lr < 0) return false;
     write_lr(static_cast<unsigned>(free_lr),
-             v2::lr_value(vintid, LrState::Pending, group1, hw, hw ? vintid : source, priority));
+             v2::lr_value(vintid, LrState::Pending, group1, false, linked ? 0 : source, priority) |
+                 (linked ? v2::kLrEoi : 0));
     return true;
 }
 

@@ -30,11 +30,26 @@ std::uint32_t acknowledge();
 // Deactivates an interrupt (GICC_DIR); SGIs were deactivated when acknowledged.
 void deactivate(std::uint32_t intid);
 
-// Puts a virtual interrupt into a free list register: hardware-linked to
-// physical `intid` with hw; a software SGI carries its requesting vCPU
-// (`source`). An interrupt already in a list register is not added twice.
-// False when every list register is in use.
-bool inject(std::uint32_t vintid, bool hw, std::uint8_t priority, bool group1, unsigned source);
+// Puts a virtual interrupt into a free list register; a software SGI
+// carries its requesting vCPU (`source`). With `linked`, physical interrupt
+// `vintid` (acknowledged, still active) is deactivated when the guest ends
+// the virtual one. An interrupt already in a list register is not added
+// twice. False when every list register is in use.
+//
+// Linked interrupts use EOI maintenance (GICH_LR.EOI, then GICC_DIR from
+// complete_eois), not the HW bit: QEMU 7.2 forwards a HW list register's
+// deactivation to the distributor without re-evaluating the physical CPU
+// interface (arm_gic.c, gic_complete_irq on a vCPU updates only the virtual
+// one), so a level interrupt still asserted at that moment, or one that
+// became pending while active, is not signalled until some other GIC event;
+// a guest idle in WFI with nothing else due then never wakes. GICC_DIR does
+// re-evaluate it.
+bool inject(std::uint32_t vintid, bool linked, std::uint8_t priority, bool group1, unsigned source);
+
+// Deactivates the physical interrupts behind list registers whose virtual
+// interrupt the guest has ended (EOI maintenance), freeing them. Runs on the
+// maintenance interrupt and whenever inject() looks for room.
+void complete_eois();
 
 // Enables or disables a physical interrupt. An SGI or PPI only on the
 // calling CPU (its banked GICD_ISENABLER0 is its own), which is `cpu` for

@@ -93,14 +93,17 @@ void emulate_vgic2(Vm& vm, unsigned self_cpu, unsigned index, const armvcpu::Exi
     namespace vg = armvcpu::vgic;
     if (!vg::is_valid_intid(intid)) return true;  // spurious
     if (intid == gic::kKickSgi || intid == vg::kMaintenancePpi) {
+        // The maintenance interrupt: the guest ended linked interrupts
+        // (EOI), or list registers have room again (underflow).
+        if (intid == vg::kMaintenancePpi) gicv2::complete_eois();
         gic::deactivate(intid);
         return true;
     }
     const bool vgic = (vm.features & armvcpu::kFeatureVgic) != 0;
     if (intid == vg::kVirtualTimerPpi || vm_owns_spi(vm, intid) ||
         (vgic && intid == vg::kPhysicalTimerPpi)) {
-        // Hardware-linked: the guest's deactivation (GICV_EOIR) deactivates
-        // the physical interrupt.
+        // Linked: the guest's end of the interrupt (GICV_EOIR) deactivates
+        // the physical one (EOI maintenance, gic_v2.hpp's inject).
         bool deliver = true;
         std::uint8_t priority = armvcpu::vgic2::kDefaultPriority;
         bool group1 = false;

@@ -37,6 +37,8 @@ ACCEPTED = [
     (["-M", "virt,mte=on", "-cpu", "max", "-bios", "u-boot.bin", "-m", "2G"],
      {"mte": True, "bios": "u-boot.bin", "memory_mb": 2048, "kernel": None}),
     (["-M", "virt", "-kernel", "Image"], {"memory_mb": 128, "smp": 1, "cpu": None}),
+    (["-M", "virt,gic-version=2", "-cpu", "cortex-a57", "-smp", "2", "-kernel", "Image"],
+     {"gic_version": 2, "smp": 2}),
 ]  # fmt: skip
 
 
@@ -80,7 +82,7 @@ def test_qemu_itself_agrees_on_memory_and_cpus(argv, tmp_path):
         (["-M", "virt", "-kernel", "Image", "-S"], "-S: armvcpu starts the CPUs itself"),
         (["-M", "virt", "-kernel", "Image", "-s"], "-s: QEMU's gdbstub is armvcpu's"),
         (["-M", "virt", "-kernel", "Image", "-enable-kvm"], "-enable-kvm"),
-        (["-M", "virt,gic-version=2", "-kernel", "Image"], "gic-version=2"),
+        (["-M", "virt,gic-version=4", "-kernel", "Image"], "QEMU knows 2, 3, max and host"),
         (["-M", "virt,iommu=smmuv3", "-kernel", "Image"], "-M virt,iommu"),
         (["-M", "virt,its=on", "-kernel", "Image"], "no ITS"),
         (["-M", "sbsa-ref", "-kernel", "Image"], "-M sbsa-ref: armvcpu runs QEMU's virt"),

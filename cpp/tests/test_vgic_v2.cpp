@@ -47,16 +47,19 @@ TEST(VgicV2, ListRegisterFieldsArePerTheSpecification) {
     EXPECT_FALSE(lr_hw(sgi));
     // Only the top five priority bits are kept.
     EXPECT_EQ(lr_priority(lr_value(40, LrState::Active, false, false, 0, 0xa7)), 0xa0);
-    EXPECT_EQ(lr_state(lr_value(40, LrState::PendingActive, false, false)),
-              LrState::PendingActive);
+    // EOI [19]: a software interrupt whose EOI the hypervisor wants to see.
+    EXPECT_EQ(kLrEoi, 1u << 19);
+    EXPECT_TRUE(lr_eoi(lr_value(33, LrState::Invalid, false, false) | kLrEoi));
+    EXPECT_FALSE(lr_eoi(lr_value(33, LrState::Invalid, false, true, 33)));  // PhysicalID bit
+    EXPECT_EQ(lr_state(lr_value(40, LrState::PendingActive, false, false)), LrState::PendingActive);
 }
 
 TEST(VgicV2, ListRegisterSignalsOnlyAboveThePriorityMaskWithItsGroupOn) {
     const std::uint32_t lr = lr_value(27, LrState::Pending, false, true, 27, 0xa0);
     const std::uint32_t grp0_on_mask_ff = (0x1fu << 27) | 1u;
     EXPECT_TRUE(lr_signals(lr, grp0_on_mask_ff));
-    EXPECT_FALSE(lr_signals(lr, 0x1fu << 27));                 // VMGrp0En off
-    EXPECT_FALSE(lr_signals(lr, (0x14u << 27) | 1u));          // mask == priority
+    EXPECT_FALSE(lr_signals(lr, 0x1fu << 27));         // VMGrp0En off
+    EXPECT_FALSE(lr_signals(lr, (0x14u << 27) | 1u));  // mask == priority
     EXPECT_FALSE(lr_signals(lr_value(27, LrState::Active, false, true, 27), grp0_on_mask_ff));
     EXPECT_FALSE(lr_signals(lr_value(27, LrState::Pending, true, true, 27), grp0_on_mask_ff));
 }

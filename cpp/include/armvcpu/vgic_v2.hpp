@@ -87,6 +87,8 @@ enum class LrState : std::uint8_t { Invalid = 0, Pending = 1, Active = 2, Pendin
 
 inline constexpr std::uint8_t kDefaultPriority = 0xa0;
 
+constexpr bool lr_hw(std::uint32_t lr) { return (lr >> 31) != 0; }
+
 constexpr std::uint32_t lr_value(std::uint32_t vintid, LrState state, bool group1, bool hw,
                                  std::uint32_t pintid_or_cpuid = 0,
                                  std::uint8_t priority = kDefaultPriority) {
@@ -94,9 +96,14 @@ constexpr std::uint32_t lr_value(std::uint32_t vintid, LrState state, bool group
     return (hw ? 1u << 31 : 0) | (group1 ? 1u << 30 : 0) | static_cast<std::uint32_t>(state) << 28 |
            static_cast<std::uint32_t>(priority >> 3) << 23 | id_field << 10 | (vintid & 0x3ff);
 }
+// EOI [19] of a software (HW = 0) list register: the guest's EOI of the
+// interrupt raises the EOI maintenance interrupt (GICH_MISR.EOI, GICH_EISR),
+// the moment for the hypervisor to deactivate a physical interrupt behind it.
+inline constexpr std::uint32_t kLrEoi = 1u << 19;
+constexpr bool lr_eoi(std::uint32_t lr) { return !lr_hw(lr) && (lr & kLrEoi) != 0; }
+
 constexpr LrState lr_state(std::uint32_t lr) { return static_cast<LrState>((lr >> 28) & 3); }
 constexpr std::uint32_t lr_vintid(std::uint32_t lr) { return lr & 0x3ff; }
-constexpr bool lr_hw(std::uint32_t lr) { return (lr >> 31) != 0; }
 constexpr bool lr_group1(std::uint32_t lr) { return ((lr >> 30) & 1) != 0; }
 // The 8-bit priority the five stored bits stand for.
 constexpr std::uint8_t lr_priority(std::uint32_t lr) {
@@ -165,7 +172,9 @@ public:
     unsigned num_vcpus() const { return num_vcpus_; }
     std::uint32_t ctlr() const { return ctlr_; }
 
-    bool claims(std::uint64_t addr) const { return addr >= kGicdBase && addr < kGicdBase + kGicdSize; }
+    bool claims(std::uint64_t addr) const {
+        return addr >= kGicdBase && addr < kGicdBase + kGicdSize;
+    }
 
     // An access by vCPU `vcpu` (the banked registers are its own).
     Access read(unsigned vcpu, std::uint64_t addr, unsigned width) const {
