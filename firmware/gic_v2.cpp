@@ -161,6 +161,12 @@ void route_spi(std::uint32_t intid, unsigned cpu) {
     reg8(kGicd + v2::gicd::ITARGETSR + intid) = static_cast<std::uint8_t>(1u << (cpu & 7));
 }
 
+unsigned num_list_registers() { return g_num_lrs; }
+std::uint32_t read_list_register(unsigned n) { return n < g_num_lrs ? read_lr(n) : 0; }
+void write_list_register(unsigned n, std::uint32_t value) {
+    if (n < g_num_lrs) write_lr(n, value);
+}
+
 void set_underflow_interrupt(bool on) {
     reg32(kGich + kGichHcr) = v2::kHcrEn | (on ? v2::kHcrUie : 0);
 }

@@ -61,6 +61,12 @@ void configure_spi(std::uint32_t intid, unsigned cpu);
 // Targets SPI `intid` at physical CPU `cpu` only (GICD_ITARGETSR).
 void route_spi(std::uint32_t intid, unsigned cpu);
 
+// This CPU's list registers (GICH_LR<n>), for what the guest's distributor
+// reads and clears of the interrupts they hold.
+unsigned num_list_registers();
+std::uint32_t read_list_register(unsigned n);
+void write_list_register(unsigned n, std::uint32_t value);
+
 // GICH_HCR.UIE: a maintenance interrupt once the guest has made room.
 void set_underflow_interrupt(bool on);
 

@@ -30,6 +30,15 @@ void sync_spi(const Vm& vm, const v2::Distributor& dist, std::uint32_t intid) {
     gic::set_enabled(0, intid, dist.deliverable(vcpu, intid));
 }
 
+// The list registers of this CPU (the vCPU it runs), at most 64 (GICH_VTR).
+struct ListRegisters {
+    std::uint32_t value[64];
+    unsigned count;
+    ListRegisters() : value{}, count(gicv2::num_list_registers()) {
+        for (unsigned i = 0; i < count; ++i) value[i] = gicv2::read_list_register(i);
+    }
+};
+
 }  // namespace
 
 void reset_vgic2(Vm& vm) {
@@ -43,10 +52,24 @@ void emulate_vgic2(Vm& vm, unsigned self_cpu, unsigned index, const armvcpu::Exi
     SpinLock lock(v.lock);
     if (reason.kind == armvcpu::ExitKind::MmioRead) {
         const auto& r = reason.mmio_read;
-        armvcpu::complete_mmio_read(frame, r, v.dist.read(index, r.addr, r.width).value);
+        // What this vCPU's list registers hold is still pending or active.
+        const ListRegisters lrs;
+        const std::uint64_t value = v2::fold_list_registers(
+            r.addr - v2::kGicdBase, r.width, v.dist.read(index, r.addr, r.width).value, lrs.value,
+            lrs.count);
+        armvcpu::complete_mmio_read(frame, r, value);
         return;
     }
     const auto& w = reason.mmio_write;
+    {
+        ListRegisters lrs;
+        const std::uint64_t changed = v2::clear_pending_in_list_registers(
+            w.addr - v2::kGicdBase, w.width, static_cast<std::uint32_t>(w.data), lrs.value,
+            lrs.count);
+        for (unsigned i = 0; i < lrs.count; ++i) {
+            if (((changed >> i) & 1) != 0) gicv2::write_list_register(i, lrs.value[i]);
+        }
+    }
     const v2::WriteEffect e = v.dist.write(index, w.addr, w.width, w.data).effect;
     if (e.ctlr_changed) {
         // Group enables change what every interrupt's delivery means.

@@ -126,7 +126,7 @@ def gic_setup(gic: int) -> str:
 # interrupt tests' guests do (GIC_SETUP_V*, VECTORS_V*).
 # vCPU 0 starts vCPU 1, waits until it is ready, sends it SGI 3, waits
 # until it took it and powers off; `secondary:` follows.
-SGI_PRIMARY = """
+SGI_PRIMARY_TEMPLATE = """
     ldr x0, =0xC4000003         // CPU_ON vCPU 1
     mov x1, #1
     adr x2, secondary
@@ -143,6 +143,9 @@ SGI_PRIMARY = """
     hvc #0
 secondary:
 """
+
+# The GICv3 primary other suites use.
+SGI_PRIMARY = SGI_PRIMARY_TEMPLATE.replace("SEND_SGI_3", send_sgi(3, "#3"))
 
 SGI_SECONDARY = """
     msr daifclr, #2
@@ -169,7 +172,7 @@ done: .quad 0
 
 
 def sgi_guest(gic: int) -> str:
-    primary = SGI_PRIMARY.replace("SEND_SGI_3", send_sgi(gic, "#3"))
+    primary = SGI_PRIMARY_TEMPLATE.replace("SEND_SGI_3", send_sgi(gic, "#3"))
     vectors = VECTORS_V2 if gic == 2 else VECTORS_V3
     return primary + gic_setup(gic) + SGI_SECONDARY + vectors + SGI_DATA
 

@@ -292,3 +292,39 @@ TEST(VgicV2, UnalignedWordAccessesAreRazWi) {
     EXPECT_EQ(rd(d, 0, gicd::TYPER + 1), 0u);
     EXPECT_EQ(rd(d, 0, gicd::TYPER, 8), 0u);
 }
+
+TEST(VgicV2, ListRegistersFoldIntoPendingAndActiveReads) {
+    const std::uint32_t lrs[4] = {
+        lr_value(5, LrState::Pending, false, false, 1),        // SGI 5 from CPU 1
+        lr_value(27, LrState::Active, false, false) | kLrEoi,  // the timer, taken
+        lr_value(33, LrState::PendingActive, false, false) | kLrEoi,
+        0,
+    };
+    EXPECT_EQ(fold_list_registers(gicd::ISPENDR, 4, 0x10, lrs, 4), 0x10u | (1u << 5));
+    EXPECT_EQ(fold_list_registers(gicd::ICPENDR + 4, 4, 0, lrs, 4), 1u << 1);
+    EXPECT_EQ(fold_list_registers(gicd::ISACTIVER, 4, 0, lrs, 4), 1u << 27);
+    EXPECT_EQ(fold_list_registers(gicd::ICACTIVER + 4, 4, 0, lrs, 4), 1u << 1);
+    // SPENDSGIR1 covers SGIs 4..7: byte 1 is SGI 5, bit 1 its source CPU.
+    EXPECT_EQ(fold_list_registers(gicd::SPENDSGIR + 4, 4, 0, lrs, 4), 0x0200u);
+    EXPECT_EQ(fold_list_registers(gicd::CPENDSGIR + 5, 1, 0x01, lrs, 4), 0x03u);
+    // Other registers and accesses the bit blocks do not allow are left alone.
+    EXPECT_EQ(fold_list_registers(gicd::ISENABLER, 4, 7, lrs, 4), 7u);
+    EXPECT_EQ(fold_list_registers(gicd::ISPENDR + 1, 1, 0, lrs, 4), 0u);
+}
+
+TEST(VgicV2, ClearingPendingReachesTheListRegisters) {
+    std::uint32_t lrs[3] = {
+        lr_value(5, LrState::Pending, false, false, 1),
+        lr_value(33, LrState::PendingActive, false, false) | kLrEoi,
+        lr_value(40, LrState::Active, false, false),
+    };
+    // ICPENDR1 bit 1 = SPI 33: pending and active becomes active.
+    EXPECT_EQ(clear_pending_in_list_registers(gicd::ICPENDR + 4, 4, 0xffffffff, lrs, 3), 0b010u);
+    EXPECT_EQ(lr_state(lrs[1]), LrState::Active);
+    EXPECT_EQ(lr_state(lrs[2]), LrState::Active);  // not pending: untouched
+    // ICPENDR0 cannot clear an SGI; CPENDSGIR must name its source CPU.
+    EXPECT_EQ(clear_pending_in_list_registers(gicd::ICPENDR, 4, 0xffffffff, lrs, 3), 0u);
+    EXPECT_EQ(clear_pending_in_list_registers(gicd::CPENDSGIR + 5, 1, 0x01, lrs, 3), 0u);
+    EXPECT_EQ(clear_pending_in_list_registers(gicd::CPENDSGIR + 4, 4, 0x0200, lrs, 3), 0b001u);
+    EXPECT_EQ(lr_state(lrs[0]), LrState::Invalid);
+}

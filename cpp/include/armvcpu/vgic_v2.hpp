@@ -36,9 +36,10 @@ inline constexpr std::uint64_t kGicvBase = 0x0804'0000;
 inline constexpr std::uint64_t kGicvMapSize = 0x2000;
 // GICv2 names CPU interfaces 0..7 (ITARGETSR bytes, SGIR's CPUTargetList).
 inline constexpr unsigned kMaxVcpus = 8;
-// INTIDs 0..127: GICD_TYPER.ITLinesNumber = 3 (32 * (N + 1) interrupts), as
-// the GICv3 model has: QEMU virt's devices use SPIs 32..79.
-inline constexpr unsigned kNumIntids = 128;
+// INTIDs 0..287: GICD_TYPER.ITLinesNumber = 8 (32 * (N + 1) interrupts),
+// what QEMU virt's GICv2 has (256 external lines + 32), so a guest reads the
+// same GICD_TYPER under armvcpu as on the bare machine.
+inline constexpr unsigned kNumIntids = 288;
 inline constexpr unsigned kNumBanks = kNumIntids / 32;  // bank 0: the private INTIDs
 
 // Distributor register offsets (IHI 0048B, 4.1.2 table 4-1).
@@ -154,6 +155,76 @@ struct Access {
     std::uint64_t value = 0;
     WriteEffect effect{};
 };
+
+// -- the list registers' share of the distributor's state ---------------------------
+// An interrupt the hypervisor has put into a list register has left the
+// model, but the guest must still read it as pending or active in GICD
+// (4.3.7 GICD_ISPENDRn, 4.3.9 GICD_ISACTIVERn, 4.3.14 GICD_SPENDSGIRn), and
+// clearing it there must reach the list register. These act on the reading
+// vCPU's list registers (`lrs`, `n` of them): the ones its CPU holds.
+
+// `value`, read by a `width`-byte access at GICD offset `off`, with the
+// state the list registers hold folded in.
+constexpr std::uint64_t fold_list_registers(std::uint64_t off, unsigned width, std::uint64_t value,
+                                            const std::uint32_t* lrs, unsigned n) {
+    const bool set_or_clear_pending = off >= gicd::ISPENDR && off < gicd::ISACTIVER;
+    const bool set_or_clear_active = off >= gicd::ISACTIVER && off < gicd::IPRIORITYR;
+    const bool sgi_pending = off >= gicd::CPENDSGIR && off < gicd::SPENDSGIR + 16;
+    if ((set_or_clear_pending || set_or_clear_active) && (width != 4 || (off & 3) != 0)) {
+        return value;
+    }
+    for (unsigned i = 0; i < n; ++i) {
+        const LrState s = lr_state(lrs[i]);
+        const std::uint32_t id = lr_vintid(lrs[i]);
+        const bool pending = s == LrState::Pending || s == LrState::PendingActive;
+        const bool active = s == LrState::Active || s == LrState::PendingActive;
+        if (set_or_clear_pending || set_or_clear_active) {
+            const std::uint64_t first = ((off & 0x7f) / 4) * 32;
+            if (id < first || id >= first + 32) continue;
+            if ((set_or_clear_pending && pending) || (set_or_clear_active && active)) {
+                value |= 1ull << (id - first);
+            }
+        } else if (sgi_pending && pending && id < 16 && !lr_hw(lrs[i])) {
+            const std::uint64_t first = (off - gicd::CPENDSGIR) % 16;
+            if (id >= first && id < first + width) {
+                value |= static_cast<std::uint64_t>(1u << lr_cpuid(lrs[i])) << (8 * (id - first));
+            }
+        }
+    }
+    return value;
+}
+
+// A write of `value` (`width` bytes at GICD offset `off`) to ICPENDR or
+// CPENDSGIR takes the pending state out of the list registers it names;
+// returns which of them changed (bit i = lrs[i]), to be written back.
+constexpr std::uint64_t clear_pending_in_list_registers(std::uint64_t off, unsigned width,
+                                                        std::uint32_t value, std::uint32_t* lrs,
+                                                        unsigned n) {
+    std::uint64_t changed = 0;
+    const bool icpendr =
+        off >= gicd::ICPENDR && off < gicd::ISACTIVER && width == 4 && (off & 3) == 0;
+    const bool cpendsgir = off >= gicd::CPENDSGIR && off < gicd::SPENDSGIR;
+    if (!icpendr && !cpendsgir) return 0;
+    for (unsigned i = 0; i < n && i < 64; ++i) {
+        const LrState s = lr_state(lrs[i]);
+        if (s != LrState::Pending && s != LrState::PendingActive) continue;
+        const std::uint32_t id = lr_vintid(lrs[i]);
+        bool hit = false;
+        if (icpendr) {
+            const std::uint32_t first = static_cast<std::uint32_t>((off - gicd::ICPENDR) / 4) * 32;
+            // SGIs are cleared through CPENDSGIR only (ICPENDR0's SGI bits are WI).
+            hit = id >= 16 && id >= first && id < first + 32 && ((value >> (id - first)) & 1) != 0;
+        } else if (id < 16 && !lr_hw(lrs[i])) {
+            const auto first = static_cast<std::uint32_t>(off - gicd::CPENDSGIR);
+            hit = id >= first && id < first + width &&
+                  ((value >> (8 * (id - first) + lr_cpuid(lrs[i]))) & 1) != 0;
+        }
+        if (!hit) continue;
+        lrs[i] &= ~(static_cast<std::uint32_t>(LrState::Pending) << 28);
+        changed |= 1ull << i;
+    }
+    return changed;
+}
 
 class Distributor {
 public:
