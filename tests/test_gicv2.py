@@ -142,3 +142,29 @@ def test_gicd_reads_and_writes_as_on_bare_qemu(smp, tmp_path, no_leaked_qemu):
 def test_hypervisor_refuses_a_gic_version_qemu_has_not():
     with pytest.raises(ValueError, match="gic=4"):
         Hypervisor(gic=4)
+
+
+def test_the_virtual_interface_control_is_not_the_guests(no_leaked_qemu):
+    """GICH (0x0803_0000) is the hypervisor's: stage 2 does not map it, so a
+    guest's write to GICH_LR0 is an exit, never a list register; its GICC
+    address is the hardware GICV, whose GICC_IIDR reads as a GICv2 CPU
+    interface (ArchRev 2 in [19:16], Arm's 0x43B), without an exit."""
+    guest = Guest.from_asm(
+        """
+        mov x9, #0x08010000
+        ldr w1, [x9, #0xfc]          // GICC_IIDR, through GICV
+        mov x0, #3
+        hvc #0
+        mov x9, #0x08030000
+        mov w0, #0x10000000
+        str w0, [x9, #0x100]         // GICH_LR0
+        ldr x0, =0x84000008
+        hvc #0
+        """
+    )
+    with Hypervisor(gic=2) as hv:
+        hv.load(guest)
+        exits = hv.run(lambda e: 0 if e.kind.name == "Hypercall" else None)
+    report, write = exits[0], exits[1]
+    assert report.reason.nr == 3 and report.reason.args[0] == (2 << 16) | 0x43B
+    assert write.kind.name == "MmioWrite" and write.reason.addr == 0x0803_0100

@@ -224,7 +224,8 @@ echo "{MARKER} kernel=$(/bin/busybox uname -r) cpus=$(/bin/busybox nproc)"
 """
 
 
-def test_rtc_and_virtio_disk_passed_through_to_linux(linux, tmp_path, no_leaked_qemu):
+@pytest.mark.parametrize("gic", [3, 2], ids=["gicv3", "gicv2"])
+def test_rtc_and_virtio_disk_passed_through_to_linux(linux, tmp_path, gic, no_leaked_qemu):
     """The PL031 and a virtio-blk disk on QEMU's virtio-mmio: their MMIO is
     mapped into the guest, their SPIs injected hardware-linked as the guest's
     GIC programming allows, and the disk's DMA reaches guest RAM because guest
@@ -239,7 +240,7 @@ def test_rtc_and_virtio_disk_passed_through_to_linux(linux, tmp_path, no_leaked_
     disk.write_bytes(b"armvcpu-virtio-disk-0001" + bytes(1 << 20))
     extra = ("-drive", f"if=none,id=d0,format=raw,file={disk}",
              "-device", "virtio-blk-device,drive=d0")  # fmt: skip
-    with Hypervisor(cpu=CPU, memory_mb=512, timeout=60, extra_args=extra) as hv:
+    with Hypervisor(cpu=CPU, memory_mb=512, timeout=60, extra_args=extra, gic=gic) as hv:
         hv.enable_exit_log()
         hv.load_linux(assets.kernel, initrd=initrd, append="console=ttyAMA0 quiet",
                       devices=("uart", "rtc", "virtio"))  # fmt: skip
