@@ -23,7 +23,8 @@ unsigned g_vms_stopped = 0;  // atomic
 
 // Stage-2 tables live in a static pool; at EL2 the MMU is off, so a
 // physical address is a pointer.
-constexpr unsigned kTablePages = 16;
+// (A GICv2 machine maps each VM's GICC to GICV: one more level-3 table each.)
+constexpr unsigned kTablePages = 24;
 alignas(4096) std::uint64_t g_table_pool[kTablePages][512];
 unsigned g_tables_used = 0;
 

@@ -168,3 +168,21 @@ def test_the_virtual_interface_control_is_not_the_guests(no_leaked_qemu):
     report, write = exits[0], exits[1]
     assert report.reason.nr == 3 and report.reason.args[0] == (2 << 16) | 0x43B
     assert write.kind.name == "MmioWrite" and write.reason.addr == 0x0803_0100
+
+
+def test_four_vms_each_with_its_gicv(no_leaked_qemu):
+    """Four VMs on a GICv2 machine, the PL011 passed through: each stage 2
+    maps its GICC to GICV besides its RAM and the UART (the firmware's table
+    pool holds them all: with 16 pages the fourth VM did not start), and
+    each runs and ends."""
+    from .test_vms import _guest
+
+    with Hypervisor(smp=4, gic=2, memory_mb=64, uart="passthrough") as hv:
+        hv.load(_guest(1))
+        for n in range(3):
+            hv.add_vm(_guest(n + 2))
+        exits = hv.run(lambda e: 0 if e.kind.name == "Hypercall" else None)
+        console = hv.console
+    reports = {e.vm_id: e.reason.args[:2] for e in exits if e.kind.name == "Hypercall"}
+    assert reports == {k: (k, k) for k in (1, 2, 3, 4)}
+    assert "not started" not in console
