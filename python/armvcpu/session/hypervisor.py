@@ -124,8 +124,8 @@ class Hypervisor:
             2 (a GICv2 with its virtualization extensions, as on a GIC-400:
             the guest's CPU interface is the hardware GICV at its GICC
             address, its distributor is emulated with ``vgic``).
-        vgic: give every VM an emulated distributor (and with GICv3 redistributors)
-            (as :meth:`load_linux` does): interrupts then reach a guest only
+        vgic: give every VM an emulated distributor, and on a GICv3 its
+            redistributors (as :meth:`load_linux` does): interrupts then reach a guest only
             as its own GIC programming allows. Without it a guest has the
             GIC's virtual CPU interface alone, and its GICD/GICR accesses are
             exits like any other MMIO.
