@@ -39,6 +39,14 @@ struct ListRegisters {
     }
 };
 
+// The GICD registers that show or clear what list registers hold:
+// ISPENDR..ICACTIVER and CPENDSGIR/SPENDSGIR (their MMIO reads of GICH are
+// spared for every other access).
+constexpr bool holds_lr_state(std::uint64_t off) {
+    return (off >= v2::gicd::ISPENDR && off < v2::gicd::IPRIORITYR) ||
+           (off >= v2::gicd::CPENDSGIR && off < v2::gicd::SPENDSGIR + 16);
+}
+
 }  // namespace
 
 void reset_vgic2(Vm& vm) {
@@ -52,16 +60,18 @@ void emulate_vgic2(Vm& vm, unsigned self_cpu, unsigned index, const armvcpu::Exi
     SpinLock lock(v.lock);
     if (reason.kind == armvcpu::ExitKind::MmioRead) {
         const auto& r = reason.mmio_read;
-        // What this vCPU's list registers hold is still pending or active.
-        const ListRegisters lrs;
-        const std::uint64_t value = v2::fold_list_registers(
-            r.addr - v2::kGicdBase, r.width, v.dist.read(index, r.addr, r.width).value, lrs.value,
-            lrs.count);
+        std::uint64_t value = v.dist.read(index, r.addr, r.width).value;
+        if (holds_lr_state(r.addr - v2::kGicdBase)) {
+            // What this vCPU's list registers hold is still pending or active.
+            const ListRegisters lrs;
+            value = v2::fold_list_registers(r.addr - v2::kGicdBase, r.width, value, lrs.value,
+                                            lrs.count);
+        }
         armvcpu::complete_mmio_read(frame, r, value);
         return;
     }
     const auto& w = reason.mmio_write;
-    {
+    if (holds_lr_state(w.addr - v2::kGicdBase)) {
         ListRegisters lrs;
         const std::uint64_t changed = v2::clear_pending_in_list_registers(
             w.addr - v2::kGicdBase, w.width, static_cast<std::uint32_t>(w.data), lrs.value,
@@ -81,23 +91,29 @@ void emulate_vgic2(Vm& vm, unsigned self_cpu, unsigned index, const armvcpu::Exi
         if (((e.sgi_targets >> i) & 1) != 0) mark_dirty(vm, i, self_cpu);
     }
     if (e.bank == 0) {
-        constexpr std::uint32_t kTimerBits =
-            (1u << armvcpu::vgic::kVirtualTimerPpi) | (1u << armvcpu::vgic::kPhysicalTimerPpi);
-        if ((e.enable_changed & kTimerBits) != 0 || e.pending_set != 0) {
-            mark_dirty(vm, index, self_cpu);
-        }
+        // A PPI enabled (the timers' physical PPIs follow) or pended: this
+        // vCPU looks again before its next entry.
+        if (e.enable_changed != 0 || e.pending_set != 0) mark_dirty(vm, index, self_cpu);
     } else {
         for (unsigned b = 0; b < 32; ++b) {
             const std::uint32_t bit = 1u << b;
             const std::uint32_t intid = e.bank * 32 + b;
             if ((e.enable_changed & bit) != 0) sync_spi(vm, v.dist, intid);
-            if ((e.pending_set & bit) != 0) mark_dirty(vm, v.dist.route_of(intid), self_cpu);
+            // Pended, or enabled while pended: the vCPU that takes it looks.
+            if (((e.pending_set | e.enable_changed) & bit) != 0) {
+                mark_dirty(vm, v.dist.route_of(intid), self_cpu);
+            }
         }
     }
     if (e.target_changed_intid != 0) {
-        // A word access re-targets four SPIs, a byte access one.
+        // A word access re-targets four SPIs, a byte access one; one pending
+        // in the model goes to its new target.
         const unsigned count = w.width == 4 ? 4 : 1;
-        for (unsigned i = 0; i < count; ++i) sync_spi(vm, v.dist, e.target_changed_intid + i);
+        for (unsigned i = 0; i < count; ++i) {
+            const std::uint32_t intid = e.target_changed_intid + i;
+            sync_spi(vm, v.dist, intid);
+            mark_dirty(vm, v.dist.route_of(intid), self_cpu);
+        }
     }
 }
 
