@@ -186,3 +186,37 @@ def test_four_vms_each_with_its_gicv(no_leaked_qemu):
     reports = {e.vm_id: e.reason.args[:2] for e in exits if e.kind.name == "Hypercall"}
     assert reports == {k: (k, k) for k in (1, 2, 3, 4)}
     assert "not started" not in console
+
+
+PENDED_THEN_ENABLED = """
+    mov x19, #0x08000000
+    mov w0, #1
+    str w0, [x19]                // GICD_CTLR.EnableGrp0
+    mov w0, #(1 << 8)
+    str w0, [x19, #0x204]        // GICD_ISPENDR1: SPI 40 pending, still disabled
+    msr daifclr, #2
+    mov x0, #1
+    hvc #0                       // not taken yet: report x21 (0)
+    mov x1, x21
+    mov w0, #(1 << 8)
+    str w0, [x19, #0x104]        // GICD_ISENABLER1: now it is delivered
+1:  cbz x21, 1b
+    mov x0, #3
+    mov x2, x21
+    hvc #0
+    ldr x0, =0x84000008
+    hvc #0
+"""
+
+
+def test_a_pended_spi_is_delivered_once_enabled(no_leaked_qemu):
+    """IHI 0048B 4.3.5/4.3.7: an interrupt made pending while disabled is
+    forwarded once enabled; the guest takes SPI 40 only after its enable."""
+    from .test_interrupts import gic_program
+
+    with Hypervisor(gic=2, vgic=True) as hv:
+        hv.load(Guest.from_asm(gic_program(2, PENDED_THEN_ENABLED)))
+        exits = hv.run(lambda e: 0 if e.kind.name == "Hypercall" else None)
+    report = next(e for e in exits if e.kind.name == "Hypercall" and e.reason.nr == 3)
+    before, taken = report.reason.args[:2]
+    assert before == 0 and taken == 40
