@@ -4,6 +4,7 @@
 #include "gic.hpp"
 
 #include "armvcpu/vgic.hpp"
+#include "gic_v2.hpp"
 #include "sysreg.hpp"
 
 namespace fw::gic {
@@ -35,6 +36,7 @@ volatile std::uint8_t& reg8(std::uintptr_t addr) {
 }
 
 unsigned g_num_lrs = 0;
+bool g_v2 = false;  // set once by init(), before any other CPU runs
 
 std::uint64_t read_lr(unsigned n) {
     switch (n) {
@@ -58,7 +60,11 @@ void write_lr(unsigned n, std::uint64_t value) {
 
 }  // namespace
 
+bool v2() { return g_v2; }
+
 void init() {
+    g_v2 = gicv2::detect();
+    if (g_v2) return gicv2::init();
     // Distributor: affinity routing, group 1 enabled.
     reg32(kGicd + kGicdCtlr) = kGicdCtlrAre | kGicdCtlrEnableGrp1;
     while ((reg32(kGicd + kGicdCtlr) & kGicdCtlrRwp) != 0) {
@@ -67,6 +73,7 @@ void init() {
 }
 
 void init_cpu(unsigned cpu) {
+    if (g_v2) return gicv2::init_cpu(cpu);
     const std::uintptr_t rd = kGicr + cpu * kGicrStride;
     const std::uintptr_t sgi = rd + 0x10000;
     // Redistributor: wake it and wait for its interfaces to be awake.
@@ -101,14 +108,19 @@ void init_cpu(unsigned cpu) {
 }
 
 std::uint32_t acknowledge() {
+    if (g_v2) return gicv2::acknowledge();
     const auto intid = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(icc_iar1_el1) & 0xffffff);
     if (armvcpu::vgic::is_valid_intid(intid)) ARMVCPU_WRITE_SYSREG(icc_eoir1_el1, intid);
     return intid;
 }
 
-void deactivate(std::uint32_t intid) { ARMVCPU_WRITE_SYSREG(icc_dir_el1, intid); }
+void deactivate(std::uint32_t intid) {
+    if (g_v2) return gicv2::deactivate(intid);
+    ARMVCPU_WRITE_SYSREG(icc_dir_el1, intid);
+}
 
 bool inject(std::uint32_t vintid, bool hw, std::uint8_t priority) {
+    if (g_v2) return gicv2::inject(vintid, hw, priority, false, 0);
     using armvcpu::vgic::LrState;
     // Two list registers must never hold the same vINTID (GICv3 spec,
     // 4.9.2: UNPREDICTABLE): one already there absorbs the new edge.
@@ -135,6 +147,7 @@ bool inject(std::uint32_t vintid, bool hw, std::uint8_t priority) {
 }
 
 void set_enabled(unsigned cpu, std::uint32_t intid, bool on) {
+    if (g_v2) return gicv2::set_enabled(cpu, intid, on);
     const std::uintptr_t reg = (on ? 0x100 : 0x180) + (intid / 32) * 4;
     if (intid < 32) {
         reg32(kGicr + cpu * kGicrStride + 0x10000 + reg) = 1u << intid;
@@ -146,6 +159,7 @@ void set_enabled(unsigned cpu, std::uint32_t intid, bool on) {
 }
 
 void configure_spi(std::uint32_t intid, unsigned cpu) {
+    if (g_v2) return gicv2::configure_spi(intid, cpu);
     const std::uint32_t bit = 1u << (intid % 32);
     reg32(kGicd + kGicdIgroupr + (intid / 32) * 4) =
         reg32(kGicd + kGicdIgroupr + (intid / 32) * 4) | bit;
@@ -160,17 +174,20 @@ void set_edge_triggered(std::uint32_t intid) {
 }
 
 void route_spi(std::uint32_t intid, unsigned cpu) {
+    if (g_v2) return gicv2::route_spi(intid, cpu);
     // GICD_IROUTER<n>: Aff0 = cpu (QEMU virt numbers CPUs 0..15 in Aff0).
     *reinterpret_cast<volatile std::uint64_t*>(kGicd + kGicdIrouter + intid * 8) = cpu;
 }
 
 void set_underflow_interrupt(bool on) {
+    if (g_v2) return gicv2::set_underflow_interrupt(on);
     ARMVCPU_WRITE_SYSREG(ich_hcr_el2,
                          armvcpu::vgic::kIchHcrEn | (on ? armvcpu::vgic::kIchHcrUie : 0));
     fw::isb();
 }
 
 bool virtual_pending() {
+    if (g_v2) return gicv2::virtual_pending();
     // Only an interrupt the virtual CPU interface would signal is a wake-up
     // event: its group enabled (ICH_VMCR_EL2.VENG0 [0], VENG1 [1]) and its
     // priority above the priority mask (VPMR [31:24]).
@@ -191,6 +208,7 @@ bool virtual_pending() {
 }
 
 void kick(unsigned cpu) {
+    if (g_v2) return gicv2::send_sgi(cpu, kKickSgi);
     // ICC_SGI1R_EL1: TargetList [15:0] (Aff0 bits), INTID [27:24], Aff1-3 = 0.
     const std::uint64_t value = (static_cast<std::uint64_t>(kKickSgi) << 24) | (1u << (cpu & 0xf));
     asm volatile("dsb ish" ::: "memory");
@@ -199,6 +217,7 @@ void kick(unsigned cpu) {
 }
 
 bool pending() {
+    if (g_v2) return gicv2::pending();
     return armvcpu::vgic::is_valid_intid(ARMVCPU_READ_SYSREG(icc_hppir1_el1) & 0xffffff);
 }
 

@@ -9,8 +9,12 @@
 
 namespace fw::gic {
 
-// Brings up the distributor (once, on CPU 0) and this CPU's side.
+// Finds the machine's GIC version (gic_v2.hpp's detect), then brings up
+// the distributor (once, on CPU 0) and this CPU's side.
 void init();
+
+// The machine has a GICv2 (every function here then drives it, gic_v2.hpp).
+bool v2();
 
 // Brings up CPU `cpu`'s redistributor and this CPU's interfaces (physical
 // and virtual); enables the generic timers' PPIs. Runs on that CPU.

@@ -30,6 +30,7 @@
 #include "sysreg.hpp"
 #include "uart.hpp"
 #include "vgic_glue.hpp"
+#include "vgic_v2_glue.hpp"
 #include "vm.hpp"
 
 namespace fw {
@@ -162,6 +163,7 @@ struct VcpuRun {
         if (!waiting) waiting = inject_pending_sgis(run.vcpu, run.cpu, sgis);
         return waiting;
     }
+    if (gic::v2()) return inject_from_vgic2(run.vm, run.cpu, run.index, waiting, run.timers);
     return inject_from_vgic(run.vm, run.cpu, run.index, sgis, waiting, run.timers);
 }
 
@@ -194,8 +196,10 @@ enum class El2Answer {
         const auto intid = static_cast<std::uint32_t>(reason.external_interrupt.vector);
         // A DMA the SMMU blocked: logged for the host, and (not ours) an exit.
         if (intid == armvcpu::smmu::kVirtEventqIntid) smmu::drain_events();
-        return handle_physical_interrupt(run.vm, run.cpu, run.index, intid) ? El2Answer::Handled
-                                                                            : El2Answer::NotMine;
+        const bool handled = gic::v2()
+                                 ? handle_physical_interrupt_v2(run.vm, run.cpu, run.index, intid)
+                                 : handle_physical_interrupt(run.vm, run.cpu, run.index, intid);
+        return handled ? El2Answer::Handled : El2Answer::NotMine;
     }
     if (reason.kind == ExitKind::Halt) {
         // WFI (trapped) or CPU_SUSPEND: Blocked until a wake-up event.
@@ -221,7 +225,13 @@ enum class El2Answer {
 // A guest access to its emulated GICD/GICR.
 [[gnu::always_inline]] inline bool try_vgic(VcpuRun& run, const armvcpu::ExitReason& reason,
                                             armvcpu::TrapFrame& frame) {
-    if (!run.vgic || !is_vgic_access(run.vm, reason)) return false;
+    if (!run.vgic) return false;
+    if (gic::v2()) {
+        if (!is_vgic2_access(run.vm, reason)) return false;
+        emulate_vgic2(run.vm, run.cpu, run.index, reason, frame);
+        return true;
+    }
+    if (!is_vgic_access(run.vm, reason)) return false;
     emulate_vgic(run.vm, run.cpu, reason, frame);
     return true;
 }

@@ -7,6 +7,7 @@
 #include "power.hpp"
 #include "smmu.hpp"
 #include "uart.hpp"
+#include "vgic_v2_glue.hpp"
 
 namespace fw {
 
@@ -23,6 +24,7 @@ unsigned g_vms_stopped = 0;  // atomic
 
 // Stage-2 tables live in a static pool; at EL2 the MMU is off, so a
 // physical address is a pointer.
+// (A GICv2 machine maps each VM's GICC to GICV: one more level-3 table each.)
 constexpr unsigned kTablePages = 48;  // kMaxVms VMs of ~8 tables, with room
 alignas(16384) std::uint64_t g_table_pool[kTablePages][512];
 unsigned g_tables_used = 0;
@@ -73,6 +75,7 @@ bool build_vm(Vm& vm, PhysicalTableMemory& mem) {
     vm.features = cfg.features;
     auto err = s2.map(cfg.ipa_base, cfg.pa_base, cfg.size, {});
     if (err == armvcpu::stage2::MapError::None) err = map_passthrough_devices(s2, vm);
+    if (err == armvcpu::stage2::MapError::None && gic::v2()) err = map_guest_gicc(s2);
     if (err != armvcpu::stage2::MapError::None) {
         put_str("armvcpu: cannot map VM ");
         put_dec(vm.id);
@@ -83,7 +86,9 @@ bool build_vm(Vm& vm, PhysicalTableMemory& mem) {
     }
     vm.vttbr = s2.vttbr(static_cast<std::uint16_t>(vm.id));
     vm.vtcr = s2.vtcr();
-    if ((vm.features & armvcpu::kFeatureVgic) != 0) {
+    if ((vm.features & armvcpu::kFeatureVgic) != 0 && gic::v2()) {
+        reset_vgic2(vm);
+    } else if ((vm.features & armvcpu::kFeatureVgic) != 0) {
         std::uint64_t mpidr[armvcpu::vgic::kMaxVcpus] = {};
         for (unsigned i = 0; i < vm.num_vcpus; ++i) mpidr[i] = guest_mpidr(i);
         vm.dist.reset(vm.num_vcpus, mpidr);

@@ -159,7 +159,7 @@ def test_the_exit_status_is_qemus_when_the_guest_ends_qemu(tmp_path, no_leaked_q
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["-M", "virt,gic-version=2"], "gic-version=2"),
+        (["-M", "virt,gic-version=4"], "gic-version=4"),
         (["-M", "virt", "-S"], "-S: armvcpu starts the CPUs itself"),
     ],
 )
@@ -172,12 +172,13 @@ def test_what_cannot_be_honoured_is_one_line_naming_it(extra, message, tmp_path,
 
 
 @pytest.mark.timeout(600)
-def test_debians_kernel_boots_with_the_bare_qemu_command_line(tmp_path, no_leaked_qemu):
+@pytest.mark.parametrize("gic", [3, 2], ids=["gicv3", "gicv2"])
+def test_debians_kernel_boots_with_the_bare_qemu_command_line(gic, tmp_path, no_leaked_qemu):
     from armvcpu.guests.debian import MARKER, build_initramfs, fetch_linux_assets
 
     assets = fetch_linux_assets()
     (tmp_path / "initrd.gz").write_bytes(build_initramfs(assets.busybox))
-    args = ["-M", "virt,gic-version=3", "-cpu", "cortex-a57", "-m", "512M", "-smp", "2",
+    args = ["-M", f"virt,gic-version={gic}", "-cpu", "cortex-a57", "-m", "512M", "-smp", "2",
             "-nographic", "-kernel", str(assets.kernel), "-initrd", "initrd.gz",
             "-append", "console=ttyAMA0", "-device", "pci-testdev"]  # fmt: skip
     bare, ours = _both(args, tmp_path, timeout=500)

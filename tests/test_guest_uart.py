@@ -22,8 +22,9 @@ msg: .asciz "hello from the guest\\n"
 """
 
 
-def test_emulated_uart_is_the_guests_own_stream(transport, no_leaked_qemu):
-    with Hypervisor(uart="emulate", transport=transport) as hv:
+@pytest.mark.parametrize("gic", [3, 2], ids=["gicv3", "gicv2"])
+def test_emulated_uart_is_the_guests_own_stream(gic, transport, no_leaked_qemu):
+    with Hypervisor(uart="emulate", transport=transport, gic=gic) as hv:
         hv.load(Guest.from_asm(HELLO))
         for exit in hv.exits():
             assert exit.kind == ExitKind.SystemDown  # no UART exit reaches the host
@@ -34,8 +35,9 @@ def test_emulated_uart_is_the_guests_own_stream(transport, no_leaked_qemu):
         assert "UART emulated" in hv.console
 
 
-def test_passthrough_uart_writes_the_real_pl011(no_leaked_qemu):
-    with Hypervisor(uart="passthrough") as hv:
+@pytest.mark.parametrize("gic", [3, 2], ids=["gicv3", "gicv2"])
+def test_passthrough_uart_writes_the_real_pl011(gic, no_leaked_qemu):
+    with Hypervisor(uart="passthrough", gic=gic) as hv:
         hv.load(Guest.from_asm(HELLO))
         exits = hv.run()
         with pytest.raises(ArmvcpuError, match="uart='emulate'"):

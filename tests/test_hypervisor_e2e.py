@@ -17,10 +17,12 @@ def fold(values: list[int]) -> int:
     return checksum
 
 
-def test_hypercall_sequence_arguments_and_checksum(hypercalls_guest, no_leaked_qemu, transport):
+@pytest.mark.parametrize("gic", [3, 2], ids=["gicv3", "gicv2"])
+def test_hypercall_sequence_arguments_and_checksum(hypercalls_guest, gic, no_leaked_qemu,
+                                                   transport):  # fmt: skip
     answers = [0xDEAD0000 + 17 * i for i in range(8)]
     seen = []
-    with Hypervisor(transport=transport) as hv:
+    with Hypervisor(transport=transport, gic=gic) as hv:
         hv.load(hypercalls_guest)
         for exit in hv.exits():
             seen.append(exit)

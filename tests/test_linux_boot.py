@@ -3,7 +3,8 @@
 with ``uname -r`` and ``nproc`` and powers off through PSCI SYSTEM_OFF.
 
 Everything is real: the kernel nobody here wrote, the firmware's emulated
-GICv3, its PSCI, SGI and virtual-timer handling, QEMU's CPUs.
+GICv3 (or GICv2 distributor behind the hardware GICV), its PSCI, SGI and
+virtual-timer handling, QEMU's CPUs.
 """
 
 from __future__ import annotations
@@ -39,19 +40,22 @@ def run_linux(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
+@pytest.mark.parametrize("gic", [3, 2], ids=["gicv3", "gicv2"])
 @pytest.mark.parametrize("smp", [1, 2])
-def test_debian_kernel_reaches_user_space_and_powers_off(linux, tmp_path, smp, no_leaked_qemu):
+def test_debian_kernel_reaches_user_space_and_powers_off(linux, tmp_path, smp, gic,
+                                                         no_leaked_qemu):  # fmt: skip
     assets, initrd = linux
     out = run_linux("--kernel", str(assets.kernel), "--initrd", str(initrd),
                     "--append", "console=ttyAMA0", "--smp", str(smp), "--cpu", CPU,
-                    "--trace", str(tmp_path / "boot.npz"))  # fmt: skip
+                    "--gic", str(gic), "--trace", str(tmp_path / "boot.npz"))  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     marker = re.search(rf"{MARKER} kernel=(\S+) cpus=(\d+)", out.stdout)
     assert marker is not None, out.stdout[-3000:]
     assert marker.group(1) == assets.release
     assert int(marker.group(2)) == smp
-    # The kernel saw the GICv3 and the CPUs the device tree describes.
-    assert "GICv3" in out.stdout or "GIC: " in out.stdout
+    # The kernel saw its GIC and the CPUs the device tree describes.
+    if gic == 3:
+        assert "GICv3" in out.stdout or "GIC: " in out.stdout
     assert f"Brought up 1 node, {smp} CPU" in out.stdout
 
     # The trace shows the boot's exits: the emulated GIC's registers, timer
@@ -61,13 +65,22 @@ def test_debian_kernel_reaches_user_space_and_powers_off(linux, tmp_path, smp, n
     log = trace.firmware_log
     kinds = {_core.ExitKind(int(k)).name for k in np.unique(log["kind"])}
     assert {"MmioRead", "MmioWrite", "ExternalInterrupt"} <= kinds
-    gic = log[(log["kind"] == int(_core.ExitKind.MmioWrite)) & (log["arg"] >= 0x0800_0000)
-              & (log["arg"] < 0x0A00_0000)]  # fmt: skip
-    assert len(gic) > 20  # the GIC driver's distributor and redistributor set-up
+    gic_writes = log[(log["kind"] == int(_core.ExitKind.MmioWrite))
+                     & (log["arg"] >= 0x0800_0000) & (log["arg"] < 0x0A00_0000)]  # fmt: skip
+    assert len(gic_writes) > 20  # the GIC driver's distributor and redistributor set-up
     timer = log[(log["kind"] == int(_core.ExitKind.ExternalInterrupt)) & (log["arg"] == 27)]
     assert len(timer) > 10  # the virtual timer ticks
+    mmio = log[np.isin(log["kind"], [int(_core.ExitKind.MmioRead), int(_core.ExitKind.MmioWrite)])]
+    if gic == 2:
+        # GICv2: the CPU interface is the hardware GICV (never an exit), and
+        # there are no redistributors to touch.
+        assert not np.any((mmio["arg"] >= 0x0801_0000) & (mmio["arg"] < 0x0802_0000))
+        assert not np.any((mmio["arg"] >= 0x080A_0000) & (mmio["arg"] < 0x0900_0000))
     if smp == 2:
-        assert "CpuUp" in kinds and "SendIpi" in kinds
+        sgir = log[(log["kind"] == int(_core.ExitKind.MmioWrite)) & (log["arg"] == 0x0800_0F00)]
+        assert "CpuUp" in kinds
+        # IPIs: ICC_SGI1R_EL1 (SendIpi) on a GICv3, GICD_SGIR on a GICv2.
+        assert "SendIpi" in kinds if gic == 3 else len(sgir) > 0
         assert set(np.unique(log["vcpu"])) == {0, 1}
     assert _core.ExitKind(int(trace.kind[-1])).name == "SystemDown"
     # The timeline export carries the firmware's log on a track of its own.
@@ -180,11 +193,11 @@ def test_cli_refuses_a_garbage_device_tree(linux, tmp_path, no_leaked_qemu):
     assert "device tree" in out.stderr.lower() or "devicetree" in out.stderr.lower()
 
 
-def test_cli_refuses_gic_v2(linux, no_leaked_qemu):
+def test_cli_refuses_a_gic_version_qemu_has_not(linux, no_leaked_qemu):
     assets, _ = linux
-    out = run_linux("--kernel", str(assets.kernel), "--gic", "2", timeout=60)
+    out = run_linux("--kernel", str(assets.kernel), "--gic", "1", timeout=60)
     assert out.returncode == 2
-    assert "GICv3" in out.stderr
+    assert "--gic 1" in out.stderr
 
 
 def test_cli_refuses_linux_options_for_an_elf(no_leaked_qemu):
@@ -211,7 +224,8 @@ echo "{MARKER} kernel=$(/bin/busybox uname -r) cpus=$(/bin/busybox nproc)"
 """
 
 
-def test_rtc_and_virtio_disk_passed_through_to_linux(linux, tmp_path, no_leaked_qemu):
+@pytest.mark.parametrize("gic", [3, 2], ids=["gicv3", "gicv2"])
+def test_rtc_and_virtio_disk_passed_through_to_linux(linux, tmp_path, gic, no_leaked_qemu):
     """The PL031 and a virtio-blk disk on QEMU's virtio-mmio: their MMIO is
     mapped into the guest, their SPIs injected hardware-linked as the guest's
     GIC programming allows, and the disk's DMA reaches guest RAM because guest
@@ -226,7 +240,7 @@ def test_rtc_and_virtio_disk_passed_through_to_linux(linux, tmp_path, no_leaked_
     disk.write_bytes(b"armvcpu-virtio-disk-0001" + bytes(1 << 20))
     extra = ("-drive", f"if=none,id=d0,format=raw,file={disk}",
              "-device", "virtio-blk-device,drive=d0")  # fmt: skip
-    with Hypervisor(cpu=CPU, memory_mb=512, timeout=60, extra_args=extra) as hv:
+    with Hypervisor(cpu=CPU, memory_mb=512, timeout=60, extra_args=extra, gic=gic) as hv:
         hv.enable_exit_log()
         hv.load_linux(assets.kernel, initrd=initrd, append="console=ttyAMA0 quiet",
                       devices=("uart", "rtc", "virtio"))  # fmt: skip

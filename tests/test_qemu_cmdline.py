@@ -44,6 +44,8 @@ ACCEPTED = [
     (["-M", "virt", "-kernel", "Image", "-netdev", "user,id=n0",
       "-device", "virtio-net-pci,netdev=n0"],
      {"default_nic": False}),
+    (["-M", "virt,gic-version=2", "-cpu", "cortex-a57", "-smp", "2", "-kernel", "Image"],
+     {"gic_version": 2, "smp": 2}),
 ]  # fmt: skip
 
 
@@ -87,7 +89,7 @@ def test_qemu_itself_agrees_on_memory_and_cpus(argv, tmp_path):
         (["-M", "virt", "-kernel", "Image", "-S"], "-S: armvcpu starts the CPUs itself"),
         (["-M", "virt", "-kernel", "Image", "-s"], "-s: QEMU's gdbstub is armvcpu's"),
         (["-M", "virt", "-kernel", "Image", "-enable-kvm"], "-enable-kvm"),
-        (["-M", "virt,gic-version=2", "-kernel", "Image"], "gic-version=2"),
+        (["-M", "virt,gic-version=4", "-kernel", "Image"], "QEMU knows 2, 3, max and host"),
         (["-M", "virt,iommu=virtio", "-kernel", "Image"], "-M virt,iommu=virtio"),
         (["-M", "virt,its=on", "-kernel", "Image"], "no ITS"),
         (["-M", "sbsa-ref", "-kernel", "Image"], "-M sbsa-ref: armvcpu runs QEMU's virt"),

@@ -37,10 +37,11 @@ def _guest(pattern: int) -> Guest:
     return Guest(g.segments, g.entry, "pattern", x0=pattern)
 
 
-def test_two_vms_are_isolated(no_leaked_qemu):
+@pytest.mark.parametrize("gic", [3, 2], ids=["gicv3", "gicv2"])
+def test_two_vms_are_isolated(gic, no_leaked_qemu):
     # (shm: the test reads both VMs' RAM and the firmware through the mapping)
     a, b = 0xAAAA_0000_AAAA_0001, 0xBBBB_0000_BBBB_0002
-    with Hypervisor(smp=2) as hv:
+    with Hypervisor(smp=2, gic=gic) as hv:
         hv.load(_guest(a))
         vm_a = hv.vms[1]
         vm_b = hv.add_vm(_guest(b))

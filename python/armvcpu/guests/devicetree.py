@@ -405,6 +405,12 @@ UART_BASE = 0x0900_0000
 RTC_BASE = 0x0901_0000
 #: One redistributor per CPU: RD_base and SGI_base frames, 64 KiB each.
 GICR_SIZE_PER_CPU = 0x2_0000
+#: A GICv2's CPU interface as the guest has it: the hardware GICV, whose
+#: registers span two 4 KiB pages (GICV_DIR at 0x1000), mapped at GICC.
+GICV2_CPU_INTERFACE_SIZE = 0x2000
+#: Compatible strings of the GICv2s Linux's irq-gic driver matches that a
+#: virt-shaped tree may carry (QEMU writes "arm,cortex-a15-gic").
+GICV2_COMPATIBLE = ("arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a7-gic", "arm,cortex-a9-gic")
 RAM_ALIGNMENT = 2 << 20  # Linux places its image 2 MiB aligned
 PSCI_COMPATIBLE = ("arm,psci-1.0", "arm,psci-0.2", "arm,psci")
 # PSCI 0.1's function ids: meaningless once compatible says 0.2 or later.
@@ -432,8 +438,11 @@ def guest_device_tree(
       made from cpu@0 where the source has fewer), all started by PSCI; no
       ``cpu-map``;
     - ``/psci`` is PSCI 1.0 (0.2 and 0.1 compatible) called by ``psci_method``;
-    - the GICv3 keeps its distributor and has one redistributor region, one
-      frame pair per CPU; its ITS and every ``msi-parent`` go;
+    - a GICv3 keeps its distributor and has one redistributor region, one
+      frame pair per CPU; its ITS and every ``msi-parent`` go. A GICv2 keeps
+      its distributor and CPU interface (8 KiB, what the hypervisor maps
+      there); its virtual interface regions, maintenance interrupt and GICv2m
+      frame go (they are the hypervisor's);
     - ``/timer``, ``/pmu`` and the root's own properties stay;
     - ``/chosen`` has ``bootargs``, ``stdout-path`` (with the UART) and
       ``linux,initrd-start``/``-end`` (one cell, as QEMU writes them, or two
@@ -488,7 +497,10 @@ def guest_device_tree(
         if not found_devices[name]:
             raise DeviceTreeError(f"the source tree has no {name} ({GUEST_DEVICES[name]})")
     if gic is None:
-        raise DeviceTreeError("the source tree has no GICv3 (compatible 'arm,gic-v3') at its root")
+        raise DeviceTreeError(
+            "the source tree has no GIC (compatible 'arm,gic-v3' or "
+            "'arm,cortex-a15-gic') at its root"
+        )
     if cpus is None or not _cpu_nodes(cpus):
         raise DeviceTreeError("the source tree has no /cpus with cpu nodes")
 
@@ -601,7 +613,7 @@ def _role(node: Node, acells: int, scells: int) -> str:
     compatible = node.compatible()
     if node.properties.get("device_type") == string("memory"):
         return "memory"
-    if "arm,gic-v3" in compatible:
+    if "arm,gic-v3" in compatible or any(c in compatible for c in GICV2_COMPATIBLE):
         return "gic"
     if "arm,armv8-timer" in compatible or name == "timer":
         return "timer"
@@ -625,6 +637,9 @@ def _role(node: Node, acells: int, scells: int) -> str:
 
 
 def _make_gic(gic: Node, acells: int, scells: int, num_cpus: int) -> None:
+    if "arm,gic-v3" not in gic.compatible():
+        _make_gicv2(gic, acells, scells)
+        return
     regions = _decode_reg(gic.properties.get("reg", b""), acells, scells, gic.name)
     if len(regions) < 2:
         raise DeviceTreeError(f"{gic.name}: a GICv3 needs GICD and GICR regions in reg")
@@ -647,6 +662,27 @@ def _make_gic(gic: Node, acells: int, scells: int, num_cpus: int) -> None:
         c
         for c in gic.children
         if "msi-controller" not in c.properties and "arm,gic-v3-its" not in c.compatible()
+    ]
+
+
+def _make_gicv2(gic: Node, acells: int, scells: int) -> None:
+    regions = _decode_reg(gic.properties.get("reg", b""), acells, scells, gic.name)
+    if len(regions) < 2:
+        raise DeviceTreeError(f"{gic.name}: a GICv2 needs GICD and GICC regions in reg")
+    (gicd, gicd_size), (gicc, _gicc_size) = regions[0], regions[1]
+    gic.properties["reg"] = (
+        cells(gicd, acells)
+        + cells(gicd_size, scells)
+        + cells(gicc, acells)
+        + cells(GICV2_CPU_INTERFACE_SIZE, scells)
+    )
+    # The maintenance interrupt belongs with GICH and GICV, which are the
+    # hypervisor's; so is the GICv2m MSI frame.
+    gic.properties.pop("interrupts", None)
+    gic.children = [
+        c
+        for c in gic.children
+        if "msi-controller" not in c.properties and "arm,gic-v2m-frame" not in c.compatible()
     ]
 
 

@@ -141,10 +141,12 @@ class Hypervisor:
             :class:`~armvcpu.Pl011`), ``"emulate"`` (emulated in EL2; read
             the output with ``hv.vms[n].console``) or ``"passthrough"``
             (the real PL011, shared with the firmware's log).
-        gic: the GIC version of the machine; the firmware drives GICv3, so 3
-            is the only value (others raise ValueError, naming why).
-        vgic: give every VM an emulated GICv3 distributor and redistributors
-            (as :meth:`load_linux` does): interrupts then reach a guest only
+        gic: the GIC version of the machine (QEMU's ``gic-version``): 3, or
+            2 (a GICv2 with its virtualization extensions, as on a GIC-400:
+            the guest's CPU interface is the hardware GICV at its GICC
+            address, its distributor is emulated with ``vgic``).
+        vgic: give every VM an emulated distributor, and on a GICv3 its
+            redistributors (as :meth:`load_linux` does): interrupts then reach a guest only
             as its own GIC programming allows. Without it a guest has the
             GIC's virtual CPU interface alone, and its GICD/GICR accesses are
             exits like any other MMIO.
@@ -217,18 +219,16 @@ class Hypervisor:
         self.quiet = quiet
         self.firmware = Firmware.load(firmware)
         self.transport_name = transport
-        if gic != 3:
-            raise ValueError(
-                f"gic={gic!r}: the armvcpu firmware drives a GICv3 (list registers, "
-                "ICC_SGI1R_EL1) and emulates a GICv3 for guests; use gic=3"
-            )
+        if gic not in (2, 3):
+            raise ValueError(f"gic={gic!r}: QEMU's virt has a GICv2 (gic=2) or a GICv3 (gic=3)")
+        self.gic = gic
         if not 1 <= smp <= 8:
             raise ValueError(f"smp must be 1..8 (the firmware runs up to 8 CPUs), not {smp}")
         self.smp = smp
         if bios is not None and not Path(bios).is_file():
             raise GuestImageError(f"the -bios image {bios} does not exist")
         self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=machine_memory_mb(memory_mb),
-                                 smp=smp, extra_args=tuple(extra_args),
+                                 smp=smp, gic_version=gic, extra_args=tuple(extra_args),
                                  bios=Path(bios) if bios is not None else None,
                                  console_input=console_input, mte=mte,
                                  iommu=iommu)  # fmt: skip
@@ -742,7 +742,8 @@ class Hypervisor:
         ram_size = self.memory_mb << 20
         if source is None:
             source = qemu_device_tree(qemu=self.config.binary, cpu=self.config.cpu,
-                                      smp=self.smp, memory_mb=self.memory_mb)  # fmt: skip
+                                      smp=self.smp, memory_mb=self.memory_mb,
+                                      gic_version=self.gic)  # fmt: skip
         if is_elf:
             elf = Guest.from_elf(data)
             low = min(seg.addr for seg in elf.segments)
@@ -792,7 +793,7 @@ class Hypervisor:
         if source is None:
             source = qemu_device_tree(qemu=self.config.binary, cpu=self.config.cpu,
                                       smp=self.smp, memory_mb=self.memory_mb,
-                                      bios=self.config.bios)  # fmt: skip
+                                      bios=self.config.bios, gic_version=self.gic)  # fmt: skip
         devices = tuple(dict.fromkeys((*devices, "flash")))
         if dtb is None:  # QEMU with -bios has an ACPI GED, not the PL061
             devices = tuple(d for d in devices if d != "gpio" or "gpio" in present_devices(source))

@@ -134,7 +134,7 @@ def _machine(config: VirtCommandLine, text: str) -> None:
             if value in ("3", "max", "host"):
                 config.gic_version = 3
             elif value == "2":
-                raise CommandLineError(f"{what}=2: armvcpu's firmware drives a GICv3 only (yet)")
+                config.gic_version = 2  # the firmware drives a GICv2 and gives a vGICv2
             else:
                 raise CommandLineError(f"{what}={value}: QEMU knows 2, 3, max and host")
         elif key == "mte":

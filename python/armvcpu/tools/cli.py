@@ -242,12 +242,8 @@ def _check_run_arguments(args: argparse.Namespace, image: str) -> None:
     for option, path in (("guest image", image), ("--initrd", args.initrd), ("--dtb", args.dtb)):
         if path is not None and not Path(path).is_file():
             raise UsageError(f"armvcpu run: {option} {path} not found")
-    if args.gic != 3:
-        raise UsageError(
-            f"armvcpu run: --gic {args.gic} is not supported: the firmware drives GICv3 only "
-            "(its redistributors, system-register CPU interface and list registers); "
-            "GICv2 guests cannot run yet"
-        )
+    if args.gic not in (2, 3):
+        raise UsageError(f"armvcpu run: --gic {args.gic}: QEMU's virt has a GICv2 (2) or GICv3 (3)")
     if (
         args.smp < 1
         or (args.memory is not None and args.memory < 1)
@@ -569,8 +565,8 @@ def _parser() -> argparse.ArgumentParser:
                      choices=["uart", "rtc", "virtio", "fwcfg", "gpio", "pcie"],
                      help="devices passed through to a Linux guest (default: uart); repeat "
                      "for several")  # fmt: skip
-    run.add_argument("--gic", type=int, default=3, help="the GIC version QEMU's machine gets; "
-                     "the firmware drives GICv3 only, so 3 is the only value accepted")  # fmt: skip
+    run.add_argument("--gic", type=int, default=3, help="the GIC version QEMU's machine gets "
+                     "(2 or 3); the guest gets the same version")  # fmt: skip
     run.add_argument("--qemu-args", default="", help="more QEMU arguments, as one "
                      'shell-quoted string (e.g. a disk: "-drive if=none,id=d0,file=disk.img '
                      '-device virtio-blk-device,drive=d0")')  # fmt: skip

@@ -140,7 +140,8 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
     with Hypervisor(transport=args.transport, cpu=config.cpu or "max", smp=config.smp,
                     memory_mb=config.memory_mb, uart="passthrough", extra_args=extra,
                     quiet=True, bios=config.bios, console_input=True,
-                    mte=config.mte, iommu=config.iommu) as hv:  # fmt: skip
+                    mte=config.mte, iommu=config.iommu,
+                    gic=config.gic_version) as hv:  # fmt: skip
         show_console = ConsoleEcho(hv)
 
         hv.watchers.append(show_console)
