@@ -553,6 +553,25 @@ def guest_device_tree(
     return tree.to_bytes()
 
 
+def qemu_loaded_size(source: bytes, *, from_file: bool) -> int:
+    """How large the tree QEMU hands a guest is (its ``totalsize``, which the
+    guest reserves in memory): QEMU's own virt tree keeps the size it was
+    made with (1 MiB, as :func:`qemu_device_tree` dumps it); a ``-dtb`` file
+    is opened into twice its size plus 10000 bytes (QEMU's
+    ``load_device_tree``)."""
+    if from_file:
+        return 2 * (len(source) + 10000)
+    return int.from_bytes(source[4:8], "big")
+
+
+def padded(tree: bytes, size: int) -> bytes:
+    """``tree`` with free space after its blocks up to ``size`` bytes, its
+    ``totalsize`` saying so; unchanged when it is as large already."""
+    if size <= len(tree):
+        return tree
+    return tree[:4] + size.to_bytes(4, "big") + tree[8:] + bytes(size - len(tree))
+
+
 def present_devices(source: bytes) -> set[str]:
     """Which of :data:`GUEST_DEVICES` a ``virt``-shaped tree has."""
     tree = DeviceTree.from_bytes(source)

@@ -720,7 +720,12 @@ class Hypervisor:
               initrd: bytes | str | Path | None,
               append: str, dtb: bytes | str | Path | None, devices: Sequence[str], *,
               images_only: bool = False) -> BootPlan:  # fmt: skip
-        from ..guests.devicetree import guest_device_tree, qemu_device_tree
+        from ..guests.devicetree import (
+            guest_device_tree,
+            padded,
+            qemu_device_tree,
+            qemu_loaded_size,
+        )
 
         self._before_start("load_linux()" if images_only else "boot()")
         known = _PASSTHROUGH_FEATURES
@@ -759,6 +764,8 @@ class Hypervisor:
         tree = guest_device_tree(source, ram_base=ram_base, ram_size=ram_size,
                                  num_cpus=int(cfg.num_vcpus) or 1, bootargs=append,
                                  initrd=initrd_range, devices=tuple(devices))  # fmt: skip
+        # As large as QEMU's: the guest reserves the same memory for it.
+        tree = padded(tree, qemu_loaded_size(source, from_file=dtb is not None))
         if len(tree) > MAX_DTB_SIZE:  # the placement does not depend on its size
             raise GuestImageError(f"the device tree is {len(tree)} bytes; the limit is 2 MiB")
         cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
@@ -784,7 +791,13 @@ class Hypervisor:
 
     def _boot_bios(self, vm: VM, append: str, dtb: bytes | str | Path | None,
                    devices: Sequence[str]) -> BootPlan:  # fmt: skip
-        from ..guests.devicetree import guest_device_tree, present_devices, qemu_device_tree
+        from ..guests.devicetree import (
+            guest_device_tree,
+            padded,
+            present_devices,
+            qemu_device_tree,
+            qemu_loaded_size,
+        )
 
         if self.config.bios is None:
             raise ArmvcpuError("boot(None) boots the session's bios image: give Hypervisor(bios=)")
@@ -800,6 +813,7 @@ class Hypervisor:
         tree = guest_device_tree(source, ram_base=RAM_BASE, ram_size=self.memory_mb << 20,
                                  num_cpus=int(cfg.num_vcpus) or 1, bootargs=append,
                                  initrd=None, devices=devices)  # fmt: skip
+        tree = padded(tree, qemu_loaded_size(source, from_file=dtb is not None))
         known = _PASSTHROUGH_FEATURES
         cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
         cfg.features |= self._smmu_feature(devices)
