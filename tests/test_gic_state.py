@@ -161,6 +161,68 @@ def test_hardware_lines_read_pending_as_on_bare_qemu(tmp_path, no_leaked_qemu):
     assert ours == bare
 
 
+# The PL031's match interrupt (SPI 2, INTID 34), enabled as a Group 1 SPI
+# routed to CPU 0, taken while the guest waits: the handler reads
+# GICD_ISACTIVER1 (active), clears the interrupt at the RTC and ends it.
+# Printed: the INTID taken, ISACTIVER1 in the handler, then ISPENDR1 and
+# ISACTIVER1 after it (neither).
+PL031_DELIVERED = r"""
+    bl gic_on
+    adr x0, rtc_vectors
+    msr vbar_el1, x0
+    ldr w0, [x9, #0x84]
+    orr w0, w0, #4
+    str w0, [x9, #0x84]         // GICD_IGROUPR1: INTID 34 Group 1
+    mov w0, #0x80
+    strb w0, [x9, #(0x400 + 34)]
+    add x12, x9, #0x6000
+    str xzr, [x12, #(34 * 8)]   // GICD_IROUTER34: CPU 0
+    mov w0, #4
+    str w0, [x9, #0x104]        // GICD_ISENABLER1
+    ldr x13, =0x09010000
+    mov x21, #0
+    ldr w0, [x13]               // RTCDR
+    add w0, w0, #1
+    str w0, [x13, #0x4]         // RTCMR: the next second
+    mov w0, #1
+    str w0, [x13, #0x10]        // RTCIMSC
+1:  cbnz x21, 2f                // checked with PSTATE.I masked (see TIMERS)
+    wfi
+    msr daifclr, #2
+    isb
+    msr daifset, #2
+    b 1b
+2:  mov x2, x21
+    bl p32
+    mov x2, x22
+    bl p32
+    rd32 x9, 0x204
+    rd32 x9, 0x304
+    nl
+    b off
+
+    .balign 2048
+rtc_vectors:
+    .skip 0x280
+    mrs x0, icc_iar1_el1
+    cmp x0, #1020
+    b.hs 3f
+    mov x21, x0
+    ldr w22, [x9, #0x304]       // GICD_ISACTIVER1
+    mov w1, #1
+    str w1, [x13, #0x1c]        // RTCICR
+    msr icc_eoir1_el1, x0
+    isb
+3:  eret
+"""
+
+
+def test_pl031_match_interrupt_is_delivered_as_on_bare_qemu(tmp_path, no_leaked_qemu):
+    bare, ours = _bare_and_ours(tmp_path, "rtc", PL031_DELIVERED)
+    assert bare == ["00000022 00000004 00000000 00000000"]
+    assert ours == bare
+
+
 # Interrupts in the CPU interface, with PSTATE.I masked (acknowledged by
 # polling ICC_IAR1_EL1). Under armvcpu each of these is in a list register.
 # Line 1: SGI 1 pended through GICR_ISPENDR0: pending, not active, the
@@ -254,8 +316,10 @@ def test_list_register_state_reads_and_writes_as_on_bare_qemu(tmp_path, no_leake
     assert ours == bare
 
 
-# Priorities (byte and word), ICFGR and IROUTER of SPI 40, and the identity
-# registers: GICD_TYPER/IIDR/PIDR2, GICR_TYPER/IIDR/PIDR2/CTLR.
+# Priorities (byte and word), ICFGR and IROUTER of SPI 40; the identity
+# registers: GICD_TYPER/IIDR/PIDR2, GICR_TYPER/IIDR/PIDR2/CTLR; and halfword
+# and byte accesses QEMU's GICv3 does not implement (they read as zero and
+# writes are ignored: only IPRIORITYR is byte-accessible).
 REGISTERS = r"""
     mov w0, #0xa8
     strb w0, [x9, #(0x400 + 41)]
@@ -286,6 +350,18 @@ REGISTERS = r"""
     add x12, x10, #0xf000
     rd32 x12, 0xfe8
     nl
+    ldrh w2, [x9, #0x428]       // halfword and byte accesses where
+    bl p32                      // QEMU's GICv3 has none: RAZ/WI
+    ldr w0, =0x1234
+    strh w0, [x9, #0x42c]
+    rd32 x9, 0x42c
+    mov w0, #4
+    str w0, [x9, #0x104]        // GICD_ISENABLER1: INTID 34
+    ldrb w2, [x9, #0x104]
+    bl p32
+    ldrh w2, [x9, #0x104]
+    bl p32
+    nl
 """
 
 
@@ -299,6 +375,8 @@ def test_registers_read_back_as_on_bare_qemu(tmp_path, no_leaked_qemu):
     # [30:24] and [63:40] RES0, and the emulated GIC keeps them 0.
     assert ours[0] == "5c00a800 000000a8 aaaaaaaa 80ffffff 000000ff"
     assert ours[1] == "03780007 0000043b 0000003b 01000010 00000000 0000043b 0000003b"
+    assert bare[2] == "00000000 00000000 00000000 00000000"
+    assert ours[2] == bare[2]
 
 
 # The EL1 physical timer alongside the virtual one, both taken as interrupts
