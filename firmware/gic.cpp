@@ -4,6 +4,7 @@
 #include "gic.hpp"
 
 #include "armvcpu/vgic.hpp"
+#include "armvcpu/vgic_icv.hpp"
 #include "gic_v2.hpp"
 #include "sysreg.hpp"
 
@@ -37,6 +38,11 @@ volatile std::uint8_t& reg8(std::uintptr_t addr) {
 
 unsigned g_num_lrs = 0;
 bool g_v2 = false;  // set once by init(), before any other CPU runs
+
+// The virtual interface enabled, with the guest's Group 1 register accesses
+// trapped (TALL1): QEMU 7.2 aborts on an ICV_BPR1_EL1 write with RES0 bits
+// set, so EL2 answers them (vgic_icv.hpp).
+constexpr std::uint64_t kIchHcr = armvcpu::vgic::kIchHcrEn | armvcpu::vgic::kIchHcrTall1;
 
 std::uint64_t read_lr(unsigned n) {
     switch (n) {
@@ -103,7 +109,7 @@ void init_cpu(unsigned cpu) {
     // Virtual interface on; ICH_VTR_EL2.ListRegs [4:0] is the count minus one.
     g_num_lrs = static_cast<unsigned>(ARMVCPU_READ_SYSREG(ich_vtr_el2) & 0x1f) + 1;
     for (unsigned n = 0; n < g_num_lrs; ++n) write_lr(n, 0);
-    ARMVCPU_WRITE_SYSREG(ich_hcr_el2, armvcpu::vgic::kIchHcrEn);
+    ARMVCPU_WRITE_SYSREG(ich_hcr_el2, kIchHcr);
     fw::isb();
 }
 
@@ -181,8 +187,68 @@ void route_spi(std::uint32_t intid, unsigned cpu) {
 
 void set_underflow_interrupt(bool on) {
     if (g_v2) return gicv2::set_underflow_interrupt(on);
-    ARMVCPU_WRITE_SYSREG(ich_hcr_el2,
-                         armvcpu::vgic::kIchHcrEn | (on ? armvcpu::vgic::kIchHcrUie : 0));
+    ARMVCPU_WRITE_SYSREG(ich_hcr_el2, kIchHcr | (on ? armvcpu::vgic::kIchHcrUie : 0));
+    fw::isb();
+}
+
+unsigned num_list_registers() { return g_num_lrs < 4 ? g_num_lrs : 4; }
+
+std::uint64_t list_register(unsigned n) { return n < num_list_registers() ? read_lr(n) : 0; }
+
+void set_list_register(unsigned n, std::uint64_t value) {
+    if (n < num_list_registers()) {
+        write_lr(n, value);
+        fw::isb();
+    }
+}
+
+std::uint32_t pending_bits(unsigned cpu, std::uint32_t first) {
+    constexpr std::uintptr_t kIspendr = 0x200;
+    if (first < 32) return reg32(kGicr + cpu * kGicrStride + 0x10000 + kIspendr);
+    return reg32(kGicd + kIspendr + (first / 32) * 4);
+}
+
+void load_icv(armvcpu::vgic::IcvState& s) {
+    const std::uint64_t vtr = ARMVCPU_READ_SYSREG(ich_vtr_el2);
+    s.num_lrs = num_list_registers();
+    s.prebits = static_cast<unsigned>((vtr >> 26) & 7) + 1;  // ICH_VTR_EL2.PREbits [28:26]
+    for (unsigned n = 0; n < s.num_lrs; ++n) s.lr[n] = read_lr(n);
+    // Only AP<g>R0 exists with 5 preemption bits (QEMU's); more are read
+    // when implemented.
+    s.ap0r[0] = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(ich_ap0r0_el2));
+    s.ap1r[0] = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(ich_ap1r0_el2));
+    if (s.num_aprs() > 1) {
+        s.ap0r[1] = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(ich_ap0r1_el2));
+        s.ap1r[1] = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(ich_ap1r1_el2));
+    }
+    if (s.num_aprs() > 2) {
+        s.ap0r[2] = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(ich_ap0r2_el2));
+        s.ap1r[2] = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(ich_ap1r2_el2));
+        s.ap0r[3] = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(ich_ap0r3_el2));
+        s.ap1r[3] = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(ich_ap1r3_el2));
+    }
+    s.vmcr = ARMVCPU_READ_SYSREG(ich_vmcr_el2);
+    s.hcr = ARMVCPU_READ_SYSREG(ich_hcr_el2);
+}
+
+void store_icv(const armvcpu::vgic::IcvState& s) {
+    for (unsigned n = 0; n < s.num_lrs; ++n) write_lr(n, s.lr[n]);
+    // Group 1 active priorities only: the Group 1 accesses never change
+    // Group 0's, but an EOI's priority drop may clear a Group 0 bit.
+    ARMVCPU_WRITE_SYSREG(ich_ap0r0_el2, s.ap0r[0]);
+    ARMVCPU_WRITE_SYSREG(ich_ap1r0_el2, s.ap1r[0]);
+    if (s.num_aprs() > 1) {
+        ARMVCPU_WRITE_SYSREG(ich_ap0r1_el2, s.ap0r[1]);
+        ARMVCPU_WRITE_SYSREG(ich_ap1r1_el2, s.ap1r[1]);
+    }
+    if (s.num_aprs() > 2) {
+        ARMVCPU_WRITE_SYSREG(ich_ap0r2_el2, s.ap0r[2]);
+        ARMVCPU_WRITE_SYSREG(ich_ap1r2_el2, s.ap1r[2]);
+        ARMVCPU_WRITE_SYSREG(ich_ap0r3_el2, s.ap0r[3]);
+        ARMVCPU_WRITE_SYSREG(ich_ap1r3_el2, s.ap1r[3]);
+    }
+    ARMVCPU_WRITE_SYSREG(ich_vmcr_el2, s.vmcr);
+    ARMVCPU_WRITE_SYSREG(ich_hcr_el2, s.hcr);
     fw::isb();
 }
 

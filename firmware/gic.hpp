@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "armvcpu/vgic.hpp"
+#include "armvcpu/vgic_icv.hpp"
 
 namespace fw::gic {
 
@@ -54,6 +55,25 @@ bool pending();
 // CPU interface would signal: the vCPU has a wake-up event already, whatever
 // its PSTATE.I (Arm ARM D1.16.2, "Wait for Interrupt").
 bool virtual_pending();
+
+// List register `n` of this CPU (0 past the implemented ones), and how many
+// the firmware uses.
+std::uint64_t list_register(unsigned n);
+unsigned num_list_registers();
+
+// Writes list register `n` of this CPU.
+void set_list_register(unsigned n, std::uint64_t value);
+
+// The physical pending bits (GICD/GICR_ISPENDR<n>: the pending latch OR'd
+// with the input line of a level interrupt, as QEMU's GICv3 reads them) of
+// INTIDs first..first+31: the private ones of physical CPU `cpu`'s
+// redistributor when first is 0, else SPIs from the distributor.
+std::uint32_t pending_bits(unsigned cpu, std::uint32_t first);
+
+// This CPU's virtual CPU interface (list registers, active priorities,
+// ICH_VMCR_EL2, ICH_HCR_EL2) into `s`, and back (an emulated ICV access).
+void load_icv(armvcpu::vgic::IcvState& s);
+void store_icv(const armvcpu::vgic::IcvState& s);
 
 // The physical SGI one CPU sends another to make it leave its guest and look
 // at what is pending for it (armvcpu reserves SGI 8 of the 16).

@@ -41,6 +41,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         }
         fw::gic::set_underflow_interrupt(fw::inject_waiting_interrupts(run));
         armvcpu::VCpuRunResult result = run.vcpu.run();
+        if (run.vgic && !fw::gic::v2()) fw::publish_list_registers(cpu);
         if (run.step.armed()) fw::end_step(run);
         if (!fw::is_exit(result)) continue;
         fw::note_exit(run, result);
@@ -52,6 +53,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         if (answer == fw::El2Answer::VcpuOff) return;
         if (answer == fw::El2Answer::Handled) continue;
         armvcpu::TrapFrame& frame = run.vcpu.context();
+        if (fw::try_icc_group1(run, result, frame)) continue;
         if (fw::try_vgic(run, reason, frame)) continue;
         if (fw::try_fast_rules(run, result, frame, log)) continue;
         if (fw::try_emulated_uart(run, reason, frame)) continue;

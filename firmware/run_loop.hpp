@@ -262,6 +262,16 @@ enum class El2Answer {
     run.injected = true;
 }
 
+// A trapped Group 1 GIC CPU interface access (ICH_HCR_EL2.TALL1), answered in
+// EL2 for every VM.
+[[gnu::always_inline]] inline bool try_icc_group1(VcpuRun& run,
+                                                  const armvcpu::VCpuRunResult& result,
+                                                  armvcpu::TrapFrame& frame) {
+    if (!is_icc_group1_access(result.reason)) return false;
+    if (!emulate_icc_group1(result.reason, frame)) inject_undef(run, result, frame);
+    return true;
+}
+
 // Before anyone answers an exit: marks a fetch fault at the vector the last
 // injected exception sent the guest to (kAccessAtInjectedVector), so the
 // default (here, or the host's Default) stops the VM there instead of

@@ -9,6 +9,7 @@
 #include "armvcpu/exit_reason.hpp"
 #include "armvcpu/trap_frame.hpp"
 #include "armvcpu/vgic.hpp"
+#include "armvcpu/vgic_icv.hpp"
 #include "gic.hpp"
 #include "host_link.hpp"
 #include "passthrough.hpp"
@@ -30,6 +31,13 @@ inline bool vgic_dirty(unsigned cpu) {
     return __atomic_load_n(&g_vgic_dirty[cpu], __ATOMIC_ACQUIRE) != 0;
 }
 
+// Each CPU's list registers as it published them at its vCPU's last exit:
+// what another vCPU's GICD/GICR reads fold in (list registers are only
+// readable on their own CPU).
+inline constexpr unsigned kShadowLrs = 4;
+extern std::uint64_t g_lr_shadow[kMaxCpus][kShadowLrs];
+void publish_list_registers(unsigned cpu);
+
 // True when the exit is an access to the VM's emulated GICD/GICR frames.
 inline bool is_vgic_access(const Vm& vm, const armvcpu::ExitReason& reason) {
     using armvcpu::ExitKind;
@@ -37,6 +45,25 @@ inline bool is_vgic_access(const Vm& vm, const armvcpu::ExitReason& reason) {
            vm.dist.claims(reason.kind == ExitKind::MmioRead ? reason.mmio_read.addr
                                                             : reason.mmio_write.addr);
 }
+
+// True when the exit is a trapped EL1 access to a Group 1 GIC CPU interface
+// register (ICH_HCR_EL2.TALL1, set for every VM: see gic.cpp).
+inline bool is_icc_group1_access(const armvcpu::ExitReason& reason) {
+    using armvcpu::ExitKind;
+    namespace vg = armvcpu::vgic;
+    if (reason.kind != ExitKind::SysRegRead && reason.kind != ExitKind::SysRegWrite) return false;
+    const auto key = static_cast<std::uint32_t>(
+        reason.kind == ExitKind::SysRegRead ? reason.sysreg_read.addr : reason.sysreg_write.addr);
+    return key == vg::kIccIar1El1.iss_key() || key == vg::kIccEoir1El1.iss_key() ||
+           key == vg::kIccHppir1El1.iss_key() || key == vg::kIccBpr1El1.iss_key() ||
+           key == vg::kIccIgrpen1El1.iss_key() ||
+           (key & ~(7u << armvcpu::SysRegEncoding::kIssOp2Shift)) == vg::kIccAp1r0El1.iss_key();
+}
+
+// Answers it from this CPU's virtual CPU interface with the architecture's
+// rules (the core's vgic_icv.hpp). Returns false when the access is
+// UNDEFINED (the caller takes the exception to the guest).
+bool emulate_icc_group1(const armvcpu::ExitReason& reason, armvcpu::TrapFrame& frame);
 
 // Answers a guest access to its GICD/GICR frames from the VM's emulated GIC
 // and carries the consequences to the physical GIC and the other vCPUs.

@@ -51,9 +51,74 @@ TEST(VgicDist, TyperDescribesTheModel) {
     const std::uint64_t typer = rd(d, D + 0x4);
     EXPECT_EQ(32u * ((typer & 0x1f) + 1), kNumIntids);  // ITLinesNumber
     EXPECT_EQ((typer >> 5) & 7, 1u);                    // CPUNumber = PEs - 1
-    EXPECT_EQ((typer >> 19) & 0x1f, 9u);                // IDbits: 10 bits of INTID
     EXPECT_EQ((typer >> 17) & 1, 0u);                   // LPIS: no LPIs
     EXPECT_EQ((typer >> 10) & 1, 0u);                   // SecurityExtn: single Security state
+    // Bare QEMU 7.2's -M virt,gic-version=3 with one CPU reads 0x037A0007;
+    // the model is that less LPIS [17] (it has no LPIs).
+    EXPECT_EQ(rd(make(1), D + 0x4), 0x037A0007u & ~(1u << 17));
+    // GICR_TYPER of its only CPU: QEMU's 0x0100_0011 less PLPIS [0].
+    EXPECT_EQ(rd(make(1), R0 + 0x8, 8), 0x0100'0010u);
+    EXPECT_EQ(rd(make(1), R0 + 0x0), 2u);  // GICR_CTLR: CES, as QEMU's
+}
+
+// Reads of the pending and active registers fold in what the model does not
+// hold (IHI 0069H 12.9.x GICD_ISPENDR<n>: "reads ... return the pending
+// state"): interrupts in list registers and hardware lines asserted.
+TEST(VgicDist, PendingAndActiveReadsFoldInLiveState) {
+    Distributor d = make(2);
+    LiveState live;
+    live.lr_pending[0] = 1u << 1;            // SGI 1 pending in a list register
+    live.lr_active[0] = 1u << 27;            // the virtual timer active
+    live.line[0] = (1u << 27) | (1u << 30);  // both timer lines asserted
+    live.lr_active[1] = 1u << 2;             // INTID 34 active
+    live.line[1] = 1u << 2;                  // ... and its level line still high
+    wr(d, S0 + 0x200, 1u << 5);              // SGI 5 pending in the model
+    EXPECT_EQ(d.read(S0 + 0x200, 4, &live).value, (1u << 1) | (1u << 5) | (1u << 27) | (1u << 30));
+    EXPECT_EQ(d.read(S0 + 0x280, 4, &live).value, (1u << 1) | (1u << 5) | (1u << 27) | (1u << 30));
+    EXPECT_EQ(d.read(S0 + 0x300, 4, &live).value, 1u << 27);
+    EXPECT_EQ(d.read(S0 + 0x380, 4, &live).value, 1u << 27);
+    EXPECT_EQ(d.read(D + 0x204, 4, &live).value, 1u << 2);
+    EXPECT_EQ(d.read(D + 0x304, 4, &live).value, 1u << 2);
+    // Enables, groups and priorities do not change; without live state the
+    // model's own bits alone.
+    EXPECT_EQ(d.read(S0 + 0x100, 4, &live).value, 0u);
+    EXPECT_EQ(rd(d, S0 + 0x200), 1u << 5);
+    // Byte accesses to the bit registers are not allowed (32-bit only): RAZ.
+    EXPECT_EQ(d.read(S0 + 0x200, 1, &live).value, 0u);
+}
+
+TEST(VgicDist, ClearAndActiveWritesNameEveryBitWritten) {
+    Distributor d = make(2);
+    // The model holds nothing, but the interrupts may be in list registers:
+    // the effect names each 1 written, for the hypervisor to apply there.
+    WriteEffect e = wr(d, S0 + 0x280, 0x8000'0002);
+    EXPECT_EQ(e.pending_cleared, 0x8000'0002u);
+    EXPECT_EQ(e.vcpu, 0u);
+    EXPECT_EQ(e.bank, 0u);
+    e = wr(d, R1 + kGicrSgiFrame + 0x300, 1u << 27);
+    EXPECT_EQ(e.active_set, 1u << 27);
+    EXPECT_EQ(e.vcpu, 1u);
+    e = wr(d, D + 0x384, 1u << 2);
+    EXPECT_EQ(e.active_cleared, 1u << 2);
+    EXPECT_EQ(e.bank, 1u);
+    // ISACTIVER sets the model's bit until the hypervisor moves it to a list
+    // register (clear_active); ICACTIVER clears it.
+    EXPECT_EQ(rd(d, S0 + 0x300), 0u);
+    wr(d, S0 + 0x300, 1u << 3);
+    EXPECT_EQ(rd(d, S0 + 0x300), 1u << 3);
+    d.clear_active(0, 3);
+    EXPECT_EQ(rd(d, S0 + 0x300), 0u);
+    wr(d, D + 0x304, 1u << 4);
+    wr(d, D + 0x384, 1u << 4);
+    EXPECT_EQ(rd(d, D + 0x304), 0u);
+}
+
+TEST(VgicDist, RedistributorOfAnAddress) {
+    const Distributor d = make(2);
+    EXPECT_EQ(d.redistributor_of(R0 + 0x10200), 0u);
+    EXPECT_EQ(d.redistributor_of(R1 + 0x10200), 1u);
+    EXPECT_EQ(d.redistributor_of(D + 0x200), kMaxVcpus);
+    EXPECT_EQ(d.redistributor_of(R1 + kGicrStride), kMaxVcpus);  // past the last
 }
 
 TEST(VgicDist, CtlrHasAffinityRoutingAndSingleSecurityState) {

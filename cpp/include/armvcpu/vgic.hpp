@@ -19,6 +19,9 @@ inline constexpr std::uint32_t kMaintenancePpi = 25;
 // holds a valid interrupt: the moment to refill them.
 inline constexpr std::uint64_t kIchHcrEn = 1u << 0;
 inline constexpr std::uint64_t kIchHcrUie = 1u << 1;
+// ICH_HCR_EL2.TALL1 [12]: EL1 accesses to the Group 1 ICC registers trap to
+// EL2 (vgic_icv.hpp says why the firmware sets it).
+inline constexpr std::uint64_t kIchHcrTall1 = 1u << 12;
 // INTIDs 1020..1023 are special: 1023 means "no pending interrupt".
 inline constexpr std::uint32_t kSpurious = 1023;
 

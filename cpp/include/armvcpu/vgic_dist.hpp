@@ -30,9 +30,10 @@ inline constexpr std::uint64_t kGicrBase = 0x080A'0000;
 inline constexpr std::uint64_t kGicrStride = 0x2'0000;    // RD_base + SGI_base, 64 KiB each
 inline constexpr std::uint64_t kGicrSgiFrame = 0x1'0000;  // SGI_base within a redistributor
 inline constexpr unsigned kMaxVcpus = 8;
-// INTIDs 0..127: GICD_TYPER.ITLinesNumber = 3 (32 * (N + 1) INTIDs). QEMU
-// virt's devices use SPIs 32..79 (UART 33, RTC 34, virtio-mmio 48..79).
-inline constexpr unsigned kNumIntids = 128;
+// INTIDs 0..255: GICD_TYPER.ITLinesNumber = 7 (32 * (N + 1) INTIDs), as
+// QEMU virt's own GICv3 reports it. Its devices use SPIs 32..79 (UART 33,
+// RTC 34, virtio-mmio 48..79).
+inline constexpr unsigned kNumIntids = 256;
 inline constexpr unsigned kNumSpis = kNumIntids - 32;
 inline constexpr unsigned kNumBanks = kNumIntids / 32;  // bank 0: the private INTIDs
 
@@ -103,6 +104,10 @@ inline constexpr std::uint32_t kPidr2 = 0x3B;
 // 0, so no guest applies a quirk meant for a real GIC-500/600.
 inline constexpr std::uint32_t kIidr = 0x43B;
 
+// GICR_CTLR as QEMU's GICv3 presents it: CES [1] (GICv3.1's "clear
+// EnableLPIs supported"); everything else 0.
+inline constexpr std::uint32_t kGicrCtlr = 1u << 1;
+
 // Thirty-two interrupts' state: one bit each, a byte of priority each.
 struct IrqBank {
     std::uint32_t group;    // IGROUPR: 1 = Group 1
@@ -116,12 +121,33 @@ struct IrqBank {
 
 // Which interrupts one write changed: bank `bank` (0 = vCPU `vcpu`'s private
 // INTIDs), bits in `enable_changed` / `pending_set`, or an SPI's route.
+// The set/clear-pending and -active writes also name every bit written as
+// 1 (`pending_cleared`, `active_set`, `active_cleared`), whatever the model
+// held: the interrupt may be in a list register, where the hypervisor
+// applies the write.
 struct WriteEffect {
     unsigned vcpu = 0;
     unsigned bank = 0;
     std::uint32_t enable_changed = 0;
     std::uint32_t pending_set = 0;
+    std::uint32_t pending_cleared = 0;
+    std::uint32_t active_set = 0;
+    std::uint32_t active_cleared = 0;
     std::uint32_t route_changed_intid = 0;  // 0: none (0 is never an SPI)
+};
+
+// What the model alone does not know, for one access: the state of the
+// interrupts held in list registers, and the hardware-linked interrupts
+// whose input line is asserted (a passed-through device's level SPI, a
+// timer PPI whose condition is met). One bit per INTID, per bank; bank 0
+// is the private INTIDs of the redistributor accessed. Reads of
+// ISPENDR/ICPENDR and ISACTIVER/ICACTIVER return the model's state OR'd
+// with these, as the GIC's true state (IHI 0069H 12.9.x: "reads return the
+// pending/active state"; a level interrupt whose line is asserted is pending).
+struct LiveState {
+    std::uint32_t lr_pending[kNumBanks] = {};
+    std::uint32_t lr_active[kNumBanks] = {};
+    std::uint32_t line[kNumBanks] = {};
 };
 
 // What an access to the GIC's frames turned out to be.
@@ -156,20 +182,38 @@ public:
                (addr >= kGicrBase && addr < kGicrBase + num_vcpus_ * kGicrStride);
     }
 
-    Access read(std::uint64_t addr, unsigned width) const {
+    // A read; `live` folds in what the list registers and hardware lines
+    // hold (none: the model's state alone).
+    Access read(std::uint64_t addr, unsigned width, const LiveState* live = nullptr) const {
         Access a;
         if (!claims(addr) || !valid_width(width)) {
             a.handled = claims(addr);
             return a;
         }
         a.handled = true;
+        static constexpr LiveState kNone{};
+        const LiveState& l = live != nullptr ? *live : kNone;
         if (addr < kGicdBase + kGicdSize) {
-            a.value = read_gicd(addr - kGicdBase, width);
+            a.value = read_gicd(addr - kGicdBase, width, l);
         } else {
             const std::uint64_t off = addr - kGicrBase;
-            a.value = read_gicr(static_cast<unsigned>(off / kGicrStride), off % kGicrStride, width);
+            a.value =
+                read_gicr(static_cast<unsigned>(off / kGicrStride), off % kGicrStride, width, l);
         }
         return a;
+    }
+
+    // The redistributor (vCPU) an address in the GICR frames belongs to, or
+    // kMaxVcpus for the distributor's frame and anything else.
+    unsigned redistributor_of(std::uint64_t addr) const {
+        if (addr < kGicrBase || addr >= kGicrBase + num_vcpus_ * kGicrStride) return kMaxVcpus;
+        return static_cast<unsigned>((addr - kGicrBase) / kGicrStride);
+    }
+
+    // True when the INTID is configured edge-triggered.
+    bool edge(unsigned vcpu, std::uint32_t intid) const {
+        const IrqBank* b = bank_of(vcpu, intid);
+        return b != nullptr && ((b->edge >> (intid % 32)) & 1) != 0;
     }
 
     Access write(std::uint64_t addr, unsigned width, std::uint64_t value) {
@@ -257,6 +301,13 @@ public:
         if (b != nullptr) b->pending |= 1u << (intid % 32);
     }
 
+    // Forgets the model's active bit of an interrupt (the hypervisor put the
+    // guest's ISACTIVER write into the list register holding it instead).
+    void clear_active(unsigned vcpu, std::uint32_t intid) {
+        IrqBank* b = bank_mut(vcpu, intid);
+        if (b != nullptr) b->active &= ~(1u << (intid % 32));
+    }
+
 private:
     struct Redistributor {
         IrqBank bank;
@@ -302,8 +353,16 @@ private:
         return false;
     }
 
-    static std::uint32_t read_bits(const IrqBank& b, std::uint64_t block) {
-        return bit_field(const_cast<IrqBank&>(b), block);
+    static std::uint32_t read_bits(const IrqBank& b, std::uint64_t block, const LiveState& l,
+                                   unsigned bank) {
+        const std::uint32_t v = bit_field(const_cast<IrqBank&>(b), block);
+        switch (block) {
+            case gicd::ISPENDR:
+            case gicd::ICPENDR: return v | l.lr_pending[bank] | l.line[bank];
+            case gicd::ISACTIVER:
+            case gicd::ICACTIVER: return v | l.lr_active[bank];
+            default: return v;
+        }
     }
 
     // Applies a write to a one-bit-per-interrupt register; set/clear blocks
@@ -327,6 +386,9 @@ private:
             e.enable_changed = before ^ field;
         }
         if (block == gicd::ISPENDR) e.pending_set = field & ~before;
+        if (block == gicd::ICPENDR) e.pending_cleared = value;
+        if (block == gicd::ISACTIVER) e.active_set = value;
+        if (block == gicd::ICACTIVER) e.active_cleared = value;
         return e;
     }
 
@@ -367,19 +429,22 @@ private:
     }
 
     std::uint64_t typer() const {
-        // ITLinesNumber [4:0], CPUNumber [7:5], IDbits [23:19] = 9 (10 bits),
-        // No1N [25] (1 of N routing is not supported); SecurityExtn [10],
-        // LPIS [17] and MBIS [16] are 0.
-        return (kNumIntids / 32 - 1) | ((num_vcpus_ - 1u) & 7u) << 5 | 9u << 19 | 1u << 25;
+        // As QEMU 7.2's GICv3 on virt presents it (read from bare QEMU), less
+        // what this model lacks: ITLinesNumber [4:0] = 7, CPUNumber [7:5],
+        // IDbits [23:19] = 15 (16 bits), A3V [24] (Aff3 routable), No1N [25]
+        // (no 1 of N routing). LPIS [17] is 0 (QEMU's 1: its ITS; this model
+        // has no LPIs), SecurityExtn [10], MBIS [16], DVIS [18] are 0.
+        return (kNumIntids / 32 - 1) | ((num_vcpus_ - 1u) & 7u) << 5 | 15u << 19 | 1u << 24 |
+               1u << 25;
     }
 
-    std::uint64_t read_gicd(std::uint64_t off, unsigned width) const {
+    std::uint64_t read_gicd(std::uint64_t off, unsigned width, const LiveState& l) const {
         std::uint64_t block = 0;
         unsigned n = 0;
         if (is_bit_block(off, block, n) && width == 4) {
             // Register 0 covers the private INTIDs: RAZ/WI with affinity
             // routing (they live in the redistributors).
-            return n >= 1 && n < kNumBanks ? read_bits(spis_[n - 1], block) : 0;
+            return n >= 1 && n < kNumBanks ? read_bits(spis_[n - 1], block, l, n) : 0;
         }
         if (off >= gicd::IPRIORITYR && off < gicd::IPRIORITYR + kNumIntids &&
             (width == 1 || width == 4)) {
@@ -463,14 +528,15 @@ private:
         return e;
     }
 
-    std::uint64_t read_gicr(unsigned vcpu, std::uint64_t off, unsigned width) const {
+    std::uint64_t read_gicr(unsigned vcpu, std::uint64_t off, unsigned width,
+                            const LiveState& l) const {
         const Redistributor& r = redist_[vcpu];
         if (off >= kGicrSgiFrame) {
             const std::uint64_t s = off - kGicrSgiFrame;
             std::uint64_t block = 0;
             unsigned n = 0;
             if (is_bit_block(s, block, n) && width == 4)
-                return n == 0 ? read_bits(r.bank, block) : 0;
+                return n == 0 ? read_bits(r.bank, block, l, 0) : 0;
             if (s >= gicr::IPRIORITYR && s < gicr::IPRIORITYR + 32 && (width == 1 || width == 4)) {
                 return read_prio(r.bank, static_cast<unsigned>(s - gicr::IPRIORITYR), width);
             }
@@ -482,14 +548,18 @@ private:
         if (off == gicr::TYPER || off == gicr::TYPER + 4) {
             if (width != 4 && !(width == 8 && off == gicr::TYPER)) return 0;
             const std::uint64_t aff = affinity_[vcpu];
-            // Affinity_Value [63:32] = Aff3.Aff2.Aff1.Aff0.
+            // Affinity_Value [63:32] = Aff3.Aff2.Aff1.Aff0. CommonLPIAff
+            // [25:24] = 1 as QEMU presents it; PLPIS [0] = 0 (no LPIs, where
+            // QEMU has them).
             const std::uint64_t aff32 = (aff & 0xffffff) | ((aff >> 32 & 0xff) << 24);
-            const std::uint64_t typer = aff32 << 32 | static_cast<std::uint64_t>(vcpu) << 8 |
+            const std::uint64_t typer = aff32 << 32 | 1u << 24 |
+                                        static_cast<std::uint64_t>(vcpu) << 8 |
                                         (vcpu + 1 == num_vcpus_ ? gicr::kTyperLast : 0);
             return slice(typer, off, width);
         }
         if (width != 4) return 0;
         switch (off) {
+            case gicr::CTLR: return kGicrCtlr;
             case gicr::IIDR: return kIidr;
             case gicr::WAKER: return r.waker;
             case gicr::PIDR2: return kPidr2;
