@@ -17,7 +17,7 @@ return 0, writes are ignored) and classifies how the program ended:
   memory changed, a halted vCPU was not woken by its pending interrupt, or
   the host library raised.
 
-See docs/fuzzing.md.
+See docs/fuzzing.md (coverage-guided campaigns and Dask clusters too).
 
 """
 
@@ -73,7 +73,9 @@ from .a64 import (
     svc,
     sys,
 )
-from .campaign import FuzzConfig, Summary, run_campaign
+from .campaign import FuzzConfig, Summary, failure_signature, run_campaign
+from .corpus import GENERATION, Corpus, build_program, mutate, parse_ident
+from .coverage import CoverageMap, CoverageReport, coverage_firmware_path
 from .cli import main, parse_replay, replay, save_failure
 from .generator import (
     BODY,
@@ -175,6 +177,10 @@ __all__ = [
     "XZR",
     "YIELD",
     "ZERO_RANGES",
+    "GENERATION",
+    "Corpus",
+    "CoverageMap",
+    "CoverageReport",
     "FuzzConfig",
     "Outcome",
     "Program",
@@ -188,6 +194,9 @@ __all__ = [
     "b_cond",
     "branch",
     "brk",
+    "build_program",
+    "coverage_firmware_path",
+    "failure_signature",
     "cas",
     "epilogue_words",
     "fmov_d_xzr",
@@ -207,6 +216,8 @@ __all__ = [
     "mrs",
     "msr",
     "msr_pstate",
+    "mutate",
+    "parse_ident",
     "parse_replay",
     "prfm",
     "prologue_words",
