@@ -241,7 +241,8 @@ class CoverageReport:
               timeline: list[dict[str, Any]]) -> CoverageReport:  # fmt: skip
         table = cmap.lines
         files: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-        funcs: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+        funcs: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        homes: dict[str, str] = {}  # function -> the file its first point is in
         for point in sorted(cmap.points):
             addr = cmap.address(point)
             name, line = table.line_at(addr)
@@ -249,7 +250,9 @@ class CoverageReport:
             cell = files[name][line]
             cell[0] += 1
             cell[1] += hit
-            fcell = funcs[(table.function_at(addr), name)]
+            function = table.function_at(addr)
+            homes.setdefault(function, name)
+            fcell = funcs[function]  # inlined code counts for the function it is in
             fcell[0] += 1
             fcell[1] += hit
         return cls(
@@ -257,7 +260,7 @@ class CoverageReport:
             len(cmap.points),
             len(covered),
             {f: {ln: (c[0], c[1]) for ln, c in sorted(lines.items())} for f, lines in files.items()},
-            sorted(((fn, f, c[0], c[1]) for (fn, f), c in funcs.items()),
+            sorted(((fn, homes[fn], c[0], c[1]) for fn, c in funcs.items()),
                    key=lambda r: (r[1], r[0])),  # fmt: skip
             timeline,
         )
