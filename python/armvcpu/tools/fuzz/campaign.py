@@ -436,7 +436,7 @@ class _DaskEngine:
             idents[fut.key] = ident
             futures.append(fut)
         self.futures = futures
-        for fut in as_completed(futures):
+        for fut in as_completed(futures, loop=self.client.loop):
             ident = idents[fut.key]
             try:
                 payload, host = fut.result()
