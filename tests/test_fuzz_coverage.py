@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from armvcpu.assets import firmware_path
-from armvcpu.tools import fuzz
 from armvcpu.errors import ArmvcpuError
+from armvcpu.tools import fuzz
 from armvcpu.tools.fuzz.corpus import GENERATION, build_program, parse_ident
 from armvcpu.tools.fuzz.coverage import CoverageMap
 from elftools.elf.elffile import ELFFile

@@ -689,8 +689,11 @@ def _parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--coverage-report", metavar="DIR",
                       help="write the firmware's coverage by source line (HTML and text); "
                       "implies --coverage")  # fmt: skip
-    fuzz.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                      help="run on a Dask cluster (pip install 'armvcpu[cluster]')")
+    fuzz.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run on a Dask cluster (pip install 'armvcpu[cluster]')",
+    )
     return parser
 
 

@@ -74,9 +74,9 @@ from .a64 import (
     sys,
 )
 from .campaign import FuzzConfig, Summary, failure_signature, run_campaign
+from .cli import main, parse_replay, replay, save_failure
 from .corpus import GENERATION, Corpus, build_program, mutate, parse_ident
 from .coverage import CoverageMap, CoverageReport, coverage_firmware_path
-from .cli import main, parse_replay, replay, save_failure
 from .generator import (
     BODY,
     DONE_NR,
@@ -140,6 +140,7 @@ __all__ = [
     "ERET",
     "FAILURES",
     "FW_FATAL",
+    "GENERATION",
     "GUEST_RAM",
     "HARMLESS_WRITES",
     "HOST_ERROR",
@@ -177,7 +178,6 @@ __all__ = [
     "XZR",
     "YIELD",
     "ZERO_RANGES",
-    "GENERATION",
     "Corpus",
     "CoverageMap",
     "CoverageReport",
@@ -195,10 +195,10 @@ __all__ = [
     "branch",
     "brk",
     "build_program",
-    "coverage_firmware_path",
-    "failure_signature",
     "cas",
+    "coverage_firmware_path",
     "epilogue_words",
+    "failure_signature",
     "fmov_d_xzr",
     "generate",
     "hlt",

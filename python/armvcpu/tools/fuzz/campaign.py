@@ -132,7 +132,7 @@ class Summary:
             d["same_signature"] = n
             return d
 
-        report = {
+        report: dict[str, Any] = {
             "seed": self.config.seed,
             "programs": self.config.programs,
             "programs_run": self.done,
@@ -157,8 +157,11 @@ class Summary:
             "hosts": dict(self.hosts.most_common()),
         }
         if self.config.coverage:
-            report["coverage"] = {"points_covered": len(self.covered),
-                                  "corpus": self.corpus_size, "timeline": self.timeline}  # fmt: skip
+            report["coverage"] = {
+                "points_covered": len(self.covered),
+                "corpus": self.corpus_size,
+                "timeline": self.timeline,
+            }
         return report
 
 
@@ -341,7 +344,9 @@ _RUNNERS: list[Runner] = []
 _RUNNERS_LOCK = threading.Lock()
 
 
-def _dask_task(config: FuzzConfig, seed: int, lineage: tuple[int, ...]) -> tuple[dict[str, Any], str]:
+def _dask_task(
+    config: FuzzConfig, seed: int, lineage: tuple[int, ...]
+) -> tuple[dict[str, Any], str]:
     """One program on a Dask worker: (its outcome, the worker's address)."""
     from distributed import get_worker
 
@@ -408,7 +413,7 @@ def connect(address: str, timeout: float = 30.0) -> Any:
     except OSError as exc:
         raise ArmvcpuError(f"no Dask scheduler answered at {address}: {exc}") from exc
     try:
-        return Client(address, timeout=timeout, set_as_default=False)
+        return Client(address, timeout=timeout, set_as_default=False)  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError) as exc:
         raise ArmvcpuError(f"no Dask scheduler answered at {address}: {exc}") from exc
 
@@ -436,7 +441,7 @@ class _DaskEngine:
             idents[fut.key] = ident
             futures.append(fut)
         self.futures = futures
-        for fut in as_completed(futures, loop=self.client.loop):
+        for fut in as_completed(futures, loop=self.client.loop):  # type: ignore[no-untyped-call]
             ident = idents[fut.key]
             try:
                 payload, host = fut.result()

@@ -201,8 +201,12 @@ def _print_summary(out: Any, summary: Summary, table_cls: Any) -> None:
         steps = summary.timeline[:: max(1, len(summary.timeline) // 8)]
         if steps[-1] is not summary.timeline[-1]:
             steps.append(summary.timeline[-1])
-        out.print("coverage points over time: " + ", ".join(
-            f"{t['edges']} at {t['programs']} programs ({t['seconds']:.0f} s)" for t in steps))
+        out.print(
+            "coverage points over time: "
+            + ", ".join(
+                f"{t['edges']} at {t['programs']} programs ({t['seconds']:.0f} s)" for t in steps
+            )
+        )
     if summary.failures:
         distinct = summary.distinct_failures()
         failures = table_cls(title=f"hypervisor failures (findings): {len(summary.failures)} "

@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,7 @@ def _items(program: Program) -> list[tuple[str, tuple[int, ...]]]:
     starts = [i for i, _ in program.notes] or [0]
     notes = dict(program.notes)
     bounds = [*starts, len(program.body)]
-    return [(notes.get(a, "?"), program.body[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)
+    return [(notes.get(a, "?"), program.body[a:b]) for a, b in itertools.pairwise(bounds)
             if b > a]  # fmt: skip
 
 

@@ -259,25 +259,34 @@ class CoverageReport:
             title,
             len(cmap.points),
             len(covered),
-            {f: {ln: (c[0], c[1]) for ln, c in sorted(lines.items())} for f, lines in files.items()},
-            sorted(((fn, homes[fn], c[0], c[1]) for fn, c in funcs.items()),
-                   key=lambda r: (r[1], r[0])),  # fmt: skip
+            {
+                f: {ln: (c[0], c[1]) for ln, c in sorted(lines.items())}
+                for f, lines in files.items()
+            },
+            sorted(
+                ((fn, homes[fn], c[0], c[1]) for fn, c in funcs.items()), key=lambda r: (r[1], r[0])
+            ),
             timeline,
         )
 
     def _file_rows(self) -> list[tuple[str, int, int]]:
         rows = []
         for name, lines in sorted(self.files.items()):
-            rows.append((name, sum(t for t, _ in lines.values()), sum(c for _, c in lines.values())))
+            rows.append(
+                (name, sum(t for t, _ in lines.values()), sum(c for _, c in lines.values()))
+            )
         return rows
 
     def text(self) -> str:
         """A plain-text report: totals, then files and functions, then each
         source line with points, marked ``+`` covered, ``-`` not, ``~`` partly."""
         pct = 100.0 * self.covered / max(1, self.total)
-        out = [self.title, "=" * len(self.title),
-               f"{self.covered} of {self.total} coverage points (basic blocks) reached ({pct:.1f}%)",
-               ""]  # fmt: skip
+        out = [
+            self.title,
+            "=" * len(self.title),
+            f"{self.covered} of {self.total} coverage points (basic blocks) reached ({pct:.1f}%)",
+            "",
+        ]
         if self.timeline:
             out.append("points covered over time:")
             out += [f"  {t['seconds']:>8.1f} s  {t['programs']:>7} programs  {t['edges']:>6} points"

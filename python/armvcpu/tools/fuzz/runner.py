@@ -229,8 +229,12 @@ class Runner:
 
         self.close()
         for attempt in (1, 2):
-            hv = Hypervisor(transport="shm", timeout=self.timeout, memory_mb=GUEST_RAM_MB,
-                            firmware=self.coverage.path if self.coverage else None)
+            hv = Hypervisor(
+                transport="shm",
+                timeout=self.timeout,
+                memory_mb=GUEST_RAM_MB,
+                firmware=self.coverage.path if self.coverage else None,
+            )
             try:
                 hv.start()
                 if program.traps != (0, 0):
