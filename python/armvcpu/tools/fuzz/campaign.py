@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import multiprocessing
 import os
 import queue
@@ -279,7 +280,10 @@ class _LocalEngine:
         return None
 
     def run(self, specs: list[Spec]) -> Iterator[tuple[Outcome, str]]:
-        for spec in specs:
+        # A few programs per worker in the queue, topped up as they end: a
+        # queue holding a whole campaign would make stopping wait for it.
+        todo = iter(specs)
+        for spec in itertools.islice(todo, 2 * self.config.workers):
             self.tasks.put(spec)
         left = len(specs)
         while left:
@@ -289,6 +293,8 @@ class _LocalEngine:
                 got = self._reap()
             if got is not None:
                 left -= 1
+                for spec in itertools.islice(todo, 1):
+                    self.tasks.put(spec)
                 yield got
 
     def _reap(self) -> tuple[Outcome, str] | None:
@@ -317,6 +323,7 @@ class _LocalEngine:
         """Let the workers end (at once after an interrupt: SIGTERM makes each one
         unwind and close its QEMU), keeping the queue drained meanwhile."""
         procs = list(self.procs.values())
+        self.tasks.cancel_join_thread()  # never wait to flush programs nobody will run
         if interrupted:
             for p in procs:
                 if p.is_alive():

@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ... import _core
 from ...errors import (
@@ -35,8 +35,17 @@ from .generator import (
     Program,
 )
 
-if TYPE_CHECKING:
-    from .coverage import CoverageMap
+
+class CoverageSource(Protocol):
+    """What the runner needs of a coverage map (:class:`.coverage.CoverageMap`,
+    which imports this module): the image to run, and reading its map."""
+
+    path: Path
+
+    def clear(self, hv: Any) -> None: ...
+
+    def read(self, hv: Any) -> frozenset[int]: ...
+
 
 #: The guest RAM every program runs in (the generator's GUEST_RAM window).
 GUEST_RAM_MB = (GUEST_RAM[1] - GUEST_RAM[0]) >> 20
@@ -190,7 +199,7 @@ class Runner:
     def __init__(self, *, timeout: float = 0.5, budget: int = 200, reuse: bool = True,
                  max_per_session: int = 100,
                  on_exit: Callable[[Exit, str], None] | None = None,
-                 coverage: CoverageMap | None = None) -> None:  # fmt: skip
+                 coverage: CoverageSource | None = None) -> None:  # fmt: skip
         self.timeout = timeout
         self.budget = budget
         self.reuse = reuse
