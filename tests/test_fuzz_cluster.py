@@ -106,6 +106,20 @@ def test_a_cluster_campaign_has_the_local_outcome_table(local_summary, no_leaked
 
 
 @pytest.mark.timeout(600)
+def test_a_guided_campaign_on_the_cluster_picks_the_local_programs(no_leaked_qemu, cluster):
+    # Past the first generation, programs mutate the corpus: the same corpus,
+    # so the same programs and outcomes, whichever engine ran them.
+    config = dataclasses.replace(CONFIG, programs=fuzz.GENERATION + 8, coverage=True)
+    local = fuzz.run_campaign(config)
+    remote = fuzz.run_campaign(dataclasses.replace(config, scheduler=cluster.address))
+    assert local.done == remote.done == config.programs
+    assert sorted(local.ran_on) == sorted(remote.ran_on)
+    assert any("/" in ident for ident in remote.ran_on)  # mutated programs ran
+    assert remote.rows() == local.rows() and remote.corpus_size == local.corpus_size
+    assert len(remote.covered) > 0
+
+
+@pytest.mark.timeout(600)
 def test_a_killed_worker_loses_only_its_program_in_flight(local_summary, no_leaked_qemu, cluster):
     victim, survivor = sorted(cluster.workers)
     done = threading.Event()
