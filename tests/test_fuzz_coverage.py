@@ -75,7 +75,7 @@ def test_coverage_grows_with_a_fixed_seed_batch(tmp_path, no_leaked_qemu):
     assert seen[0] > 0
     assert seen == sorted(seen) and seen[-1] > seen[0]
     # One timeline row per generation, never going down.
-    edges = [t["edges"] for t in summary.timeline]
+    edges = [t["points"] for t in summary.timeline]
     assert len(edges) == 3 and edges == sorted(edges) and edges[0] > 0
     # The corpus on disk: each entry added points and replays from its ident.
     entries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]

@@ -420,9 +420,16 @@ def connect(address: str, timeout: float = 30.0) -> Any:
     except OSError as exc:
         raise ArmvcpuError(f"no Dask scheduler answered at {address}: {exc}") from exc
     try:
-        return Client(address, timeout=timeout, set_as_default=False)  # type: ignore[no-untyped-call]
+        client = Client(address, timeout=timeout, set_as_default=False)  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError) as exc:
         raise ArmvcpuError(f"no Dask scheduler answered at {address}: {exc}") from exc
+    try:  # a campaign on a cluster without workers would wait forever, silently
+        client.wait_for_workers(1, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        client.close()  # type: ignore[no-untyped-call]
+        raise ArmvcpuError(f"the Dask scheduler at {address} has no workers "
+                           f"(start some with: dask worker {address})") from exc  # fmt: skip
+    return client
 
 
 class _DaskEngine:
@@ -520,7 +527,7 @@ def run_campaign(
                 summary.corpus_size = len(corpus.entries)
                 summary.timeline.append({"seconds": round(time.monotonic() - t0, 2),
                                          "programs": summary.done,
-                                         "edges": len(summary.covered)})  # fmt: skip
+                                         "points": len(summary.covered)})  # fmt: skip
             first = last
     except KeyboardInterrupt:
         summary.interrupted = True

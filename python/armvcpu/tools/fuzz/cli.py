@@ -160,9 +160,9 @@ def main(args: Any) -> int:
     if args.json:
         report = summary.as_dict()
         report["saved"] = [str(p) for p in saved]
-        if report_files:
+        if cmap is not None and "coverage" in report:
+            report["coverage"]["points_total"] = len(cmap.points)
             report["coverage"]["report"] = [str(p) for p in report_files]
-            report["coverage"]["points_total"] = len(cmap.points) if cmap else 0
         print_json(report)
     else:
         out = Console(highlight=False)
@@ -204,7 +204,7 @@ def _print_summary(out: Any, summary: Summary, table_cls: Any) -> None:
         out.print(
             "coverage points over time: "
             + ", ".join(
-                f"{t['edges']} at {t['programs']} programs ({t['seconds']:.0f} s)" for t in steps
+                f"{t['points']} at {t['programs']} programs ({t['seconds']:.0f} s)" for t in steps
             )
         )
     if summary.failures:

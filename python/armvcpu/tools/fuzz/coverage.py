@@ -289,8 +289,9 @@ class CoverageReport:
         ]
         if self.timeline:
             out.append("points covered over time:")
-            out += [f"  {t['seconds']:>8.1f} s  {t['programs']:>7} programs  {t['edges']:>6} points"
-                    for t in self.timeline]  # fmt: skip
+            for t in self.timeline:
+                out.append(f"  {t['seconds']:>8.1f} s  {t['programs']:>7} programs  "
+                           f"{t['points']:>6} points")  # fmt: skip
             out.append("")
         out.append("by file:")
         for name, total, hit in self._file_rows():
@@ -326,7 +327,7 @@ class CoverageReport:
             parts.append("<h2>Points covered over time</h2><table><tr><th>seconds</th>"
                          "<th>programs</th><th>points</th></tr>")  # fmt: skip
             parts += [f"<tr><td>{t['seconds']:.1f}</td><td>{t['programs']}</td>"
-                      f"<td>{t['edges']}</td></tr>" for t in self.timeline]  # fmt: skip
+                      f"<td>{t['points']}</td></tr>" for t in self.timeline]  # fmt: skip
             parts.append("</table>")
         parts.append("<h2>Files</h2><table><tr><th>covered</th><th>points</th><th></th>"
                      "<th>file</th></tr>")  # fmt: skip
