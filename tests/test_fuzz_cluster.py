@@ -3,6 +3,7 @@ processes on this machine, each worker running its own QEMU sessions."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -46,9 +47,9 @@ def _wait_for(what: str, ready: Any, procs: list[subprocess.Popen[bytes]], log: 
         time.sleep(0.05)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """A scheduler and two single-threaded workers (no nanny: a killed worker stays dead)."""
+@contextlib.contextmanager
+def start_cluster(tmp_path: Path, workers: int) -> Iterator[Cluster]:
+    """A scheduler and single-threaded workers (no nanny: a killed worker stays dead)."""
     log = tmp_path / "cluster.log"
     sched_file = tmp_path / "scheduler.json"
     procs: list[subprocess.Popen[bytes]] = []
@@ -63,13 +64,17 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         _wait_for("the scheduler's address", lambda: sched_file.read_text().strip(), procs, log)
         address = json.loads(sched_file.read_text())["address"]
         with log.open("ab") as out:
-            for i in range(2):
+            for i in range(workers):
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "distributed.cli.dask_worker", address,
                      "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", f"w{i}"],
                     stdout=out, stderr=subprocess.STDOUT))  # fmt: skip
         client = distributed.Client(address, timeout=60, set_as_default=False)
-        _wait_for("two workers", lambda: len(client.scheduler_info()["workers"]) == 2, procs, log)
+
+        def joined() -> bool:
+            return len(client.scheduler_info()["workers"]) == workers
+
+        _wait_for(f"{workers} workers", joined, procs, log)
         pids = client.run(os.getpid)
         by_pid = {p.pid: p for p in procs[1:]}
         yield Cluster(address, client, procs[0], {a: by_pid[pid] for a, pid in pids.items()})
@@ -85,6 +90,12 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with start_cluster(tmp_path, 2) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +183,31 @@ def test_a_bad_scheduler_address_is_a_clear_error(no_leaked_qemu):
                              capture_output=True, text=True, timeout=120)  # fmt: skip
         assert out.returncode == 2, out.stderr
         assert message in out.stderr
+
+
+def test_a_scheduler_without_workers_is_a_clear_error(tmp_path, no_leaked_qemu):
+    from armvcpu.errors import ArmvcpuError
+    from armvcpu.tools.fuzz.campaign import connect
+
+    with start_cluster(tmp_path, 0) as empty, pytest.raises(ArmvcpuError, match="no workers"):
+        connect(empty.address, timeout=2.0)
+
+
+def test_failures_are_deduplicated_by_signature(tmp_path):
+    # Two programs killed QEMU the same way (only the numbers differ), one
+    # broke the protocol: two distinct failures, each kept once, with its
+    # lowest-index reproducer, whatever order they arrived in.
+    summary = fuzz.Summary(CONFIG)
+    for ident, kind, detail in (("7:9", fuzz.HV_DIED, "QEMU exited with signal 11 at 0x4000"),
+                                ("7:3", fuzz.HV_DIED, "QEMU exited with signal 6 at 0x4010"),
+                                ("7:5", fuzz.PROTOCOL, "bad packet")):  # fmt: skip
+        summary.add(fuzz.Outcome(ident, kind, detail))
+    distinct = summary.distinct_failures()
+    assert [(f.ident, n) for f, n in distinct] == [("7:3", 2), ("7:5", 1)]
+    report = summary.as_dict()
+    assert [f["ident"] for f in report["failures"]] == ["7:3", "7:5"]
+    assert report["failures_total"] == 3
+    saved = [fuzz.save_failure(tmp_path, f, 32) for f, _ in distinct]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fuzz-7-3.bin", "fuzz-7-3.json", "fuzz-7-5.bin", "fuzz-7-5.json"]  # fmt: skip
+    assert json.loads(saved[0].read_text())["replay"] == "armvcpu fuzz --replay 7:3 --length 32"
