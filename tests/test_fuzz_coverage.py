@@ -65,6 +65,22 @@ def test_a_program_reaches_the_exit_path(cmap, no_leaked_qemu):
     assert set(first.coverage) | set(second.coverage) <= cmap.points
 
 
+def test_hangs_are_told_apart_in_the_coverage_build(cmap, no_leaked_qemu):
+    # Where a hung CPU waits is told from samples of its PC; in the coverage
+    # build many land in the coverage callback, which every block calls.
+    cpu_off = [*fuzz.mov64(0, 0x8400_0002), fuzz.hvc(0)]
+    disable = fuzz.msr(next(r for r in fuzz.SYSREGS if r.name == "ICC_IGRPEN1_EL1"), 31)
+    suspend = [disable, *fuzz.mov64(0, 0xC400_0001), fuzz.hvc(0)]
+    with fuzz.Runner(timeout=2.0, reuse=False, coverage=cmap) as runner:
+        off = runner.run(fuzz.Program.from_words(cpu_off))
+        halted = runner.run(fuzz.Program.from_words(suspend))
+    assert (off.outcome, off.detail) == (
+        fuzz.TIMEOUT,
+        "vCPU off (PSCI CPU_OFF), its CPU waits in EL2",
+    )
+    assert halted.outcome == fuzz.TIMEOUT and halted.detail.startswith("vCPU halted in EL2")
+
+
 @pytest.mark.timeout(300)
 def test_coverage_grows_with_a_fixed_seed_batch(tmp_path, no_leaked_qemu):
     seen: list[int] = []
