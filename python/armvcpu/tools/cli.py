@@ -678,6 +678,18 @@ def _parser() -> argparse.ArgumentParser:
     add_json_option(fuzz, "the campaign summary")
     fuzz.add_argument("--save-failures", metavar="DIR", help="write each failure's program here")
     fuzz.add_argument("--replay", metavar="SEED:INDEX", help="rerun one program, verbosely")
+    fuzz.add_argument("--coverage", action="store_true",
+                      help="run the firmware's coverage build; keep and mutate programs that "
+                      "reach new code (coverage-guided)")  # fmt: skip
+    fuzz.add_argument("--corpus", metavar="DIR", help="write the guided campaign's corpus here")
+    fuzz.add_argument("--coverage-report", metavar="DIR",
+                      help="write the firmware's coverage by source line (HTML and text); "
+                      "implies --coverage")  # fmt: skip
+    fuzz.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run on a Dask cluster (pip install 'armvcpu[cluster]')",
+    )
     return parser
 
 

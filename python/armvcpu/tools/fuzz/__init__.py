@@ -17,7 +17,7 @@ return 0, writes are ignored) and classifies how the program ended:
   memory changed, a halted vCPU was not woken by its pending interrupt, or
   the host library raised.
 
-See docs/fuzzing.md.
+See docs/fuzzing.md (coverage-guided campaigns and Dask clusters too).
 
 """
 
@@ -73,8 +73,10 @@ from .a64 import (
     svc,
     sys,
 )
-from .campaign import FuzzConfig, Summary, run_campaign
+from .campaign import FuzzConfig, Summary, failure_signature, run_campaign
 from .cli import main, parse_replay, replay, save_failure
+from .corpus import GENERATION, Corpus, build_program, mutate, parse_ident
+from .coverage import CoverageMap, CoverageReport, coverage_firmware_path
 from .generator import (
     BODY,
     DONE_NR,
@@ -138,6 +140,7 @@ __all__ = [
     "ERET",
     "FAILURES",
     "FW_FATAL",
+    "GENERATION",
     "GUEST_RAM",
     "HARMLESS_WRITES",
     "HOST_ERROR",
@@ -175,6 +178,9 @@ __all__ = [
     "XZR",
     "YIELD",
     "ZERO_RANGES",
+    "Corpus",
+    "CoverageMap",
+    "CoverageReport",
     "FuzzConfig",
     "Outcome",
     "Program",
@@ -188,8 +194,11 @@ __all__ = [
     "b_cond",
     "branch",
     "brk",
+    "build_program",
     "cas",
+    "coverage_firmware_path",
     "epilogue_words",
+    "failure_signature",
     "fmov_d_xzr",
     "generate",
     "hlt",
@@ -207,6 +216,8 @@ __all__ = [
     "mrs",
     "msr",
     "msr_pstate",
+    "mutate",
+    "parse_ident",
     "parse_replay",
     "prfm",
     "prologue_words",

@@ -8,7 +8,8 @@ from typing import Any
 
 from ...exits import Exit
 from .campaign import FuzzConfig, Summary, run_campaign
-from .generator import ENTRY, generate
+from .corpus import build_program, parse_ident
+from .generator import ENTRY
 from .runner import FAILURES, Outcome, Runner
 
 # -- the command line ------------------------------------------------------------------------
@@ -28,14 +29,15 @@ def save_failure(directory: Path, outcome: Outcome, length: int) -> Path:
     import json
 
     directory.mkdir(parents=True, exist_ok=True)
-    seed, index = parse_replay(outcome.ident)
-    program = generate(seed, index, length)
-    stem = directory / f"fuzz-{seed}-{index}"
+    seed, lineage = parse_ident(outcome.ident)
+    program = build_program(seed, lineage, length)
+    stem = directory / f"fuzz-{seed}-{'-'.join(str(i) for i in lineage)}"
     stem.with_suffix(".bin").write_bytes(program.image)
     report = {
         "outcome": outcome.as_dict(),
         "replay": f"armvcpu fuzz --replay {outcome.ident} --length {length}",
-        "program": {"seed": seed, "index": index, "length": length, "flavor": program.flavor,
+        "program": {"seed": seed, "index": lineage[-1], "lineage": list(lineage),
+                    "length": length, "flavor": program.flavor,
                     "clean": program.clean, "traps": list(program.traps),
                     "load_address": ENTRY, "image": program.image.hex(),
                     "body": program.listing().splitlines()},
@@ -45,12 +47,14 @@ def save_failure(directory: Path, outcome: Outcome, length: int) -> Path:
     return path
 
 
-def replay(seed: int, index: int, length: int, timeout: float, budget: int) -> int:
-    """Run one program alone in a fresh session and show everything."""
+def replay(seed: int, index: int | tuple[int, ...], length: int, timeout: float,
+           budget: int) -> int:  # fmt: skip
+    """Run one program (an index, or a mutated program's lineage) alone in a
+    fresh session and show everything."""
     from rich.console import Console
 
     out = Console(highlight=False)
-    program = generate(seed, index, length)
+    program = build_program(seed, index if isinstance(index, tuple) else (index,), length)
     traps = "default" if program.traps == (0, 0) else (
         f"HCR_EL2 |= {program.traps[0]:#x}, MDCR_EL2 = {program.traps[1]:#x}")  # fmt: skip
     out.print(f"program {program.ident} (length {length}): flavor {program.flavor}, "
@@ -91,18 +95,28 @@ def main(args: Any) -> int:
     from ..jsonout import print_json
 
     if args.replay:
-        seed, index = parse_replay(args.replay)
-        return replay(seed, index, args.length, args.timeout, args.budget)
+        seed, lineage = parse_ident(args.replay)
+        return replay(seed, lineage, args.length, args.timeout, args.budget)
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 32)
     config = FuzzConfig(seed=seed, programs=args.programs, workers=args.workers,
                         length=args.length, timeout=args.timeout, budget=args.budget,
-                        reuse=not args.no_reuse)  # fmt: skip
+                        reuse=not args.no_reuse,
+                        coverage=bool(args.coverage or args.coverage_report or args.corpus),
+                        corpus=args.corpus, scheduler=args.scheduler)  # fmt: skip
+    cmap = None
+    if config.coverage:
+        from .coverage import CoverageMap
+
+        cmap = CoverageMap.load()  # a missing or wrong coverage build fails here, clearly
     err = Console(stderr=True)
     progress = Progress(TextColumn("[bold]fuzz seed {task.fields[seed]}"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[rate]} programs/s"),
-                        TextColumn("{task.fields[failures]}"), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=err, transient=True)  # fmt: skip
-    task = progress.add_task("fuzz", total=config.programs, seed=seed, rate="-", failures="")
+                        TextColumn("{task.fields[failures]}"), TextColumn("{task.fields[cov]}"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                        transient=True)  # fmt: skip
+    task = progress.add_task("fuzz", total=config.programs, seed=seed, rate="-", failures="",
+                             cov="")  # fmt: skip
+    where = f" on {config.scheduler}" if config.scheduler else ""
     t0 = time.monotonic()
     saved: list[Path] = []
 
@@ -116,13 +130,15 @@ def main(args: Any) -> int:
             summary.done in (1, config.programs) or now - last_line[0] > 30
         ):
             last_line[0] = now  # a log, not a live bar: the first program, then a line every 30 s
-            err.print(f"fuzz seed {seed}: {summary.done}/{config.programs} programs, "
-                      f"{rate:.1f}/s, {n} hypervisor failures", highlight=False)  # fmt: skip
+            cov = f", {len(summary.covered)} coverage points" if config.coverage else ""
+            err.print(f"fuzz seed {seed}{where}: {summary.done}/{config.programs} programs, "
+                      f"{rate:.1f}/s, {n} hypervisor failures{cov}", highlight=False)  # fmt: skip
         progress.update(
             task,
             completed=summary.done,
             rate=f"{rate:.1f}",
             failures=f"[red]{n} hypervisor failure{'s' * (n != 1)}" if n else "",
+            cov=f"{len(summary.covered)} points" if config.coverage else "",
         )
         if outcome.failure:
             progress.console.print(
@@ -130,19 +146,34 @@ def main(args: Any) -> int:
                 f"{outcome.outcome}: {outcome.detail}",
                 highlight=False,
             )
-            if args.save_failures:
-                saved.append(save_failure(Path(args.save_failures), outcome, config.length))
 
     with progress:
         summary = run_campaign(config, on_result)
+    if args.save_failures:  # one per signature: the reproducer with the lowest index
+        for outcome, _ in summary.distinct_failures():
+            saved.append(save_failure(Path(args.save_failures), outcome, config.length))
+    report_files: list[Path] = []
+    if args.coverage_report and cmap is not None:
+        cov_report = cmap.report(summary.covered, timeline=summary.timeline,
+                                 title=f"armvcpu fuzz seed {seed}: firmware coverage")  # fmt: skip
+        report_files = cov_report.write(Path(args.coverage_report))
     if args.json:
         report = summary.as_dict()
         report["saved"] = [str(p) for p in saved]
+        if cmap is not None and "coverage" in report:
+            report["coverage"]["points_total"] = len(cmap.points)
+            report["coverage"]["report"] = [str(p) for p in report_files]
         print_json(report)
     else:
-        _print_summary(Console(highlight=False), summary, Table)
+        out = Console(highlight=False)
+        _print_summary(out, summary, Table)
+        if cmap is not None:
+            out.print(f"firmware coverage: {len(summary.covered)} of {len(cmap.points)} points "
+                  f"(basic blocks) reached; corpus of {summary.corpus_size} programs")  # fmt: skip
         for path in saved:
             err.print(f"saved {path}")
+        for path in report_files:
+            err.print(f"coverage report: {path}")
     if summary.failures:
         return 1
     return 130 if summary.interrupted else 0
@@ -161,15 +192,29 @@ def _print_summary(out: Any, summary: Summary, table_cls: Any) -> None:
         table.add_row(outcome, detail, str(count), f"{count / max(1, summary.done):.1%}",
                       example, style=style)  # fmt: skip
     out.print(table)
+    where = (f"{len(summary.hosts)} Dask workers at {c.scheduler}" if c.scheduler
+             else f"{c.workers} workers")  # fmt: skip
     out.print(f"{summary.done} programs in {summary.wall_seconds:.1f} s "
-              f"({summary.programs_per_second:.1f} programs/s) on {c.workers} workers; "
+              f"({summary.programs_per_second:.1f} programs/s) on {where}; "
               f"{summary.fresh_sessions} fresh QEMU sessions, {summary.exits} exits")  # fmt: skip
+    if c.coverage and summary.timeline:
+        steps = summary.timeline[:: max(1, len(summary.timeline) // 8)]
+        if steps[-1] is not summary.timeline[-1]:
+            steps.append(summary.timeline[-1])
+        out.print(
+            "coverage points over time: "
+            + ", ".join(
+                f"{t['points']} at {t['programs']} programs ({t['seconds']:.0f} s)" for t in steps
+            )
+        )
     if summary.failures:
-        failures = table_cls(title="hypervisor failures (findings)")
-        for col in ("seed:index", "failure", "detail", "reproduce"):
+        distinct = summary.distinct_failures()
+        failures = table_cls(title=f"hypervisor failures (findings): {len(summary.failures)} "
+                             f"programs, {len(distinct)} distinct")  # fmt: skip
+        for col in ("seed:index", "failure", "detail", "programs", "reproduce"):
             failures.add_column(col)
-        for f in summary.failures:
-            failures.add_row(f.ident, f.outcome, f.detail,
+        for f, n in distinct:
+            failures.add_row(f.ident, f.outcome, f.detail, str(n),
                              f"armvcpu fuzz --replay {f.ident} --length {c.length}")  # fmt: skip
         out.print(failures)
     else:

@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ... import _core
 from ...errors import (
@@ -34,6 +34,21 @@ from .generator import (
     VECTORS,
     Program,
 )
+
+#: The coverage build's runtime entry (firmware/coverage.cpp).
+_COVERAGE_CALLBACK = "__sanitizer_cov_trace_pc"
+
+
+class CoverageSource(Protocol):
+    """What the runner needs of a coverage map (:class:`.coverage.CoverageMap`,
+    which imports this module): the image to run, and reading its map."""
+
+    path: Path
+
+    def clear(self, hv: Any) -> None: ...
+
+    def read(self, hv: Any) -> frozenset[int]: ...
+
 
 #: The guest RAM every program runs in (the generator's GUEST_RAM window).
 GUEST_RAM_MB = (GUEST_RAM[1] - GUEST_RAM[0]) >> 20
@@ -80,6 +95,8 @@ class Outcome:
     #: EL1 exceptions the program took inside its body and went on from, by EC.
     el1_skipped: dict[str, int] = field(default_factory=dict)
     log: str = ""  # for failures: what the firmware printed, the last exits, a traceback
+    #: With a coverage build: the firmware's coverage points the program reached.
+    coverage: tuple[int, ...] = ()
 
     @property
     def failure(self) -> bool:
@@ -184,12 +201,16 @@ class Runner:
 
     def __init__(self, *, timeout: float = 0.5, budget: int = 200, reuse: bool = True,
                  max_per_session: int = 100,
-                 on_exit: Callable[[Exit, str], None] | None = None) -> None:  # fmt: skip
+                 on_exit: Callable[[Exit, str], None] | None = None,
+                 coverage: CoverageSource | None = None) -> None:  # fmt: skip
         self.timeout = timeout
         self.budget = budget
         self.reuse = reuse
         self.max_per_session = max_per_session
         self.on_exit = on_exit
+        #: With a coverage map, sessions run its image (the coverage build) and
+        #: each Outcome carries the points its program reached.
+        self.coverage = coverage
         self.hv: Any = None
         self.sessions = 0
         self.reused_programs = 0
@@ -220,7 +241,12 @@ class Runner:
 
         self.close()
         for attempt in (1, 2):
-            hv = Hypervisor(transport="shm", timeout=self.timeout, memory_mb=GUEST_RAM_MB)
+            hv = Hypervisor(
+                transport="shm",
+                timeout=self.timeout,
+                memory_mb=GUEST_RAM_MB,
+                firmware=self.coverage.path if self.coverage else None,
+            )
             try:
                 hv.start()
                 if program.traps != (0, 0):
@@ -277,6 +303,7 @@ class Runner:
                 if fresh:
                     self._start(program)
                 else:
+                    self._coverage_begin()
                     self._reload(program)
                     self.reused_programs += 1
             except (ArmvcpuError, OSError) as exc:
@@ -305,6 +332,7 @@ class Runner:
             result.outcome, result.detail = HOST_ERROR, f"{type(exc).__name__}: {exc}"
             result.log = traceback.format_exc()
         result.seconds = time.monotonic() - t0
+        self._coverage_end(result)
         self._after(program, result, keep)
         return result
 
@@ -445,14 +473,21 @@ class Runner:
         EL2 answers itself is in EL2 much of the time, but not always."""
         try:
             gdb = self.hv.gdb
-            seen = []
-            for i in range(samples):
+            seen: list[tuple[int, int]] = []
+            for i in range(4 * samples):
+                if len(seen) == samples:
+                    break
                 if i:
                     gdb.cont()
                     time.sleep(0.01)
                     gdb.interrupt()
                     gdb.wait_stop(2.0)
-                seen.append(((gdb.read_register("cpsr") >> 2) & 3, gdb.read_register("pc")))
+                el, pc = (gdb.read_register("cpsr") >> 2) & 3, gdb.read_register("pc")
+                # The coverage build's callback runs from every block of
+                # EL2: a sample there says nothing of where the CPU waits.
+                if el == 2 and self._facts and self._facts.function_at(pc) == _COVERAGE_CALLBACK:
+                    continue
+                seen.append((el, pc))
         except (ArmvcpuError, OSError, TimeoutError):
             return "no exit in time", False
         guest = sorted({el for el, _ in seen if el < 2})
@@ -484,6 +519,16 @@ class Runner:
         if function == "wait_for_vcpu":
             return "off"
         return function
+
+    def _coverage_begin(self) -> None:
+        """Before a program in a kept session: forget what the last one reached
+        (a fresh session's map starts zeroed, and its start-up is the program's)."""
+        if self.coverage is not None and self.hv is not None and self.hv.ram is not None:
+            self.coverage.clear(self.hv)
+
+    def _coverage_end(self, result: Outcome) -> None:
+        if self.coverage is not None and self.hv is not None and self.hv.ram is not None:
+            result.coverage = tuple(sorted(self.coverage.read(self.hv)))
 
     def _after(self, program: Program, result: Outcome, keep: bool) -> None:
         """Check the hypervisor after the program; keep or close the session."""
