@@ -64,6 +64,10 @@ enum class HostAction : std::uint32_t {
     InjectDataAbort = 4,
     InjectInstructionAbort = 5,
     InjectUndef = 6,
+    // Put VM 1 back as its snapshot has it (snapshot.hpp) and enter the
+    // guest from there; the record's frame is not used. Without a snapshot
+    // the VM stops (SnapshotControl::error says why).
+    Restore = 7,
 };
 
 // Shared-memory protocol: the firmware fills the record, then stores seq
@@ -137,6 +141,9 @@ inline constexpr std::uint32_t kFeatureFlash = 1u << 5;
 // and the PL061 GPIO (0x0903_0000, SPI 7: the power button).
 inline constexpr std::uint32_t kFeatureFwCfg = 1u << 6;
 inline constexpr std::uint32_t kFeatureGpio = 1u << 7;
+// (VM 1's config) Snapshot the VM at its first guest entry, for
+// HostAction::Restore (snapshot.hpp). A high bit: it is no device.
+inline constexpr std::uint32_t kFeatureSnapshot = 1u << 16;
 
 // The exit log: what each physical CPU's exits were, including those the
 // firmware answers without the host (PSCI, WFI, SGIs, the emulated GIC and

@@ -34,6 +34,9 @@ class Firmware:
     # The hypercall claims table; None in images that predate it (there
     # every hypercall reaches the host).
     hypercall_claims: int | None = None
+    # VM snapshots (session/snapshot.py); None in images that predate them.
+    snapshot: int | None = None
+    snapshot_staging: int | None = None
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:
