@@ -17,6 +17,7 @@ from ...errors import (
     GdbProtocolError,
     GuestTimeout,
     QemuError,
+    SnapshotError,
     TargetConnectionError,
 )
 from ...exits import Exit, ExitKind
@@ -30,7 +31,6 @@ from .generator import (
     REPORT_HVC_INDEX,
     REPORT_NR,
     SMCCC_NOT_SUPPORTED,
-    SPSR_EL1H_MASKED,
     VECTORS,
     Program,
 )
@@ -172,18 +172,21 @@ def _demangle(name: str) -> str:
 class Runner:
     """Runs programs one after another, each under the firmware in QEMU.
 
-    A session (one QEMU) is reused for the next program when the last one
-    was clean (see :attr:`Program.clean`) and ended at an exit: the program
-    area is rewritten through the gdbstub (which, unlike a write to the
-    shared RAM, makes QEMU drop the code it translated from it) and that
-    exit is answered with the PC at the prologue. Anything else gets a fresh
-    QEMU.
+    A session (one QEMU) takes a snapshot of its VM at the first guest entry
+    (:class:`~armvcpu.session.snapshot.Snapshots`) and is reused for the next
+    program when the last one ended at an exit: that exit is answered by
+    restoring the snapshot (RAM pages the program wrote, registers, system
+    registers, GIC state), with the next program loaded into the program
+    area and its traps set by the firmware. A fresh QEMU is started only
+    when there is no exit to answer (a hang), after a hypervisor failure,
+    or when the snapshot could not be kept. ``reuse=False`` starts a fresh
+    QEMU for every program (what the reset is checked against).
 
     ``on_exit(exit, answer)`` sees every exit with a description of the answer.
     """
 
     def __init__(self, *, timeout: float = 0.5, budget: int = 200, reuse: bool = True,
-                 max_per_session: int = 100,
+                 max_per_session: int | None = None,
                  on_exit: Callable[[Exit, str], None] | None = None) -> None:  # fmt: skip
         self.timeout = timeout
         self.budget = budget
@@ -219,6 +222,7 @@ class Runner:
         from ...session.hypervisor import Hypervisor
 
         self.close()
+        self._written = 0
         for attempt in (1, 2):
             hv = Hypervisor(transport="shm", timeout=self.timeout, memory_mb=GUEST_RAM_MB)
             try:
@@ -226,6 +230,8 @@ class Runner:
                 if program.traps != (0, 0):
                     hv.set_traps(hcr_el2=program.traps[0], mdcr_el2=program.traps[1])
                 hv.load(Guest.from_binary(self._padded(program), ENTRY, name=program.ident))
+                if self.reuse:
+                    hv.snapshot.request()
             except (ArmvcpuError, OSError):
                 hv.close()
                 if attempt == 2:
@@ -241,44 +247,47 @@ class Runner:
             self._facts = _FirmwareFacts.load(hv.firmware.path)
 
     def _padded(self, program: Program) -> bytes:
+        """The program, padded over everything an earlier program of the
+        session wrote there (the snapshot's bytes are the first program's)."""
         image = program.image
         size = max(len(image), PROGRAM_AREA, self._written)
         self._written = size
         return image + bytes(size - len(image))
 
     def _reload(self, program: Program) -> None:
-        """Rewrite the program area and send the waiting vCPU to the prologue."""
+        """Answer the waiting exit by restoring the snapshot, with this
+        program in the program area and its traps."""
         hv, exit = self.hv, self._pending
         assert hv is not None and exit is not None
         self._pending = None
-        gdb = hv.gdb
-        gdb.interrupt()
-        stop = gdb.wait_stop(5.0)
-        if stop.running_ended:
-            raise QemuError(f"QEMU ended while the next program was loaded ({stop.raw})")
-        gdb.write_memory(hv.vms[1].ipa_to_pa(ENTRY), self._padded(program))
-        gdb.cont()
-        exit.resume(pc=ENTRY, spsr=SPSR_EL1H_MASKED, sp_el0=0)
+        traps = program.traps if program.traps != self._traps else None
+        hv.snapshot.restore(exit, load=(ENTRY, self._padded(program)), traps=traps)
+        self._traps = program.traps
 
-    def _can_reuse(self, program: Program) -> bool:
+    def _can_reuse(self) -> bool:
         return (self.reuse and self.hv is not None and self._pending is not None
-                and self._traps == program.traps
-                and self._in_session < self.max_per_session)  # fmt: skip
+                and (self.max_per_session is None or self._in_session < self.max_per_session)
+                and self.hv.snapshot.status().state == "taken")  # fmt: skip
 
     # -- one program --------------------------------------------------------------------
 
     def run(self, program: Program) -> Outcome:
         t0 = time.monotonic()
-        fresh = not self._can_reuse(program)
+        fresh = not self._can_reuse()
         result = Outcome(program.ident, "", flavor=program.flavor, fresh_session=fresh)
         keep = False
         try:
             try:
+                if not fresh:
+                    try:
+                        self._reload(program)
+                        self.reused_programs += 1
+                    except SnapshotError:
+                        # The firmware could not keep the snapshot (e.g. the last
+                        # program wrote more pages than it saves): a fresh session.
+                        fresh = result.fresh_session = True
                 if fresh:
                     self._start(program)
-                else:
-                    self._reload(program)
-                    self.reused_programs += 1
             except (ArmvcpuError, OSError) as exc:
                 raise _ProgramEnd(START_FAILED if fresh else PROTOCOL,
                                   f"{'starting' if fresh else 'reloading'} the session: {exc}",
@@ -322,7 +331,7 @@ class Runner:
                 if result.exits >= self.budget:
                     raise _ProgramEnd(BUDGET, f"{self.budget} exits", True)
                 if time.monotonic() > deadline:
-                    raise _ProgramEnd(TIMEOUT, "still making exits", False)
+                    raise _ProgramEnd(TIMEOUT, "still making exits", True)
                 if skip is not None:
                     pc, spsr, label = skip
                     result.el1_skipped[label] = result.el1_skipped.get(label, 0) + 1
@@ -504,5 +513,5 @@ class Runner:
                 recent = "\n".join(repr(e) for e in list(hv.recent_exits)[-8:])
                 result.log = (f"firmware log:\n{console.strip()}\n\nlast exits:\n{recent}\n"
                               + result.log)  # fmt: skip
-        if not (keep and program.clean and not result.failure and self.reuse):
+        if not (keep and not result.failure and self.reuse):
             self.close()
