@@ -13,7 +13,18 @@ import pytest
 from armvcpu import Guest, Hypervisor, SnapshotError
 from armvcpu.errors import ArmvcpuError
 from armvcpu.tools import fuzz
-from armvcpu.tools.fuzz import ENTRY, Program, Runner, add_imm, hvc, ldst_uimm, mov64, mrs, msr
+from armvcpu.tools.fuzz import (
+    ENTRY,
+    Program,
+    Runner,
+    add_imm,
+    branch,
+    hvc,
+    ldst_uimm,
+    mov64,
+    mrs,
+    msr,
+)
 
 REG = {r.name: r for r in fuzz.SYSREGS}
 #: Guest RAM no prologue zeroes and no program area covers.
@@ -162,3 +173,21 @@ def test_snapshot_bad_requests_are_clear_errors(no_leaked_qemu):
         pytest.raises(ArmvcpuError, match="one vCPU"),
     ):
         hv.snapshot.request()
+
+
+def test_a_guest_looping_without_exits_keeps_its_session(no_leaked_qemu):
+    # After the timeout the host sends the looping guest to an HVC, and the
+    # next program's restore answers that exit: no new QEMU.
+    loop = Program.from_words([branch(0)], name="loop")  # b .
+    seen = []
+
+    def record(exit, answer):
+        if exit.kind.name == "Hypercall" and exit.reason.nr < 0x100:
+            seen.append(int(exit.reason.nr))
+
+    with Runner(timeout=2.0, on_exit=record) as runner:
+        outs = [runner.run(p) for p in (loop, _counter_program(), loop, _counter_program())]
+    assert [o.outcome for o in outs] == [fuzz.TIMEOUT, fuzz.COMPLETED] * 2
+    assert outs[0].detail == "no exit in time, guest looping at EL1"
+    assert runner.sessions == 1
+    assert seen == [1, 1]

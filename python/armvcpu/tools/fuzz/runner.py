@@ -35,6 +35,9 @@ from .generator import (
     Program,
 )
 
+#: x0 of the hypercall a hung guest is sent to (Runner._recover), so that its
+#: session can go on with the next program.
+RECOVER_NR = 0xF0DE
 #: The guest RAM every program runs in (the generator's GUEST_RAM window).
 GUEST_RAM_MB = (GUEST_RAM[1] - GUEST_RAM[0]) >> 20
 
@@ -306,6 +309,7 @@ class Runner:
                 result.detail = "halted in EL2 with its virtual timer interrupt pending"
             else:
                 result.outcome, result.detail = TIMEOUT, detail
+                keep = self._recover()
         except QemuError as exc:
             result.outcome, result.detail = HV_DIED, str(exc).splitlines()[0]
         except (GdbProtocolError, TargetConnectionError) as exc:
@@ -474,6 +478,43 @@ class Runner:
         if places == {"off"}:
             return "vCPU off (PSCI CPU_OFF), its CPU waits in EL2", False
         return f"no exit in time, CPU in EL2 ({', '.join(sorted(places))})", False
+
+    def _recover(self) -> bool:
+        """After a hang, with the CPU stopped by the gdbstub: make the guest
+        leave an exit for the next program's restore to answer, instead of
+        a new QEMU. A guest looping at EL1 (AArch64) is sent to the vector
+        table's HVC with x0 = :data:`RECOVER_NR`; a CPU the host caught in
+        the firmware's hand-off has an exit waiting already. Anything else
+        is left to a fresh session: a vCPU halted or off in EL2, EL0,
+        AArch32, and a guest in a WFI nothing wakes (QEMU keeps the CPU
+        halted however its PC is changed, and the host has no interrupt
+        to send it)."""
+        hv = self.hv
+        if hv is None or not self.reuse or self._facts is None or hv.ram is None:
+            return False
+        try:
+            gdb = hv.gdb
+            cpsr, pc = gdb.read_register("cpsr"), gdb.read_register("pc")
+            el = (cpsr >> 2) & 3
+            if el == 1 and not cpsr & 0x10:
+                if GUEST_RAM[0] + 4 <= pc < GUEST_RAM[1]:
+                    before = pc - 4 - GUEST_RAM[0]  # QEMU halts past the WFI
+                    if int.from_bytes(hv.ram[before : before + 4], "little") == WFI:
+                        return False
+                gdb.write_register("x0", RECOVER_NR)
+                gdb.write_register("pc", VECTORS + 4 * REPORT_HVC_INDEX)
+            elif el != 2 or self._facts.function_at(pc) != "fw::report_exit":
+                return False
+            gdb.cont()
+            exits = hv.exits(timeout=self.timeout)
+            try:
+                exit = next(exits)
+            finally:
+                exits.close()
+        except (ArmvcpuError, OSError, TimeoutError, StopIteration):
+            return False
+        self._pending = exit
+        return True
 
     def _el2_place(self, pc: int) -> str:
         """The Halt wait ("halt": a short loop around a WFI in run_vcpu that
