@@ -25,7 +25,6 @@ from ..errors import ArmvcpuError, FirmwareError, SnapshotError
 
 if TYPE_CHECKING:
     from ..exits import Exit
-    from .hypervisor import Hypervisor
 
 _OFFSETS = _core.SnapshotControl.OFFSETS
 #: How many bytes a restore can load into guest RAM after it.
@@ -62,7 +61,9 @@ _STATES = {
 class Snapshots:
     """VM 1's snapshot in one session (``hv.snapshot``)."""
 
-    def __init__(self, hv: Hypervisor) -> None:
+    def __init__(self, hv: Any) -> None:
+        # The Hypervisor that owns it (not named in the type: hypervisor.py
+        # imports this module, and the package has no import cycles).
         self._hv = hv
 
     def _address(self) -> tuple[int, int]:
