@@ -18,12 +18,14 @@ from armvcpu.tools.fuzz import (
     Program,
     Runner,
     add_imm,
+    b_cond,
     branch,
     hvc,
     ldst_uimm,
     mov64,
     mrs,
     msr,
+    subs_imm,
 )
 
 REG = {r.name: r for r in fuzz.SYSREGS}
@@ -191,3 +193,34 @@ def test_a_guest_looping_without_exits_keeps_its_session(no_leaked_qemu):
     assert outs[0].detail == "no exit in time, guest looping at EL1"
     assert runner.sessions == 1
     assert seen == [1, 1]
+
+
+def test_a_program_that_writes_more_pages_than_the_firmware_saves_gets_a_fresh_session(
+    no_leaked_qemu,
+):
+    # 1100 pages of far RAM, one store each: more than the save area holds
+    # (page_capacity, 1024). The program still runs as without a snapshot;
+    # the next one cannot be restored into it and gets a new QEMU.
+    pages = 1100
+    many = Program.from_words(
+        [
+            *mov64(2, FAR_RAM),
+            *mov64(3, pages),
+            ldst_uimm(3, 0, 0, 2, 3),  # 1: str x3, [x2]
+            add_imm(2, 2, 0x800),
+            add_imm(2, 2, 0x800),  # next page
+            subs_imm(3, 3, 1),
+            b_cond(1, -16),  # b.ne 1b
+            hvc(0),
+        ],
+        name="many pages",
+    )
+    with Runner(timeout=10.0) as runner:
+        first = runner.run(many)
+        status = runner.hv.snapshot.status()
+        second = runner.run(_counter_program())
+    assert first.outcome == fuzz.COMPLETED
+    assert status.state == "failed" and "more pages" in status.error
+    assert status.page_capacity < pages
+    assert second.outcome == fuzz.COMPLETED and second.fresh_session
+    assert runner.sessions == 2
