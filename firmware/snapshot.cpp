@@ -47,9 +47,12 @@ constexpr std::uint64_t kS2apReadWrite = static_cast<std::uint64_t>(s2::Access::
 // Level-3 tables for the RAM's 2 MiB blocks, split for page-sized tracking.
 // Not in the stage-2 table pool: their permission bits change with every
 // program, while the pool's tables stay as the VM was set up.
-alignas(4096) std::uint64_t g_snapshot_l3_tables[kMaxBlocks][512];
+// Each is filled in full before stage 2 points at it (linker.ld: .noinit).
+[[gnu::section(".noinit.snapshot")]] alignas(4096) std::uint64_t
+    g_snapshot_l3_tables[kMaxBlocks][512];
 std::uint64_t* g_l3_of_block[kMaxBlocks];  // each 2 MiB of RAM's level-3 table
-alignas(4096) std::uint8_t g_page_pool[kPoolPages][kPage];
+// A slot is read only after a page was saved into it (linker.ld: .noinit).
+[[gnu::section(".noinit.snapshot")]] alignas(4096) std::uint8_t g_page_pool[kPoolPages][kPage];
 std::uint64_t g_pool_ipa[kPoolPages];  // the page whose first contents pool slot i has
 unsigned g_pool_used = 0;
 std::uint64_t g_saved[kMaxPages / 64];  // bit per RAM page: saved (and so writable)
