@@ -3,8 +3,8 @@
 The generator must be deterministic and encode what it says; each outcome
 class must be recognised from a handcrafted program; a small campaign on two
 workers must classify every program with no hypervisor failure; session
-reuse (the firmware's snapshot restore) must not change outcomes; and stopping a run must leave no QEMU and no
-/dev/shm file behind.
+reuse (the firmware's snapshot restore) must not change outcomes; and
+stopping a run must leave no QEMU and no /dev/shm file behind.
 """
 
 from __future__ import annotations
