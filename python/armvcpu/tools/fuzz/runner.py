@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import struct
 import time
 import traceback
 from collections.abc import Callable
@@ -132,22 +133,29 @@ class _FirmwareFacts:
     @classmethod
     def load(cls, path: Path) -> _FirmwareFacts:
         from elftools.elf.elffile import ELFFile
-        from elftools.elf.sections import SymbolTableSection
 
         with path.open("rb") as f:
-            symtab = ELFFile(f).get_section_by_name(".symtab")
-            if not isinstance(symtab, SymbolTableSection):
+            elf = ELFFile(f)
+            symtab, strtab = elf.get_section_by_name(".symtab"), elf.get_section_by_name(".strtab")
+            if symtab is None or strtab is None:
                 raise ArmvcpuError(f"{path} has no symbol table")
-            bounds = [symtab.get_symbol_by_name(n) for n in ("__image_start", "__bss_start")]
-            if not bounds[0] or not bounds[1]:
-                raise ArmvcpuError(f"{path} lacks __image_start/__bss_start")
-            protected = [(int(bounds[0][0]["st_value"]), int(bounds[1][0]["st_value"]))]
-            functions = []
-            for sym in symtab.iter_symbols():
-                if any(t in sym.name for t in ("g_table_pool", "g_l1", "g_l2_ram", "g_l3_guard")):
-                    protected.append((int(sym["st_value"]), int(sym["st_value"] + sym["st_size"])))
-                if sym["st_info"]["type"] == "STT_FUNC" and sym["st_size"]:
-                    functions.append((int(sym["st_value"]), int(sym["st_size"]), sym.name))
+            # Elf64_Sym entries read directly: pyelftools' per-symbol parsing
+            # takes about half a second for the image, at every worker's start.
+            names, raw = strtab.data(), symtab.data()
+        symbols = []
+        for st_name, st_info, _other, _shndx, value, size in struct.iter_unpack("<IBBHQQ", raw):
+            name = names[st_name : names.index(b"\0", st_name)].decode()
+            symbols.append((name, st_info & 0xF, value, size))
+        by_name = {name: value for name, _, value, _ in symbols}
+        if "__image_start" not in by_name or "__bss_start" not in by_name:
+            raise ArmvcpuError(f"{path} lacks __image_start/__bss_start")
+        protected = [(by_name["__image_start"], by_name["__bss_start"])]
+        functions = []
+        for name, kind, value, size in symbols:
+            if any(t in name for t in ("g_table_pool", "g_l1", "g_l2_ram", "g_l3_guard")):
+                protected.append((value, value + size))
+            if kind == 2 and size:  # STT_FUNC
+                functions.append((value, size, name))
         return cls(protected, sorted(functions))
 
     def function_at(self, pc: int) -> str:
