@@ -44,6 +44,11 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         if (run.vgic && !fw::gic::v2()) fw::publish_list_registers(cpu);
         if (run.step.armed()) fw::end_step(run);
         if (!fw::is_exit(result)) continue;
+        // A first write to a page a snapshot tracks: saved, then retried.
+        if (fw::snapshot::absorb_write_fault(run.vm, result.syndrome)) {
+            run.vcpu.context().set_exception_pc(result.exception_pc);
+            continue;
+        }
         fw::note_exit(run, result);
         fw::ExitLogScope log(cpu, run.vm, run.index, result);
         const armvcpu::ExitReason& reason = result.reason;

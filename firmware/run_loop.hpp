@@ -27,6 +27,7 @@
 #include "power.hpp"
 #include "sgi.hpp"
 #include "smmu.hpp"
+#include "snapshot.hpp"
 #include "sysreg.hpp"
 #include "uart.hpp"
 #include "vgic_glue.hpp"
@@ -136,6 +137,7 @@ struct VcpuRun {
     // The timer PPIs follow the guest's GIC from the first entry on.
     if (run.vgic) set_vgic_dirty(cpu);
     armvcpu_fast_path[cpu] = run.fast_path;
+    snapshot::take_if_asked(vm, run.vcpu, cpu);
     return run;
 }
 
@@ -381,6 +383,12 @@ armvcpu::HostAction ask_host(unsigned cpu, const Vm& vm, unsigned index,
         }
         case HostAction::InjectUndef: inject_undef(run, result, frame); break;
         case HostAction::Resume: break;
+        case HostAction::Restore:
+            // The snapshot's debug state wins over a pending step's.
+            if (run.step.armed()) end_step(run);
+            keep_running = snapshot::restore(run.vm, run.vcpu, run.cpu);
+            run.injected = false;
+            break;
     }
     // A halted vCPU resumes once someone has answered for it.
     if (keep_running && run.vcpu.state() == armvcpu::VCpuState::Blocked) run.vcpu.wake();

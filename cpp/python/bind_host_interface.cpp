@@ -8,6 +8,7 @@
 #include "armvcpu/pl011.hpp"
 #include "armvcpu/psci.hpp"
 #include "armvcpu/smmu.hpp"
+#include "armvcpu/snapshot.hpp"
 #include "armvcpu/trap_frame.hpp"
 #include "bindings.hpp"
 
@@ -30,7 +31,8 @@ void bind_host_interface(py::module_& m) {
         .value("Step", HostAction::Step)
         .value("InjectDataAbort", HostAction::InjectDataAbort)
         .value("InjectInstructionAbort", HostAction::InjectInstructionAbort)
-        .value("InjectUndef", HostAction::InjectUndef);
+        .value("InjectUndef", HostAction::InjectUndef)
+        .value("Restore", HostAction::Restore);
     m.attr("HYPERCALL_CLAIMS_MAGIC") = kHypercallClaimsMagic;
     m.attr("MAX_HYPERCALL_CLAIMS") = kMaxHypercallClaims;
     m.attr("HYPERCALL_CLAIMS_OFFSETS") =
@@ -164,6 +166,8 @@ to_bytes() after changing .action and .frame.
     optional_symbols["host_doorbell_store"] = kSymHostDoorbellStore;
     optional_symbols["hypercall_claims"] = kSymHypercallClaims;
     optional_symbols["dma_faults"] = smmu::kSymDmaFaults;
+    optional_symbols["snapshot"] = kSymSnapshot;
+    optional_symbols["snapshot_staging"] = kSymSnapshotStaging;
     m.attr("FIRMWARE_OPTIONAL_SYMBOLS") = optional_symbols;
     py::enum_<UartMode>(m, "UartMode", "How a VM's PL011 is provided.")
         .value("Host", UartMode::Host)

@@ -23,6 +23,7 @@ from .errors import (
     GuestTimeout,
     QemuError,
     SessionClosedError,
+    SnapshotError,
     TargetConnectionError,
     ToolNotFoundError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Registers",
     "Segment",
     "SessionClosedError",
+    "SnapshotError",
     "TargetConnectionError",
     "ToolNotFoundError",
     "Trace",

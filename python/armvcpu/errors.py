@@ -49,3 +49,8 @@ class GuestTimeout(ArmvcpuError):
 
 class SessionClosedError(ArmvcpuError):
     """The Hypervisor session has ended; start a new one."""
+
+
+class SnapshotError(ArmvcpuError):
+    """A VM snapshot cannot be restored: none was taken, or the firmware
+    could not keep it (its reason is in the message)."""

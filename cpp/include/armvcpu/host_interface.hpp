@@ -64,6 +64,10 @@ enum class HostAction : std::uint32_t {
     InjectDataAbort = 4,
     InjectInstructionAbort = 5,
     InjectUndef = 6,
+    // Put VM 1 back as its snapshot has it (snapshot.hpp) and enter the
+    // guest from there; the record's frame is not used. Without a snapshot
+    // the VM stops (SnapshotControl::error says why).
+    Restore = 7,
 };
 
 // Shared-memory protocol: the firmware fills the record, then stores seq
@@ -145,6 +149,9 @@ inline constexpr std::uint32_t kFeaturePcie = 1u << 8;
 // (VM 1's config, with kFeaturePcie) QEMU's SMMUv3 (-M virt,iommu=smmuv3)
 // confines PCIe DMA to the VM's RAM (smmu.hpp); a blocked DMA is an exit.
 inline constexpr std::uint32_t kFeatureSmmu = 1u << 9;
+// (VM 1's config) Snapshot the VM at its first guest entry, for
+// HostAction::Restore (snapshot.hpp). A high bit: it is no device.
+inline constexpr std::uint32_t kFeatureSnapshot = 1u << 16;
 
 // The exit log: what each physical CPU's exits were, including those the
 // firmware answers without the host (PSCI, WFI, SGIs, the emulated GIC and

@@ -36,6 +36,9 @@ class Firmware:
     hypercall_claims: int | None = None
     # The DMA-fault log (SMMU); None in images that predate it.
     dma_faults: int | None = None
+    # VM snapshots (session/snapshot.py); None in images that predate them.
+    snapshot: int | None = None
+    snapshot_staging: int | None = None
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:

@@ -43,6 +43,7 @@ from ..policy.rules import ClaimSpec, FastRules, HypercallClaims
 from .firmware import Firmware
 from .gdbstub import GdbRemote
 from .qemu import QemuConfig, QemuProcess
+from .snapshot import Snapshots
 from .transport import RECORD_SIZE, GdbTransport, HandoffMode, SharedMemoryTransport, Transport
 from .vm import VM
 
@@ -265,6 +266,8 @@ class Hypervisor:
         self.watchers: list[Callable[[], None]] = []
         self.boot_plan: BootPlan | None = None
         self.vgic = vgic
+        #: VM 1's snapshot: ``request()`` it before the first exit, ``restore()`` at an exit.
+        self.snapshot = Snapshots(self)
 
     # -- lifecycle ------------------------------------------------------------------
 

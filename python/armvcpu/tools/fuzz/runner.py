@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import struct
 import time
 import traceback
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from ...errors import (
     GdbProtocolError,
     GuestTimeout,
     QemuError,
+    SnapshotError,
     TargetConnectionError,
 )
 from ...exits import Exit, ExitKind
@@ -30,7 +32,6 @@ from .generator import (
     REPORT_HVC_INDEX,
     REPORT_NR,
     SMCCC_NOT_SUPPORTED,
-    SPSR_EL1H_MASKED,
     VECTORS,
     Program,
 )
@@ -50,6 +51,9 @@ class CoverageSource(Protocol):
     def read(self, hv: Any) -> frozenset[int]: ...
 
 
+#: x0 of the hypercall a hung guest is sent to (Runner._recover), so that its
+#: session can go on with the next program.
+RECOVER_NR = 0xF0DE
 #: The guest RAM every program runs in (the generator's GUEST_RAM window).
 GUEST_RAM_MB = (GUEST_RAM[1] - GUEST_RAM[0]) >> 20
 
@@ -146,22 +150,29 @@ class _FirmwareFacts:
     @classmethod
     def load(cls, path: Path) -> _FirmwareFacts:
         from elftools.elf.elffile import ELFFile
-        from elftools.elf.sections import SymbolTableSection
 
         with path.open("rb") as f:
-            symtab = ELFFile(f).get_section_by_name(".symtab")
-            if not isinstance(symtab, SymbolTableSection):
+            elf = ELFFile(f)
+            symtab, strtab = elf.get_section_by_name(".symtab"), elf.get_section_by_name(".strtab")
+            if symtab is None or strtab is None:
                 raise ArmvcpuError(f"{path} has no symbol table")
-            bounds = [symtab.get_symbol_by_name(n) for n in ("__image_start", "__bss_start")]
-            if not bounds[0] or not bounds[1]:
-                raise ArmvcpuError(f"{path} lacks __image_start/__bss_start")
-            protected = [(int(bounds[0][0]["st_value"]), int(bounds[1][0]["st_value"]))]
-            functions = []
-            for sym in symtab.iter_symbols():
-                if any(t in sym.name for t in ("g_table_pool", "g_l1", "g_l2_ram", "g_l3_guard")):
-                    protected.append((int(sym["st_value"]), int(sym["st_value"] + sym["st_size"])))
-                if sym["st_info"]["type"] == "STT_FUNC" and sym["st_size"]:
-                    functions.append((int(sym["st_value"]), int(sym["st_size"]), sym.name))
+            # Elf64_Sym entries read directly: pyelftools' per-symbol parsing
+            # takes about half a second for the image, at every worker's start.
+            names, raw = strtab.data(), symtab.data()
+        symbols = []
+        for st_name, st_info, _other, _shndx, value, size in struct.iter_unpack("<IBBHQQ", raw):
+            name = names[st_name : names.index(b"\0", st_name)].decode()
+            symbols.append((name, st_info & 0xF, value, size))
+        by_name = {name: value for name, _, value, _ in symbols}
+        if "__image_start" not in by_name or "__bss_start" not in by_name:
+            raise ArmvcpuError(f"{path} lacks __image_start/__bss_start")
+        protected = [(by_name["__image_start"], by_name["__bss_start"])]
+        functions = []
+        for name, kind, value, size in symbols:
+            if any(t in name for t in ("g_table_pool", "g_l1", "g_l2_ram", "g_l3_guard")):
+                protected.append((value, value + size))
+            if kind == 2 and size:  # STT_FUNC
+                functions.append((value, size, name))
         return cls(protected, sorted(functions))
 
     def function_at(self, pc: int) -> str:
@@ -189,18 +200,21 @@ def _demangle(name: str) -> str:
 class Runner:
     """Runs programs one after another, each under the firmware in QEMU.
 
-    A session (one QEMU) is reused for the next program when the last one
-    was clean (see :attr:`Program.clean`) and ended at an exit: the program
-    area is rewritten through the gdbstub (which, unlike a write to the
-    shared RAM, makes QEMU drop the code it translated from it) and that
-    exit is answered with the PC at the prologue. Anything else gets a fresh
-    QEMU.
+    A session (one QEMU) takes a snapshot of its VM at the first guest entry
+    (:class:`~armvcpu.session.snapshot.Snapshots`) and is reused for the next
+    program when the last one ended at an exit: that exit is answered by
+    restoring the snapshot (RAM pages the program wrote, registers, system
+    registers, GIC state), with the next program loaded into the program
+    area and its traps set by the firmware. A fresh QEMU is started only
+    when there is no exit to answer (a hang), after a hypervisor failure,
+    or when the snapshot could not be kept. ``reuse=False`` starts a fresh
+    QEMU for every program (what the reset is checked against).
 
     ``on_exit(exit, answer)`` sees every exit with a description of the answer.
     """
 
     def __init__(self, *, timeout: float = 0.5, budget: int = 200, reuse: bool = True,
-                 max_per_session: int = 100,
+                 max_per_session: int | None = None,
                  on_exit: Callable[[Exit, str], None] | None = None,
                  coverage: CoverageSource | None = None) -> None:  # fmt: skip
         self.timeout = timeout
@@ -240,6 +254,7 @@ class Runner:
         from ...session.hypervisor import Hypervisor
 
         self.close()
+        self._written = 0
         for attempt in (1, 2):
             hv = Hypervisor(
                 transport="shm",
@@ -252,6 +267,8 @@ class Runner:
                 if program.traps != (0, 0):
                     hv.set_traps(hcr_el2=program.traps[0], mdcr_el2=program.traps[1])
                 hv.load(Guest.from_binary(self._padded(program), ENTRY, name=program.ident))
+                if self.reuse:
+                    hv.snapshot.request()
             except (ArmvcpuError, OSError):
                 hv.close()
                 if attempt == 2:
@@ -267,45 +284,49 @@ class Runner:
             self._facts = _FirmwareFacts.load(hv.firmware.path)
 
     def _padded(self, program: Program) -> bytes:
+        """The program, padded over everything an earlier program of the
+        session wrote there (the snapshot's bytes are the first program's)."""
         image = program.image
         size = max(len(image), PROGRAM_AREA, self._written)
         self._written = size
         return image + bytes(size - len(image))
 
     def _reload(self, program: Program) -> None:
-        """Rewrite the program area and send the waiting vCPU to the prologue."""
+        """Answer the waiting exit by restoring the snapshot, with this
+        program in the program area and its traps."""
         hv, exit = self.hv, self._pending
         assert hv is not None and exit is not None
         self._pending = None
-        gdb = hv.gdb
-        gdb.interrupt()
-        stop = gdb.wait_stop(5.0)
-        if stop.running_ended:
-            raise QemuError(f"QEMU ended while the next program was loaded ({stop.raw})")
-        gdb.write_memory(hv.vms[1].ipa_to_pa(ENTRY), self._padded(program))
-        gdb.cont()
-        exit.resume(pc=ENTRY, spsr=SPSR_EL1H_MASKED, sp_el0=0)
+        traps = program.traps if program.traps != self._traps else None
+        hv.snapshot.restore(exit, load=(ENTRY, self._padded(program)), traps=traps)
+        self._traps = program.traps
 
-    def _can_reuse(self, program: Program) -> bool:
+    def _can_reuse(self) -> bool:
         return (self.reuse and self.hv is not None and self._pending is not None
-                and self._traps == program.traps
-                and self._in_session < self.max_per_session)  # fmt: skip
+                and (self.max_per_session is None or self._in_session < self.max_per_session)
+                and self.hv.snapshot.status().state == "taken")  # fmt: skip
 
     # -- one program --------------------------------------------------------------------
 
     def run(self, program: Program) -> Outcome:
         t0 = time.monotonic()
-        fresh = not self._can_reuse(program)
+        fresh = not self._can_reuse()
         result = Outcome(program.ident, "", flavor=program.flavor, fresh_session=fresh)
         keep = False
         try:
             try:
+                if not fresh:
+                    try:
+                        # Cleared before the restore: the guest runs on from it.
+                        self._coverage_begin()
+                        self._reload(program)
+                        self.reused_programs += 1
+                    except SnapshotError:
+                        # The firmware could not keep the snapshot (e.g. the last
+                        # program wrote more pages than it saves): a fresh session.
+                        fresh = result.fresh_session = True
                 if fresh:
                     self._start(program)
-                else:
-                    self._coverage_begin()
-                    self._reload(program)
-                    self.reused_programs += 1
             except (ArmvcpuError, OSError) as exc:
                 raise _ProgramEnd(START_FAILED if fresh else PROTOCOL,
                                   f"{'starting' if fresh else 'reloading'} the session: {exc}",
@@ -324,6 +345,7 @@ class Runner:
                 result.detail = "halted in EL2 with its virtual timer interrupt pending"
             else:
                 result.outcome, result.detail = TIMEOUT, detail
+                keep = self._recover()
         except QemuError as exc:
             result.outcome, result.detail = HV_DIED, str(exc).splitlines()[0]
         except (GdbProtocolError, TargetConnectionError) as exc:
@@ -350,7 +372,7 @@ class Runner:
                 if result.exits >= self.budget:
                     raise _ProgramEnd(BUDGET, f"{self.budget} exits", True)
                 if time.monotonic() > deadline:
-                    raise _ProgramEnd(TIMEOUT, "still making exits", False)
+                    raise _ProgramEnd(TIMEOUT, "still making exits", True)
                 if skip is not None:
                     pc, spsr, label = skip
                     result.el1_skipped[label] = result.el1_skipped.get(label, 0) + 1
@@ -501,6 +523,43 @@ class Runner:
             return "vCPU off (PSCI CPU_OFF), its CPU waits in EL2", False
         return f"no exit in time, CPU in EL2 ({', '.join(sorted(places))})", False
 
+    def _recover(self) -> bool:
+        """After a hang, with the CPU stopped by the gdbstub: make the guest
+        leave an exit for the next program's restore to answer, instead of
+        a new QEMU. A guest looping at EL1 (AArch64) is sent to the vector
+        table's HVC with x0 = :data:`RECOVER_NR`; a CPU the host caught in
+        the firmware's hand-off has an exit waiting already. Anything else
+        is left to a fresh session: a vCPU halted or off in EL2, EL0,
+        AArch32, and a guest in a WFI nothing wakes (QEMU keeps the CPU
+        halted however its PC is changed, and the host has no interrupt
+        to send it)."""
+        hv = self.hv
+        if hv is None or not self.reuse or self._facts is None or hv.ram is None:
+            return False
+        try:
+            gdb = hv.gdb
+            cpsr, pc = gdb.read_register("cpsr"), gdb.read_register("pc")
+            el = (cpsr >> 2) & 3
+            if el == 1 and not cpsr & 0x10:
+                if GUEST_RAM[0] + 4 <= pc < GUEST_RAM[1]:
+                    before = pc - 4 - GUEST_RAM[0]  # QEMU halts past the WFI
+                    if int.from_bytes(hv.ram[before : before + 4], "little") == WFI:
+                        return False
+                gdb.write_register("x0", RECOVER_NR)
+                gdb.write_register("pc", VECTORS + 4 * REPORT_HVC_INDEX)
+            elif el != 2 or self._facts.function_at(pc) != "fw::report_exit":
+                return False
+            gdb.cont()
+            exits = hv.exits(timeout=self.timeout)
+            try:
+                exit = next(exits)
+            finally:
+                exits.close()
+        except (ArmvcpuError, OSError, TimeoutError, StopIteration):
+            return False
+        self._pending = exit
+        return True
+
     def _el2_place(self, pc: int) -> str:
         """The Halt wait ("halt": a short loop around a WFI in run_vcpu that
         calls fw::gic::pending()), CPU_OFF's wait ("off"), or the function."""
@@ -549,5 +608,5 @@ class Runner:
                 recent = "\n".join(repr(e) for e in list(hv.recent_exits)[-8:])
                 result.log = (f"firmware log:\n{console.strip()}\n\nlast exits:\n{recent}\n"
                               + result.log)  # fmt: skip
-        if not (keep and program.clean and not result.failure and self.reuse):
+        if not (keep and not result.failure and self.reuse):
             self.close()
