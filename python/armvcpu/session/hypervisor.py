@@ -387,6 +387,9 @@ class Hypervisor:
         if self.gdb is not None:
             if self.remote is not None and not self._finished:
                 with contextlib.suppress(ArmvcpuError, OSError):
+                    transport = self.transport
+                    if isinstance(transport, GdbTransport) and not transport.running:
+                        transport.release(self.firmware.host_attached)
                     self.gdb.detach()  # leave a remote target running
             self.gdb.close()
         if self.qemu is not None:

@@ -88,6 +88,8 @@ class Handoff(gdb.Breakpoint):
                 state["first"] = now
             state["n"] += 1
             state["last"] = now
+        # The answer is complete: the hand-off waits for ack == seq.
+        gdb.execute("set var armvcpu_exit_records[0].ack = armvcpu_exit_records[0].seq")
         return False
 
 gdb.execute("set var armvcpu_guest_config[0].x0 = COUNT")
