@@ -270,25 +270,36 @@ class SharedMemoryTransport:
         self.offset = records - ram_base
         self.vcpus = vcpus
         self.last_seqs = [0] * vcpus
-        self._seq_offsets = [self.offset + i * RECORD_SIZE + OFFSETS["seq"] for i in range(vcpus)]
+        #: Where each slot's record is in the mapping.
+        self.record_offsets = [self.offset + i * RECORD_SIZE for i in range(vcpus)]
+        self._seq_offsets = [base + OFFSETS["seq"] for base in self.record_offsets]
 
     def attach_value(self) -> int:
         return int(_core.HostTransport.SharedMemory)
 
     def wait_record(self, timeout: float) -> tuple[int, bytes] | None:
+        slot = self.wait_slot(timeout)
+        if slot is None:
+            return None
+        base = self.record_offsets[slot]
+        return slot, bytes(self.ram[base : base + RECORD_SIZE])
+
+    def wait_slot(self, timeout: float) -> int | None:
+        """The slot (physical CPU) of the next exit record, which stays in the
+        mapping at ``record_offsets[slot]`` until answered; None when none came
+        within timeout."""
         if self.vcpus == 1:
             seq = _core.mailbox_wait(self.ram, self._seq_offsets[0], self.last_seqs[0], timeout)
             if seq == self.last_seqs[0]:
                 return None
             self.last_seqs[0] = seq
-            return 0, bytes(self.ram[self.offset : self.offset + RECORD_SIZE])
+            return 0
         found = _core.mailbox_wait_any(self.ram, self._seq_offsets, self.last_seqs, timeout)
         if found is None:
             return None
         index, seq = found
         self.last_seqs[index] = seq
-        base = self.offset + index * RECORD_SIZE
-        return int(index), bytes(self.ram[base : base + RECORD_SIZE])
+        return int(index)
 
     def answer(self, slot: int, record: Any, frame_changed: bool) -> None:
         base = self.offset + slot * RECORD_SIZE
