@@ -9,6 +9,15 @@
 //    the store is done (QEMU does too), so the host moves the PC past it;
 //    a target that stops after the store needs no PC change.
 //
+// Either way the CPU then waits here until the host has answered: the host
+// writes ack = seq with the answer (as the shared-memory host does). With
+// several CPUs a stop reply names one of them, and QEMU reports only the last
+// CPU that stopped; a CPU whose watchpoint stop went unreported stores the
+// doorbell when it runs again and stops after the store, and if that stop
+// goes unreported too it would run on with no answer. Waiting for the ack
+// keeps it here (still on this page) until the host, which looks at every
+// record at every stop, has answered it.
+//
 // The watchpoint is the fast way with QEMU's TCG: a stop at a breakpoint
 // throws away every translated block (gdb_vm_state_change calls tb_flush), a
 // watchpoint stop does not. With nobody attached this is a call that stores
@@ -18,6 +27,8 @@
 // translation block on a page that holds a breakpoint. The doorbell sits
 // alone on its own page of data, outside .bss (the boot code's clear must not
 // hit the watchpoint): every access to a watched page takes QEMU's slow path.
+
+#include "asm_offsets.h"
 
     .cfi_sections .debug_frame
 
@@ -32,7 +43,14 @@ armvcpu_host_handoff:
     .global armvcpu_host_doorbell_store
 armvcpu_host_doorbell_store:
     str     x0, [x1, :lo12:armvcpu_host_doorbell]   // the host's write watchpoint
-    ret
+    ldr     x2, [x0, #EXIT_RECORD_SEQ]
+    add     x4, x0, #EXIT_RECORD_ACK
+1:  ldar    x3, [x4]                    // the answer is complete once ack == seq
+    cmp     x3, x2
+    b.eq    2f
+    yield
+    b       1b
+2:  ret
     .cfi_endproc
     .size armvcpu_host_handoff, . - armvcpu_host_handoff
     .balign 4096

@@ -110,10 +110,12 @@ HostAction report_exit(unsigned slot, unsigned vm_id, unsigned vcpu_id, armvcpu:
 
     switch (transport()) {
         case HostTransport::Gdb:
-            record.seq = seq;
-            // The call is a compiler barrier: the record (seq included) is
-            // written before the host sees it and read again after the host
-            // has changed it.
+            // seq last, with release ordering: the host reads every CPU's
+            // record at every stop, so a CPU stopped before it reaches the
+            // hand-off must show either its old seq or a complete record. The
+            // hand-off returns once the host has stored ack = seq; the call is
+            // a compiler barrier, so the record is read again after that.
+            armvcpu::mailbox::store_release(&record.seq, seq);
             armvcpu_host_handoff(&record);
             break;
         case HostTransport::SharedMemory:

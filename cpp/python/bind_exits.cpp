@@ -26,7 +26,9 @@ py::tuple args_tuple(const std::uint64_t (&args)[6]) {
     return t;
 }
 
-py::object variant_of(const ExitReason& r) {
+}  // namespace
+
+py::object exit_variant(const ExitReason& r) {
     switch (r.kind) {
 #define ARMVCPU_X(Name, member) \
     case ExitKind::Name: return py::cast(r.member);
@@ -36,8 +38,6 @@ py::object variant_of(const ExitReason& r) {
     throw py::value_error("exit record holds an unknown exit kind " +
                           std::to_string(static_cast<std::uint32_t>(r.kind)));
 }
-
-}  // namespace
 
 void bind_exits(py::module_& m) {
     auto kind = py::enum_<ExitKind>(m, "ExitKind",
@@ -185,9 +185,9 @@ void bind_exits(py::module_& m) {
 
     py::class_<ExitReason>(m, "ExitReason", "A tagged exit reason; .value is the variant object.")
         .def_readonly("kind", &ExitReason::kind)
-        .def_property_readonly("value", &variant_of)
+        .def_property_readonly("value", &exit_variant)
         .def("__repr__",
-             [](const ExitReason& r) { return py::repr(variant_of(r)).cast<std::string>(); });
+             [](const ExitReason& r) { return py::repr(exit_variant(r)).cast<std::string>(); });
 
     m.attr("ACCESS_READ") = exit::kAccessRead;
     m.attr("ACCESS_WRITE") = exit::kAccessWrite;

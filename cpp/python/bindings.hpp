@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string>
 
+#include "armvcpu/exit_reason.hpp"
+
 namespace armvcpu::py_bind {
 
 namespace py = pybind11;
@@ -39,6 +41,9 @@ py::bytes to_bytes(const T& value) {
     return py::bytes(reinterpret_cast<const char*>(&value), sizeof(T));
 }
 
+// The variant object (_core.Hypercall, ...) an exit reason holds.
+py::object exit_variant(const ExitReason& reason);
+
 void bind_syndrome(py::module_& m);
 void bind_sysregs(py::module_& m);
 void bind_trap_frame(py::module_& m);
@@ -52,5 +57,6 @@ void bind_fast_rules(py::module_& m);
 void bind_fdt(py::module_& m);
 void bind_rsp(py::module_& m);
 void bind_snapshot(py::module_& m);
+void bind_exit_view(py::module_& m);
 
 }  // namespace armvcpu::py_bind

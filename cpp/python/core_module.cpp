@@ -13,6 +13,7 @@ PYBIND11_MODULE(_core, m) {
     b::bind_psci(m);  // before bind_exits: classify_sync's signature names VmPowerState
     b::bind_exits(m);
     b::bind_host_interface(m);
+    b::bind_exit_view(m);  // after the record, frame and syndrome types it returns
     b::bind_vcpu(m);
     b::bind_stage2(m);
     b::bind_mailbox(m);

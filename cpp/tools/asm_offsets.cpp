@@ -23,6 +23,8 @@ void armvcpu_asm_offsets() {
     ARMVCPU_OFFSET(TRAP_FRAME_SPSR, offsetof(TrapFrame, spsr));
     ARMVCPU_OFFSET(TRAP_FRAME_SIZE, sizeof(TrapFrame));
     ARMVCPU_OFFSET(EXIT_RECORD_SIZE, sizeof(ExitRecord));
+    ARMVCPU_OFFSET(EXIT_RECORD_SEQ, offsetof(ExitRecord, seq));
+    ARMVCPU_OFFSET(EXIT_RECORD_ACK, offsetof(ExitRecord, ack));
     // The EL2 fast path answers these calls exactly as the core's
     // classify_psci() does, from the same constants.
     ARMVCPU_OFFSET(ESR_EC_HVC64, static_cast<unsigned>(armvcpu::ExceptionClass::Hvc64));

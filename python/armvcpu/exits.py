@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-import time
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import _core
 from .errors import ArmvcpuError
@@ -90,7 +87,7 @@ class Registers:
         return f"Registers(pc={self.pc:#x}, x0={self.x0:#x}, x1={self.x1:#x}, ...)"
 
 
-class Exit:
+class Exit(_core.ExitView):
     """One VM exit, as the firmware reported it.
 
     ``reason`` is the decoded variant (``_core.Hypercall``, ``_core.SystemDown``,
@@ -101,108 +98,81 @@ class Exit:
     Addresses: ``pc`` is the instruction that made the exit (for HVC and SVC
     the call itself, one instruction before ELR_EL2), ``return_address`` is
     where the guest resumes, ``elr`` is ELR_EL2 as the exception left it.
+
+    The object is a view kept by the C++ core (``_core.ExitView``): the
+    record is copied into it once when the exit arrives, its fields are read
+    from that copy and its reason decoded on first use, and an answer goes
+    straight back into the shared record. Made by the session from the
+    shared mapping, or from a record: ``Exit(record, resolver, raw=None)``
+    (``resolver(exit, frame_changed)`` takes the answer; ``raw``, the bytes as
+    delivered, defaults to the record's).
+
+    Fields: ``seq``, ``vm_id``, ``vcpu_id``, ``kind``, ``slot`` (the exit
+    record, i.e. physical CPU, it came through), ``esr`` (ESR_EL2 decoded:
+    ``.exception_class``, ``.il``, ``.iss``, ``.imm16``), ``syndrome``,
+    ``raw`` (the record's bytes as delivered), ``record`` (a copy of the
+    record as answered so far), ``resolved``, ``delivered_ns`` and
+    ``answered_ns`` (``time.perf_counter_ns()`` clock).
+
+    ``resume(x0=None, **regs)`` lets the guest continue, optionally with
+    registers changed: ``exit.resume(x0=5)`` returns 5 from a hypercall;
+    ``exit.resume()`` continues with the registers as they are (including
+    edits made to ``exit.frame`` / ``exit.regs``). For emulated instructions
+    (MMIO, MSR/MRS, WFx, SMC) the return address is already past the
+    instruction. An exit that says the VM is down (``SystemDown``: the guest
+    powered off or reset; ``FailEntry``: it could not be entered) has no
+    next instruction to go on at: ``resume()`` ends the VM as the firmware's
+    default does, so a loop that resumes every exit ends when the guest
+    powers off. Only an answer that sets the PC (``resume(pc=entry)``, or
+    ``exit.regs.pc`` edited) restarts the guest there, as a host that
+    emulates a reset would.
+
+    ``resume_default()`` lets the firmware answer as it would with no host
+    attached: what QEMU's ``virt`` machine does without a hypervisor. A
+    hypercall returns SMCCC NOT_SUPPORTED (-1 in x0); an access to an address
+    with neither RAM nor a device (MMIO, a stage-2 fault) becomes a
+    synchronous external abort taken to the guest's EL1 (see
+    :meth:`inject_abort`), except an instruction fetch at the very vector the
+    previous injected exception sent this vCPU to (a guest without vectors;
+    ``ACCESS_AT_INJECTED_VECTOR`` in its access flags), which stops the VM
+    there rather than abort again for ever; halts and interrupts resume;
+    every other exit nobody emulated (system registers, guest exceptions,
+    ...) stops the VM (see ``_core.default_stops_vm``). An exit the loop
+    moves past without an answer gets this.
+
+    ``inject_undef()`` answers with an Undefined Instruction exception taken
+    to the guest's EL1 at the exit's instruction (ESR_EL1 EC 0x00 "Unknown
+    reason", ELR_EL1 = ``exit.pc``), as the machine does for an instruction
+    it does not implement. ``stop()`` stops the VM at this exit.
     """
 
-    __slots__ = (
-        "_frame", "_injector", "_reader", "_resolver", "answered_ns", "delivered_ns", "raw",
-        "record", "resolved", "slot", "vm",
-    )  # fmt: skip
+    __slots__ = ()
 
-    def __init__(self, record: Any, resolver: Callable[[Exit, bool], None],
-                 raw: bytes | None = None) -> None:  # fmt: skip
-        self.record = record
-        self.slot = 0  # which exit record (physical CPU) it came through
-        # The record's bytes as the firmware wrote them (record itself carries
-        # the answer once the exit is answered).
-        self.raw = raw if raw is not None else record.to_bytes()
-        self.delivered_ns = time.perf_counter_ns()  # when the host got it
-        self.answered_ns = 0
-        self._injector: Callable[[int, int], None] | None = None
-        self._reader: Callable[[int, int], bytes] | None = None  # guest memory, by IPA
-        self._frame: Any = None  # the editable copy, made on first use
-        self._resolver = resolver
-        self.resolved = False
-        #: The VM that made the exit (an :class:`armvcpu.session.vm.VM`, set by
-        #: the session; None for an exit made from a record alone).
-        self.vm: Any = None
+    if TYPE_CHECKING:  # resume() is the core's (a vectorcall method, untyped in the stubs)
+
+        def resume(self, x0: int | None = None, **regs: int) -> None: ...  # type: ignore[override]
 
     @property
-    def frame(self) -> Any:
-        """The guest's registers (a copy: edits reach the guest on resume())."""
-        if self._frame is None:
-            self._frame = copy.copy(self.record.frame)
-        return self._frame
-
-    @frame.setter
-    def frame(self, value: Any) -> None:
-        self._frame = value
-
-    def _frame_changed(self) -> bool:
-        return self._frame is not None and self._frame != self.record.frame
-
-    @property
-    def seq(self) -> int:
-        return int(self.record.seq)
-
-    @property
-    def vm_id(self) -> int:
-        return int(self.record.vm_id)
-
-    @property
-    def vcpu_id(self) -> int:
-        return int(self.record.vcpu_id)
-
-    @property
-    def kind(self) -> Any:
-        return self.record.reason.kind
-
-    @property
-    def reason(self) -> Any:
-        return self.record.reason.value
-
-    @property
-    def esr(self) -> Any:
-        """ESR_EL2 decoded (``.exception_class``, ``.il``, ``.iss``, ``.imm16``)."""
-        return _core.Esr(self.record.esr)
-
-    @property
-    def syndrome(self) -> Any:
-        return self.record.syndrome
+    def vm(self) -> Any:
+        """The VM that made the exit (an :class:`armvcpu.session.vm.VM`; None
+        for an exit made from a record alone)."""
+        session = self.session
+        return None if session is None else session._vms.get(self.vm_id)
 
     @property
     def regs(self) -> Registers:
         return Registers(self.frame)
 
     @property
-    def pc(self) -> int:
-        """The address of the instruction that made the exit, for every
-        exception class: the HVC or SVC itself (ELR_EL2 points past it), the
-        trapped, faulting or BRK instruction (ELR_EL2). For an interrupt, the
-        instruction that had not run yet. Decided by the core
-        (``ExitRecord.instruction_address``)."""
-        return int(self.record.instruction_address)
-
-    @property
-    def return_address(self) -> int:
-        """Where the guest resumes: the frame's ELR, past an instruction the
-        core emulated, and with the host's edits (``exit.regs.pc = ...``)."""
-        return int(self.frame.elr)
-
-    @property
-    def elr(self) -> int:
-        """ELR_EL2 as the exception left it (the preferred exception return
-        address: past the call for HVC/SVC, the instruction itself otherwise)."""
-        return int(self.record.elr)
-
-    @property
     def instruction(self) -> str:
         """The instruction at :attr:`pc`, disassembled (capstone), e.g.
         ``"hvc #0"`` or ``"ldrb w2, [x1]"``. Needs the VM's memory to be
         readable (the session open)."""
-        if self._reader is None:
+        vm = self.vm
+        if vm is None:
             raise RuntimeError("this exit is not attached to a running VM")
         try:
-            word = self._reader(self.pc, 4)
+            word = vm.read(self.pc, 4)
         except ArmvcpuError as exc:
             return f"<unreadable: {exc}>"
         return disassemble(word, self.pc)
@@ -215,42 +185,6 @@ class Exit:
         before.elr = original.elr
         reason, _ = _core.classify_sync(before, original.syndrome)
         return reason
-
-    def resume(self, x0: int | None = None, **regs: int) -> None:
-        """Let the guest continue, optionally with registers changed.
-
-        ``exit.resume(x0=5)`` returns 5 from a hypercall; ``exit.resume()``
-        continues with the registers as they are (including edits made to
-        ``exit.frame`` / ``exit.regs``). For emulated instructions (MMIO,
-        MSR/MRS, WFx, SMC) the return address is already past the instruction.
-
-        An exit that says the VM is down (``SystemDown``: the guest powered
-        off or reset; ``FailEntry``: it could not be entered) has no next
-        instruction to go on at: ``resume()`` ends the VM as the firmware's
-        default does, so a loop that resumes every exit ends when the guest
-        powers off. Only an answer that sets the PC (``resume(pc=entry)``,
-        or ``exit.regs.pc`` edited) restarts the guest there, as a host that
-        emulates a reset would.
-        """
-        self._check_open()
-        if x0 is not None:
-            regs = {"x0": x0, **regs}
-        if regs:
-            # Edit a fresh copy (of the user's edits, or of the record's frame).
-            edited = copy.copy(self._frame if self._frame is not None else self.record.frame)
-            view = Registers(edited)
-            for name, value in regs.items():  # all or nothing: a bad name changes none
-                view[name] = value
-            self._frame = edited
-        if self.kind in _VM_IS_DOWN and self.return_address == int(self.record.frame.elr):
-            self._frame = None  # the edits die with the VM
-            self.resume_default()
-            return
-        changed = self._frame_changed()
-        if changed:
-            self.record.frame = self._frame
-        self.record.action = _core.HostAction.Resume
-        self._answer(frame_changed=changed)
 
     def complete_read(self, value: int) -> None:
         """Answer an MMIO read: ``value`` goes into Rt as the load would put it
@@ -275,26 +209,6 @@ class Exit:
         else:
             self.resume(**{f"x{self.reason.reg}": value})
 
-    def resume_default(self) -> None:
-        """Let the firmware answer as it would with no host attached: what QEMU's
-        ``virt`` machine does without a hypervisor.
-
-        A hypercall returns SMCCC NOT_SUPPORTED (-1 in x0); an access to an
-        address with neither RAM nor a device (MMIO, a stage-2 fault) becomes
-        a synchronous external abort taken to the guest's EL1 (see
-        :meth:`inject_abort`), except an instruction fetch at the very
-        vector the previous injected exception sent this vCPU to (a guest
-        without vectors; ``ACCESS_AT_INJECTED_VECTOR`` in its access flags),
-        which stops the VM there rather than abort again for ever; halts and
-        interrupts resume; every other exit nobody emulated (system
-        registers, guest exceptions, ...) stops the VM (see
-        ``_core.default_stops_vm``). An exit the loop moves past without an
-        answer gets this.
-        """
-        self._check_open()
-        self.record.action = _core.HostAction.Default
-        self._answer(frame_changed=False)
-
     def inject_abort(self, kind: Literal["data", "instruction"] | None = None,
                      address: int | None = None) -> None:  # fmt: skip
         """Answer with a synchronous external abort taken to the guest's EL1, as
@@ -316,43 +230,16 @@ class Exit:
                 self.reason.access_flags & _core.ACCESS_EXECUTE
             )
             kind = "instruction" if fetch else "data"
-        if address is not None:
-            if not 0 <= address < 1 << 64:
-                raise ValueError(f"address {address:#x} is not a 64-bit virtual address")
-            self.record.far = address
-        self.record.action = (
-            _core.HostAction.InjectInstructionAbort
-            if kind == "instruction"
-            else _core.HostAction.InjectDataAbort
-        )
-        self._answer(frame_changed=False)
-
-    def inject_undef(self) -> None:
-        """Answer with an Undefined Instruction exception taken to the guest's
-        EL1 at the exit's instruction (ESR_EL1 EC 0x00 "Unknown reason",
-        ELR_EL1 = ``exit.pc``), as the machine does for an instruction it
-        does not implement."""
-        self._check_open()
-        self.record.action = _core.HostAction.InjectUndef
-        self._answer(frame_changed=False)
+        if address is not None and not 0 <= address < 1 << 64:
+            raise ValueError(f"address {address:#x} is not a 64-bit virtual address")
+        self._answer_abort(kind == "instruction", address)
 
     def step(self, **regs: int) -> None:
         """Resume for exactly one guest instruction (optionally with registers
         changed), then exit again: the next exit is a ``GuestException`` with
         EC 0x32 (software step) and its PC after that instruction. The guest's
         own debug state is restored after the step."""
-        self._check_open()
-        if regs:
-            edited = copy.copy(self._frame if self._frame is not None else self.record.frame)
-            view = Registers(edited)
-            for name, value in regs.items():
-                view[name] = value
-            self._frame = edited
-        changed = self._frame_changed()
-        if changed:
-            self.record.frame = self._frame
-        self.record.action = _core.HostAction.Step
-        self._answer(frame_changed=changed)
+        self._answer_step(**regs)
 
     def inject_interrupt(self, intid: int) -> None:
         """Make virtual interrupt ``intid`` pending for this vCPU: the firmware
@@ -361,25 +248,11 @@ class Exit:
         its CPU interface and unmasked IRQs."""
         if not 0 <= intid < 1020:
             raise ValueError(f"INTID {intid} is not an SGI, PPI or SPI (0..1019)")
-        if self._injector is None:
+        session = self.session
+        if session is None:
             raise RuntimeError("this exit is not attached to a running VM")
         self._check_open()
-        self._injector(self.slot, intid)
-
-    def stop(self) -> None:
-        """Stop the VM at this exit."""
-        self._check_open()
-        self.record.action = _core.HostAction.Stop
-        self._answer(frame_changed=False)
-
-    def _check_open(self) -> None:
-        if self.resolved:
-            raise RuntimeError(f"exit #{self.seq} was already answered")
-
-    def _answer(self, *, frame_changed: bool) -> None:
-        self.resolved = True
-        self.answered_ns = time.perf_counter_ns()
-        self._resolver(self, frame_changed)
+        session._inject(self.slot, intid)
 
     def __repr__(self) -> str:
         return (
@@ -387,10 +260,6 @@ class Exit:
             f"pc={self.pc:#x}>"
         )
 
-
-# Exits after which the guest has no next instruction to resume at (their
-# default, per _core.default_stops_vm, ends the VM).
-_VM_IS_DOWN = frozenset({ExitKind.SystemDown, ExitKind.FailEntry})
 
 _DISASSEMBLER: Any = None
 

@@ -418,6 +418,9 @@ class Hypervisor:
         if self.gdb is not None:
             if self.remote is not None and not self._finished:
                 with contextlib.suppress(ArmvcpuError, OSError):
+                    transport = self.transport
+                    if isinstance(transport, GdbTransport) and not transport.running:
+                        transport.release(self.firmware.host_attached)
                     self.gdb.detach()  # leave a remote target running
             self.gdb.close()
         if self.qemu is not None:
@@ -961,24 +964,35 @@ class Hypervisor:
         if not self._started and self.transport_name == "shm":
             self._require_gdb().cont()  # the CPU runs freely from here; exits come through RAM
         self._started = True
+        transport = self.transport
+        # The shared-memory fast path: wait one slice for the next record and
+        # make the Exit straight from the mapping (one copy, in C++); the
+        # general path (timeouts, progress, QEMU's end) when none comes.
+        shm = transport if isinstance(transport, SharedMemoryTransport) else None
+        ram = self.ram
+        answer = self._answer
+        recent = self.recent_exits
+        exit: Exit
         while not self._finished:
-            try:
-                found = self._next_record(gdb, wait)
-            except TargetConnectionError as exc:
-                raise self._qemu_error_for(exc) from exc
-            if found is None:
-                return
-            slot, raw = found
-            record = _core.ExitRecord.from_bytes(raw)
-            exit = Exit(record, self._answer, raw)
-            exit.slot = slot
-            exit._injector = self._inject
-            vm = self._vms.get(exit.vm_id)
-            exit.vm = vm
-            if vm is not None:
-                exit._reader = vm.read
+            slot = None
+            if shm is not None and not self._end_expected:
+                slot = shm.wait_slot(_POLL_SLICE)
+            if slot is None:
+                try:
+                    found = self._next_record(gdb, wait)
+                except TargetConnectionError as exc:
+                    raise self._qemu_error_for(exc) from exc
+                if found is None:
+                    return
+                slot, raw = found
+            if shm is not None:
+                assert ram is not None
+                exit = Exit(ram, shm.record_offsets[slot], slot, answer, self)
+            else:
+                exit = Exit(_core.ExitRecord.from_bytes(raw), answer, raw, self)
+                exit.slot = slot
             self.last_exit = exit
-            self.recent_exits.append(exit)
+            recent.append(exit)
             self.exit_count += 1
             yield exit
             if not exit.resolved:

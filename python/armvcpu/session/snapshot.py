@@ -168,5 +168,4 @@ class Snapshots:
         if traps is not None:
             hv.guest_config.hcr_el2_set, hv.guest_config.mdcr_el2 = hcr, mdcr
         exit._check_open()
-        exit.record.action = _core.HostAction.Restore
-        exit._answer(frame_changed=False)
+        exit._answer_with(_core.HostAction.Restore)

@@ -23,6 +23,7 @@ from .gdbstub import GdbRemote
 RECORD_SIZE: int = _core.ExitRecord.SIZE
 OFFSETS: dict[str, int] = dict(_core.ExitRecord.OFFSETS)
 _SEQ = OFFSETS["seq"]
+_ACK = OFFSETS["ack"]
 
 
 class Transport(Protocol):
@@ -62,9 +63,19 @@ class GdbTransport:
     * ``"breakpoint"``: a breakpoint on the hand-off's NOP, which the host
       steps over by moving the PC. Any target that has breakpoints.
 
-    ``"auto"`` (the default) takes the watchpoint when the target has one CPU,
-    the firmware has the doorbell and the target accepts the watchpoint, else
-    the breakpoint.
+    ``"auto"`` (the default) takes the watchpoint when the firmware has the
+    doorbell and the target accepts the watchpoint, else the breakpoint.
+
+    Several CPUs: a stop reply names one CPU, but others may have stopped at
+    the same moment, and QEMU reports only the last (its gdbstub keeps one
+    stop CPU). A CPU whose watchpoint stop went unreported is let through
+    the store when it runs again and stops after it, and if that stop goes
+    unreported too it would run on past the hand-off. So the hand-off waits
+    until the host acknowledges the record (``ack = seq``, as with shared
+    memory), and at every stop the host looks at every CPU's record: each
+    one with a new ``seq`` is an exit, whether or not the stop reply named
+    its CPU. A stop with nothing new (a CPU coming back to an exit already
+    answered) is passed over.
     """
 
     name = "gdb"
@@ -83,34 +94,31 @@ class GdbTransport:
         self.mode: str = "breakpoint"  # the hand-off in use, once prepare() has run
         self.running = False
         self.last_seqs = [0] * vcpus
+        #: Stops that brought no new record (a CPU back at an exit already
+        #: answered, after its own stop went unreported), passed over.
+        self.spurious_stops = 0
+        #: Exits found in a record whose CPU the stop reply did not name.
+        self.unreported_exits = 0
         self._raws: list[bytes] = [b""] * vcpus  # each slot's record as last read
+        self._pending: list[tuple[int, bytes]] = []  # found at this stop, not yet delivered
         self._thread: str | None = None  # the gdb thread (CPU) the registers go to
-        # Where the stopped CPU must go on (None: where it stands); for the
-        # watchpoint, learnt at its first stop.
-        self._resume_pc: int | None = handoff + 4
+        self._stop_pc = handoff  # where the hand-off stops a CPU (NOP or doorbell store)
+        self._resume_pc: int | None = None  # where the stopped CPU must go on; None: stay
         self._pc_write: bytes | None = None  # the P packet that puts it there
-        self._calibrated = True
+        self._move_pc = False  # the P packet goes out before the next continue
 
     @property
     def resume_pc(self) -> int | None:
-        """Where the host puts a stopped CPU's PC before it continues (past the
-        breakpoint's NOP or the doorbell store); None when it stays put."""
+        """Where the host put the last stopped CPU's PC before it continued
+        (past the breakpoint's NOP or the doorbell store); None when it stayed
+        put (a target that stops after the watched store)."""
         return self._resume_pc
 
     def attach_value(self) -> int:
         return int(_core.HostTransport.Gdb)
 
     def prepare(self) -> None:
-        """Set the hand-off's watchpoint or breakpoint (the CPU is stopped).
-
-        ``"auto"`` takes the watchpoint only with one CPU: with two VMs making
-        exits at once on two CPUs, one exit was seen to go unreported under the
-        watchpoint (a race not yet understood), never under the breakpoint.
-        """
-        if self.requested_mode == "auto" and len(self.last_seqs) > 1:
-            self.gdb.insert_breakpoint(self.handoff)
-            self.mode = "breakpoint"
-            return
+        """Set the hand-off's watchpoint or breakpoint (the CPU is stopped)."""
         if self.requested_mode != "breakpoint":
             if self.doorbell is None or self.doorbell_store is None:
                 if self.requested_mode == "watchpoint":
@@ -119,7 +127,7 @@ class GdbTransport:
                     )
             elif self.gdb.insert_watchpoint(self.doorbell, 8):
                 self.mode = "watchpoint"
-                self._calibrated = False
+                self._stop_pc = self.doorbell_store
                 return
             elif self.requested_mode == "watchpoint":
                 raise GdbProtocolError(
@@ -128,6 +136,7 @@ class GdbTransport:
                 )
         self.gdb.insert_breakpoint(self.handoff)
         self.mode = "breakpoint"
+        self._stop_pc = self.handoff
 
     def _slot_of(self, thread: str | None) -> int:
         """QEMU numbers gdb threads by CPU, from 1 (``thread:02`` is CPU 1)."""
@@ -138,87 +147,116 @@ class GdbTransport:
             raise GdbProtocolError(f"stop reply names thread {thread}, not one of our CPUs")
         return slot
 
+    def _in_handoff(self, pc: int) -> bool:
+        """The hand-off has its 4 KiB page to itself (firmware/handoff.S)."""
+        return pc >> 12 == self.handoff >> 12
+
     def wait_record(self, timeout: float) -> tuple[int, bytes] | None:
-        """Continue the CPUs (if stopped) and wait for one to stop at the hand-off.
-
-        The hand-off's watchpoint or breakpoint is the only one set, so a stop
-        is an exit of the CPU the stop reply names; that CPU's record must
-        carry a new seq.
-        """
+        """The next exit record: one found at the last stop and not delivered
+        yet (the CPUs stay stopped), or continue the CPUs and wait for a stop
+        that brings one."""
+        if self._pending:
+            return self._pending.pop(0)
         gdb = self.gdb
-        if not self.running:
-            gdb.cont()
-            self.running = True
-        try:
-            # Its '+' goes out with the record's read, at once.
-            stop = gdb.wait_stop(timeout, ack_now=False)
-        except TimeoutError:
-            return None
-        self.running = False
-        if stop.running_ended:
-            raise TargetConnectionError(f"the target exited ({stop.raw})")
-        slot = self._slot_of(stop.thread)
-        self._thread = stop.thread
-        base = self.records + slot * RECORD_SIZE
-        raw = gdb.read_memory(base, RECORD_SIZE) if self._calibrated else self._calibrate(base)
-        seq = int.from_bytes(raw[_SEQ : _SEQ + 8], "little")
-        if seq <= self.last_seqs[slot]:
-            pc = gdb.read_register("pc")
-            raise GdbProtocolError(
-                f"target stopped at {pc:#x} without a new exit record (seq {seq}); "
-                f"the hand-off is at {self.handoff:#x} ({self.mode})"
-            )
-        self.last_seqs[slot] = seq
-        self._raws[slot] = raw
-        return slot, raw
+        while True:
+            if not self.running:
+                self._post_pc_write()
+                gdb.cont()
+                self.running = True
+            try:
+                # Its '+' goes out with the record's read, at once.
+                stop = gdb.wait_stop(timeout, ack_now=False)
+            except TimeoutError:
+                return None
+            self.running = False
+            if stop.running_ended:
+                raise TargetConnectionError(f"the target exited ({stop.raw})")
+            if self._collect(stop.thread):
+                return self._pending.pop(0)
+            self.spurious_stops += 1
 
-    def _calibrate(self, base: int) -> bytes:
-        """At the first watchpoint stop: did the target stop before the
-        doorbell store (Arm, QEMU) or after it? Reads the record too."""
-        assert self.doorbell_store is not None
+    def _collect(self, thread: str | None) -> bool:
+        """At a stop: the stopped CPU's PC and every record with a new seq, in
+        one round trip; the PC moved past the hand-off's stop instruction.
+        True when a record came."""
         gdb = self.gdb
-        pc_reg = gdb.registers["pc"].number
-        requests = [b"m%x,%x" % (base, RECORD_SIZE), b"p%x" % pc_reg]
-        if len(self.last_seqs) > 1 and self._thread is not None:
-            requests.insert(0, b"Hg%s" % self._thread.encode())
+        slots = len(self.last_seqs)
+        slot = self._slot_of(thread)
+        self._thread = thread
+        requests = [b"m%x,%x" % (self.records + s * RECORD_SIZE, RECORD_SIZE) for s in range(slots)]
+        requests.append(b"p%x" % gdb.registers["pc"].number)
+        if slots > 1 and thread is not None:
+            requests.insert(0, b"Hg%s" % thread.encode())  # the PC (and writes) of this CPU
         replies = gdb.requests(requests)
         pc = int.from_bytes(bytes.fromhex(replies[-1]), "little")
-        self._pc_write = None
-        if pc == self.doorbell_store:
-            self._resume_pc = self.doorbell_store + 4
-        elif pc == self.doorbell_store + 4:
-            self._resume_pc = None
-        else:
+        raws = [bytes.fromhex(r) for r in replies[-1 - slots : -1]]
+        for s, raw in enumerate(raws):
+            if len(raw) != RECORD_SIZE:
+                raise GdbProtocolError(f"short read of exit record {s}: {len(raw)} bytes")
+            seq = int.from_bytes(raw[_SEQ : _SEQ + 8], "little")
+            if seq > self.last_seqs[s]:
+                if s != slot:
+                    self.unreported_exits += 1
+                self.last_seqs[s] = seq
+                self._raws[s] = raw
+                self._pending.append((s, raw))
+        if not self._in_handoff(pc):
+            if self.mode == "watchpoint":
+                raise GdbProtocolError(
+                    f"the hand-off's watchpoint stopped the CPU at {pc:#x}, neither at nor after "
+                    f"the doorbell store ({self.doorbell_store:#x}); use handoff='breakpoint'"
+                )
             raise GdbProtocolError(
-                f"the hand-off's watchpoint stopped the CPU at {pc:#x}, neither at nor after "
-                f"the doorbell store ({self.doorbell_store:#x}); use handoff='breakpoint'"
+                f"target stopped at {pc:#x} without a new exit record (seq "
+                f"{self.last_seqs[slot]}); the hand-off is at {self.handoff:#x} ({self.mode})"
             )
-        self._calibrated = True
-        return bytes.fromhex(replies[-2])
-
-    def answer(self, slot: int, record: Any, frame_changed: bool) -> None:
-        """Write what the host changed in the record (one span, from the first
-        to the last byte that differs) and, when the CPU must move on from
-        where it stopped, its PC. The packets are pipelined; the continue in
-        the next wait_record() collects their replies."""
-        gdb = self.gdb
-        old = self._raws[slot]
-        new = record.to_bytes()
-        diff = int.from_bytes(old, "little") ^ int.from_bytes(new, "little")
-        if diff:
-            lo = ((diff & -diff).bit_length() - 1) >> 3
-            hi = (diff.bit_length() + 7) >> 3
-            gdb.post_write_memory(self.records + slot * RECORD_SIZE + lo, new[lo:hi])
-        if self._resume_pc is not None:
+        if pc == self._stop_pc:
             # Past the breakpoint's NOP (QEMU would hit it again on continue)
             # or the doorbell store (it would hit the watchpoint again).
-            if len(self.last_seqs) > 1 and self._thread is not None:
-                gdb.post_select_thread(self._thread)
+            self._resume_pc = pc + 4
             if self._pc_write is None:
                 reg = gdb.registers["pc"]
                 value = self._resume_pc.to_bytes(reg.bitsize // 8, "little")
                 self._pc_write = b"P%x=%s" % (reg.number, value.hex().encode())
-            gdb.post(self._pc_write)
+            self._move_pc = True
+        else:
+            self._resume_pc = None  # stopped after the store: it goes on from there
+        return bool(self._pending)
+
+    def answer(self, slot: int, record: Any, frame_changed: bool) -> None:
+        """Write what the host changed in the record (one span, from the first
+        to the last byte that differs: the answer and ``ack = seq``, which
+        releases the CPU waiting in the hand-off). The packets are pipelined;
+        the continue in the next wait_record() collects their replies."""
+        old = self._raws[slot]
+        new = record.to_bytes()
+        new = new[:_ACK] + bytes(old[_SEQ : _SEQ + 8]) + new[_ACK + 8 :]  # ack = seq
+        diff = int.from_bytes(old, "little") ^ int.from_bytes(new, "little")
+        if diff:
+            lo = ((diff & -diff).bit_length() - 1) >> 3
+            hi = (diff.bit_length() + 7) >> 3
+            self.gdb.post_write_memory(self.records + slot * RECORD_SIZE + lo, new[lo:hi])
+        self._post_pc_write()
+
+    def release(self, host_attached: int) -> None:
+        """Before the host detaches (the CPUs stopped): from now on the
+        firmware answers every exit itself (``armvcpu_host_attached`` =
+        None), and a CPU waiting in the hand-off gets the default it was
+        preset with (``ack = seq`` in every record)."""
+        gdb = self.gdb
+        self._post_pc_write()
+        gdb.post_write_memory(host_attached, int(_core.HostTransport.None_).to_bytes(4, "little"))
+        for slot in range(len(self.last_seqs)):
+            base = self.records + slot * RECORD_SIZE
+            seq = gdb.read_memory(base + _SEQ, 8)
+            gdb.post_write_memory(base + _ACK, seq)
+        gdb.drain()
+
+    def _post_pc_write(self) -> None:
+        if self._move_pc:
+            assert self._pc_write is not None
+            self.gdb.post(self._pc_write)
+            self._move_pc = False
 
 
 _INJECT_ABORT = (_core.HostAction.InjectDataAbort, _core.HostAction.InjectInstructionAbort)
@@ -232,25 +270,36 @@ class SharedMemoryTransport:
         self.offset = records - ram_base
         self.vcpus = vcpus
         self.last_seqs = [0] * vcpus
-        self._seq_offsets = [self.offset + i * RECORD_SIZE + OFFSETS["seq"] for i in range(vcpus)]
+        #: Where each slot's record is in the mapping.
+        self.record_offsets = [self.offset + i * RECORD_SIZE for i in range(vcpus)]
+        self._seq_offsets = [base + OFFSETS["seq"] for base in self.record_offsets]
 
     def attach_value(self) -> int:
         return int(_core.HostTransport.SharedMemory)
 
     def wait_record(self, timeout: float) -> tuple[int, bytes] | None:
+        slot = self.wait_slot(timeout)
+        if slot is None:
+            return None
+        base = self.record_offsets[slot]
+        return slot, bytes(self.ram[base : base + RECORD_SIZE])
+
+    def wait_slot(self, timeout: float) -> int | None:
+        """The slot (physical CPU) of the next exit record, which stays in the
+        mapping at ``record_offsets[slot]`` until answered; None when none came
+        within timeout."""
         if self.vcpus == 1:
             seq = _core.mailbox_wait(self.ram, self._seq_offsets[0], self.last_seqs[0], timeout)
             if seq == self.last_seqs[0]:
                 return None
             self.last_seqs[0] = seq
-            return 0, bytes(self.ram[self.offset : self.offset + RECORD_SIZE])
+            return 0
         found = _core.mailbox_wait_any(self.ram, self._seq_offsets, self.last_seqs, timeout)
         if found is None:
             return None
         index, seq = found
         self.last_seqs[index] = seq
-        base = self.offset + index * RECORD_SIZE
-        return int(index), bytes(self.ram[base : base + RECORD_SIZE])
+        return int(index)
 
     def answer(self, slot: int, record: Any, frame_changed: bool) -> None:
         base = self.offset + slot * RECORD_SIZE

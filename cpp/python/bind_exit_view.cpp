@@ -1,0 +1,402 @@
+// ExitView: the C++ half of armvcpu.exits.Exit (a Python subclass adds the
+// rest). One allocation per exit: the record is copied into the object once,
+// fields are read from that copy and the reason is decoded on first use; an
+// answer that the session need not see (anything but a stop) is written
+// straight into the shared record (armvcpu/host_exit.hpp) with no Python in
+// between. The rules live in host_exit.hpp; this file only binds them.
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "armvcpu/host_exit.hpp"
+#include "bindings.hpp"
+
+namespace armvcpu::py_bind {
+
+namespace {
+
+std::int64_t now_ns() {
+    // CLOCK_MONOTONIC, as Python's time.perf_counter_ns() on Linux.
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+struct ExitView {
+    HostExit e{};
+    py::object ram = py::none();  // the shared mapping the record lives in (shm), or None
+    std::size_t offset{};         // the record's offset in ram
+    py::object resolver =
+        py::none();                   // resolver(exit, frame_changed): answers the session must see
+    py::object session = py::none();  // the Hypervisor the exit came from, or None
+    py::object reason;                // the decoded variant, made on first use
+    py::object frame = py::none();    // the editable TrapFrame .frame hands out, made on first use
+    std::uint32_t slot{};
+    bool resolved{};
+    std::int64_t delivered_ns{};
+    std::int64_t answered_ns{};
+};
+
+// The record at `offset` in a buffer (the shared mapping), through the
+// buffer protocol directly: pybind11's buffer_info would allocate its shape
+// and strides on every exit.
+class RecordInBuffer {
+public:
+    RecordInBuffer(const py::handle& buffer, std::size_t offset, bool writable) {
+        if (PyObject_GetBuffer(buffer.ptr(), &view_, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) !=
+            0) {
+            throw py::error_already_set();
+        }
+        if (offset + sizeof(ExitRecord) > static_cast<std::size_t>(view_.len)) {
+            PyBuffer_Release(&view_);
+            throw py::value_error("exit record at offset " + std::to_string(offset) +
+                                  " lies outside the buffer");
+        }
+        record_ = reinterpret_cast<ExitRecord*>(static_cast<char*>(view_.buf) + offset);
+    }
+    RecordInBuffer(const RecordInBuffer&) = delete;
+    RecordInBuffer& operator=(const RecordInBuffer&) = delete;
+    ~RecordInBuffer() { PyBuffer_Release(&view_); }
+    ExitRecord& operator*() const { return *record_; }
+
+private:
+    Py_buffer view_{};
+    ExitRecord* record_{};
+};
+
+// ExitKind members as Python objects, made once: a pybind11 enum cast makes
+// a new object every time.
+const py::object& kind_object(ExitKind kind) {
+    // Never destroyed: the interpreter may be gone by then.
+    static auto* const members = new py::object[kNumExitKinds];
+    auto& member = members[static_cast<std::uint32_t>(kind)];
+    if (!member) member = py::cast(kind);
+    return member;
+}
+
+void check_record(const ExitRecord& r) {
+    if (r.magic != kExitRecordMagic) {
+        throw py::value_error("not an exit record: magic " + hex(r.magic) + ", expected " +
+                              hex(kExitRecordMagic));
+    }
+    if (r.version != kExitRecordVersion || r.size != sizeof(ExitRecord)) {
+        throw py::value_error("exit record version " + std::to_string(r.version) + " size " +
+                              std::to_string(r.size) + " does not match this armvcpu");
+    }
+    if (static_cast<std::uint32_t>(r.reason.kind) >= kNumExitKinds) {
+        throw py::value_error("exit record holds an unknown exit kind " +
+                              std::to_string(static_cast<std::uint32_t>(r.reason.kind)));
+    }
+}
+
+// The editable frame the user may have changed goes into the answer.
+void sync_frame(ExitView& v) {
+    if (!v.frame.is_none()) v.e.answer.frame = v.frame.cast<const TrapFrame&>();
+}
+
+std::uint64_t register_value(const char* name, const py::handle& value) {
+    if (!PyLong_Check(value.ptr())) {
+        throw py::type_error(std::string("register ") + name + " takes an int, not " +
+                             std::string(py::str(py::type::handle_of(value))));
+    }
+    const unsigned long long v = PyLong_AsUnsignedLongLong(value.ptr());
+    if (PyErr_Occurred() != nullptr) {
+        PyErr_Clear();
+        throw py::type_error(std::string("register ") + name +
+                             " takes an unsigned 64-bit value, not " +
+                             std::string(py::repr(value)));
+    }
+    return v;
+}
+
+// Register edits, all or nothing: a bad name or value changes none. `names`
+// and `values` are a vectorcall's keyword names and values (names may be null).
+void apply_registers(ExitView& v, const py::handle& x0, PyObject* names, PyObject* const* values) {
+    TrapFrame edited = v.e.answer.frame;
+    if (x0 && !x0.is_none()) edited.set_gpr(0, register_value("x0", x0));
+    const Py_ssize_t count = names == nullptr ? 0 : PyTuple_GET_SIZE(names);
+    for (Py_ssize_t i = 0; i < count; ++i) {
+        Py_ssize_t len = 0;
+        const char* name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(names, i), &len);
+        if (name == nullptr) throw py::error_already_set();
+        const HostRegisterName reg = parse_host_register(name, static_cast<std::size_t>(len));
+        if (reg.kind == HostRegister::Unknown) {
+            throw py::key_error("no register '" + std::string(name, static_cast<std::size_t>(len)) +
+                                "'; use x0..x30, pc, sp_el0, elr or spsr");
+        }
+        set_host_register(edited, reg, register_value(name, values[i]));
+    }
+    v.e.answer.frame = edited;
+    v.frame = py::none();  // .frame shows the edits from now on
+}
+
+// A kwargs dict as vectorcall keyword names and values.
+struct KeywordArgs {
+    py::tuple names;
+    std::vector<PyObject*> values;
+    explicit KeywordArgs(const py::dict& kwargs) : names(kwargs.size()) {
+        Py_ssize_t i = 0;
+        for (auto item : kwargs) {
+            names[static_cast<std::size_t>(i++)] = item.first;
+            values.push_back(item.second.ptr());
+        }
+    }
+};
+
+[[noreturn]] void already_answered(const ExitView& v) {
+    PyErr_SetString(
+        PyExc_RuntimeError,
+        ("exit #" + std::to_string(v.e.delivered.seq) + " was already answered").c_str());
+    throw py::error_already_set();
+}
+
+// Hands the answer on: into the shared record directly, or to the session's
+// resolver when it must see it (a stop) or there is no shared record (gdb).
+void answer(const py::object& self, ExitView& v) {
+    v.resolved = true;
+    v.answered_ns = now_ns();
+    if (!v.ram.is_none() && !v.e.may_stop_vm()) {
+        v.e.publish(*RecordInBuffer(v.ram, v.offset, true));
+        return;
+    }
+    v.resolver(self, v.e.frame_changed());
+}
+
+void answer_with(const py::object& self, HostAction action) {
+    auto& v = self.cast<ExitView&>();
+    if (v.resolved) already_answered(v);
+    sync_frame(v);
+    v.e.answer.action = action;
+    answer(self, v);
+}
+
+void resume(const py::object& self, const py::handle& x0, PyObject* names,
+            PyObject* const* values) {
+    auto& v = self.cast<ExitView&>();
+    if (v.resolved) already_answered(v);
+    sync_frame(v);
+    if ((x0 && !x0.is_none()) || names != nullptr) apply_registers(v, x0, names, values);
+    if (v.e.resume_means_default()) {
+        v.frame = py::none();
+        v.e.answer.frame = v.e.delivered.frame;  // the edits die with the VM
+        v.e.answer.action = HostAction::Default;
+    } else {
+        v.e.answer.action = HostAction::Resume;
+    }
+    answer(self, v);
+}
+
+// exit.resume(x0=None, **regs) as a vectorcall method: the main loop's one
+// call per exit, without pybind11's per-call argument vectors.
+PyObject* resume_vectorcall(PyObject* self, PyObject* const* args, Py_ssize_t nargsf,
+                            PyObject* kwnames) {
+    try {
+        const Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+        if (nargs > 1) throw py::type_error("resume() takes x0 and register keywords only");
+        py::handle x0 = nargs == 1 ? py::handle(args[0]) : py::handle();
+        PyObject* names = nullptr;
+        PyObject* const* values = args + nargs;
+        py::tuple rest;  // the keyword names but x0
+        std::vector<PyObject*> rest_values;
+        if (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) > 0) {
+            const Py_ssize_t count = PyTuple_GET_SIZE(kwnames);
+            Py_ssize_t x0_at = -1;
+            for (Py_ssize_t i = 0; i < count; ++i) {
+                if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "x0") == 0) {
+                    x0_at = i;
+                }
+            }
+            if (x0_at >= 0) {
+                if (x0) throw py::type_error("resume() got x0 twice");
+                x0 = values[x0_at];
+            }
+            if (x0_at < 0) {
+                names = kwnames;
+            } else if (count > 1) {
+                rest = py::tuple(count - 1);
+                for (Py_ssize_t i = 0, j = 0; i < count; ++i) {
+                    if (i == x0_at) continue;
+                    rest[static_cast<std::size_t>(j++)] =
+                        py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(kwnames, i));
+                    rest_values.push_back(values[i]);
+                }
+                names = rest.ptr();
+                values = rest_values.data();
+            }
+        }
+        resume(py::reinterpret_borrow<py::object>(self), x0, names, values);
+        Py_RETURN_NONE;
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (const py::cast_error& e) {
+        PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const py::builtin_exception& e) {
+        e.set_error();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    return nullptr;
+}
+
+PyMethodDef resume_def = {
+    "resume", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&resume_vectorcall)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "resume(x0=None, **regs): let the guest continue (see armvcpu.exits.Exit)."};
+
+}  // namespace
+
+void bind_exit_view(py::module_& m) {
+    auto cls =
+        py::class_<ExitView>(m, "ExitView", R"doc(
+One VM exit as the host holds it: the record as delivered (fields read from
+a copy, the reason decoded on first use) and the answer being built.
+armvcpu.exits.Exit is its Python subclass and the documented interface.
+)doc")
+            .def(py::init([](const py::buffer& ram, std::size_t offset, std::uint32_t slot,
+                             py::object resolver, py::object session) {
+                     const ExitRecord r = *RecordInBuffer(ram, offset, false);
+                     check_record(r);
+                     ExitView v;
+                     v.e = HostExit::from_record(r);
+                     v.ram = ram;
+                     v.offset = offset;
+                     v.resolver = std::move(resolver);
+                     v.session = std::move(session);
+                     v.slot = slot;
+                     v.delivered_ns = now_ns();
+                     return v;
+                 }),
+                 py::arg("ram"), py::arg("offset"), py::arg("slot"), py::arg("resolver"),
+                 py::arg("session") = py::none(),
+                 "The exit in the shared record at ram[offset:] (copied now; answered in place).")
+            .def(py::init([](const ExitRecord& record, py::object resolver, const py::object& raw,
+                             py::object session) {
+                     const ExitRecord delivered =
+                         raw.is_none() ? record : from_buffer<ExitRecord>(raw, "ExitRecord");
+                     check_record(delivered);
+                     ExitView v;
+                     v.e = HostExit{delivered, record};
+                     v.resolver = std::move(resolver);
+                     v.session = std::move(session);
+                     v.delivered_ns = now_ns();
+                     return v;
+                 }),
+                 py::arg("record"), py::arg("resolver"), py::arg("raw") = py::none(),
+                 py::arg("session") = py::none(),
+                 "An exit from a record (its answer so far) and the bytes as delivered.")
+            .def_property_readonly("kind",
+                                   [](const ExitView& v) { return kind_object(v.e.kind()); })
+            .def_property_readonly("reason",
+                                   [](ExitView& v) {
+                                       if (!v.reason) v.reason = exit_variant(v.e.delivered.reason);
+                                       return v.reason;
+                                   })
+            .def_property_readonly("seq", [](const ExitView& v) { return v.e.delivered.seq; })
+            .def_property_readonly("vm_id", [](const ExitView& v) { return v.e.delivered.vm_id; })
+            .def_property_readonly("vcpu_id",
+                                   [](const ExitView& v) { return v.e.delivered.vcpu_id; })
+            .def_property_readonly(
+                "elr", [](const ExitView& v) { return v.e.delivered.elr; },
+                "ELR_EL2 as the exception left it.")
+            .def_property_readonly(
+                "pc", [](const ExitView& v) { return v.e.instruction_address(); },
+                "The instruction that made the exit (for HVC/SVC one before ELR_EL2).")
+            .def_property_readonly(
+                "return_address",
+                [](ExitView& v) {
+                    sync_frame(v);
+                    return v.e.answer.frame.elr;
+                },
+                "Where the guest resumes (the frame's ELR, with the host's edits).")
+            .def_property_readonly(
+                "esr", [](const ExitView& v) { return Esr{v.e.delivered.esr}; }, "ESR_EL2 decoded.")
+            .def_property_readonly("syndrome",
+                                   [](const ExitView& v) {
+                                       const ExitRecord& r = v.e.delivered;
+                                       return Syndrome{r.esr, r.far, r.hpfar};
+                                   })
+            .def_property_readonly(
+                "raw", [](const ExitView& v) { return to_bytes(v.e.delivered); },
+                "The record's bytes as the firmware delivered them.")
+            .def_property_readonly(
+                "record",
+                [](ExitView& v) {
+                    sync_frame(v);
+                    ExitRecord r = v.e.answer;
+                    r.ack = v.e.delivered.seq;  // the answer acknowledges this exit
+                    return r;
+                },
+                "A copy of the record as answered so far (action, frame, far).")
+            .def_property(
+                "frame",
+                [](ExitView& v) {
+                    if (v.frame.is_none()) v.frame = py::cast(v.e.answer.frame);
+                    return v.frame;
+                },
+                [](ExitView& v, const py::object& value) {
+                    if (!py::isinstance<TrapFrame>(value)) {
+                        throw py::type_error("an exit's frame is a TrapFrame");
+                    }
+                    v.frame = value;
+                },
+                "The guest's registers (a copy: edits reach the guest when the exit is answered).")
+            .def_readwrite("slot", &ExitView::slot,
+                           "Which exit record (physical CPU) it came through.")
+            .def_readonly("session", &ExitView::session)
+            .def_property_readonly("resolved", [](const ExitView& v) { return v.resolved; })
+            .def_readwrite("delivered_ns", &ExitView::delivered_ns)
+            .def_readwrite("answered_ns", &ExitView::answered_ns)
+            .def(
+                "_answer_step",
+                [](const py::object& self, const py::kwargs& regs) {
+                    auto& v = self.cast<ExitView&>();
+                    if (v.resolved) already_answered(v);
+                    sync_frame(v);
+                    if (!regs.empty()) {
+                        const KeywordArgs kw(regs);
+                        apply_registers(v, py::handle(), kw.names.ptr(), kw.values.data());
+                    }
+                    v.e.answer.action = HostAction::Step;
+                    answer(self, v);
+                },
+                "Answer with a single step (see armvcpu.exits.Exit.step).")
+            .def(
+                "resume_default",
+                [](const py::object& self) { answer_with(self, HostAction::Default); },
+                "The firmware's own answer (see armvcpu.exits.Exit).")
+            .def(
+                "stop", [](const py::object& self) { answer_with(self, HostAction::Stop); },
+                "Stop the VM at this exit.")
+            .def(
+                "inject_undef",
+                [](const py::object& self) { answer_with(self, HostAction::InjectUndef); },
+                "Answer with an Undefined Instruction exception taken to the guest's EL1.")
+            .def(
+                "_answer_abort",
+                [](const py::object& self, bool fetch, const py::object& address) {
+                    auto& v = self.cast<ExitView&>();
+                    if (v.resolved) already_answered(v);
+                    if (!address.is_none()) v.e.answer.far = address.cast<std::uint64_t>();
+                    answer_with(self, fetch ? HostAction::InjectInstructionAbort
+                                            : HostAction::InjectDataAbort);
+                },
+                py::arg("fetch"), py::arg("address") = py::none(),
+                "Answer with a synchronous external abort (see armvcpu.exits.Exit.inject_abort).")
+            .def(
+                "_answer_with",
+                [](const py::object& self, HostAction action) { answer_with(self, action); },
+                py::arg("action"),
+                "Answer with a host action of its own (e.g. a snapshot's Restore).")
+            .def("_check_open", [](const ExitView& v) {
+                if (v.resolved) already_answered(v);
+            });
+    // resume() goes in as a plain method descriptor (see resume_vectorcall).
+    const py::object resume_method = py::reinterpret_steal<py::object>(
+        PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &resume_def));
+    if (!resume_method) throw py::error_already_set();
+    cls.attr("resume") = resume_method;
+}
+
+}  // namespace armvcpu::py_bind
