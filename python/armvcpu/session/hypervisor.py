@@ -21,11 +21,9 @@ import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _core
-from ..analysis.exitlog import ExitLogReader
-from ..analysis.trace import Trace
 from ..errors import (
     ArmvcpuError,
     GuestImageError,
@@ -44,6 +42,12 @@ from .gdbstub import GdbRemote
 from .qemu import QemuConfig, QemuProcess
 from .transport import RECORD_SIZE, GdbTransport, HandoffMode, SharedMemoryTransport, Transport
 from .vm import VM
+
+if TYPE_CHECKING:
+    # numpy comes with both: imported where a session uses them, so a
+    # session without an exit log or trace starts without it.
+    from ..analysis.exitlog import ExitLogReader
+    from ..analysis.trace import Trace
 
 #: Where QEMU virt's RAM starts in the physical address space (and a guest's).
 RAM_BASE: int = _core.RAM_BASE
@@ -611,6 +615,8 @@ class Hypervisor:
         for vm in (1, *self._vm_configs):
             self._vm_config(vm).features |= int(_core.FEATURE_EXIT_LOG)
             self._publish_config(vm)
+        from ..analysis.exitlog import ExitLogReader
+
         self._exit_log = ExitLogReader(self._read_phys, self.firmware.exit_log, self.smp)
 
     def firmware_exits(self) -> Any:
