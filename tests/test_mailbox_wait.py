@@ -82,3 +82,52 @@ def test_a_policy_it_cannot_use_is_refused_and_changes_nothing(kwargs, message, 
     with pytest.raises(ValueError, match=message):
         _core.mailbox_wait_policy(**kwargs)
     assert _core.mailbox_wait_policy() == before
+
+
+def test_with_a_doorbell_the_wait_sleeps_flagged_and_wakes_on_the_ring(policy):
+    """While it sleeps on the doorbell the sleeping word is 1 (what the
+    firmware reads before it rings); a ring with the store ends the wait, and
+    the word is 0 again after it."""
+    import socket
+
+    _core.mailbox_wait_policy(spin_us=0)
+    buf = bytearray(32)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+
+        def firmware() -> None:
+            while _core.mailbox_wait(buf, 16, 0, 0.0) == 0:  # the host says it sleeps
+                pass
+            _core.mailbox_store(buf, 8, 3)  # publish seq, then ring
+            theirs.send(b"!")
+
+        thread = threading.Thread(target=firmware)
+        thread.start()
+        assert _core.mailbox_wait(buf, 8, 0, 60.0, ours.fileno(), 16) == 3
+        thread.join()
+        assert int.from_bytes(buf[16:24], "little") == 0
+        ours.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            ours.recv(1)  # the ring was drained
+
+
+def test_a_closed_doorbell_falls_back_to_timed_sleeps(policy):
+    import socket
+
+    _core.mailbox_wait_policy(spin_us=0)
+    buf = bytearray(32)
+    ours, theirs = socket.socketpair()
+    theirs.close()  # QEMU gone: end of file at once
+    with ours:
+        go = threading.Event()
+        thread = _store_later(buf, 8, 9, go)
+        go.set()
+        assert _core.mailbox_wait_any(buf, [8], [0], 60.0, ours.fileno(), 16) == (0, 9)
+        thread.join()
+
+
+def test_a_doorbell_without_its_sleeping_word_is_refused():
+    with pytest.raises(ValueError, match="a doorbell fd needs the offset of the sleeping word"):
+        _core.mailbox_wait(bytearray(16), 0, 0, 0.01, 5)
+    with pytest.raises(ValueError, match="unaligned or outside the buffer"):
+        _core.mailbox_wait(bytearray(16), 0, 0, 0.01, 5, 16)

@@ -162,6 +162,7 @@ to_bytes() after changing .action and .frame.
     optional_symbols["host_doorbell"] = kSymHostDoorbell;
     optional_symbols["host_doorbell_store"] = kSymHostDoorbellStore;
     optional_symbols["hypercall_claims"] = kSymHypercallClaims;
+    optional_symbols["host_sleeping"] = kSymHostSleeping;
     m.attr("FIRMWARE_OPTIONAL_SYMBOLS") = optional_symbols;
     py::enum_<UartMode>(m, "UartMode", "How a VM's PL011 is provided.")
         .value("Host", UartMode::Host)

@@ -1,6 +1,8 @@
 // The host end of the shared-memory exit mailbox (armvcpu/mailbox.hpp) over
 // a Python buffer such as an mmap of guest RAM.
+#include <poll.h>
 #include <pybind11/stl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
@@ -28,11 +30,12 @@ std::uint64_t* word_at(const py::buffer& buffer, std::size_t offset, bool writab
 
 // How the host waits for the firmware's next exit: spin for a short window
 // (exits that come in bursts arrive within microseconds of the last answer,
-// and a sleeping host would add a wake-up to each), then sleep in doubling
-// steps up to a cap, so that a guest running for seconds without an exit (a
-// Linux boot) costs the host about one wake-up per cap, not a spinning core.
-// The firmware cannot wake a sleeping host (it only stores into shared RAM),
-// so the cap bounds the latency an exit sees after a long quiet spell.
+// and a sleeping host would add a wake-up to each), then sleep. With a
+// doorbell the host sleeps in poll() until the firmware rings it (about
+// 10-20 us to wake, no CPU while the guest runs); without one it sleeps in
+// doubling steps up to a cap, so that a guest running for seconds without an
+// exit costs the host about one wake-up per cap, and an exit after a quiet
+// spell waits for the end of the current step.
 struct WaitPolicy {
     std::chrono::nanoseconds spin{std::chrono::microseconds(50)};
     std::chrono::nanoseconds first_sleep{std::chrono::microseconds(10)};
@@ -40,6 +43,18 @@ struct WaitPolicy {
 };
 
 WaitPolicy wait_policy;
+
+// The longest single poll() on a doorbell: a bound on a lost ring (there
+// should be none) and on how late a timeout is noticed.
+constexpr int kMaxPollMs = 100;
+
+// The firmware's wake-up for a sleeping host (host_interface.hpp,
+// kSymHostSleeping): a socket QEMU writes a byte to, and the shared word
+// that tells the firmware to ring it. fd < 0: no doorbell.
+struct Doorbell {
+    int fd = -1;
+    std::uint64_t* sleeping = nullptr;
+};
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -49,93 +64,130 @@ inline void cpu_relax() {
 #endif
 }
 
-// One wait: call pause() between looks at the mailbox; false once the
-// timeout has passed.
-class Backoff {
-public:
-    explicit Backoff(double timeout)
-        : start_(std::chrono::steady_clock::now()),
-          deadline_(start_ + std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::duration<double>(timeout))) {}
-
-    bool pause() {
-        if (step_.count() == 0) {
-            // Spinning: the clock is read every 64 looks, not at each one.
-            if ((++looks_ & 0x3f) != 0) {
-                cpu_relax();
-                return true;
-            }
-            const auto now = std::chrono::steady_clock::now();
-            if (now >= deadline_) return false;
-            if (now - start_ < wait_policy.spin) {
-                cpu_relax();
-                return true;
-            }
-            step_ = wait_policy.first_sleep;
-        } else {
-            step_ = std::min(step_ * 2, wait_policy.max_sleep);
-        }
-        const auto now = std::chrono::steady_clock::now();
-        if (now >= deadline_) return false;
-        std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(step_, deadline_ - now));
-        return true;
+// Sleeps until the doorbell rings or `until`; false when the socket has
+// closed (QEMU is gone), so the caller falls back to timed sleeps.
+bool sleep_on_doorbell(const Doorbell& bell, std::chrono::steady_clock::time_point until) {
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    pollfd p{bell.fd, POLLIN, 0};
+    const int n =
+        ::poll(&p, 1, static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, kMaxPollMs)));
+    if (n <= 0) return true;  // timed out, or a signal: the caller looks again
+    if ((p.revents & (POLLERR | POLLNVAL)) != 0) return false;
+    char drain[256];
+    for (;;) {
+        const ssize_t got = ::recv(bell.fd, drain, sizeof drain, MSG_DONTWAIT);
+        if (got == 0) return false;  // end of file: QEMU closed it
+        if (got < 0) return true;    // drained (EAGAIN)
     }
+}
 
-private:
-    std::chrono::steady_clock::time_point start_;
-    std::chrono::steady_clock::time_point deadline_;
-    std::chrono::nanoseconds step_{0};
-    unsigned looks_ = 0;
-};
+// Looks at the mailbox with ready() until it returns true (then true) or
+// timeout seconds pass (then false).
+template <class Ready>
+bool wait_until(const Ready& ready, double timeout, const Doorbell& bell) {
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    const auto deadline =
+        start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(timeout));
+    // Spin; the clock is read every 64 looks, not at each one.
+    for (unsigned looks = 1;; ++looks) {
+        if (ready()) return true;
+        if ((looks & 0x3f) == 0) {
+            const auto now = clock::now();
+            if (now >= deadline) return false;
+            if (now - start >= wait_policy.spin) break;
+        }
+        cpu_relax();
+    }
+    if (bell.fd >= 0) {
+        for (bool alive = true; alive;) {
+            // Say so, then look once more: the firmware publishes seq and
+            // then reads `sleeping` (with a barrier between), so either this
+            // look finds its exit or it rings.
+            __atomic_store_n(bell.sleeping, 1, __ATOMIC_SEQ_CST);
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            const bool found = ready();
+            const auto now = clock::now();
+            if (!found && now < deadline) alive = sleep_on_doorbell(bell, deadline);
+            __atomic_store_n(bell.sleeping, 0, __ATOMIC_RELEASE);
+            if (found || ready()) return true;
+            if (clock::now() >= deadline) return false;
+        }
+    }
+    for (auto step = wait_policy.first_sleep;; step = std::min(step * 2, wait_policy.max_sleep)) {
+        if (ready()) return true;
+        const auto now = clock::now();
+        if (now >= deadline) return false;
+        std::this_thread::sleep_for(std::min<clock::duration>(step, deadline - now));
+    }
+}
+
+Doorbell doorbell_of(const py::buffer& buffer, int fd, std::optional<std::size_t> sleeping) {
+    if (fd < 0) return {};
+    if (!sleeping) throw py::value_error("a doorbell fd needs the offset of the sleeping word");
+    return {fd, word_at(buffer, *sleeping, true)};
+}
 
 }  // namespace
 
 void bind_mailbox(py::module_& m) {
     m.def(
         "mailbox_wait",
-        [](const py::buffer& buffer, std::size_t offset, std::uint64_t last, double timeout) {
+        [](const py::buffer& buffer, std::size_t offset, std::uint64_t last, double timeout,
+           int doorbell_fd, std::optional<std::size_t> sleeping_offset) {
             const std::uint64_t* word = word_at(buffer, offset, false);
+            const Doorbell bell = doorbell_of(buffer, doorbell_fd, sleeping_offset);
             py::gil_scoped_release release;
-            for (Backoff backoff(timeout);;) {
-                const std::uint64_t now = mailbox::load_acquire(word);
-                if (now != last) return now;
-                if (!backoff.pause()) return last;
-            }
+            std::uint64_t now = last;
+            wait_until([&] { return (now = mailbox::load_acquire(word)) != last; }, timeout, bell);
+            return now;
         },
         py::arg("buffer"), py::arg("offset"), py::arg("last"), py::arg("timeout"),
+        py::arg("doorbell_fd") = -1, py::arg("sleeping_offset") = py::none(),
         "Wait until the 64-bit word at offset differs from last (acquire); returns it, or "
-        "last when timeout seconds pass first.");
+        "last when timeout seconds pass first. With doorbell_fd, sleep in poll() on it "
+        "once the spin is over, with the word at sleeping_offset set to 1 meanwhile.");
     m.def(
         "mailbox_wait_any",
         [](const py::buffer& buffer, const std::vector<std::size_t>& offsets,
-           const std::vector<std::uint64_t>& lasts, double timeout) -> py::object {
+           const std::vector<std::uint64_t>& lasts, double timeout, int doorbell_fd,
+           std::optional<std::size_t> sleeping_offset) -> py::object {
             if (offsets.size() != lasts.size() || offsets.empty()) {
                 throw py::value_error("offsets and lasts must be non-empty and of equal length");
             }
             std::vector<const std::uint64_t*> words;
             for (std::size_t off : offsets) words.push_back(word_at(buffer, off, false));
-            py::gil_scoped_release release;
-            for (Backoff backoff(timeout);;) {
-                for (std::size_t i = 0; i < words.size(); ++i) {
-                    const std::uint64_t now = mailbox::load_acquire(words[i]);
-                    if (now != lasts[i]) {
-                        py::gil_scoped_acquire acquire;
-                        return py::make_tuple(i, now);
-                    }
-                }
-                if (!backoff.pause()) {
-                    py::gil_scoped_acquire acquire;
-                    return py::none();
-                }
+            const Doorbell bell = doorbell_of(buffer, doorbell_fd, sleeping_offset);
+            std::size_t hit = words.size();
+            std::uint64_t now = 0;
+            {
+                py::gil_scoped_release release;
+                wait_until(
+                    [&] {
+                        for (std::size_t i = 0; i < words.size(); ++i) {
+                            now = mailbox::load_acquire(words[i]);
+                            if (now != lasts[i]) {
+                                hit = i;
+                                return true;
+                            }
+                        }
+                        return false;
+                    },
+                    timeout, bell);
             }
+            if (hit == words.size()) return py::none();
+            return py::make_tuple(hit, now);
         },
         py::arg("buffer"), py::arg("offsets"), py::arg("lasts"), py::arg("timeout"),
-        "Wait until any word differs from its last value: (index, value), or None on timeout.");
+        py::arg("doorbell_fd") = -1, py::arg("sleeping_offset") = py::none(),
+        "Wait until any word differs from its last value: (index, value), or None on timeout "
+        "(the doorbell as for mailbox_wait).");
     m.def(
         "mailbox_serve_hypercalls",
         [](const py::buffer& buffer, const std::vector<std::size_t>& records,
-           std::vector<std::uint64_t> lasts, const py::function& handler,
-           double timeout) -> py::tuple {
+           std::vector<std::uint64_t> lasts, const py::function& handler, double timeout,
+           int doorbell_fd, std::optional<std::size_t> sleeping_offset) -> py::tuple {
             if (records.size() != lasts.size() || records.empty()) {
                 throw py::value_error("records and lasts must be non-empty and of equal length");
             }
@@ -145,22 +197,25 @@ void bind_mailbox(py::module_& m) {
                 slots.push_back(reinterpret_cast<ExitRecord*>(
                     static_cast<char*>(buffer.request(true).ptr) + off));
             }
+            const Doorbell bell = doorbell_of(buffer, doorbell_fd, sleeping_offset);
             std::uint64_t served = 0;
             for (;;) {
                 std::size_t hit = slots.size();
                 std::uint64_t seq = 0;
                 {
                     py::gil_scoped_release release;
-                    for (Backoff backoff(timeout); hit == slots.size();) {
-                        for (std::size_t i = 0; i < slots.size(); ++i) {
-                            seq = mailbox::load_acquire(&slots[i]->seq);
-                            if (seq != lasts[i]) {
-                                hit = i;
-                                break;
+                    wait_until(
+                        [&] {
+                            for (std::size_t i = 0; i < slots.size(); ++i) {
+                                seq = mailbox::load_acquire(&slots[i]->seq);
+                                if (seq != lasts[i]) {
+                                    hit = i;
+                                    return true;
+                                }
                             }
-                        }
-                        if (hit != slots.size() || !backoff.pause()) break;
-                    }
+                            return false;
+                        },
+                        timeout, bell);
                 }
                 if (hit == slots.size()) return py::make_tuple(served, py::none(), 0, lasts);
                 ExitRecord& r = *slots[hit];
@@ -184,7 +239,7 @@ void bind_mailbox(py::module_& m) {
             }
         },
         py::arg("buffer"), py::arg("records"), py::arg("lasts"), py::arg("handler"),
-        py::arg("timeout"),
+        py::arg("timeout"), py::arg("doorbell_fd") = -1, py::arg("sleeping_offset") = py::none(),
         "Answer hypercall exits in place with handler(nr, x1..x6) -> x0 until an exit that is "
         "not a hypercall, one the handler returns None for, or timeout seconds without an "
         "exit: returns (served, slot, seq, lasts) for that exit (slot None on timeout) and the "

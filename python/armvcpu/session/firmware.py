@@ -34,6 +34,9 @@ class Firmware:
     # The hypercall claims table; None in images that predate it (there
     # every hypercall reaches the host).
     hypercall_claims: int | None = None
+    # The shared-memory host's doorbell flag; None in images that predate it
+    # (there the host only polls).
+    host_sleeping: int | None = None
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:

@@ -208,6 +208,15 @@ class Hypervisor:
                                  smp=smp, extra_args=tuple(extra_args),
                                  bios=Path(bios) if bios is not None else None,
                                  console_input=console_input, mte=mte)  # fmt: skip
+        # The shared-memory host sleeps on a doorbell the firmware rings
+        # through QEMU's semihosting console, unless the guest's own command
+        # line uses semihosting (its output must stay where it asked) or the
+        # firmware predates the doorbell; then it sleeps in timed steps.
+        self.config.doorbell = (
+            transport == "shm"
+            and self.firmware.host_sleeping is not None
+            and not any(str(a).startswith("-semihosting") for a in extra_args)
+        )
         self.timeout = timeout
         self.qemu: QemuProcess | None = None
         self.gdb: GdbRemote | None = None
@@ -276,6 +285,9 @@ class Hypervisor:
                 self.transport = SharedMemoryTransport(
                     self.ram, RAM_BASE, self.firmware.exit_records, self.smp
                 )
+                if self.config.doorbell and self.firmware.host_sleeping is not None:
+                    self.transport.use_doorbell(self.qemu.connect_doorbell(),
+                                                self.firmware.host_sleeping, RAM_BASE)  # fmt: skip
             else:
                 self._ram_file.unlink(missing_ok=True)  # QEMU has it open; we never map it
                 self._ram_file = None
@@ -986,7 +998,8 @@ class Hypervisor:
         deadline = time.monotonic() + wait
         while not self._finished:
             served, slot, _seq, lasts = _core.mailbox_serve_hypercalls(
-                self.ram, records, transport.last_seqs, handler, min(_POLL_SLICE * 5, wait)
+                self.ram, records, transport.last_seqs, handler, min(_POLL_SLICE * 5, wait),
+                transport.doorbell_fd, transport.sleeping_offset
             )
             transport.last_seqs = list(lasts)
             served_total += served
