@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .. import _core
 from ..errors import (
     ArmvcpuError,
+    FirmwareError,
     GuestImageError,
     GuestTimeout,
     QemuError,
@@ -149,6 +150,14 @@ class Hypervisor:
             (with ``uart="passthrough"``).
         mte: QEMU's ``-M virt,mte=on``: the guest's RAM has allocation tags
             and EL1 may use them (the firmware sets HCR_EL2.ATA).
+        doorbell: (``transport="shm"``) between exits the host sleeps in
+            poll() on a doorbell the firmware rings through QEMU's
+            semihosting console, instead of in timed steps of up to 1 ms:
+            no host CPU while the guest runs, and an exit after a quiet
+            spell is seen in microseconds. Off by default, for trusted
+            guests only: it enables QEMU's semihosting, which the guest
+            can then call too (``HLT #0xF000``), host files and
+            ``SYS_SYSTEM`` included.
     """
 
     def __init__(
@@ -171,6 +180,7 @@ class Hypervisor:
         bios: str | Path | None = None,
         console_input: bool = False,
         mte: bool = False,
+        doorbell: bool = False,
     ) -> None:
         if transport not in ("shm", "gdb"):
             raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
@@ -208,15 +218,19 @@ class Hypervisor:
                                  smp=smp, extra_args=tuple(extra_args),
                                  bios=Path(bios) if bios is not None else None,
                                  console_input=console_input, mte=mte)  # fmt: skip
-        # The shared-memory host sleeps on a doorbell the firmware rings
-        # through QEMU's semihosting console, unless the guest's own command
-        # line uses semihosting (its output must stay where it asked) or the
-        # firmware predates the doorbell; then it sleeps in timed steps.
-        self.config.doorbell = (
-            transport == "shm"
-            and self.firmware.host_sleeping is not None
-            and not any(str(a).startswith("-semihosting") for a in extra_args)
-        )
+        if doorbell:
+            # Its ring is QEMU's semihosting console: a command line with
+            # semihosting of its own would lose its output to the doorbell.
+            if transport != "shm":
+                raise ValueError("doorbell=True needs transport='shm' (the gdb transport "
+                                 "wakes on the gdbstub's stop replies)")  # fmt: skip
+            if any(str(a).startswith("-semihosting") for a in extra_args):
+                raise ValueError("doorbell=True rings through QEMU's semihosting console, "
+                                 "which this command line uses itself")  # fmt: skip
+            if self.firmware.host_sleeping is None:
+                raise FirmwareError(f"{self.firmware.path} predates the doorbell "
+                                    "(no armvcpu_host_sleeping)")  # fmt: skip
+        self.config.doorbell = doorbell
         self.timeout = timeout
         self.qemu: QemuProcess | None = None
         self.gdb: GdbRemote | None = None
@@ -998,8 +1012,13 @@ class Hypervisor:
         deadline = time.monotonic() + wait
         while not self._finished:
             served, slot, _seq, lasts = _core.mailbox_serve_hypercalls(
-                self.ram, records, transport.last_seqs, handler, min(_POLL_SLICE * 5, wait),
-                transport.doorbell_fd, transport.sleeping_offset
+                self.ram,
+                records,
+                transport.last_seqs,
+                handler,
+                min(_POLL_SLICE * 5, wait),
+                transport.doorbell_fd,
+                transport.sleeping_offset,
             )
             transport.last_seqs = list(lasts)
             served_total += served
