@@ -41,6 +41,13 @@ extern "C" {
 [[gnu::used, gnu::section(".data")]] armvcpu::HypercallClaims armvcpu_hypercall_claims = {
     armvcpu::kHypercallClaimsMagic, armvcpu::kMaxHypercallClaims, 0, 0, {}};
 
+// 1 while the host sleeps on its doorbell (host_interface.hpp); written by
+// the host only when QEMU routes semihosting output to it, so the firmware's
+// semihosting call below never meets a QEMU without semihosting. In .data:
+// the host may set it while this CPU still clears the BSS at boot, and a
+// cleared word would cost the first exit its ring.
+[[gnu::used, gnu::section(".data")]] volatile std::uint64_t armvcpu_host_sleeping = 0;
+
 [[gnu::used]] ExitRecord armvcpu_exit_records[fw::kMaxVcpus];
 [[gnu::used]] std::uint64_t armvcpu_pending_irq[fw::kMaxVcpus];
 
@@ -86,6 +93,17 @@ namespace {
 
 HostTransport transport() { return static_cast<HostTransport>(armvcpu_host_attached); }
 
+// Wakes a host sleeping in poll() on its doorbell socket: semihosting
+// SYS_WRITEC (0x03) of one byte, which QEMU writes to the chardev the host
+// named in -semihosting-config. A few microseconds in QEMU, paid only when
+// the host sleeps.
+void ring_host_doorbell() {
+    static const char bell = '!';
+    register std::uint64_t op asm("x0") = 0x03;
+    register const char* arg asm("x1") = &bell;
+    asm volatile("hlt #0xf000" : "+r"(op) : "r"(arg) : "memory");
+}
+
 }  // namespace
 
 HostAction report_exit(unsigned slot, unsigned vm_id, unsigned vcpu_id, armvcpu::ExceptionType type,
@@ -120,6 +138,12 @@ HostAction report_exit(unsigned slot, unsigned vm_id, unsigned vcpu_id, armvcpu:
             break;
         case HostTransport::SharedMemory:
             armvcpu::mailbox::store_release(&record.seq, seq);
+            // The host sets `sleeping` and then looks at seq once more before
+            // it sleeps; here seq is published before `sleeping` is read. The
+            // full barrier on each side means one of the two sees the other's
+            // store: either the host finds this exit or it is rung awake.
+            asm volatile("dmb ish" ::: "memory");
+            if (armvcpu_host_sleeping != 0) ring_host_doorbell();
             while (armvcpu::mailbox::load_acquire(&record.ack) != seq) {
                 asm volatile("yield");
             }

@@ -4,6 +4,13 @@ namespace fw {
 
 StartRequest g_start[kMaxCpus];
 
+void consume_kick() {
+    // The acknowledge takes the kick its caller saw pending: nothing the
+    // firmware enables outranks it (every priority is the default, and at
+    // equal priority the lowest INTID, SGI 8 of those in use, wins).
+    gic::deactivate(gic::acknowledge());
+}
+
 void power_off() {
     register std::uint64_t x0 asm("x0") = 0x84000008;
     asm volatile("smc #0" : "+r"(x0) : : "memory");

@@ -9,6 +9,7 @@
 #include "gic.hpp"
 #include "host_link.hpp"
 #include "sgi.hpp"
+#include "sysreg.hpp"
 #include "vgic_glue.hpp"
 #include "vm.hpp"
 
@@ -30,22 +31,43 @@ struct StartRequest {
 };
 extern StartRequest g_start[kMaxCpus];
 
-// Publishes a start request for physical CPU `cpu`; it sees it after the
-// next SEV (send_event), so one SEV may wake several.
+// Publishes a start request for physical CPU `cpu` (never the caller's own)
+// and kicks that CPU out of its WFI (take_start_request).
 inline void post_start_request(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
     StartRequest& req = g_start[cpu];
     req.entry = entry;
     req.context = context;
     __atomic_store_n(&req.pending, 1, __ATOMIC_RELEASE);
+    gic::kick(cpu);  // its DSB makes the request visible before the SGI
 }
 inline void send_event() { asm volatile("sev" ::: "memory"); }
 
-// Waits in WFE for a start request for physical CPU `cpu` and takes it.
-// Always inlined: armvcpu fuzz recognises a CPU whose vCPU is off by the
-// function this wait runs in (main.cpp's wait_for_vcpu).
+// Takes this CPU's kick SGI, the pending interrupt, off its CPU interface.
+void consume_kick();
+
+// Waits for a start request for physical CPU `cpu` and takes it. In WFI, not
+// WFE: QEMU's TCG runs WFE as a yield, so a CPU waiting for its vCPU spun a
+// host core until the guest's CPU_ON (most of a Linux boot's first seconds).
+// The poster kicks this CPU; a kick that found no request (sent while the
+// vCPU was off) would end every WFI at once, so it is taken off first. With
+// another interrupt pending the wait yields as before, leaving it for the
+// vCPU's next entry. Always inlined, and ICC_HPPIR1_EL1 (the pending INTID,
+// not acknowledged) read here rather than through gic::pending(): armvcpu
+// fuzz recognises a CPU whose vCPU is off by the function this wait runs in
+// (main.cpp's wait_for_vcpu).
 [[gnu::always_inline]] inline StartRequest& take_start_request(unsigned cpu) {
     StartRequest& req = g_start[cpu];
-    while (__atomic_load_n(&req.pending, __ATOMIC_ACQUIRE) == 0) asm volatile("wfe");
+    while (__atomic_load_n(&req.pending, __ATOMIC_ACQUIRE) == 0) {
+        const std::uint32_t hppi =
+            static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(icc_hppir1_el1) & 0xffffff);
+        if (!armvcpu::vgic::is_valid_intid(hppi)) {
+            asm volatile("wfi");
+        } else if (hppi == gic::kKickSgi) {
+            consume_kick();
+        } else {
+            asm volatile("wfe");
+        }
+    }
     __atomic_store_n(&req.pending, 0, __ATOMIC_RELAXED);
     return req;
 }

@@ -168,6 +168,7 @@ to_bytes() after changing .action and .frame.
     optional_symbols["dma_faults"] = smmu::kSymDmaFaults;
     optional_symbols["snapshot"] = kSymSnapshot;
     optional_symbols["snapshot_staging"] = kSymSnapshotStaging;
+    optional_symbols["host_sleeping"] = kSymHostSleeping;
     m.attr("FIRMWARE_OPTIONAL_SYMBOLS") = optional_symbols;
     py::enum_<UartMode>(m, "UartMode", "How a VM's PL011 is provided.")
         .value("Host", UartMode::Host)

@@ -11,8 +11,9 @@ that firmware over QEMU's gdbstub.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import _core
-from .analysis import Trace
 from .assets import example_guest_path, firmware_path
 from .errors import (
     ArmvcpuError,
@@ -32,7 +33,21 @@ from .guests import Guest, Segment
 from .policy import MmioDevice, Pl011, Policy, Register, on
 from .session import VM, Firmware, Hypervisor, VCpu
 
+if TYPE_CHECKING:
+    from .analysis import Trace
+
 __version__: str = _core.__version__
+
+
+def __getattr__(name: str) -> Any:
+    # Trace brings numpy (a fifth of a second of CPU at start-up), which a
+    # session that records no trace, such as `armvcpu run`, never needs.
+    if name == "Trace":
+        from .analysis import Trace
+
+        return Trace
+    raise AttributeError(f"module 'armvcpu' has no attribute {name!r}")
+
 
 __all__ = [
     "VM",

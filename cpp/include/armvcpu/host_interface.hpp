@@ -25,6 +25,12 @@ inline constexpr const char* kSymHostHandoff = "armvcpu_host_handoff";
 // breakpoint.
 inline constexpr const char* kSymHostDoorbell = "armvcpu_host_doorbell";
 inline constexpr const char* kSymHostDoorbellStore = "armvcpu_host_doorbell_store";
+// The shared-memory transport's wake-up: a 64-bit word the host sets to 1
+// while it sleeps (it has a doorbell: QEMU's semihosting console routed to a
+// host socket) and 0 while it spins. After publishing an exit the firmware
+// rings the doorbell (semihosting SYS_WRITEC) when the word is 1. Firmware
+// older than this symbol is only polled.
+inline constexpr const char* kSymHostSleeping = "armvcpu_host_sleeping";
 inline constexpr const char* kSymFastRules = "armvcpu_fast_rules";
 inline constexpr const char* kSymGuestConsole = "armvcpu_guest_console";
 // One 64-bit word per vCPU: INTID + 1 of a virtual interrupt the host wants

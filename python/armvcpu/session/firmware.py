@@ -39,6 +39,9 @@ class Firmware:
     # VM snapshots (session/snapshot.py); None in images that predate them.
     snapshot: int | None = None
     snapshot_staging: int | None = None
+    # The shared-memory host's doorbell flag; None in images that predate it
+    # (there the host only polls).
+    host_sleeping: int | None = None
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:

@@ -22,13 +22,12 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _core
-from ..analysis.exitlog import ExitLogReader
-from ..analysis.trace import Trace
 from ..errors import (
     ArmvcpuError,
+    FirmwareError,
     GuestImageError,
     GuestTimeout,
     QemuError,
@@ -46,6 +45,12 @@ from .qemu import QemuConfig, QemuProcess
 from .snapshot import Snapshots
 from .transport import RECORD_SIZE, GdbTransport, HandoffMode, SharedMemoryTransport, Transport
 from .vm import VM
+
+if TYPE_CHECKING:
+    # numpy comes with both: imported where a session uses them, so a
+    # session without an exit log or trace starts without it.
+    from ..analysis.exitlog import ExitLogReader
+    from ..analysis.trace import Trace
 
 #: Where QEMU virt's RAM starts in the physical address space (and a guest's).
 RAM_BASE: int = _core.RAM_BASE
@@ -174,6 +179,14 @@ class Hypervisor:
             devices' DMA reaches VM 1's RAM only; a DMA elsewhere is blocked
             and is an ``ExternalInterrupt`` exit (vector
             ``_core.DMA_FAULT_INTID``), the fault in :meth:`dma_faults`.
+        doorbell: (``transport="shm"``) between exits the host sleeps in
+            poll() on a doorbell the firmware rings through QEMU's
+            semihosting console, instead of in timed steps of up to 1 ms:
+            no host CPU while the guest runs, and an exit after a quiet
+            spell is seen in microseconds. Off by default, for trusted
+            guests only: it enables QEMU's semihosting, which the guest
+            can then call too (``HLT #0xF000``), host files and
+            ``SYS_SYSTEM`` included.
     """
 
     def __init__(
@@ -197,6 +210,7 @@ class Hypervisor:
         console_input: bool = False,
         mte: bool = False,
         iommu: bool = False,
+        doorbell: bool = False,
     ) -> None:
         if transport not in ("shm", "gdb"):
             raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
@@ -233,6 +247,19 @@ class Hypervisor:
                                  bios=Path(bios) if bios is not None else None,
                                  console_input=console_input, mte=mte,
                                  iommu=iommu)  # fmt: skip
+        if doorbell:
+            # Its ring is QEMU's semihosting console: a command line with
+            # semihosting of its own would lose its output to the doorbell.
+            if transport != "shm":
+                raise ValueError("doorbell=True needs transport='shm' (the gdb transport "
+                                 "wakes on the gdbstub's stop replies)")  # fmt: skip
+            if any(str(a).startswith("-semihosting") for a in extra_args):
+                raise ValueError("doorbell=True rings through QEMU's semihosting console, "
+                                 "which this command line uses itself")  # fmt: skip
+            if self.firmware.host_sleeping is None:
+                raise FirmwareError(f"{self.firmware.path} predates the doorbell "
+                                    "(no armvcpu_host_sleeping)")  # fmt: skip
+        self.config.doorbell = doorbell
         self.timeout = timeout
         self.qemu: QemuProcess | None = None
         self.gdb: GdbRemote | None = None
@@ -303,6 +330,9 @@ class Hypervisor:
                 self.transport = SharedMemoryTransport(
                     self.ram, RAM_BASE, self.firmware.exit_records, self.smp
                 )
+                if self.config.doorbell and self.firmware.host_sleeping is not None:
+                    self.transport.use_doorbell(self.qemu.connect_doorbell(),
+                                                self.firmware.host_sleeping, RAM_BASE)  # fmt: skip
             else:
                 self._ram_file.unlink(missing_ok=True)  # QEMU has it open; we never map it
                 self._ram_file = None
@@ -645,6 +675,8 @@ class Hypervisor:
         for vm in (1, *self._vm_configs):
             self._vm_config(vm).features |= int(_core.FEATURE_EXIT_LOG)
             self._publish_config(vm)
+        from ..analysis.exitlog import ExitLogReader
+
         self._exit_log = ExitLogReader(self._read_phys, self.firmware.exit_log, self.smp)
 
     def firmware_exits(self) -> Any:
@@ -1069,7 +1101,13 @@ class Hypervisor:
         deadline = time.monotonic() + wait
         while not self._finished:
             served, slot, _seq, lasts = _core.mailbox_serve_hypercalls(
-                self.ram, records, transport.last_seqs, handler, min(_POLL_SLICE * 5, wait)
+                self.ram,
+                records,
+                transport.last_seqs,
+                handler,
+                min(_POLL_SLICE * 5, wait),
+                transport.doorbell_fd,
+                transport.sleeping_offset,
             )
             transport.last_seqs = list(lasts)
             served_total += served

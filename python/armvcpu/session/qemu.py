@@ -52,9 +52,14 @@ class QemuConfig:
     #: The console also takes input (QemuProcess.send_console): the PL011 is a
     #: socket the host copies into the console file, instead of the file itself.
     console_input: bool = False
+    #: The shared-memory transport's doorbell: QEMU's semihosting output goes
+    #: to a socket the host sleeps on, and the firmware writes a byte there
+    #: (SYS_WRITEC) to wake it (QemuProcess.connect_doorbell).
+    doorbell: bool = False
 
     def command(self, firmware: Path, gdb_socket: Path, console: Path,
-                console_socket: Path | None = None) -> list[str]:  # fmt: skip
+                console_socket: Path | None = None,
+                doorbell_socket: Path | None = None) -> list[str]:  # fmt: skip
         machine = f"virt,virtualization=on,gic-version={self.gic_version}"
         if self.mte:
             machine += ",mte=on"  # the firmware gives EL1 the tags (HCR_EL2.ATA)
@@ -82,6 +87,10 @@ class QemuConfig:
             *(["-chardev", f"socket,id=console,path={console_socket},server=on,wait=off",
                "-serial", "chardev:console"]
               if console_socket is not None else ["-serial", f"file:{console}"]),
+            *(["-chardev",
+               f"socket,id=armvcpu-doorbell,path={doorbell_socket},server=on,wait=off",
+               "-semihosting-config", "enable=on,target=native,chardev=armvcpu-doorbell"]
+              if doorbell_socket is not None else []),
             "-gdb", f"unix:{gdb_socket},server=on,wait=off",
             "-S",
             *self.extra_args,
@@ -104,12 +113,14 @@ class QemuProcess:
         self.console_path = self.workdir / "console.log"
         self.stderr_path = self.workdir / "qemu.stderr"
         self.console_socket = self.workdir / "console.sock" if config.console_input else None
+        self.doorbell_socket = self.workdir / "doorbell.sock" if config.doorbell else None
         self.command = config.command(firmware, self.gdb_socket, self.console_path,
-                                      self.console_socket)  # fmt: skip
+                                      self.console_socket, self.doorbell_socket)  # fmt: skip
         self.command[0] = binary
         self._console_cache: str | None = None
         self._console_conn: socket.socket | None = None
         self._console_thread: threading.Thread | None = None
+        self._doorbell_conn: socket.socket | None = None
         with self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
                 self.command,
@@ -194,6 +205,21 @@ class QemuProcess:
         self._console_thread = threading.Thread(target=copy, name="armvcpu-console", daemon=True)
         self._console_thread.start()
 
+    def connect_doorbell(self) -> socket.socket:
+        """The doorbell socket (``QemuConfig.doorbell``), connected; QEMU
+        listens on it from its start, before the CPUs run."""
+        if self.doorbell_socket is None:
+            raise QemuError("this QEMU has no doorbell (QemuConfig.doorbell is off)")
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(str(self.doorbell_socket))
+        except OSError as exc:
+            conn.close()
+            raise QemuError(f"QEMU's doorbell socket did not open ({exc}): "
+                            f"{self.describe_exit()}") from None  # fmt: skip
+        self._doorbell_conn = conn
+        return conn
+
     def console_settled(self, timeout: float = 2.0) -> None:
         """Once QEMU has exited: wait until what it wrote to a console socket
         is in the console file (the copy ends at the socket's EOF)."""
@@ -244,6 +270,8 @@ class QemuProcess:
             self._console_thread.join(2.0)  # QEMU is gone: its last output, then EOF
         if self._console_conn is not None:
             self._console_conn.close()
+        if self._doorbell_conn is not None:
+            self._doorbell_conn.close()
         if self._console_cache is None:
             self._console_cache = self.console_text()
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -8,12 +8,16 @@ Two transports move the same record (``_core.ExitRecord``):
   any GDB remote target (QEMU, or a board behind OpenOCD).
 * :class:`SharedMemoryTransport` — guest RAM is a shared file that the host
   maps; the firmware publishes ``seq`` with release ordering and spins until
-  the host stores ``ack`` with release ordering. No packets per exit.
+  the host stores ``ack`` with release ordering. No packets per exit. The
+  host spins briefly for the next exit, then sleeps: in poll() on a doorbell
+  the firmware rings (:meth:`SharedMemoryTransport.use_doorbell`), or in
+  growing steps without one.
 """
 
 from __future__ import annotations
 
 import mmap
+import socket
 from typing import Any, Literal, Protocol
 
 from .. import _core
@@ -273,6 +277,19 @@ class SharedMemoryTransport:
         #: Where each slot's record is in the mapping.
         self.record_offsets = [self.offset + i * RECORD_SIZE for i in range(vcpus)]
         self._seq_offsets = [base + OFFSETS["seq"] for base in self.record_offsets]
+        #: What the C++ waits take for the doorbell: its fd (-1: none) and
+        #: the offset of the firmware's ``armvcpu_host_sleeping`` word.
+        self.doorbell_fd = -1
+        self.sleeping_offset: int | None = None
+        self._doorbell: socket.socket | None = None
+
+    def use_doorbell(self, conn: socket.socket, sleeping: int, ram_base: int) -> None:
+        """Sleep on ``conn`` (QEMU's semihosting output) between exits; the
+        firmware rings it while its word at address ``sleeping`` is 1."""
+        conn.setblocking(False)
+        self._doorbell = conn
+        self.doorbell_fd = conn.fileno()
+        self.sleeping_offset = sleeping - ram_base
 
     def attach_value(self) -> int:
         return int(_core.HostTransport.SharedMemory)
@@ -289,12 +306,14 @@ class SharedMemoryTransport:
         mapping at ``record_offsets[slot]`` until answered; None when none came
         within timeout."""
         if self.vcpus == 1:
-            seq = _core.mailbox_wait(self.ram, self._seq_offsets[0], self.last_seqs[0], timeout)
+            seq = _core.mailbox_wait(self.ram, self._seq_offsets[0], self.last_seqs[0], timeout,
+                                     self.doorbell_fd, self.sleeping_offset)  # fmt: skip
             if seq == self.last_seqs[0]:
                 return None
             self.last_seqs[0] = seq
             return 0
-        found = _core.mailbox_wait_any(self.ram, self._seq_offsets, self.last_seqs, timeout)
+        found = _core.mailbox_wait_any(self.ram, self._seq_offsets, self.last_seqs, timeout,
+                                       self.doorbell_fd, self.sleeping_offset)  # fmt: skip
         if found is None:
             return None
         index, seq = found

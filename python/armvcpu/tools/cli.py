@@ -6,6 +6,7 @@ armvcpu run --kernel Image [--initrd F] [--append ARGS] [--dtb F] [--smp N] [-m 
 armvcpu trace show|summary|export FILE
 armvcpu decode esr VALUE              every field of a syndrome, named
 armvcpu bench NAME                    benchmarks (figures, never asserted)
+armvcpu bench boot [--pairs N] -- QEMU_ARGS   bare QEMU against armvcpu run, alternately
 armvcpu doctor                        what is installed, and what to install
 armvcpu fuzz [--seed S] [--programs N] [--workers W] | --replay SEED:INDEX
 armvcpu firmware                      the packaged firmware ELF's path
@@ -519,6 +520,8 @@ BENCH_KINDS = {
     "transports": "round trips per second, shm against gdb",
     "el2": "EL2 instructions per exit (QEMU -icount), to the host and by a fast rule",
     "linux-boot": "a Linux boot to userspace under armvcpu against bare QEMU",
+    "boot": "a QEMU command line, whole process, bare QEMU against armvcpu run, alternately "
+    "(armvcpu bench boot --help)",
 }
 
 
@@ -714,6 +717,11 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 print("armvcpu: interrupted", file=sys.stderr)
                 return 130
+    if _subcommand(argv) == "bench" and argv[argv.index("bench") + 1 :][:1] == ["boot"]:
+        # QEMU's options follow: they are not ours for argparse to read.
+        from . import bench_boot
+
+        return bench_boot.main(argv[argv.index("bench") + 2 :])
     if _subcommand(argv) == "gdb":
         # gdb's own options (-batch, -ex ...) look like ours to argparse: they
         # must follow `--`, and the error says so rather than "unrecognized".

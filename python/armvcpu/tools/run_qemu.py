@@ -19,11 +19,14 @@ import argparse
 import os
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ArmvcpuError, GuestTimeout, QemuError
 from ..session.qemu_cmdline import CommandLineError, VirtCommandLine, parse_qemu_args
 from .console_echo import ConsoleEcho
+
+if TYPE_CHECKING:
+    from ..analysis.trace import Trace
 
 #: armvcpu's options in this mode, and whether each takes a value.
 OWN_OPTIONS = {"--policy": True, "--trace": True, "--timeout": True, "--transport": True,
@@ -113,14 +116,17 @@ def _type_stdin_into(hv: Any) -> None:
 
 
 def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
-    from ..analysis.trace import Trace
     from ..exits import ExitKind
     from ..policy.policy import Policy
     from ..session.hypervisor import Hypervisor
     from .policy_file import load_policy
 
     user_policy = load_policy(args.policy) if args.policy else None
-    trace = Trace(meta={"kernel": config.kernel, "append": config.append}) if args.trace else None
+    trace: Trace | None = None
+    if args.trace:
+        from ..analysis.trace import Trace  # with numpy: only when a trace is kept
+
+        trace = Trace(meta={"kernel": config.kernel, "append": config.append})
     extra = [*config.default_devices(), *config.qemu_args]
     kernel = config.kernel
     if config.bios is not None and kernel is not None:
