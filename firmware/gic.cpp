@@ -4,6 +4,7 @@
 #include "gic.hpp"
 
 #include "armvcpu/vgic.hpp"
+#include "scheduler.hpp"
 #include "sysreg.hpp"
 
 namespace fw::gic {
@@ -135,6 +136,7 @@ bool inject(std::uint32_t vintid, bool hw, std::uint8_t priority) {
 }
 
 void set_enabled(unsigned cpu, std::uint32_t intid, bool on) {
+    cpu = sched::phys_cpu(cpu);  // callers name the vCPU slot
     const std::uintptr_t reg = (on ? 0x100 : 0x180) + (intid / 32) * 4;
     if (intid < 32) {
         reg32(kGicr + cpu * kGicrStride + 0x10000 + reg) = 1u << intid;
@@ -154,6 +156,7 @@ void configure_spi(std::uint32_t intid, unsigned cpu) {
 }
 
 void route_spi(std::uint32_t intid, unsigned cpu) {
+    cpu = sched::phys_cpu(cpu);  // callers name the vCPU slot
     // GICD_IROUTER<n>: Aff0 = cpu (QEMU virt numbers CPUs 0..15 in Aff0).
     *reinterpret_cast<volatile std::uint64_t*>(kGicd + kGicdIrouter + intid * 8) = cpu;
 }
@@ -185,6 +188,7 @@ bool virtual_pending() {
 }
 
 void kick(unsigned cpu) {
+    cpu = sched::phys_cpu(cpu);  // callers name the vCPU slot
     // ICC_SGI1R_EL1: TargetList [15:0] (Aff0 bits), INTID [27:24], Aff1-3 = 0.
     const std::uint64_t value = (static_cast<std::uint64_t>(kKickSgi) << 24) | (1u << (cpu & 0xf));
     asm volatile("dsb ish" ::: "memory");

@@ -8,6 +8,7 @@
 #include "armvcpu/exit_reason.hpp"
 #include "gic.hpp"
 #include "host_link.hpp"
+#include "scheduler.hpp"
 #include "sgi.hpp"
 #include "vgic_glue.hpp"
 #include "vm.hpp"
@@ -45,7 +46,13 @@ inline void send_event() { asm volatile("sev" ::: "memory"); }
 // function this wait runs in (main.cpp's wait_for_vcpu).
 [[gnu::always_inline]] inline StartRequest& take_start_request(unsigned cpu) {
     StartRequest& req = g_start[cpu];
-    while (__atomic_load_n(&req.pending, __ATOMIC_ACQUIRE) == 0) asm volatile("wfe");
+    while (__atomic_load_n(&req.pending, __ATOMIC_ACQUIRE) == 0) {
+        if (sched::sharing()) {
+            sched::idle(cpu, false);  // other vCPUs of this CPU run meanwhile
+        } else {
+            asm volatile("wfe");
+        }
+    }
     __atomic_store_n(&req.pending, 0, __ATOMIC_RELAXED);
     return req;
 }
@@ -64,7 +71,11 @@ void start_guest_cpu(const Vm& vm, const armvcpu::exit::CpuUp& cpu_up);
 // main.cpp's run_vcpu.
 [[gnu::always_inline]] inline void wait_for_wake_up(unsigned cpu) {
     while (!gic::pending() && !gic::virtual_pending() && !sgis_pending(cpu) && !vgic_dirty(cpu)) {
-        asm volatile("wfi");
+        if (!sched::sharing()) {
+            asm volatile("wfi");
+        } else if (sched::idle(cpu, true)) {
+            return;  // other vCPUs of this CPU ran meanwhile; this one has an event
+        }
     }
 }
 

@@ -51,5 +51,6 @@ void bind_mailbox(py::module_& m);
 void bind_fast_rules(py::module_& m);
 void bind_fdt(py::module_& m);
 void bind_rsp(py::module_& m);
+void bind_sched(py::module_& m);
 
 }  // namespace armvcpu::py_bind

@@ -19,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
     b::bind_fast_rules(m);
     b::bind_fdt(m);
     b::bind_rsp(m);
+    b::bind_sched(m);
 }

@@ -19,12 +19,13 @@ import secrets
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from .. import _core
 from ..analysis.exitlog import ExitLogReader
+from ..analysis.switchlog import WorldSwitch, parse_switch_log
 from ..analysis.trace import Trace
 from ..errors import (
     ArmvcpuError,
@@ -109,8 +110,12 @@ class Hypervisor:
             ``"gdb"`` (the gdbstub hand-off; works with any GDB remote target).
         qemu: the QEMU binary.
         cpu: QEMU's ``-cpu`` model.
-        smp: physical CPUs, and vCPUs of the VM (vCPU i runs on CPU i; the
-            guest starts vCPUs 1.. with PSCI CPU_ON).
+        smp: vCPUs of all VMs together (VM 1 has those that :meth:`add_vm`
+            does not take; a guest starts vCPUs 1.. with PSCI CPU_ON), 1..8.
+        host_cpus: the machine's physical CPUs (QEMU's ``-smp``; default
+            ``smp``). With fewer CPUs than vCPUs the firmware's EL2 scheduler
+            time-shares them (round-robin slices; a halted vCPU yields); see
+            :meth:`world_switches`.
         memory_mb: VM 1's RAM, as QEMU's ``-m`` means it: the guest sees
             exactly this much at 0x4000_0000, at the same physical addresses
             (1 .. :data:`MAX_MEMORY_MB`). The firmware and other VMs' RAM lie
@@ -155,6 +160,7 @@ class Hypervisor:
         qemu: str = "qemu-system-aarch64",
         cpu: str = "max",
         smp: int = 1,
+        host_cpus: int | None = None,
         memory_mb: int = 256,
         timeout: float = 10.0,
         uart: Literal["host", "emulate", "passthrough"] = "host",
@@ -198,10 +204,20 @@ class Hypervisor:
         if not 1 <= smp <= 8:
             raise ValueError(f"smp must be 1..8 (the firmware runs up to 8 CPUs), not {smp}")
         self.smp = smp
+        if host_cpus is None:
+            host_cpus = smp
+        if isinstance(host_cpus, bool) or not isinstance(host_cpus, int) or not 1 <= host_cpus <= 8:
+            raise ValueError(
+                f"host_cpus must be 1..8 (the firmware starts up to 8 CPUs), not {host_cpus!r}"
+            )
+        #: The machine's physical CPUs (QEMU's -smp); ``smp`` vCPUs share them.
+        self.host_cpus = host_cpus
+        #: Each VM's allowed physical CPUs (``add_vm(cpus=...)``); absent: any.
+        self._vm_cpus: dict[int, frozenset[int]] = {}
         if bios is not None and not Path(bios).is_file():
             raise GuestImageError(f"the -bios image {bios} does not exist")
         self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=machine_memory_mb(memory_mb),
-                                 smp=smp, extra_args=tuple(extra_args),
+                                 smp=host_cpus, extra_args=tuple(extra_args),
                                  bios=Path(bios) if bios is not None else None,
                                  console_input=console_input, mte=mte)  # fmt: skip
         self.timeout = timeout
@@ -289,6 +305,7 @@ class Hypervisor:
             if self.quiet:
                 self.guest_config.features |= int(_core.FEATURE_QUIET)
             self.gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
+            self._publish_sched()
             attach = self.transport.attach_value().to_bytes(4, "little")
             self.gdb.write_memory(self.firmware.host_attached, attach)
             self._vms[1] = VM(self, 1)
@@ -787,12 +804,17 @@ class Hypervisor:
             raise ArmvcpuError("no QEMU of this session to type into")
         self.qemu.send_console(text.encode() if isinstance(text, str) else text)
 
-    def add_vm(self, guest: Guest, *, vcpus: int = 1) -> VM:
+    def add_vm(self, guest: Guest, *, vcpus: int = 1,
+               cpus: Iterable[int] | None = None) -> VM:  # fmt: skip
         """Another VM, isolated from VM 1 by its own stage-2 tables and VMID,
         with its own RAM (as large as VM 1's, at the same guest addresses, in
-        machine RAM above the firmware) and ``vcpus``
-        vCPUs on physical CPUs after the other VMs'. Returns it (also in
-        :attr:`vms`), with ``guest`` loaded.
+        machine RAM above the firmware) and ``vcpus`` vCPUs, taken from the
+        session's ``smp``. Returns it (also in :attr:`vms`), with ``guest``
+        loaded.
+
+        ``cpus`` names the physical CPUs (``0 .. host_cpus - 1``) its vCPUs
+        may run on (the seeds' ``phys_cpu_set``); by default any. vCPUs
+        placed on one CPU time-share it.
 
         >>> with Hypervisor(smp=2, memory_mb=512) as hv:    # doctest: +SKIP
         ...     hv.load(guest_a)
@@ -802,6 +824,7 @@ class Hypervisor:
         self._before_start("add_vm()")
         if vcpus < 1:
             raise ValueError(f"a VM needs at least one vCPU, not vcpus={vcpus}")
+        allowed = self._check_cpus(cpus)
         vm = 2 + len(self._vm_configs)
         if vm > _MAX_VMS:
             raise ArmvcpuError(f"the firmware runs at most {_MAX_VMS} VMs")
@@ -809,7 +832,8 @@ class Hypervisor:
         others = sum(c.num_vcpus for c in self._vm_configs.values()) + vcpus
         if others + 1 > self.smp:
             raise ArmvcpuError(
-                f"VMs need at least {others + 1} vCPUs (one physical CPU each) but smp={self.smp}"
+                f"VMs need at least {others + 1} vCPUs (VM 1 keeps one) but smp={self.smp} "
+                "(smp counts the vCPUs of all VMs; host_cpus the CPUs they share)"
             )
         base = self.guest_config
         cfg = _core.GuestConfig.from_bytes(base.to_bytes())
@@ -828,7 +852,81 @@ class Hypervisor:
         self._vms_running.add(vm)
         self.guest_config.num_vcpus = self.smp - others
         self._publish_config(1)
+        if allowed is not None:
+            self._vm_cpus[vm] = allowed
+        self._publish_sched()
         return new
+
+    def _check_cpus(self, cpus: Iterable[int] | None) -> frozenset[int] | None:
+        if cpus is None:
+            return None
+        if isinstance(cpus, (str, bytes)) or not isinstance(cpus, Iterable):
+            raise TypeError(f"cpus must be a set of physical CPU numbers, not {cpus!r}")
+        allowed = frozenset(cpus)
+        bad = sorted(
+            repr(c) for c in allowed
+            if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < self.host_cpus
+        )  # fmt: skip
+        if bad:
+            raise ValueError(
+                f"cpus: {', '.join(bad)} is not a CPU of this machine "
+                f"(host_cpus={self.host_cpus}: 0..{self.host_cpus - 1})"
+            )
+        if not allowed:
+            raise ValueError("cpus must name at least one physical CPU")
+        return allowed
+
+    def _publish_sched(self) -> None:
+        """Tell the firmware which CPUs each vCPU slot may run on (VM 1's
+        slots first, then each added VM's)."""
+        address = getattr(self.firmware, "sched_config", None)
+        if address is None or self.guest_config is None:
+            return
+        config = _core.SchedConfig()
+        sets = [0] * 8
+        for vm in sorted(self._vms):
+            first = self._vm_first_cpu(vm)
+            mask = sum(1 << c for c in self._vm_cpus.get(vm, ()))
+            for i in range(int(self._vm_config(vm).num_vcpus) or 1):
+                if first + i < 8:
+                    sets[first + i] = mask
+        config.phys_cpu_set = sets
+        self._write_phys(address, config.to_bytes())
+        where = _core.place_vcpus(config, self.smp, self.host_cpus)
+        shared = where is not None and list(where) != list(range(self.smp))
+        if isinstance(self.transport, GdbTransport):
+            self.transport.slot_map = self.firmware.current_slot if shared else None
+
+    def world_switches(self) -> list[WorldSwitch]:
+        """The EL2 scheduler's world switches so far, oldest first: which vCPU
+        left which physical CPU for which, why, and how long it had run
+        (the firmware keeps the last 1024). Empty without time sharing.
+
+        >>> with Hypervisor(smp=2, host_cpus=1) as hv:      # doctest: +SKIP
+        ...     hv.load(guest); hv.run()
+        ...     for s in hv.world_switches(): print(s.cpu, s.from_vcpu, s.to_vcpu, s.ran_s)
+        """
+        address = getattr(self.firmware, "switch_log", None)
+        if address is None:
+            return []
+        layout = _core.SWITCH_LOG_LAYOUT
+        size = int(layout["header"]) + int(layout["entry"]) * int(layout["entries"])
+        slots: list[tuple[int, int]] = []
+        for vm in sorted(self._vms):
+            slots += [(vm, i) for i in range(int(self._vm_config(vm).num_vcpus) or 1)]
+        return parse_switch_log(self._read_phys(address, size), slots)
+
+    def placement(self) -> list[int]:
+        """Each vCPU slot's physical CPU, as the firmware places them
+        (VM 1's vCPUs first, then each added VM's)."""
+        config = _core.SchedConfig()
+        address = self.firmware.sched_config
+        if self.guest_config is not None and address is not None:
+            config = _core.SchedConfig.from_bytes(self._read_phys(address, _core.SchedConfig.SIZE))
+        where = _core.place_vcpus(config, self.smp, self.host_cpus)
+        if where is None:  # _check_cpus keeps every set inside the machine
+            raise ArmvcpuError("no placement: a VM's cpus name no CPU of this machine")
+        return list(where)
 
     # -- running --------------------------------------------------------------------
 

@@ -90,6 +90,9 @@ class GdbTransport:
         self._resume_pc: int | None = handoff + 4
         self._pc_write: bytes | None = None  # the P packet that puts it there
         self._calibrated = True
+        #: With vCPUs time-sharing CPUs: the firmware's armvcpu_current_slot,
+        #: each CPU's vCPU slot (a stopped CPU's record is its slot's).
+        self.slot_map: int | None = None
 
     @property
     def resume_pc(self) -> int | None:
@@ -134,6 +137,8 @@ class GdbTransport:
         if thread is None or len(self.last_seqs) == 1:
             return 0
         slot = int(thread.rsplit(".", 1)[-1], 16) - 1
+        if self.slot_map is not None and 0 <= slot < 8:
+            return self.gdb.read_memory(self.slot_map + slot, 1)[0]
         if not 0 <= slot < len(self.last_seqs):
             raise GdbProtocolError(f"stop reply names thread {thread}, not one of our CPUs")
         return slot
