@@ -49,7 +49,7 @@ struct FwHal {
         for (;;) {
             if (sched::sharing()) sched::before_entry();
             const std::uint64_t type = armvcpu_run_guest(&frame);
-            if (!sched::sharing() || !sched::after_exit(type)) {
+            if (!sched::sharing() || !sched::after_exit(type, frame)) {
                 return static_cast<armvcpu::ExceptionType>(type & 3);
             }
         }

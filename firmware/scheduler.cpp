@@ -55,6 +55,10 @@ void armvcpu_sve_save(fw::sched::FpState* s);
 void armvcpu_sve_load(const fw::sched::FpState* s);
 }
 
+namespace fw {
+extern bool counting_el2;  // host_link.cpp: kSelfTestCountEl2 is on (PMU counter 0)
+}
+
 namespace fw::sched {
 
 bool g_sharing = false;
@@ -71,7 +75,8 @@ using as::SwitchReason;
 constexpr std::uint32_t kGuestPpis =
     (1u << armvcpu::vgic::kVirtualTimerPpi) | (1u << armvcpu::vgic::kPhysicalTimerPpi);
 constexpr std::uint32_t kHypTimerPpi = 26;  // CNTHP, the slice timer
-constexpr std::uint64_t kEcFp = 0x07, kEcSve = 0x19;
+constexpr std::uint64_t kEcWfx = 0x01, kEcFp = 0x07, kEcSve = 0x19;
+constexpr std::uint64_t kHcrTwi = 1ull << 13, kHcrTwe = 1ull << 14;
 constexpr std::uint64_t kCptrTfp = 1u << 10, kCptrTz = 1u << 8;
 constexpr std::uint64_t kTimerEnable = 1, kTimerIstatus = 4;
 
@@ -101,6 +106,8 @@ struct Cpu {
     std::uint64_t cptr;   // CPTR_EL2 as bring-up left it (FP untrapped)
     int last_bound = -1;  // the last slot whose vCPU context this CPU held
     bool slice_over;
+    bool yielded;                  // the vCPU waited in WFE: another Ready one may run
+    std::uint64_t switch_started;  // PMU count when the current switch began
 };
 
 Slot g_slots[kMaxCpus];
@@ -139,6 +146,8 @@ struct WorldHal {
 };
 
 unsigned this_cpu() { return static_cast<unsigned>(ARMVCPU_READ_SYSREG(mpidr_el1) & 0xff); }
+std::uint64_t el2_count() { return counting_el2 ? ARMVCPU_READ_SYSREG(pmevcntr0_el0) : 0; }
+
 std::uint64_t now() {
     isb();
     return ARMVCPU_READ_SYSREG(cntpct_el0);
@@ -235,6 +244,7 @@ void switch_to(unsigned cpu, unsigned from, unsigned to, SwitchReason why) {
     Slot& out = g_slots[from];
     Slot& in = g_slots[to];
     Cpu& c = g_cpus[cpu];
+    c.switch_started = el2_count();
 
     out.bound = vcpu_bound(from);
     if (out.bound) {
@@ -280,12 +290,17 @@ void switch_to(unsigned cpu, unsigned from, unsigned to, SwitchReason why) {
     armvcpu_current_slot[cpu] = static_cast<std::uint8_t>(to);
     program_timer(cpu, true);
     armvcpu_sched_switch(&out.ctx, &in.ctx);
-    // Back on `from`'s stack: someone switched to it.
+    // Back on `from`'s stack: someone switched to it; that switch ends here.
+    if (counting_el2) {
+        armvcpu_switch_log.instructions += el2_count() - c.switch_started;
+        ++armvcpu_switch_log.measured;
+    }
 }
 
 // The guest used FP/SIMD/SVE for the first time since it was switched in:
 // the owner's registers out, its own in.
 void take_fp(unsigned cpu) {
+    const std::uint64_t started = el2_count();
     Cpu& c = g_cpus[cpu];
     ARMVCPU_WRITE_SYSREG(cptr_el2, c.cptr);
     isb();
@@ -296,6 +311,10 @@ void take_fp(unsigned cpu) {
     } else {
         if (previous != armvcpu::LazyFpOwner::kNone) armvcpu_fpsimd_save(&g_fp[previous]);
         armvcpu_fpsimd_load(&g_fp[c.current]);
+    }
+    if (counting_el2) {
+        armvcpu_switch_log.fp_instructions += el2_count() - started;
+        ++armvcpu_switch_log.fp_switches;
     }
 }
 
@@ -420,22 +439,37 @@ void before_entry() {
     int next = as::pick_next(g_where, g_slot_count, cpu, slot,
                              [slot](unsigned s) { return s != slot && woke(s); });
     SwitchReason why = SwitchReason::Wake;
-    if (next < 0 && c.slice_over) {
+    if (next < 0 && (c.slice_over || c.yielded)) {
         next = as::pick_next(g_where, g_slot_count, cpu, slot,
                              [slot](unsigned s) { return s != slot && runnable(s); });
-        why = SwitchReason::Slice;
+        why = c.slice_over ? SwitchReason::Slice : SwitchReason::Yield;
     }
     if (c.slice_over && next < 0) program_timer(cpu, true);
     c.slice_over = false;
+    c.yielded = false;
+    // WFI and WFE trap while CPUs are shared (HCR_EL2.TWI/TWE, part of the
+    // vCPU's context from then on): a halted vCPU is Blocked and gives its
+    // CPU away instead of sleeping on it, and one spinning on a lock whose
+    // holder is descheduled yields instead of burning its slice.
+    const std::uint64_t hcr = ARMVCPU_READ_SYSREG(hcr_el2);
+    if ((hcr & (kHcrTwi | kHcrTwe)) != (kHcrTwi | kHcrTwe)) {
+        ARMVCPU_WRITE_SYSREG(hcr_el2, hcr | kHcrTwi | kHcrTwe);
+    }
     if (next < 0) return;
     g_slots[slot].state = SlotState::Ready;
     switch_to(cpu, slot, static_cast<unsigned>(next), why);
 }
 
-bool after_exit(std::uint64_t type) {
+bool after_exit(std::uint64_t type, armvcpu::TrapFrame& frame) {
     const std::uint64_t kind = type & 3;
     if (kind == 0) {
-        const std::uint64_t ec = ARMVCPU_READ_SYSREG(esr_el2) >> 26;
+        const std::uint64_t esr = ARMVCPU_READ_SYSREG(esr_el2);
+        const std::uint64_t ec = esr >> 26;
+        if (ec == kEcWfx && (esr & 1) != 0) {  // ISS.TI[0]: WFE; it completes at once
+            frame.set_exception_pc(frame.exception_pc() + (((esr >> 25) & 1) != 0 ? 4 : 2));  // IL
+            g_cpus[this_cpu()].yielded = true;
+            return true;
+        }
         if (ec != kEcFp && ec != kEcSve) return false;
         if ((ARMVCPU_READ_SYSREG(cptr_el2) & kCptrTfp) == 0) return false;
         take_fp(this_cpu());

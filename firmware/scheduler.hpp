@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "armvcpu/scheduler.hpp"
+#include "armvcpu/trap_frame.hpp"
 #include "host_link.hpp"
 
 namespace fw::sched {
@@ -56,9 +57,9 @@ bool idle(unsigned slot, bool blocked);
 
 // The hooks in FwHal::enter_guest (sharing only): before_entry may switch
 // to another vCPU and back; after_exit returns true when the exit was the
-// scheduler's own (a lazy FP trap, the slice timer) and the guest is to be
-// entered again without the run loop seeing it.
+// scheduler's own (a lazy FP trap, the slice timer, a WFE yield) and the
+// guest is to be entered again without the run loop seeing it.
 void before_entry();
-bool after_exit(std::uint64_t type);
+bool after_exit(std::uint64_t type, armvcpu::TrapFrame& frame);
 
 }  // namespace fw::sched

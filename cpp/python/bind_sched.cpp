@@ -71,7 +71,7 @@ void bind_sched(py::module_& m) {
     sizes["header"] = offsetof(as::SwitchLog, entries);
     m.attr("SWITCH_LOG_LAYOUT") = sizes;
     py::list reasons;
-    for (unsigned r = 0; r < 4; ++r) {
+    for (unsigned r = 0; r <= static_cast<unsigned>(as::SwitchReason::Yield); ++r) {
         reasons.append(as::switch_reason_name(static_cast<as::SwitchReason>(r)));
     }
     m.attr("SWITCH_REASONS") = reasons;

@@ -118,6 +118,7 @@ enum class SwitchReason : std::uint8_t {
     Blocked = 1,  // it halted (WFI, CPU_SUSPEND)
     Off = 2,      // it has no vCPU to run (CPU_OFF, its VM stopped, not started)
     Wake = 3,     // another vCPU on the CPU woke (an IPI, an interrupt, its timer)
+    Yield = 4,    // it waited in WFE (a spinlock whose holder may be descheduled)
 };
 
 constexpr const char* switch_reason_name(SwitchReason r) {
@@ -126,6 +127,7 @@ constexpr const char* switch_reason_name(SwitchReason r) {
         case SwitchReason::Blocked: return "blocked";
         case SwitchReason::Off: return "off";
         case SwitchReason::Wake: return "wake";
+        case SwitchReason::Yield: return "yield";
     }
     return nullptr;
 }
@@ -133,11 +135,20 @@ constexpr const char* switch_reason_name(SwitchReason r) {
 // A ring of the last kSwitchLogEntries switches of every CPU; `count` is
 // how many were ever written (entry i lives at i % kSwitchLogEntries).
 inline constexpr unsigned kSwitchLogEntries = 1024;
+// With the firmware counting its own instructions (kSelfTestCountEl2), it
+// also adds up those of each world switch it can measure (from the outgoing
+// vCPU's save to the incoming one's return into its thread) and of each
+// lazy FP/SIMD/SVE hand-over.
 struct SwitchLog {
     std::uint64_t count;              // atomic
     std::uint64_t counter_frequency;  // CNTFRQ_EL0, to turn ticks into seconds
+    std::uint64_t measured;           // switches whose instructions were counted
+    std::uint64_t instructions;       // EL2 instructions of those switches
+    std::uint64_t fp_switches;        // lazy FP hand-overs counted
+    std::uint64_t fp_instructions;    // EL2 instructions of those
     SwitchLogEntry entries[kSwitchLogEntries];
 };
-static_assert(offsetof(SwitchLog, entries) == 16);
+static_assert(offsetof(SwitchLog, measured) == 16);
+static_assert(offsetof(SwitchLog, entries) == 48);
 
 }  // namespace armvcpu::sched

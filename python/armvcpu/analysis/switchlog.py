@@ -25,11 +25,40 @@ class WorldSwitch(NamedTuple):
     reason: str  #: "slice", "blocked" (WFI, CPU_SUSPEND), "off" or "wake"
 
 
+class SwitchCosts(NamedTuple):
+    """EL2 instructions the world switches took, as the firmware counted them
+    (with ``hv.request_selftest("count-el2")``; zero otherwise)."""
+
+    measured: int  #: world switches counted
+    instructions: int  #: their EL2 instructions together
+    fp_switches: int  #: lazy FP/SIMD/SVE hand-overs counted
+    fp_instructions: int  #: their EL2 instructions together
+
+    @property
+    def per_switch(self) -> float:
+        """EL2 instructions per world switch (0.0 when none was counted)."""
+        return self.instructions / self.measured if self.measured else 0.0
+
+    @property
+    def per_fp_switch(self) -> float:
+        """EL2 instructions per lazy FP hand-over (0.0 when none was counted)."""
+        return self.fp_instructions / self.fp_switches if self.fp_switches else 0.0
+
+
+def parse_switch_costs(raw: bytes) -> SwitchCosts:
+    """The instruction counts in the header of a copy of the switch log.
+
+    >>> parse_switch_costs(bytes(48)).per_switch
+    0.0
+    """
+    return SwitchCosts(*struct.unpack_from("<4Q", raw, 16))
+
+
 def parse_switch_log(raw: bytes, slots: list[tuple[int, int]]) -> list[WorldSwitch]:
     """The switches in a copy of the log, oldest first; ``slots[s]`` names
     slot s as (VM id, vCPU index).
 
-    >>> parse_switch_log(bytes(16 + 24 * 1024), [(1, 0)])
+    >>> parse_switch_log(bytes(48 + 24 * 1024), [(1, 0)])
     []
     """
     layout = _core.SWITCH_LOG_LAYOUT

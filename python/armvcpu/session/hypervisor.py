@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from .. import _core
 from ..analysis.exitlog import ExitLogReader
-from ..analysis.switchlog import WorldSwitch, parse_switch_log
+from ..analysis.switchlog import SwitchCosts, WorldSwitch, parse_switch_costs, parse_switch_log
 from ..analysis.trace import Trace
 from ..errors import (
     ArmvcpuError,
@@ -879,18 +879,10 @@ class Hypervisor:
     def _publish_sched(self) -> None:
         """Tell the firmware which CPUs each vCPU slot may run on (VM 1's
         slots first, then each added VM's)."""
-        address = getattr(self.firmware, "sched_config", None)
+        address = self.firmware.sched_config
         if address is None or self.guest_config is None:
             return
-        config = _core.SchedConfig()
-        sets = [0] * 8
-        for vm in sorted(self._vms):
-            first = self._vm_first_cpu(vm)
-            mask = sum(1 << c for c in self._vm_cpus.get(vm, ()))
-            for i in range(int(self._vm_config(vm).num_vcpus) or 1):
-                if first + i < 8:
-                    sets[first + i] = mask
-        config.phys_cpu_set = sets
+        config = self._sched_config()
         self._write_phys(address, config.to_bytes())
         where = _core.place_vcpus(config, self.smp, self.host_cpus)
         shared = where is not None and list(where) != list(range(self.smp))
@@ -916,14 +908,33 @@ class Hypervisor:
             slots += [(vm, i) for i in range(int(self._vm_config(vm).num_vcpus) or 1)]
         return parse_switch_log(self._read_phys(address, size), slots)
 
+    def world_switch_costs(self) -> SwitchCosts:
+        """EL2 instructions per world switch and per lazy FP hand-over, as the
+        firmware counted them (after ``request_selftest("count-el2")``)."""
+        address = self.firmware.switch_log
+        if address is None:
+            return SwitchCosts(0, 0, 0, 0)
+        return parse_switch_costs(self._read_phys(address, 48))
+
+    def _sched_config(self) -> Any:
+        """The placement request: each slot's allowed CPUs (its VM's)."""
+        config = _core.SchedConfig()
+        if self.guest_config is None:
+            return config
+        sets = [0] * 8
+        for vm in sorted(self._vms):
+            first = self._vm_first_cpu(vm)
+            mask = sum(1 << c for c in self._vm_cpus.get(vm, ()))
+            for i in range(int(self._vm_config(vm).num_vcpus) or 1):
+                if first + i < 8:
+                    sets[first + i] = mask
+        config.phys_cpu_set = sets
+        return config
+
     def placement(self) -> list[int]:
         """Each vCPU slot's physical CPU, as the firmware places them
-        (VM 1's vCPUs first, then each added VM's)."""
-        config = _core.SchedConfig()
-        address = self.firmware.sched_config
-        if self.guest_config is not None and address is not None:
-            config = _core.SchedConfig.from_bytes(self._read_phys(address, _core.SchedConfig.SIZE))
-        where = _core.place_vcpus(config, self.smp, self.host_cpus)
+        (VM 1's vCPUs first, then each added VM's; the core's place_vcpus)."""
+        where = _core.place_vcpus(self._sched_config(), self.smp, self.host_cpus)
         if where is None:  # _check_cpus keeps every set inside the machine
             raise ArmvcpuError("no placement: a VM's cpus name no CPU of this machine")
         return list(where)

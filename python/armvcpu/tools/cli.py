@@ -331,6 +331,7 @@ def _finish_linux(hv: Any, trace: Any, args: argparse.Namespace, status: int, co
                   last: Any) -> int:  # fmt: skip
     if trace is not None and hv.ram is not None:
         trace.add_firmware_log(hv.firmware_exits())
+        trace.add_world_switches(hv.world_switches())
     return _finish(trace, args, status, count, last)
 
 

@@ -202,6 +202,7 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
         if trace is not None:
             if hv.ram is not None:
                 trace.add_firmware_log(hv.firmware_exits())
+                trace.add_world_switches(hv.world_switches())
             path = trace.save(args.trace)
             print(f"armvcpu: trace saved to {path}", file=sys.stderr)
     if args.json:
