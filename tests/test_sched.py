@@ -6,6 +6,9 @@ changed; the switches themselves are read back from the firmware's log."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from armvcpu import ArmvcpuError, ExitKind, Guest, Hypervisor
@@ -184,3 +187,34 @@ def test_debian_kernel_counts_its_vcpus_on_fewer_cpus(linux, vcpus, host_cpus, n
     assert marker is not None, out.stdout[-3000:]
     assert int(marker.group(2)) == vcpus
     assert f"Brought up 1 node, {vcpus} CPU" in out.stdout
+
+
+@pytest.mark.parametrize("form", ["dropin", "image"])
+def test_cli_host_cpus_out_of_range_is_a_usage_error(form, tmp_path, no_leaked_qemu):
+    image = _raw_image(tmp_path, f"ldr x0, ={SYSTEM_OFF:#x}\n hvc #0")
+    if form == "dropin":
+        args = ["-M", "virt", "-smp", "2", "--host-cpus", "9", "-kernel", str(image)]
+    else:
+        args = [str(image), "--smp", "2", "--host-cpus", "9"]
+    out = subprocess.run([sys.executable, "-m", "armvcpu", "run", *args],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "host_cpus must be 1..8" in out.stderr
+
+
+def test_cli_runs_two_vcpus_on_one_host_cpu(tmp_path, no_leaked_qemu):
+    image = _raw_image(tmp_path, WFI_GUEST)
+    # (the image form: the drop-in gives a raw image an emulated GIC, whose
+    # redistributor this guest does not program for its timer)
+    out = subprocess.run([sys.executable, "-m", "armvcpu", "run", str(image), "--smp", "2",
+                          "--host-cpus", "1", "--timeout", "60"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr  # powered off: vCPU 1 woke
+
+
+def _raw_image(tmp_path: Path, source: str) -> Path:
+    """A raw binary where QEMU's -kernel puts one (position-independent code)."""
+    (segment,) = Guest.from_asm(source, 0x4008_0000).segments
+    path = tmp_path / "guest.bin"
+    path.write_bytes(segment.data)
+    return path
