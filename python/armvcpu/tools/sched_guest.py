@@ -13,7 +13,8 @@ REPORT = 0x10
 
 # Each vCPU fills V0-V30 with its own pattern, Z31 with an SVE index vector
 # at its own vector length (ZCR_EL1.LEN 1 or 3), and its own TPIDR_EL1,
-# TPIDR_EL0, CONTEXTIDR_EL1 and virtual timer (CVAL, masked CTL); then it
+# TPIDR_EL0, CONTEXTIDR_EL1, two PAuth keys, GIC priority mask (ICC_PMR_EL1,
+# kept in ICH_VMCR_EL2) and virtual timer (CVAL, masked CTL); then it
 # checks all of them on every pass of a loop that ends only once it has seen
 # the other vCPU's counter move `rounds` times, each move a switch away and
 # back on their shared CPU.
@@ -25,7 +26,10 @@ _CHECK = "\n".join(
     f"    mov x10, v{n}.d[1]\n    cmp x10, x9\n    cinc x24, x24, ne"
     for n in range(31)
 )
-_SYSREGS = ("tpidr_el1", "tpidr_el0", "contextidr_el1")
+# EL1 registers, and two pointer-authentication keys (APIAKeyLo_EL1,
+# APGAKeyLo_EL1: -cpu max has FEAT_PAuth, and the firmware leaves the keys
+# to the guest with HCR_EL2.APK).
+_SYSREGS = ("tpidr_el1", "tpidr_el0", "contextidr_el1", "S3_0_C2_C1_0", "S3_0_C2_C3_0")
 
 
 def state_guest(sve: bool, rounds: int = 4) -> str:
@@ -83,6 +87,12 @@ common:
 {_FILL}
 {sve_fill}
 {sys_fill}
+    mov x9, #1                      // ICC_SRE_EL1.SRE: the GIC's system registers
+    msr icc_sre_el1, x9
+    isb
+    mov x9, #0xf0
+    sub x9, x9, x19, lsl #4         // priority mask 0xf0 or 0xe0
+    msr icc_pmr_el1, x9
     lsl x9, x20, #4                 // a virtual timer far away, masked
     lsr x9, x9, #8
     msr cntv_cval_el0, x9
@@ -101,6 +111,11 @@ loop:
 {_CHECK}
 {sve_check}
 {sys_check}
+    mrs x10, icc_pmr_el1
+    mov x9, #0xf0
+    sub x9, x9, x19, lsl #4
+    cmp x10, x9
+    cinc x24, x24, ne
     mrs x10, cntv_ctl_el0
     and x10, x10, #3
     cmp x10, #3
