@@ -218,3 +218,17 @@ def _raw_image(tmp_path: Path, source: str) -> Path:
     path = tmp_path / "guest.bin"
     path.write_bytes(segment.data)
     return path
+
+
+def test_favoured_cpus_place_vcpus(no_leaked_qemu):
+    guest = Guest.from_asm(f"ldr x0, ={SYSTEM_OFF:#x}\n hvc #0")
+    with Hypervisor(smp=4, host_cpus=2) as hv:
+        hv.load(guest)  # VM 1: slots 0-1, by load: CPUs 0 and 1
+        b = hv.add_vm(guest, vcpus=2, favor_cpus=[1, None])
+        # Slot 2 favours CPU 1; slot 3 takes the least loaded (CPU 0).
+        assert hv.placement() == [0, 1, 1, 0]
+        assert [v.cpu for v in b.vcpus] == [1, 0]
+        with pytest.raises(ValueError, match="favor_cpus names 1 CPUs for 2 vCPUs"):
+            hv.add_vm(guest, vcpus=2, favor_cpus=[0])
+        with pytest.raises(ValueError, match="favor_cpus: 5 is not a CPU"):
+            hv.add_vm(guest, vcpus=1, favor_cpus=[5])

@@ -65,6 +65,7 @@ void bind_sched(py::module_& m) {
         "The firmware's placement: each slot's physical CPU, or None when a slot's set names "
         "no CPU of the machine.");
 
+    m.attr("NO_FAVOR") = as::kNoFavor;
     py::dict sizes;
     sizes["entry"] = sizeof(as::SwitchLogEntry);
     sizes["entries"] = as::kSwitchLogEntries;

@@ -214,6 +214,8 @@ class Hypervisor:
         self.host_cpus = host_cpus
         #: Each VM's allowed physical CPUs (``add_vm(cpus=...)``); absent: any.
         self._vm_cpus: dict[int, frozenset[int]] = {}
+        #: Each VM's favoured CPU per vCPU (``add_vm(favor_cpus=...)``).
+        self._vm_favor: dict[int, tuple[int | None, ...]] = {}
         if bios is not None and not Path(bios).is_file():
             raise GuestImageError(f"the -bios image {bios} does not exist")
         self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=machine_memory_mb(memory_mb),
@@ -804,8 +806,8 @@ class Hypervisor:
             raise ArmvcpuError("no QEMU of this session to type into")
         self.qemu.send_console(text.encode() if isinstance(text, str) else text)
 
-    def add_vm(self, guest: Guest, *, vcpus: int = 1,
-               cpus: Iterable[int] | None = None) -> VM:  # fmt: skip
+    def add_vm(self, guest: Guest, *, vcpus: int = 1, cpus: Iterable[int] | None = None,
+               favor_cpus: Sequence[int | None] | None = None) -> VM:  # fmt: skip
         """Another VM, isolated from VM 1 by its own stage-2 tables and VMID,
         with its own RAM (as large as VM 1's, at the same guest addresses, in
         machine RAM above the firmware) and ``vcpus`` vCPUs, taken from the
@@ -813,8 +815,11 @@ class Hypervisor:
         loaded.
 
         ``cpus`` names the physical CPUs (``0 .. host_cpus - 1``) its vCPUs
-        may run on (the seeds' ``phys_cpu_set``); by default any. vCPUs
-        placed on one CPU time-share it.
+        may run on (the seeds' ``phys_cpu_set``); by default any.
+        ``favor_cpus[i]`` is the CPU vCPU i prefers (``favor_phys_cpu``; None:
+        no preference), taken when it is among ``cpus``; otherwise a vCPU goes
+        to the allowed CPU with the fewest vCPUs. vCPUs placed on one CPU
+        time-share it (see :meth:`placement`).
 
         >>> with Hypervisor(smp=2, memory_mb=512) as hv:    # doctest: +SKIP
         ...     hv.load(guest_a)
@@ -825,6 +830,7 @@ class Hypervisor:
         if vcpus < 1:
             raise ValueError(f"a VM needs at least one vCPU, not vcpus={vcpus}")
         allowed = self._check_cpus(cpus)
+        favor = self._check_favor(favor_cpus, vcpus)
         vm = 2 + len(self._vm_configs)
         if vm > _MAX_VMS:
             raise ArmvcpuError(f"the firmware runs at most {_MAX_VMS} VMs")
@@ -854,6 +860,8 @@ class Hypervisor:
         self._publish_config(1)
         if allowed is not None:
             self._vm_cpus[vm] = allowed
+        if favor is not None:
+            self._vm_favor[vm] = favor
         self._publish_sched()
         return new
 
@@ -875,6 +883,26 @@ class Hypervisor:
         if not allowed:
             raise ValueError("cpus must name at least one physical CPU")
         return allowed
+
+    def _check_favor(
+        self, favor: Sequence[int | None] | None, vcpus: int
+    ) -> tuple[int | None, ...] | None:
+        if favor is None:
+            return None
+        if isinstance(favor, (str, bytes)) or not isinstance(favor, Sequence):
+            raise TypeError(
+                f"favor_cpus must be a sequence (one CPU or None per vCPU), not {favor!r}"
+            )
+        if len(favor) != vcpus:
+            raise ValueError(f"favor_cpus names {len(favor)} CPUs for {vcpus} vCPUs")
+        for c in favor:
+            if c is not None and (isinstance(c, bool) or not isinstance(c, int)
+                                  or not 0 <= c < self.host_cpus):  # fmt: skip
+                raise ValueError(
+                    f"favor_cpus: {c!r} is not a CPU of this machine "
+                    f"(host_cpus={self.host_cpus}: 0..{self.host_cpus - 1})"
+                )
+        return tuple(favor)
 
     def _publish_sched(self) -> None:
         """Tell the firmware which CPUs each vCPU slot may run on (VM 1's
@@ -922,13 +950,18 @@ class Hypervisor:
         if self.guest_config is None:
             return config
         sets = [0] * 8
+        favors = [int(_core.NO_FAVOR)] * 8
         for vm in sorted(self._vms):
             first = self._vm_first_cpu(vm)
             mask = sum(1 << c for c in self._vm_cpus.get(vm, ()))
+            favor = self._vm_favor.get(vm, ())
             for i in range(int(self._vm_config(vm).num_vcpus) or 1):
                 if first + i < 8:
                     sets[first + i] = mask
+                    if i < len(favor) and favor[i] is not None:
+                        favors[first + i] = int(favor[i])  # type: ignore[arg-type]
         config.phys_cpu_set = sets
+        config.favor_phys_cpu = favors
         return config
 
     def placement(self) -> list[int]:

@@ -308,7 +308,7 @@ def bench_el2(runs: int = 3, quick: bool = False) -> list[Figure]:
                 runs, lambda: el2_instructions_per_exit(count, fast_rule=True)),
         _median("EL2 instructions per world switch (2 vCPUs on 1 CPU, FP lazily)",
                 "instructions", runs, el2_instructions_per_world_switch,
-                "EL1 context, vGIC, keys, MTE, timers"),
+                "EL1 context, vGIC, PAuth keys, timers; MTE where on"),
     ]  # fmt: skip
 
 
