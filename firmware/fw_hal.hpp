@@ -8,6 +8,7 @@
 #include "armvcpu/guest_context.hpp"
 #include "armvcpu/hal.hpp"
 #include "gic.hpp"
+#include "scheduler.hpp"
 #include "sysreg.hpp"
 
 extern "C" std::uint64_t armvcpu_run_guest(armvcpu::TrapFrame* frame);
@@ -43,7 +44,15 @@ struct FwHal {
     armvcpu::ExceptionType enter_guest(armvcpu::TrapFrame& frame) {
         // Bit 2 of the vectors' code marks an AArch32 lower EL; the syndrome
         // (ESR_EL2) already tells a VMM which state the guest was in.
-        return static_cast<armvcpu::ExceptionType>(armvcpu_run_guest(&frame) & 3);
+        // A time-shared CPU's scheduler may switch vCPUs before the entry and
+        // keeps its own exits (slice timer, lazy FP) from the run loop.
+        for (;;) {
+            if (sched::sharing()) sched::before_entry();
+            const std::uint64_t type = armvcpu_run_guest(&frame);
+            if (!sched::sharing() || !sched::after_exit(type, frame)) {
+                return static_cast<armvcpu::ExceptionType>(type & 3);
+            }
+        }
     }
 
     // The physical interrupt that made the guest exit (acknowledged).

@@ -6,6 +6,7 @@
 #include "armvcpu/vgic.hpp"
 #include "armvcpu/vgic_icv.hpp"
 #include "gic_v2.hpp"
+#include "scheduler.hpp"
 #include "sysreg.hpp"
 
 namespace fw::gic {
@@ -153,6 +154,7 @@ bool inject(std::uint32_t vintid, bool hw, std::uint8_t priority) {
 }
 
 void set_enabled(unsigned cpu, std::uint32_t intid, bool on) {
+    cpu = sched::phys_cpu(cpu);  // callers name the vCPU slot
     if (g_v2) return gicv2::set_enabled(cpu, intid, on);
     const std::uintptr_t reg = (on ? 0x100 : 0x180) + (intid / 32) * 4;
     if (intid < 32) {
@@ -180,6 +182,7 @@ void set_edge_triggered(std::uint32_t intid) {
 }
 
 void route_spi(std::uint32_t intid, unsigned cpu) {
+    cpu = sched::phys_cpu(cpu);  // callers name the vCPU slot
     if (g_v2) return gicv2::route_spi(intid, cpu);
     // GICD_IROUTER<n>: Aff0 = cpu (QEMU virt numbers CPUs 0..15 in Aff0).
     *reinterpret_cast<volatile std::uint64_t*>(kGicd + kGicdIrouter + intid * 8) = cpu;
@@ -274,6 +277,7 @@ bool virtual_pending() {
 }
 
 void kick(unsigned cpu) {
+    cpu = sched::phys_cpu(cpu);  // callers name the vCPU slot
     if (g_v2) return gicv2::send_sgi(cpu, kKickSgi);
     // ICC_SGI1R_EL1: TargetList [15:0] (Aff0 bits), INTID [27:24], Aff1-3 = 0.
     const std::uint64_t value = (static_cast<std::uint64_t>(kKickSgi) << 24) | (1u << (cpu & 0xf));

@@ -16,6 +16,7 @@
 #include "host_link.hpp"
 #include "power.hpp"
 #include "run_loop.hpp"
+#include "scheduler.hpp"
 #include "sysreg.hpp"
 #include "uart.hpp"
 #include "vm.hpp"
@@ -109,6 +110,7 @@ extern "C" [[noreturn]] void fw_secondary_main(std::uint64_t cpu_index) {
     fw::enable_el2_mmu_secondary();
     fw::gic::init_cpu(cpu);
     fw::enable_this_cpu(cpu);
+    fw::sched::run_cpu(cpu, wait_for_vcpu);  // returns unless vCPUs time-share CPUs
     wait_for_vcpu(cpu);
 }
 
@@ -119,16 +121,20 @@ extern "C" [[noreturn]] void fw_main() {
     if (!fw::quiet()) print_banner(cfg);
     fw::enable_this_cpu(0);
     fw::init_exit_logs();
-    fw::setup_vms(fw::start_secondary_cpus());
+    const unsigned cpus = fw::start_secondary_cpus();
+    fw::setup_vms(cpus);
+    const bool shared = fw::sched::place(cpus);
     if ((cfg.selftest & armvcpu::kSelfTestStackOverflow) != 0) {
         fw::uart::put_str("armvcpu: self-test: overflowing the EL2 stack\n");
         fw::overflow_el2_stack();
     }
     if ((cfg.selftest & armvcpu::kSelfTestCountEl2) != 0) fw::start_counting_el2();
-    // Every VM's first vCPU starts now; CPU 0 runs VM 1's.
-    for (unsigned v = 1; v < fw::g_num_vms; ++v) {
+    // Every VM's first vCPU starts now; CPU 0 runs VM 1's (when CPUs are
+    // time-shared, VM 1's is a start request like the others').
+    for (unsigned v = shared ? 0 : 1; v < fw::g_num_vms; ++v) {
         fw::post_start_request(fw::g_vms[v].first_cpu, fw::g_vms[v].cfg.entry, fw::g_vms[v].cfg.x0);
     }
+    fw::sched::run_cpu(0, wait_for_vcpu);  // returns unless vCPUs time-share CPUs
     fw::send_event();
     run_vcpu(0, cfg.entry, cfg.x0);
     wait_for_vcpu(0);

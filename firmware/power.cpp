@@ -32,6 +32,8 @@ void start_guest_cpu(const Vm& vm, const armvcpu::exit::CpuUp& cpu_up) {
         post_start_request(vm.first_cpu + static_cast<unsigned>(target), cpu_up.entry_point,
                            cpu_up.arg);
         send_event();
+        // A time-shared CPU idles in WFI, which no SEV ends.
+        if (sched::sharing()) gic::kick(vm.first_cpu + static_cast<unsigned>(target));
     }
 }
 

@@ -8,6 +8,7 @@
 #include "armvcpu/exit_reason.hpp"
 #include "gic.hpp"
 #include "host_link.hpp"
+#include "scheduler.hpp"
 #include "sgi.hpp"
 #include "sysreg.hpp"
 #include "vgic_glue.hpp"
@@ -58,6 +59,14 @@ void consume_kick();
 [[gnu::always_inline]] inline StartRequest& take_start_request(unsigned cpu) {
     StartRequest& req = g_start[cpu];
     while (__atomic_load_n(&req.pending, __ATOMIC_ACQUIRE) == 0) {
+        if (sched::sharing()) {
+            sched::idle(cpu, false);  // other vCPUs of this CPU run meanwhile
+            continue;
+        }
+        if (gic::v2()) {  // no ICC_HPPIR1_EL1 on a GICv2: wait as before
+            asm volatile("wfe");
+            continue;
+        }
         const std::uint32_t hppi =
             static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(icc_hppir1_el1) & 0xffffff);
         if (!armvcpu::vgic::is_valid_intid(hppi)) {
@@ -86,7 +95,11 @@ void start_guest_cpu(const Vm& vm, const armvcpu::exit::CpuUp& cpu_up);
 // main.cpp's run_vcpu.
 [[gnu::always_inline]] inline void wait_for_wake_up(unsigned cpu) {
     while (!gic::pending() && !gic::virtual_pending() && !sgis_pending(cpu) && !vgic_dirty(cpu)) {
-        asm volatile("wfi");
+        if (!sched::sharing()) {
+            asm volatile("wfi");
+        } else if (sched::idle(cpu, true)) {
+            return;  // other vCPUs of this CPU ran meanwhile; this one has an event
+        }
     }
 }
 

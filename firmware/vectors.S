@@ -144,6 +144,9 @@ armvcpu_guest_exit:
     cbnz    x1, 2f                          // synchronous exits only
     mrs     x2, mpidr_el1
     and     x2, x2, #0xff                   // Aff0: the CPU's index on QEMU virt
+    adrp    x3, armvcpu_current_slot        // the vCPU slot it runs (scheduler.cpp)
+    add     x3, x3, :lo12:armvcpu_current_slot
+    ldrb    w2, [x3, x2]
     adrp    x3, armvcpu_fast_path
     add     x3, x3, :lo12:armvcpu_fast_path
     ldrb    w3, [x3, x2]

@@ -124,7 +124,9 @@ void setup_vms(unsigned cpus) {
         vm.id = k + 1;
         vm.cfg = c;
         const unsigned wanted = c.num_vcpus == 0 ? 1 : c.num_vcpus;
-        const unsigned left = cpus - next_cpu;
+        // vCPU slots, not physical CPUs: the scheduler time-shares CPUs
+        // when there are more vCPUs than CPUs (scheduler.hpp).
+        const unsigned left = kMaxCpus - next_cpu;
         vm.num_vcpus = wanted < left ? wanted : left;
         vm.first_cpu = next_cpu;
         if (vm.num_vcpus == 0 || !build_vm(vm, mem)) {

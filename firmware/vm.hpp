@@ -40,7 +40,9 @@ extern Vm* g_cpu_vm[kMaxCpus];  // the VM whose vCPU each physical CPU runs
 
 // Creates the VMs the host configured (armvcpu_guest_config: VM 1 always,
 // VM k > 1 when it has a size), each with its own stage 2 and VMID, on
-// consecutive CPUs among the first `cpus`. Powers off when VM 1 cannot run.
+// consecutive vCPU slots (slot s runs on CPU s unless the scheduler
+// time-shares CPUs); `cpus` is how many CPUs the machine has (for the
+// layout line). Powers off when VM 1 cannot run.
 void setup_vms(unsigned cpus);
 
 // Ends a VM: its other CPUs are kicked out of the guest and go back to

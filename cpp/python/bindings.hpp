@@ -58,5 +58,6 @@ void bind_fdt(py::module_& m);
 void bind_rsp(py::module_& m);
 void bind_snapshot(py::module_& m);
 void bind_exit_view(py::module_& m);
+void bind_sched(py::module_& m);
 
 }  // namespace armvcpu::py_bind

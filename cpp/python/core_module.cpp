@@ -21,4 +21,5 @@ PYBIND11_MODULE(_core, m) {
     b::bind_fdt(m);
     b::bind_rsp(m);
     b::bind_snapshot(m);
+    b::bind_sched(m);
 }

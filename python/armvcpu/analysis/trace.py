@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,18 @@ import numpy as np
 from .. import _core
 from ..exits import Exit
 from . import exitlog
+from .switchlog import WorldSwitch
 
 RECORD_SIZE: int = _core.ExitRecord.SIZE
 _OFF = dict(_core.ExitRecord.OFFSETS)
 FORMAT = "armvcpu-trace"
 VERSION = 1
+#: A trace's world switches: when (counter seconds), how long the outgoing
+#: vCPU had run, on which physical CPU, from and to which (VM, vCPU), why.
+SWITCH_DTYPE = np.dtype([("time_s", "<f8"), ("ran_s", "<f8"), ("cpu", "u1"),
+                         ("from_vm", "u1"), ("from_vcpu", "u1"), ("to_vm", "u1"),
+                         ("to_vcpu", "u1"), ("reason", "u1")])  # fmt: skip
+SWITCH_REASONS: list[str] = list(_core.SWITCH_REASONS)
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,9 @@ class Trace:
         #: itself (see :mod:`armvcpu.analysis.exitlog`); empty unless the run had
         #: ``Hypervisor.enable_exit_log()``.
         self.firmware_log: np.ndarray = np.empty(0, dtype=exitlog.DTYPE)
+        #: The EL2 scheduler's world switches (vCPUs time-sharing CPUs): one
+        #: row per switch, :data:`SWITCH_DTYPE`; empty without time sharing.
+        self.world_switches: np.ndarray = np.empty(0, dtype=SWITCH_DTYPE)
 
     # -- recording ----------------------------------------------------------------
 
@@ -81,6 +91,13 @@ class Trace:
     def add_firmware_log(self, rows: np.ndarray) -> None:
         """Append exit-log rows (``Hypervisor.firmware_exits()``)."""
         self.firmware_log = np.concatenate([self.firmware_log, rows.astype(exitlog.DTYPE)])
+
+    def add_world_switches(self, switches: Iterable[WorldSwitch]) -> None:
+        """Append the scheduler's switches (``Hypervisor.world_switches()``)."""
+        rows = np.array([(s.time_s, s.ran_s, s.cpu, *s.from_vcpu, *s.to_vcpu,
+                          SWITCH_REASONS.index(s.reason) if s.reason in SWITCH_REASONS else 255)
+                         for s in switches], dtype=SWITCH_DTYPE)  # fmt: skip
+        self.world_switches = np.concatenate([self.world_switches, rows])
 
     def firmware_summary(self) -> list[exitlog.LogKindSummary]:
         """The firmware log's exits per kind and handler, with their rates."""
@@ -232,6 +249,25 @@ class Trace:
                     "args": {"esr": hex(int(row["esr"])), "arg": hex(int(row["arg"])),
                              "by": exitlog.HANDLERS.get(int(row["handler"]), "?")},
                 })  # fmt: skip
+        switches = self.world_switches
+        if len(switches):
+            # Which vCPU each physical CPU ran, and for how long: the span that
+            # ended at each switch, on the guest's counter clock.
+            pid = 2000
+            meta.append({"name": "process_name", "ph": "M", "pid": pid,
+                         "args": {"name": "physical CPUs (counter time)"}})  # fmt: skip
+            t0 = float((switches["time_s"] - switches["ran_s"]).min())
+            for row in switches:
+                start = float(row["time_s"]) - float(row["ran_s"])
+                reason = int(row["reason"])
+                events.append({
+                    "name": f"VM {int(row['from_vm'])} vCPU {int(row['from_vcpu'])}",
+                    "cat": "world switch", "ph": "X", "ts": (start - t0) * 1e6,
+                    "dur": float(row["ran_s"]) * 1e6, "pid": pid, "tid": int(row["cpu"]),
+                    "args": {"left for": f"VM {int(row['to_vm'])} vCPU {int(row['to_vcpu'])}",
+                             "why": SWITCH_REASONS[reason] if reason < len(SWITCH_REASONS)
+                             else "?"},
+                })  # fmt: skip
         return {"traceEvents": meta + events, "displayTimeUnit": "ns", "metadata": self.meta}
 
     def replay(self, handler: Callable[[Exit], Any] | None = None) -> ReplayResult:
@@ -265,7 +301,8 @@ class Trace:
         c = self.columns
         np.savez_compressed(p, meta=np.array(json.dumps(meta)), records=c["records"],
                             t_ns=c["t_ns"], handle_ns=c["handle_ns"], action=c["action"],
-                            answer_x0=c["answer_x0"], firmware_log=self.firmware_log)  # fmt: skip
+                            answer_x0=c["answer_x0"], firmware_log=self.firmware_log,
+                            world_switches=self.world_switches)  # fmt: skip
         return p
 
     @classmethod
@@ -279,6 +316,8 @@ class Trace:
                                                  "answer_x0")}  # fmt: skip
                 firmware_log = (data["firmware_log"] if "firmware_log" in data.files
                                 else np.empty(0, dtype=exitlog.DTYPE))  # fmt: skip
+                switches = (data["world_switches"] if "world_switches" in data.files
+                            else np.empty(0, dtype=SWITCH_DTYPE))  # fmt: skip
         except FileNotFoundError:
             raise
         except (OSError, ValueError, KeyError) as exc:
@@ -296,4 +335,7 @@ class Trace:
         if firmware_log.dtype != exitlog.DTYPE:
             raise ValueError(f"{p}: its firmware log has an unknown layout ({firmware_log.dtype})")
         trace.firmware_log = firmware_log
+        if switches.dtype != SWITCH_DTYPE:
+            raise ValueError(f"{p}: its world switches have an unknown layout ({switches.dtype})")
+        trace.world_switches = switches
         return trace

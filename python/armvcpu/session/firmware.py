@@ -42,6 +42,11 @@ class Firmware:
     # The shared-memory host's doorbell flag; None in images that predate it
     # (there the host only polls).
     host_sleeping: int | None = None
+    # The EL2 scheduler's placement request, switch log and each CPU's
+    # current vCPU slot; None in images without the scheduler.
+    sched_config: int | None = None
+    switch_log: int | None = None
+    current_slot: int | None = None
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:
@@ -61,7 +66,8 @@ class Firmware:
                     if not syms:
                         raise FirmwareError(f"{p} lacks the symbol {name}; is it armvcpu firmware?")
                     found[key] = int(syms[0]["st_value"])
-                for key, name in dict(_core.FIRMWARE_OPTIONAL_SYMBOLS).items():
+                optional = {**dict(_core.FIRMWARE_OPTIONAL_SYMBOLS), **dict(_core.SCHED_SYMBOLS)}
+                for key, name in optional.items():
                     syms = symtab.get_symbol_by_name(name)
                     if syms:
                         found[key] = int(syms[0]["st_value"])

@@ -19,7 +19,7 @@ import secrets
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     # numpy comes with both: imported where a session uses them, so a
     # session without an exit log or trace starts without it.
     from ..analysis.exitlog import ExitLogReader
+    from ..analysis.switchlog import SwitchCosts, WorldSwitch
     from ..analysis.trace import Trace
 
 #: Where QEMU virt's RAM starts in the physical address space (and a guest's).
@@ -136,8 +137,12 @@ class Hypervisor:
             ``"gdb"`` (the gdbstub hand-off; works with any GDB remote target).
         qemu: the QEMU binary.
         cpu: QEMU's ``-cpu`` model.
-        smp: physical CPUs, and vCPUs of the VM (vCPU i runs on CPU i; the
-            guest starts vCPUs 1.. with PSCI CPU_ON).
+        smp: vCPUs of all VMs together (VM 1 has those that :meth:`add_vm`
+            does not take; a guest starts vCPUs 1.. with PSCI CPU_ON), 1..8.
+        host_cpus: the machine's physical CPUs (QEMU's ``-smp``; default
+            ``smp``). With fewer CPUs than vCPUs the firmware's EL2 scheduler
+            time-shares them (round-robin slices; a halted vCPU yields); see
+            :meth:`world_switches`.
         memory_mb: VM 1's RAM, as QEMU's ``-m`` means it: the guest sees
             exactly this much at 0x4000_0000, at the same physical addresses
             (1 .. :data:`MAX_MEMORY_MB`). The firmware and other VMs' RAM lie
@@ -197,6 +202,7 @@ class Hypervisor:
         qemu: str = "qemu-system-aarch64",
         cpu: str = "max",
         smp: int = 1,
+        host_cpus: int | None = None,
         memory_mb: int = 256,
         timeout: float = 10.0,
         uart: Literal["host", "emulate", "passthrough"] = "host",
@@ -240,10 +246,22 @@ class Hypervisor:
         if not 1 <= smp <= 8:
             raise ValueError(f"smp must be 1..8 (the firmware runs up to 8 CPUs), not {smp}")
         self.smp = smp
+        if host_cpus is None:
+            host_cpus = smp
+        if isinstance(host_cpus, bool) or not isinstance(host_cpus, int) or not 1 <= host_cpus <= 8:
+            raise ValueError(
+                f"host_cpus must be 1..8 (the firmware starts up to 8 CPUs), not {host_cpus!r}"
+            )
+        #: The machine's physical CPUs (QEMU's -smp); ``smp`` vCPUs share them.
+        self.host_cpus = host_cpus
+        #: Each VM's allowed physical CPUs (``add_vm(cpus=...)``); absent: any.
+        self._vm_cpus: dict[int, frozenset[int]] = {}
+        #: Each VM's favoured CPU per vCPU (``add_vm(favor_cpus=...)``).
+        self._vm_favor: dict[int, tuple[int | None, ...]] = {}
         if bios is not None and not Path(bios).is_file():
             raise GuestImageError(f"the -bios image {bios} does not exist")
         self.config = QemuConfig(binary=qemu, cpu=cpu, memory_mb=machine_memory_mb(memory_mb),
-                                 smp=smp, gic_version=gic, extra_args=tuple(extra_args),
+                                 smp=host_cpus, gic_version=gic, extra_args=tuple(extra_args),
                                  bios=Path(bios) if bios is not None else None,
                                  console_input=console_input, mte=mte,
                                  iommu=iommu)  # fmt: skip
@@ -350,6 +368,7 @@ class Hypervisor:
             if self.quiet:
                 self.guest_config.features |= int(_core.FEATURE_QUIET)
             self.gdb.write_memory(self.firmware.guest_config, self.guest_config.to_bytes())
+            self._publish_sched()
             attach = self.transport.attach_value().to_bytes(4, "little")
             self.gdb.write_memory(self.firmware.host_attached, attach)
             self._vms[1] = VM(self, 1)
@@ -897,12 +916,20 @@ class Hypervisor:
             raise ArmvcpuError("no QEMU of this session to type into")
         self.qemu.send_console(text.encode() if isinstance(text, str) else text)
 
-    def add_vm(self, guest: Guest, *, vcpus: int = 1) -> VM:
+    def add_vm(self, guest: Guest, *, vcpus: int = 1, cpus: Iterable[int] | None = None,
+               favor_cpus: Sequence[int | None] | None = None) -> VM:  # fmt: skip
         """Another VM, isolated from VM 1 by its own stage-2 tables and VMID,
         with its own RAM (as large as VM 1's, at the same guest addresses, in
-        machine RAM above the firmware) and ``vcpus``
-        vCPUs on physical CPUs after the other VMs'. Returns it (also in
-        :attr:`vms`), with ``guest`` loaded.
+        machine RAM above the firmware) and ``vcpus`` vCPUs, taken from the
+        session's ``smp``. Returns it (also in :attr:`vms`), with ``guest``
+        loaded.
+
+        ``cpus`` names the physical CPUs (``0 .. host_cpus - 1``) its vCPUs
+        may run on (the seeds' ``phys_cpu_set``); by default any.
+        ``favor_cpus[i]`` is the CPU vCPU i prefers (``favor_phys_cpu``; None:
+        no preference), taken when it is among ``cpus``; otherwise a vCPU goes
+        to the allowed CPU with the fewest vCPUs. vCPUs placed on one CPU
+        time-share it (see :meth:`placement`).
 
         >>> with Hypervisor(smp=2, memory_mb=512) as hv:    # doctest: +SKIP
         ...     hv.load(guest_a)
@@ -912,6 +939,8 @@ class Hypervisor:
         self._before_start("add_vm()")
         if vcpus < 1:
             raise ValueError(f"a VM needs at least one vCPU, not vcpus={vcpus}")
+        allowed = self._check_cpus(cpus)
+        favor = self._check_favor(favor_cpus, vcpus)
         vm = 2 + len(self._vm_configs)
         if vm > _MAX_VMS:
             raise ArmvcpuError(f"the firmware runs at most {_MAX_VMS} VMs")
@@ -919,7 +948,8 @@ class Hypervisor:
         others = sum(c.num_vcpus for c in self._vm_configs.values()) + vcpus
         if others + 1 > self.smp:
             raise ArmvcpuError(
-                f"VMs need at least {others + 1} vCPUs (one physical CPU each) but smp={self.smp}"
+                f"VMs need at least {others + 1} vCPUs (VM 1 keeps one) but smp={self.smp} "
+                "(smp counts the vCPUs of all VMs; host_cpus the CPUs they share)"
             )
         base = self.guest_config
         cfg = _core.GuestConfig.from_bytes(base.to_bytes())
@@ -938,7 +968,125 @@ class Hypervisor:
         self._vms_running.add(vm)
         self.guest_config.num_vcpus = self.smp - others
         self._publish_config(1)
+        if allowed is not None:
+            self._vm_cpus[vm] = allowed
+        if favor is not None:
+            self._vm_favor[vm] = favor
+        self._publish_sched()
         return new
+
+    def _check_cpus(self, cpus: Iterable[int] | None) -> frozenset[int] | None:
+        if cpus is None:
+            return None
+        if isinstance(cpus, (str, bytes)) or not isinstance(cpus, Iterable):
+            raise TypeError(f"cpus must be a set of physical CPU numbers, not {cpus!r}")
+        allowed = frozenset(cpus)
+        bad = sorted(
+            repr(c) for c in allowed
+            if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < self.host_cpus
+        )  # fmt: skip
+        if bad:
+            raise ValueError(
+                f"cpus: {', '.join(bad)} is not a CPU of this machine "
+                f"(host_cpus={self.host_cpus}: 0..{self.host_cpus - 1})"
+            )
+        if not allowed:
+            raise ValueError("cpus must name at least one physical CPU")
+        return allowed
+
+    def _check_favor(
+        self, favor: Sequence[int | None] | None, vcpus: int
+    ) -> tuple[int | None, ...] | None:
+        if favor is None:
+            return None
+        if isinstance(favor, (str, bytes)) or not isinstance(favor, Sequence):
+            raise TypeError(
+                f"favor_cpus must be a sequence (one CPU or None per vCPU), not {favor!r}"
+            )
+        if len(favor) != vcpus:
+            raise ValueError(f"favor_cpus names {len(favor)} CPUs for {vcpus} vCPUs")
+        for c in favor:
+            if c is not None and (isinstance(c, bool) or not isinstance(c, int)
+                                  or not 0 <= c < self.host_cpus):  # fmt: skip
+                raise ValueError(
+                    f"favor_cpus: {c!r} is not a CPU of this machine "
+                    f"(host_cpus={self.host_cpus}: 0..{self.host_cpus - 1})"
+                )
+        return tuple(favor)
+
+    def _publish_sched(self) -> None:
+        """Tell the firmware which CPUs each vCPU slot may run on (VM 1's
+        slots first, then each added VM's)."""
+        address = self.firmware.sched_config
+        if address is None or self.guest_config is None:
+            return
+        config = self._sched_config()
+        self._write_phys(address, config.to_bytes())
+        where = _core.place_vcpus(config, self.smp, self.host_cpus)
+        shared = where is not None and list(where) != list(range(self.smp))
+        if isinstance(self.transport, GdbTransport):
+            self.transport.slot_map = self.firmware.current_slot if shared else None
+
+    def world_switches(self) -> list[WorldSwitch]:
+        """The EL2 scheduler's world switches so far, oldest first: which vCPU
+        left which physical CPU for which, why, and how long it had run
+        (the firmware keeps the last 1024). Empty without time sharing.
+
+        >>> with Hypervisor(smp=2, host_cpus=1) as hv:      # doctest: +SKIP
+        ...     hv.load(guest); hv.run()
+        ...     for s in hv.world_switches(): print(s.cpu, s.from_vcpu, s.to_vcpu, s.ran_s)
+        """
+        address = getattr(self.firmware, "switch_log", None)
+        if address is None:
+            return []
+        layout = _core.SWITCH_LOG_LAYOUT
+        size = int(layout["header"]) + int(layout["entry"]) * int(layout["entries"])
+        slots: list[tuple[int, int]] = []
+        for vm in sorted(self._vms):
+            slots += [(vm, i) for i in range(int(self._vm_config(vm).num_vcpus) or 1)]
+        # Here, not at the top: the analysis package brings numpy, which a
+        # plain run does without.
+        from ..analysis.switchlog import parse_switch_log
+
+        return parse_switch_log(self._read_phys(address, size), slots)
+
+    def world_switch_costs(self) -> SwitchCosts:
+        """EL2 instructions per world switch and per lazy FP hand-over, as the
+        firmware counted them (after ``request_selftest("count-el2")``)."""
+        from ..analysis.switchlog import SwitchCosts, parse_switch_costs
+
+        address = self.firmware.switch_log
+        if address is None:
+            return SwitchCosts(0, 0, 0, 0)
+        return parse_switch_costs(self._read_phys(address, 48))
+
+    def _sched_config(self) -> Any:
+        """The placement request: each slot's allowed CPUs (its VM's)."""
+        config = _core.SchedConfig()
+        if self.guest_config is None:
+            return config
+        sets = [0] * 8
+        favors = [int(_core.NO_FAVOR)] * 8
+        for vm in sorted(self._vms):
+            first = self._vm_first_cpu(vm)
+            mask = sum(1 << c for c in self._vm_cpus.get(vm, ()))
+            favor = self._vm_favor.get(vm, ())
+            for i in range(int(self._vm_config(vm).num_vcpus) or 1):
+                if first + i < 8:
+                    sets[first + i] = mask
+                    if i < len(favor) and favor[i] is not None:
+                        favors[first + i] = int(favor[i])  # type: ignore[arg-type]
+        config.phys_cpu_set = sets
+        config.favor_phys_cpu = favors
+        return config
+
+    def placement(self) -> list[int]:
+        """Each vCPU slot's physical CPU, as the firmware places them
+        (VM 1's vCPUs first, then each added VM's; the core's place_vcpus)."""
+        where = _core.place_vcpus(self._sched_config(), self.smp, self.host_cpus)
+        if where is None:  # _check_cpus keeps every set inside the machine
+            raise ArmvcpuError("no placement: a VM's cpus name no CPU of this machine")
+        return list(where)
 
     # -- running --------------------------------------------------------------------
 

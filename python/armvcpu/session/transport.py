@@ -110,6 +110,10 @@ class GdbTransport:
         self._resume_pc: int | None = None  # where the stopped CPU must go on; None: stay
         self._pc_write: bytes | None = None  # the P packet that puts it there
         self._move_pc = False  # the P packet goes out before the next continue
+        self._calibrated = True
+        #: With vCPUs time-sharing CPUs: the firmware's armvcpu_current_slot,
+        #: each CPU's vCPU slot (a stopped CPU's record is its slot's).
+        self.slot_map: int | None = None
 
     @property
     def resume_pc(self) -> int | None:
@@ -147,6 +151,8 @@ class GdbTransport:
         if thread is None or len(self.last_seqs) == 1:
             return 0
         slot = int(thread.rsplit(".", 1)[-1], 16) - 1
+        if self.slot_map is not None and 0 <= slot < 8:
+            return self.gdb.read_memory(self.slot_map + slot, 1)[0]
         if not 0 <= slot < len(self.last_seqs):
             raise GdbProtocolError(f"stop reply names thread {thread}, not one of our CPUs")
         return slot

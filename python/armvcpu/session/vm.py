@@ -12,7 +12,7 @@ A :class:`~armvcpu.Hypervisor` has VM 1 from the moment it starts
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,6 +34,7 @@ class _Session(Protocol):
 
     def _vm_config(self, vm_id: int) -> Any: ...
     def _vm_first_cpu(self, vm_id: int) -> int: ...
+    def placement(self) -> list[int]: ...
     def _vm_running(self, vm_id: int) -> bool: ...
     def _read_phys(self, pa: int, length: int) -> bytes: ...
     def _write_phys(self, pa: int, data: bytes) -> None: ...
@@ -49,10 +50,13 @@ class _Session(Protocol):
 @dataclass(frozen=True)
 class VCpu:
     """One vCPU of a VM: its index in the VM (what the exit's ``vcpu_id``
-    says) and the physical CPU it runs on (one physical CPU per vCPU)."""
+    says), the physical CPU it runs on (shared with others when the session
+    has fewer ``host_cpus`` than vCPUs) and its slot among all VMs' vCPUs
+    (its exit record's index: ``exit.slot``)."""
 
     index: int
     cpu: int
+    slot: int = field(default=-1, compare=False)
 
 
 class VM:
@@ -83,10 +87,11 @@ class VM:
 
     @property
     def vcpus(self) -> tuple[VCpu, ...]:
-        """The VM's vCPUs, on consecutive physical CPUs (VM 1 first)."""
+        """The VM's vCPUs and where they run (VM 1's take the first slots)."""
         first = self._session._vm_first_cpu(self.id)
         count = int(self.config.num_vcpus) or 1
-        return tuple(VCpu(index=i, cpu=first + i) for i in range(count))
+        where = self._session.placement()
+        return tuple(VCpu(index=i, cpu=where[first + i], slot=first + i) for i in range(count))
 
     @property
     def running(self) -> bool:

@@ -188,6 +188,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=args.memory,
                         timeout=_session_timeout(args), uart=args.uart, smp=args.smp,
+                        host_cpus=args.host_cpus,
                         extra_args=shlex.split(args.qemu_args)) as hv:  # fmt: skip
             hv.load(guest)
             if isinstance(policy, Policy):
@@ -280,7 +281,8 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
     last = None
     count = 0
     with Hypervisor(transport=args.transport, cpu=args.cpu, memory_mb=memory, smp=args.smp,
-                    timeout=_session_timeout(args), uart="passthrough", gic=args.gic,
+                    host_cpus=args.host_cpus, timeout=_session_timeout(args),
+                    uart="passthrough", gic=args.gic,
                     extra_args=shlex.split(args.qemu_args)) as hv:  # fmt: skip
         show_console = ConsoleEcho(hv)
 
@@ -326,6 +328,7 @@ def _finish_linux(hv: Any, trace: Any, args: argparse.Namespace, status: int, co
                   last: Any) -> int:  # fmt: skip
     if trace is not None and hv.ram is not None:
         trace.add_firmware_log(hv.firmware_exits())
+        trace.add_world_switches(hv.world_switches())
     return _finish(trace, args, status, count, last)
 
 
@@ -583,6 +586,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cpu", default="max", help="QEMU CPU model (max, cortex-a57, ...)")
     run.add_argument("--smp", type=int, default=1, help="CPUs, and vCPUs of the VM (the guest "
                      "starts them with PSCI CPU_ON)")  # fmt: skip
+    run.add_argument("--host-cpus", type=int, default=None, metavar="M",
+                     help="the machine's CPUs (default: --smp); the vCPUs time-share "
+                     "them")  # fmt: skip
     run.add_argument("-m", "--memory", type=int, default=None,
                      help="machine RAM in MiB (default: 256; 512 for a Linux Image)")  # fmt: skip
     run.add_argument("--transport", choices=["shm", "gdb"], default="shm",

@@ -8,8 +8,9 @@ QEMU's boot paths and QEMU's device tree, and every exit visible::
         -kernel Image -initrd initrd.gz -append "console=ttyAMA0"
 
 armvcpu's own options (``--policy``, ``--trace``, ``--timeout``, ``--transport``,
-``--json``, and ``--device uart|rtc|virtio|fwcfg|gpio`` to pass through fewer) may
-stand anywhere among QEMU's. When QEMU ends the run itself (PSCI SYSTEM_OFF, a
+``--json``, ``--device uart|rtc|virtio|fwcfg|gpio`` to pass through fewer, and
+``--host-cpus M``: the machine gets M CPUs, which the guest's ``-smp N`` vCPUs
+time-share) may stand anywhere among QEMU's. When QEMU ends the run itself (PSCI SYSTEM_OFF, a
 device that exits QEMU with a code), the exit status is QEMU's.
 """
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 #: armvcpu's options in this mode, and whether each takes a value.
 OWN_OPTIONS = {"--policy": True, "--trace": True, "--timeout": True, "--transport": True,
-               "--json": False}  # fmt: skip
+               "--json": False, "--host-cpus": True}  # fmt: skip
 PASSTHROUGH = ("uart", "rtc", "virtio", "fwcfg", "gpio", "pcie")
 EXIT_TIMEOUT = 3
 _NO_LIMIT = 365 * 24 * 3600.0
@@ -74,6 +75,8 @@ def _own_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transport", choices=["shm", "gdb"], default="shm")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--device", action="append", choices=list(PASSTHROUGH))
+    # The machine's CPUs; the guest's -smp N vCPUs time-share them.
+    parser.add_argument("--host-cpus", type=int, default=None)
     return parser
 
 
@@ -144,7 +147,8 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
     reported = 0  # DMA faults already printed
     status = 0
     with Hypervisor(transport=args.transport, cpu=config.cpu or "max", smp=config.smp,
-                    memory_mb=config.memory_mb, uart="passthrough", extra_args=extra,
+                    host_cpus=args.host_cpus, memory_mb=config.memory_mb, uart="passthrough",
+                    extra_args=extra,
                     quiet=True, bios=config.bios, console_input=True,
                     mte=config.mte, iommu=config.iommu,
                     gic=config.gic_version) as hv:  # fmt: skip
@@ -208,6 +212,7 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
         if trace is not None:
             if hv.ram is not None:
                 trace.add_firmware_log(hv.firmware_exits())
+                trace.add_world_switches(hv.world_switches())
             path = trace.save(args.trace)
             print(f"armvcpu: trace saved to {path}", file=sys.stderr)
     if args.json:

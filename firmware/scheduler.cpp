@@ -1,0 +1,493 @@
+// The EL2 scheduler (see scheduler.hpp): EL2 threads per vCPU slot, the
+// world switch between them, lazy FP/SIMD/SVE, the slice timer, and the log
+// of switches the host reads.
+#include "scheduler.hpp"
+
+#include <new>
+
+#include "armvcpu/guest_context.hpp"
+#include "armvcpu/scheduler.hpp"
+#include "armvcpu/world_switch.hpp"
+#include "power.hpp"
+#include "run_loop.hpp"
+#include "sgi.hpp"
+#include "sysreg.hpp"
+#include "uart.hpp"
+#include "vgic_glue.hpp"
+#include "vm.hpp"
+
+namespace as = armvcpu::sched;
+
+namespace fw::sched {
+namespace {
+
+struct ThreadContext {
+    std::uint64_t x19_x30[12];
+    std::uint64_t sp;
+};
+
+// FP/SIMD or SVE registers of one vCPU (layout: sched_switch.S). With SVE,
+// 32 Z and 16 P registers and FFR at the largest vector length, 2048 bits.
+struct alignas(16) FpState {
+    std::uint64_t fpsr, fpcr, zcr_el1, reserved;
+    std::uint8_t regs[32 * 256 + 17 * 32];
+};
+
+}  // namespace
+}  // namespace fw::sched
+
+extern "C" {
+// The host's placement request, written before the firmware boots (so in
+// .data: boot.S clears .bss).
+[[gnu::used, gnu::section(".data")]] armvcpu::sched::SchedConfig armvcpu_sched_config =
+    armvcpu::sched::kDefaultSchedConfig;
+[[gnu::used]] armvcpu::sched::SwitchLog armvcpu_switch_log;
+// The slot each physical CPU runs now: the vectors' fast path reads its flag
+// by it, and a host that stops a CPU (the gdb transport) finds its record.
+[[gnu::used, gnu::section(".data")]] std::uint8_t armvcpu_current_slot[fw::kMaxCpus] = {0, 1, 2, 3,
+                                                                                        4, 5, 6, 7};
+
+void armvcpu_sched_switch(fw::sched::ThreadContext* from, const fw::sched::ThreadContext* to);
+void armvcpu_sched_thread_start();
+void armvcpu_fpsimd_save(fw::sched::FpState* s);
+void armvcpu_fpsimd_load(const fw::sched::FpState* s);
+void armvcpu_sve_save(fw::sched::FpState* s);
+void armvcpu_sve_load(const fw::sched::FpState* s);
+}
+
+namespace fw {
+extern bool counting_el2;  // host_link.cpp: kSelfTestCountEl2 is on (PMU counter 0)
+}
+
+namespace fw::sched {
+
+bool g_sharing = false;
+std::uint8_t g_where[kMaxCpus];
+
+namespace {
+
+using as::SlotState;
+using as::SwitchReason;
+
+// The timer PPIs whose physical state belongs to the vCPU that runs: their
+// enables follow its emulated GIC, and a hardware-linked one stays active
+// until its guest deactivates it.
+constexpr std::uint32_t kGuestPpis =
+    (1u << armvcpu::vgic::kVirtualTimerPpi) | (1u << armvcpu::vgic::kPhysicalTimerPpi);
+constexpr std::uint32_t kHypTimerPpi = 26;  // CNTHP, the slice timer
+constexpr std::uint64_t kEcWfx = 0x01, kEcFp = 0x07, kEcSve = 0x19;
+constexpr std::uint64_t kHcrTwi = 1ull << 13, kHcrTwe = 1ull << 14;
+constexpr std::uint64_t kCptrTfp = 1u << 10, kCptrTz = 1u << 8;
+constexpr std::uint64_t kTimerEnable = 1, kTimerIstatus = 4;
+
+// This CPU's redistributor SGI_base on QEMU virt (gic.cpp's layout).
+volatile std::uint32_t& gicr_sgi(unsigned cpu, std::uintptr_t offset) {
+    return *reinterpret_cast<volatile std::uint32_t*>(0x080A0000 + cpu * 0x20000 + 0x10000 +
+                                                      offset);
+}
+constexpr std::uintptr_t kIsenabler0 = 0x100, kIcenabler0 = 0x180, kIsactiver0 = 0x300,
+                         kIcactiver0 = 0x380;
+
+struct Slot {
+    ThreadContext ctx;
+    SlotState state;
+    bool bound;  // sys holds a vCPU's EL1 context (it was bound when switched out)
+    armvcpu::GuestSystemRegisters sys;
+    armvcpu::GuestWorld world;
+    std::uint64_t mdcr_el2;
+    std::uint32_t ppi_enabled, ppi_active;
+    std::uint64_t deadline;  // of its timers, while descheduled
+    std::uint64_t since;     // CNTPCT when it was switched in
+};
+
+struct Cpu {
+    unsigned current;
+    armvcpu::LazyFpOwner fp;
+    std::uint64_t cptr;   // CPTR_EL2 as bring-up left it (FP untrapped)
+    int last_bound = -1;  // the last slot whose vCPU context this CPU held
+    bool slice_over;
+    bool yielded;                  // the vCPU waited in WFE: another Ready one may run
+    std::uint64_t switch_started;  // PMU count when the current switch began
+};
+
+Slot g_slots[kMaxCpus];
+Cpu g_cpus[kMaxCpus];
+FpState g_fp[kMaxCpus];
+alignas(16) std::uint8_t g_stacks[kMaxCpus][32 * 1024];
+unsigned g_slot_count = 0;
+std::uint64_t g_slice_ticks = 0;
+armvcpu::WorldFeatures g_features;
+std::uint32_t g_placed = 0;  // atomic: place() has run
+
+struct WorldHal {
+    std::uint64_t read_world(armvcpu::WorldReg r) {
+        using armvcpu::WorldReg;
+        // Asynchronous tag-check faults reach TFSR*_EL1 only after a DSB.
+        if (r == WorldReg::tfsr_el1 || r == WorldReg::tfsre0_el1) asm volatile("dsb nsh");
+        switch (r) {
+#define ARMVCPU_X(field, name) \
+    case WorldReg::field: return ARMVCPU_READ_SYSREG(name);
+            ARMVCPU_WORLD_SYSREGS(ARMVCPU_X)
+#undef ARMVCPU_X
+            case WorldReg::kCount: break;
+        }
+        return 0;
+    }
+    void write_world(armvcpu::WorldReg r, std::uint64_t v) {
+        using armvcpu::WorldReg;
+        switch (r) {
+#define ARMVCPU_X(field, name) \
+    case WorldReg::field: ARMVCPU_WRITE_SYSREG(name, v); return;
+            ARMVCPU_WORLD_SYSREGS(ARMVCPU_X)
+#undef ARMVCPU_X
+            case WorldReg::kCount: break;
+        }
+    }
+};
+
+unsigned this_cpu() { return static_cast<unsigned>(ARMVCPU_READ_SYSREG(mpidr_el1) & 0xff); }
+std::uint64_t el2_count() { return counting_el2 ? ARMVCPU_READ_SYSREG(pmevcntr0_el0) : 0; }
+
+std::uint64_t now() {
+    isb();
+    return ARMVCPU_READ_SYSREG(cntpct_el0);
+}
+
+Vcpu& vcpu_of(unsigned slot) {
+    return *std::launder(reinterpret_cast<Vcpu*>(g_vcpu_storage[slot]));
+}
+// A thread whose vCPU is bound (its EL1 context on the CPU); BSS makes a
+// never-built vCPU Invalid.
+bool vcpu_bound(unsigned slot) {
+    const armvcpu::VCpuState s = vcpu_of(slot).state();
+    return s == armvcpu::VCpuState::Ready || s == armvcpu::VCpuState::Running ||
+           s == armvcpu::VCpuState::Blocked;
+}
+
+// A saved list register holding a pending interrupt: a wake-up event the
+// vCPU would see the moment it is back (gic::virtual_pending, saved).
+bool saved_lr_pending(const Slot& s) {
+    if (!g_features.gicv3) return false;
+    for (unsigned n = 0; n < g_features.list_regs; ++n) {
+        const std::uint64_t lr =
+            s.world.regs[static_cast<unsigned>(armvcpu::WorldReg::ich_lr0_el2) + n];
+        if (((lr >> 62) & 1) != 0) return true;  // State[63:62]: pending (or pending+active)
+    }
+    return false;
+}
+
+// A halted, descheduled vCPU that has a wake-up event.
+bool blocked_can_run(unsigned s) {
+    const Vm* vm = g_cpu_vm[s];
+    return sgis_pending(s) || vgic_dirty(s) || (vm != nullptr && vm_stopped(*vm)) ||
+           now() >= g_slots[s].deadline || saved_lr_pending(g_slots[s]);
+}
+
+bool start_waiting(unsigned s) {
+    return __atomic_load_n(&g_start[s].pending, __ATOMIC_ACQUIRE) != 0;
+}
+
+// A descheduled slot that would make progress if it ran.
+bool runnable(unsigned s) {
+    switch (g_slots[s].state) {
+        case SlotState::Ready: return true;
+        case SlotState::Blocked: return blocked_can_run(s);
+        case SlotState::Free: return start_waiting(s);
+        default: return false;
+    }
+}
+// ... and one that was waiting for an event and now has it (worth cutting
+// the running vCPU's slice short for).
+bool woke(unsigned s) {
+    return (g_slots[s].state == SlotState::Blocked && blocked_can_run(s)) ||
+           (g_slots[s].state == SlotState::Free && start_waiting(s));
+}
+
+// The EL2 physical timer: the slice's end (when `slice` and another slot
+// shares the CPU) or the earliest timer of a halted, descheduled vCPU.
+void program_timer(unsigned cpu, bool slice) {
+    std::uint64_t at = armvcpu::kNoDeadline;
+    const std::uint64_t t = now();
+    for (unsigned s = 0; s < g_slot_count; ++s) {
+        if (g_where[s] != cpu || s == g_cpus[cpu].current) continue;
+        if (slice && g_slots[s].state == SlotState::Ready && t + g_slice_ticks < at) {
+            at = t + g_slice_ticks;
+        }
+        if (g_slots[s].state == SlotState::Blocked && g_slots[s].deadline < at) {
+            at = g_slots[s].deadline;
+        }
+    }
+    if (at == armvcpu::kNoDeadline) {
+        ARMVCPU_WRITE_SYSREG(cnthp_ctl_el2, 0);
+        return;
+    }
+    ARMVCPU_WRITE_SYSREG(cnthp_cval_el2, at);
+    ARMVCPU_WRITE_SYSREG(cnthp_ctl_el2, kTimerEnable);
+}
+
+void log_switch(unsigned cpu, unsigned from, unsigned to, SwitchReason why, std::uint64_t t) {
+    const std::uint64_t i = __atomic_fetch_add(&armvcpu_switch_log.count, 1, __ATOMIC_RELAXED);
+    as::SwitchLogEntry& e = armvcpu_switch_log.entries[i % as::kSwitchLogEntries];
+    e.time = t;
+    e.ran = t - g_slots[from].since;
+    e.cpu = static_cast<std::uint8_t>(cpu);
+    e.from = static_cast<std::uint8_t>(from);
+    e.to = static_cast<std::uint8_t>(to);
+    e.reason = static_cast<std::uint8_t>(why);
+}
+
+// The world switch: everything vCPU `from` owns on this CPU goes into its
+// slot, `to`'s comes back (world_switch.hpp's order), then the stacks.
+void switch_to(unsigned cpu, unsigned from, unsigned to, SwitchReason why) {
+    FwHal& hal = g_hal[cpu];
+    WorldHal whal;
+    Slot& out = g_slots[from];
+    Slot& in = g_slots[to];
+    Cpu& c = g_cpus[cpu];
+    c.switch_started = el2_count();
+
+    out.bound = vcpu_bound(from);
+    if (out.bound) {
+        out.sys.store(hal);
+        out.deadline = armvcpu::timer_deadline(out.sys);
+        // Its timers stop asserting their PPIs for the next vCPU.
+        ARMVCPU_WRITE_SYSREG(cntv_ctl_el0, 0);
+        ARMVCPU_WRITE_SYSREG(cntp_ctl_el0, 0);
+        c.last_bound = static_cast<int>(from);
+    } else {
+        out.deadline = armvcpu::kNoDeadline;
+    }
+    out.world.save(whal, g_features);
+    out.mdcr_el2 = ARMVCPU_READ_SYSREG(mdcr_el2);
+    out.ppi_enabled = gicr_sgi(cpu, kIsenabler0) & kGuestPpis;
+    out.ppi_active = gicr_sgi(cpu, kIsactiver0) & kGuestPpis;
+    gicr_sgi(cpu, kIcactiver0) = out.ppi_active;
+
+    in.world.restore(whal, g_features);
+    gicr_sgi(cpu, kIcenabler0) = kGuestPpis & ~in.ppi_enabled;
+    gicr_sgi(cpu, kIsenabler0) = in.ppi_enabled;
+    if (in.ppi_active != 0) gicr_sgi(cpu, kIsactiver0) = in.ppi_active;
+    ARMVCPU_WRITE_SYSREG(mdcr_el2, in.mdcr_el2);
+    if (in.bound) {
+        in.sys.restore(hal);
+        // Another vCPU of the same VM (same VMID) may have left stage-1
+        // entries its guest's local TLB maintenance never reached here.
+        if (c.last_bound != static_cast<int>(to)) {
+            asm volatile("tlbi vmalle1\n dsb nsh" ::: "memory");
+        }
+        c.last_bound = static_cast<int>(to);
+    }
+    ARMVCPU_WRITE_SYSREG(cptr_el2, c.fp.trap_for(static_cast<int>(to))
+                                       ? c.cptr | kCptrTfp | (g_features.sve ? kCptrTz : 0)
+                                       : c.cptr);
+    isb();
+
+    const std::uint64_t t = now();
+    log_switch(cpu, from, to, why, t);
+    in.since = t;
+    in.state = SlotState::Running;
+    c.current = to;
+    armvcpu_current_slot[cpu] = static_cast<std::uint8_t>(to);
+    program_timer(cpu, true);
+    armvcpu_sched_switch(&out.ctx, &in.ctx);
+    // Back on `from`'s stack: someone switched to it; that switch ends here.
+    if (counting_el2) {
+        armvcpu_switch_log.instructions += el2_count() - c.switch_started;
+        ++armvcpu_switch_log.measured;
+    }
+}
+
+// The guest used FP/SIMD/SVE for the first time since it was switched in:
+// the owner's registers out, its own in.
+void take_fp(unsigned cpu) {
+    const std::uint64_t started = el2_count();
+    Cpu& c = g_cpus[cpu];
+    ARMVCPU_WRITE_SYSREG(cptr_el2, c.cptr);
+    isb();
+    const int previous = c.fp.take(static_cast<int>(c.current));
+    if (g_features.sve) {
+        if (previous != armvcpu::LazyFpOwner::kNone) armvcpu_sve_save(&g_fp[previous]);
+        armvcpu_sve_load(&g_fp[c.current]);
+    } else {
+        if (previous != armvcpu::LazyFpOwner::kNone) armvcpu_fpsimd_save(&g_fp[previous]);
+        armvcpu_fpsimd_load(&g_fp[c.current]);
+    }
+    if (counting_el2) {
+        armvcpu_switch_log.fp_instructions += el2_count() - started;
+        ++armvcpu_switch_log.fp_switches;
+    }
+}
+
+// Physical interrupts the scheduler itself consumes while no guest runs: the
+// slice timer (turned off, so its level drops) and kicks (their meaning is
+// in the slots' flags).
+void consume_own_interrupts() {
+    const std::uint64_t ctl = ARMVCPU_READ_SYSREG(cnthp_ctl_el2);
+    if ((ctl & (kTimerEnable | kTimerIstatus)) == (kTimerEnable | kTimerIstatus)) {
+        ARMVCPU_WRITE_SYSREG(cnthp_ctl_el2, 0);
+    }
+    const auto hppi = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(icc_hppir1_el1) & 0xffffff);
+    if (hppi == gic::kKickSgi) {
+        const std::uint32_t intid = gic::acknowledge();
+        if (armvcpu::vgic::is_valid_intid(intid)) gic::deactivate(intid);
+    }
+}
+
+}  // namespace
+
+bool place(unsigned cpus) {
+    unsigned slots = 0;
+    for (unsigned v = 0; v < g_num_vms; ++v) slots = g_vms[v].first_cpu + g_vms[v].num_vcpus;
+    g_slot_count = slots;
+    const as::PlaceError err = as::place_vcpus(armvcpu_sched_config, slots, cpus, g_where);
+    if (err != as::PlaceError::None) {
+        uart::put_str("armvcpu: FATAL: a vCPU's phys_cpu_set names no CPU of this machine\n");
+        power_off();
+    }
+    g_sharing = as::time_shared(g_where, slots);
+    if (g_sharing) {
+        const std::uint32_t us = armvcpu_sched_config.slice_us != 0 ? armvcpu_sched_config.slice_us
+                                                                    : as::kDefaultSliceUs;
+        const std::uint64_t freq = ARMVCPU_READ_SYSREG(cntfrq_el0);
+        armvcpu_switch_log.counter_frequency = freq;
+        g_slice_ticks = freq * us / 1000000;
+        g_features = armvcpu::world_features(
+            ARMVCPU_READ_SYSREG(id_aa64pfr0_el1), ARMVCPU_READ_SYSREG(id_aa64pfr1_el1),
+            ARMVCPU_READ_SYSREG(id_aa64isar1_el1), ARMVCPU_READ_SYSREG(S3_0_C0_C6_2),
+            ARMVCPU_READ_SYSREG(ich_vtr_el2));
+        if (!quiet()) {
+            uart::put_str("armvcpu: time-sharing:");
+            for (unsigned s = 0; s < slots; ++s) {
+                uart::put_str(" vCPU slot ");
+                uart::put_dec(s);
+                uart::put_str(" on CPU ");
+                uart::put_dec(g_where[s]);
+                uart::put_str(s + 1 < slots ? "," : "\n");
+            }
+        }
+    }
+    return g_sharing;
+}
+
+void run_cpu(unsigned cpu, ThreadBody body) {
+    if (cpu == 0) {
+        __atomic_store_n(&g_placed, 1, __ATOMIC_RELEASE);
+        send_event();
+    }
+    while (__atomic_load_n(&g_placed, __ATOMIC_ACQUIRE) == 0) asm volatile("wfe");
+    if (!sharing()) return;
+    Cpu& c = g_cpus[cpu];
+    c.cptr = ARMVCPU_READ_SYSREG(cptr_el2);
+    gicr_sgi(cpu, kIsenabler0) = 1u << kHypTimerPpi;
+    // Every slot of this CPU starts from the world bring-up left (empty list
+    // registers, the timer PPIs enabled).
+    WorldHal whal;
+    int first = -1;
+    for (unsigned s = 0; s < g_slot_count; ++s) {
+        if (g_where[s] != cpu) continue;
+        Slot& slot = g_slots[s];
+        slot.world.save(whal, g_features);
+        slot.mdcr_el2 = ARMVCPU_READ_SYSREG(mdcr_el2);
+        slot.ppi_enabled = gicr_sgi(cpu, kIsenabler0) & kGuestPpis;
+        slot.ppi_active = 0;
+        slot.deadline = armvcpu::kNoDeadline;
+        slot.state = SlotState::Ready;
+        slot.ctx.sp = reinterpret_cast<std::uint64_t>(g_stacks[s] + sizeof(g_stacks[s]));
+        slot.ctx.x19_x30[0] = s;                                      // x19
+        slot.ctx.x19_x30[1] = reinterpret_cast<std::uint64_t>(body);  // x20
+        slot.ctx.x19_x30[11] = reinterpret_cast<std::uint64_t>(&armvcpu_sched_thread_start);
+        if (first < 0) first = static_cast<int>(s);
+    }
+    if (first < 0) {
+        for (;;) asm volatile("wfi");  // no vCPU was placed here
+    }
+    c.current = static_cast<unsigned>(first);
+    armvcpu_current_slot[cpu] = static_cast<std::uint8_t>(first);
+    g_slots[first].state = SlotState::Running;
+    g_slots[first].since = now();
+    ARMVCPU_WRITE_SYSREG(cptr_el2, c.cptr | kCptrTfp | (g_features.sve ? kCptrTz : 0));
+    isb();
+    program_timer(cpu, true);  // the others are Ready: the first slice ends
+    ThreadContext boot{};
+    armvcpu_sched_switch(&boot, &g_slots[first].ctx);
+    for (;;) asm volatile("wfe");  // never switched back to
+}
+
+bool idle(unsigned slot, bool blocked) {
+    const unsigned cpu = g_where[slot];
+    Slot& me = g_slots[slot];
+    me.state = blocked ? SlotState::Blocked : SlotState::Free;
+    const int next = as::pick_next(g_where, g_slot_count, cpu, slot,
+                                   [slot](unsigned s) { return s != slot && runnable(s); });
+    if (next >= 0) {
+        switch_to(cpu, slot, static_cast<unsigned>(next),
+                  blocked ? SwitchReason::Blocked : SwitchReason::Off);
+        return true;
+    }
+    program_timer(cpu, false);
+    asm volatile("wfi" ::: "memory");
+    consume_own_interrupts();
+    me.state = SlotState::Running;
+    const Vm* vm = g_cpu_vm[slot];
+    return blocked && vm != nullptr && vm_stopped(*vm);
+}
+
+void before_entry() {
+    const unsigned cpu = this_cpu();
+    Cpu& c = g_cpus[cpu];
+    const unsigned slot = c.current;
+    int next = as::pick_next(g_where, g_slot_count, cpu, slot,
+                             [slot](unsigned s) { return s != slot && woke(s); });
+    SwitchReason why = SwitchReason::Wake;
+    if (next < 0 && (c.slice_over || c.yielded)) {
+        next = as::pick_next(g_where, g_slot_count, cpu, slot,
+                             [slot](unsigned s) { return s != slot && runnable(s); });
+        why = c.slice_over ? SwitchReason::Slice : SwitchReason::Yield;
+    }
+    if (c.slice_over && next < 0) program_timer(cpu, true);
+    c.slice_over = false;
+    c.yielded = false;
+    // WFI and WFE trap while CPUs are shared (HCR_EL2.TWI/TWE, part of the
+    // vCPU's context from then on): a halted vCPU is Blocked and gives its
+    // CPU away instead of sleeping on it, and one spinning on a lock whose
+    // holder is descheduled yields instead of burning its slice.
+    const std::uint64_t hcr = ARMVCPU_READ_SYSREG(hcr_el2);
+    if ((hcr & (kHcrTwi | kHcrTwe)) != (kHcrTwi | kHcrTwe)) {
+        ARMVCPU_WRITE_SYSREG(hcr_el2, hcr | kHcrTwi | kHcrTwe);
+    }
+    if (next < 0) return;
+    g_slots[slot].state = SlotState::Ready;
+    switch_to(cpu, slot, static_cast<unsigned>(next), why);
+}
+
+bool after_exit(std::uint64_t type, armvcpu::TrapFrame& frame) {
+    const std::uint64_t kind = type & 3;
+    if (kind == 0) {
+        const std::uint64_t esr = ARMVCPU_READ_SYSREG(esr_el2);
+        const std::uint64_t ec = esr >> 26;
+        if (ec == kEcWfx && (esr & 1) != 0) {  // ISS.TI[0]: WFE; it completes at once
+            frame.set_exception_pc(frame.exception_pc() + (((esr >> 25) & 1) != 0 ? 4 : 2));  // IL
+            g_cpus[this_cpu()].yielded = true;
+            return true;
+        }
+        if (ec != kEcFp && ec != kEcSve) return false;
+        if ((ARMVCPU_READ_SYSREG(cptr_el2) & kCptrTfp) == 0) return false;
+        take_fp(this_cpu());
+        return true;
+    }
+    if (kind == 1) {
+        const std::uint64_t ctl = ARMVCPU_READ_SYSREG(cnthp_ctl_el2);
+        if ((ctl & (kTimerEnable | kTimerIstatus)) != (kTimerEnable | kTimerIstatus)) return false;
+        ARMVCPU_WRITE_SYSREG(cnthp_ctl_el2, 0);
+        isb();
+        // A vCPU whose VM stopped goes back to the run loop, which ends it
+        // (the interrupt is gone: the core sees a spurious one).
+        const Vm* vm = g_cpu_vm[g_cpus[this_cpu()].current];
+        if (vm != nullptr && vm_stopped(*vm)) return false;
+        g_cpus[this_cpu()].slice_over = true;
+        return true;
+    }
+    return false;
+}
+
+}  // namespace fw::sched

@@ -1,0 +1,239 @@
+"""vCPUs time-sharing physical CPUs: the EL2 scheduler and the full world
+switch (issue 15). Every guest checks its own state in a loop while the
+other vCPU on the same CPU runs, and reports how many values it found
+changed; the switches themselves are read back from the firmware's log."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from armvcpu import ArmvcpuError, ExitKind, Guest, Hypervisor
+from armvcpu.analysis.trace import Trace
+from armvcpu.guests.debian import MARKER
+from armvcpu.tools.sched_guest import REPORT, state_guest
+
+from .test_interrupts import GIC_SETUP, VECTORS
+from .test_linux_boot import CPU, linux, run_linux  # noqa: F401 (linux: a fixture)
+
+CPU_ON = 0xC4000003
+CPU_OFF = 0x84000002
+SYSTEM_OFF = 0x84000008
+
+
+def _reports(exits: list) -> dict[int, tuple[int, int, int]]:
+    out = {}
+    for e in exits:
+        if e.kind == ExitKind.Hypercall and e.reason.nr in (REPORT, REPORT + 1):
+            out[e.reason.nr - REPORT] = tuple(e.reason.args[:3])
+    return out
+
+
+@pytest.mark.parametrize("sve", [False, True], ids=["fpsimd", "sve"])
+def test_two_vcpus_on_one_cpu_keep_their_own_state(sve, tmp_path, no_leaked_qemu):
+    with Hypervisor(smp=2, host_cpus=1) as hv:
+        assert hv.config.smp == 1  # QEMU's machine has one CPU
+        hv.load(Guest.from_asm(state_guest(sve)))
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+        switches = hv.world_switches()
+        assert hv.placement() == [0, 0]
+    reports = _reports(exits)
+    assert set(reports) == {0, 1}
+    for vcpu, (changed, passes, _) in reports.items():
+        assert changed == 0, f"vCPU {vcpu} found {changed} of its values changed"
+        assert passes > 0
+    if sve:
+        # Each kept its own vector length: 256 and 512 bits (4 and 8 doublewords).
+        assert reports[0][2] == 4 and reports[1][2] == 8
+    # Both ran on CPU 0, and each handed it to the other.
+    assert {(s.from_vcpu, s.to_vcpu) for s in switches} >= {((1, 0), (1, 1)), ((1, 1), (1, 0))}
+    assert all(s.cpu == 0 and s.ran_s >= 0 for s in switches)
+    assert "slice" in {s.reason for s in switches}
+    assert exits[-1].kind == ExitKind.SystemDown
+    # A trace keeps them (npz) and shows each CPU's vCPUs as spans.
+    trace = Trace()
+    trace.add_world_switches(switches)
+    loaded = Trace.load(trace.save(tmp_path / "switches.npz"))
+    assert len(loaded.world_switches) == len(switches)
+    spans = [e for e in loaded.to_chrome_trace()["traceEvents"] if e.get("cat") == "world switch"]
+    assert {e["name"] for e in spans} == {"VM 1 vCPU 0", "VM 1 vCPU 1"}
+    assert all(e["tid"] == 0 and e["dur"] >= 0 for e in spans)
+
+
+# vCPU 1 sleeps in WFI with its virtual timer armed for 10 ms; vCPU 0 spins
+# without a single exit until vCPU 1 is back. Only the scheduler's EL2 timer,
+# set to vCPU 1's deadline, can give vCPU 1 the CPU again.
+WFI_GUEST = f"""
+    ldr x0, ={CPU_ON:#x}
+    mov x1, #1
+    adr x2, secondary
+    mov x3, #0
+    hvc #0
+    adr x10, done
+1:  ldr x11, [x10]                  // spin, no exits, until vCPU 1 woke
+    cbz x11, 1b
+    ldr x0, ={SYSTEM_OFF:#x}
+    hvc #0
+secondary:
+{GIC_SETUP}
+    mrs x20, cntfrq_el0
+    mov x0, #100
+    udiv x23, x20, x0               // 10 ms of counter ticks
+    mrs x19, cntvct_el0
+    add x24, x19, x23               // the deadline
+    msr cntv_cval_el0, x24
+    mov x0, #1                      // CNTV_CTL_EL0.ENABLE, not masked
+    msr cntv_ctl_el0, x0
+    isb
+    msr daifclr, #2
+2:  wfi
+    cbz x21, 2b
+    mrs x22, cntvct_el0
+    mov x0, #0x20
+    mov x1, x21                     // the INTID taken
+    sub x2, x22, x24                // how long after the deadline it woke (>= 0)
+    hvc #0
+    adr x10, done
+    mov x11, #1
+    str x11, [x10]
+    ldr x0, ={CPU_OFF:#x}
+    hvc #0
+    b .
+{VECTORS}
+    .balign 8
+done: .quad 0
+"""
+
+
+def test_sleeping_vcpu_wakes_on_its_timer_while_another_runs(transport, no_leaked_qemu):
+    # (gdb: the stopped CPU's record is that of the vCPU it runs now)
+    switches = []
+
+    def answer(e):
+        if e.kind == ExitKind.Hypercall and e.reason.nr == 0x20:
+            switches.extend(hv.world_switches())  # (gdb: while QEMU is there)
+        return 0 if e.kind == ExitKind.Hypercall else None
+
+    with Hypervisor(smp=2, host_cpus=1, transport=transport) as hv:
+        hv.load(Guest.from_asm(WFI_GUEST))
+        exits = hv.run(answer)
+    woke = next(e for e in exits if e.kind == ExitKind.Hypercall and e.reason.nr == 0x20)
+    assert woke.vcpu_id == 1
+    assert woke.reason.args[0] == 27  # the virtual timer's PPI
+    assert woke.reason.args[1] < 2**63  # not before its deadline
+    pairs = {(s.from_vcpu, s.to_vcpu) for s in switches}
+    assert {((1, 0), (1, 1)), ((1, 1), (1, 0))} <= pairs
+    # Whenever its WFI gave the CPU away (unless its deadline had passed by
+    # then, on a slow host), something gave it back: only the scheduler's EL2
+    # timer can, vCPU 0 never exits.
+    for i, s in enumerate(switches):
+        if s.from_vcpu == (1, 1) and s.reason == "blocked":
+            assert any(later.to_vcpu == (1, 1) for later in switches[i + 1 :])
+    assert exits[-1].kind == ExitKind.SystemDown
+
+
+def test_host_cpus_is_checked(no_leaked_qemu):
+    for bad in (0, 9, "2", True):
+        with pytest.raises(ValueError, match=r"host_cpus must be 1\.\.8"):
+            Hypervisor(smp=2, host_cpus=bad)  # type: ignore[arg-type]
+
+
+def test_add_vm_cpus_are_checked(no_leaked_qemu):
+    with Hypervisor(smp=2, host_cpus=2) as hv:
+        guest = Guest.from_asm(f"ldr x0, ={SYSTEM_OFF:#x}\n hvc #0")
+        hv.load(guest)
+        with pytest.raises(ValueError, match="cpus: 2 is not a CPU of this machine"):
+            hv.add_vm(guest, cpus={2})
+        with pytest.raises(ValueError, match="at least one physical CPU"):
+            hv.add_vm(guest, cpus=set())
+        with pytest.raises(TypeError, match="set of physical CPU numbers"):
+            hv.add_vm(guest, cpus="0")  # type: ignore[arg-type]
+        with pytest.raises(ArmvcpuError, match="VMs need at least 3 vCPUs"):
+            hv.add_vm(guest, vcpus=2)
+
+
+def test_two_vms_share_one_cpu_and_both_finish(no_leaked_qemu):
+    a, b = 0xAAAA_0000_AAAA_0001, 0xBBBB_0000_BBBB_0002
+    # Two CPUs, but VM 2 may run only on CPU 0 (phys_cpu_set), where VM 1's
+    # vCPU also lands (the least loaded CPU first): one CPU, two VMs.
+    with Hypervisor(smp=2, host_cpus=2) as hv:
+        hv.load(_pattern_guest(a))
+        vm_b = hv.add_vm(_pattern_guest(b), cpus={0})
+        assert hv.placement() == [0, 0]
+        assert hv.vms[1].vcpus[0].cpu == 0 and vm_b.vcpus[0].cpu == 0
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+        switches = hv.world_switches()
+        console = hv.console
+    reports = {e.vm_id: tuple(e.reason.args[:2]) for e in exits if e.kind == ExitKind.Hypercall}
+    assert reports == {1: (a, a), 2: (b, b)}  # each read back its own pattern
+    assert "VM 1 stopped" in console and "VM 2 stopped" in console
+    assert all(s.cpu == 0 for s in switches)
+    assert {s.from_vcpu for s in switches} | {s.to_vcpu for s in switches} == {(1, 0), (2, 0)}
+
+
+def _pattern_guest(pattern: int) -> Guest:
+    from .test_vms import _guest
+
+    return _guest(pattern)
+
+
+@pytest.mark.timeout(900)  # slower than Linux on its own CPUs, on a loaded machine
+@pytest.mark.parametrize(("vcpus", "host_cpus"), [(2, 1), (4, 2)])
+def test_debian_kernel_counts_its_vcpus_on_fewer_cpus(linux, vcpus, host_cpus, no_leaked_qemu):  # noqa: F811
+    assets, initrd = linux
+    out = run_linux("--kernel", str(assets.kernel), "--initrd", str(initrd),
+                    "--append", "console=ttyAMA0", "--smp", str(vcpus),
+                    "--host-cpus", str(host_cpus), "--cpu", CPU, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    marker = re.search(rf"{MARKER} kernel=(\S+) cpus=(\d+)", out.stdout)
+    assert marker is not None, out.stdout[-3000:]
+    assert int(marker.group(2)) == vcpus
+    assert f"Brought up 1 node, {vcpus} CPU" in out.stdout
+
+
+@pytest.mark.parametrize("form", ["dropin", "image"])
+def test_cli_host_cpus_out_of_range_is_a_usage_error(form, tmp_path, no_leaked_qemu):
+    image = _raw_image(tmp_path, f"ldr x0, ={SYSTEM_OFF:#x}\n hvc #0")
+    if form == "dropin":
+        args = ["-M", "virt", "-smp", "2", "--host-cpus", "9", "-kernel", str(image)]
+    else:
+        args = [str(image), "--smp", "2", "--host-cpus", "9"]
+    out = subprocess.run([sys.executable, "-m", "armvcpu", "run", *args],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "host_cpus must be 1..8" in out.stderr
+
+
+def test_cli_runs_two_vcpus_on_one_host_cpu(tmp_path, no_leaked_qemu):
+    image = _raw_image(tmp_path, WFI_GUEST)
+    # (the image form: the drop-in gives a raw image an emulated GIC, whose
+    # redistributor this guest does not program for its timer)
+    out = subprocess.run([sys.executable, "-m", "armvcpu", "run", str(image), "--smp", "2",
+                          "--host-cpus", "1", "--timeout", "60"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr  # powered off: vCPU 1 woke
+
+
+def _raw_image(tmp_path: Path, source: str) -> Path:
+    """A raw binary where QEMU's -kernel puts one (position-independent code)."""
+    (segment,) = Guest.from_asm(source, 0x4008_0000).segments
+    path = tmp_path / "guest.bin"
+    path.write_bytes(segment.data)
+    return path
+
+
+def test_favoured_cpus_place_vcpus(no_leaked_qemu):
+    guest = Guest.from_asm(f"ldr x0, ={SYSTEM_OFF:#x}\n hvc #0")
+    with Hypervisor(smp=4, host_cpus=2) as hv:
+        hv.load(guest)  # VM 1: slots 0-1, by load: CPUs 0 and 1
+        b = hv.add_vm(guest, vcpus=2, favor_cpus=[1, None])
+        # Slot 2 favours CPU 1; slot 3 takes the least loaded (CPU 0).
+        assert hv.placement() == [0, 1, 1, 0]
+        assert [v.cpu for v in b.vcpus] == [1, 0]
+        with pytest.raises(ValueError, match="favor_cpus names 1 CPUs for 2 vCPUs"):
+            hv.add_vm(guest, vcpus=2, favor_cpus=[0])
+        with pytest.raises(ValueError, match="favor_cpus: 5 is not a CPU"):
+            hv.add_vm(guest, vcpus=1, favor_cpus=[5])
