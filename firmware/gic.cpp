@@ -67,10 +67,11 @@ void write_lr(unsigned n, std::uint64_t value) {
 
 }  // namespace
 
-bool v2() { return g_v2; }
+bool g_machine_v2 = false;
 
 void init() {
     g_v2 = gicv2::detect();
+    g_machine_v2 = g_v2;
     if (g_v2) return gicv2::init();
     // Distributor: affinity routing, group 1 enabled.
     reg32(kGicd + kGicdCtlr) = kGicdCtlrAre | kGicdCtlrEnableGrp1;

@@ -15,7 +15,10 @@ namespace fw::gic {
 void init();
 
 // The machine has a GICv2 (every function here then drives it, gic_v2.hpp).
-bool v2();
+// Inline, a load: the waits that call it are recognised by the function
+// they run in (armvcpu fuzz samples a stuck CPU's PC).
+extern bool g_machine_v2;
+inline bool v2() { return g_machine_v2; }
 
 // Brings up CPU `cpu`'s redistributor and this CPU's interfaces (physical
 // and virtual); enables the generic timers' PPIs. Runs on that CPU.

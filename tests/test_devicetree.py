@@ -212,8 +212,17 @@ def test_chosen_has_bootargs_console_and_initrd(guest_tree):
     # compares with QEMU's own tree).
     assert chosen.properties["linux,initrd-start"] == u32(INITRD[0])
     assert chosen.properties["linux,initrd-end"] == u32(INITRD[1])
-    # QEMU's random seeds were for its own boot, not this guest's.
-    assert not {"rng-seed", "kaslr-seed"} & set(chosen.properties)
+
+
+def test_chosen_has_fresh_random_seeds_as_qemu_gives_each_boot(qemu_dtb, guest_tree):
+    """QEMU 7.2 writes a 32-byte rng-seed and an 8-byte kaslr-seed into
+    /chosen for every boot (Linux seeds its RNG and KASLR from them); the
+    guest gets seeds of the same sizes, new ones, not QEMU's dump's."""
+    source = DeviceTree.from_bytes(qemu_dtb).node("/chosen").properties
+    chosen = guest_tree.node("/chosen").properties
+    for seed, size in (("rng-seed", 32), ("kaslr-seed", 8)):
+        assert len(source[seed]) == len(chosen[seed]) == size
+        assert chosen[seed] != source[seed]
 
 
 def test_only_the_uart_and_its_clock_stay(guest_tree):
@@ -243,7 +252,9 @@ def test_no_devices_no_clock(qemu_dtb):
     assert root_names(tree) == {
         "psci", "memory@40000000", "pmu", "intc@8000000", "cpus", "timer", "chosen",
     }  # fmt: skip
-    assert tree.node("/chosen").properties == {"bootargs": b"\0"}
+    chosen = tree.node("/chosen").properties
+    assert chosen["bootargs"] == b"\0" and "stdout-path" not in chosen
+    assert set(chosen) == {"bootargs", "rng-seed", "kaslr-seed"}
 
 
 def test_secondary_uarts_and_other_devices_go_aliases_follow(qemu_dtb):
@@ -416,7 +427,7 @@ def test_dtc_reads_the_guest_tree(qemu_dtb, dtc, tmp_path):
         "apb-pclk {",
     ):
         assert line in dts, line
-    gone = ("cpu@2", "cpu-map", "its@", "msi-", "cpu_on", "pl031@", "virtio_mmio@", "rng-seed")
+    gone = ("cpu@2", "cpu-map", "its@", "msi-", "cpu_on", "pl031@", "virtio_mmio@")
     for absent in gone + NEVER_KEPT:
         assert absent not in dts, absent
 
@@ -532,3 +543,35 @@ def test_names_that_are_not_utf8_survive():
     tree = DeviceTree(Node("", {"\udcff-prop": b"1"}, [Node("n\udcfe")]))
     again = DeviceTree.from_bytes(tree.to_bytes())
     assert again == tree
+
+
+def test_qemus_tree_is_kept_and_the_kept_one_is_qemus(tmp_path, monkeypatch, no_leaked_qemu):
+    """A second session with the same QEMU and options takes the tree from
+    the cache instead of starting QEMU again; it is byte for byte what QEMU
+    dumps. A different option is a different tree."""
+    import shutil
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    calls = tmp_path / "calls"
+    wrapper = tmp_path / "qemu-counting"
+    real = shutil.which("qemu-system-aarch64")
+    wrapper.write_text(f'#!/bin/sh\necho x >> "{calls}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    first = qemu_device_tree(str(wrapper), smp=2, memory_mb=256)
+    again = qemu_device_tree(str(wrapper), smp=2, memory_mb=256)
+    assert calls.read_text().count("x") == 1
+    assert again == first
+
+    def without_seeds(blob: bytes) -> DeviceTree:  # QEMU makes new ones each time
+        tree = DeviceTree.from_bytes(blob)
+        for seed in ("rng-seed", "kaslr-seed"):
+            tree.node("/chosen").properties.pop(seed, None)
+        return tree
+
+    fresh = qemu_device_tree(str(wrapper), smp=2, memory_mb=256, cache=False)
+    assert without_seeds(fresh).to_bytes() == without_seeds(first).to_bytes()
+    other = qemu_device_tree(str(wrapper), smp=3, memory_mb=256)
+    assert calls.read_text().count("x") == 3  # the cache=False call, and this one
+    assert len([c for c in DeviceTree.from_bytes(other).node("/cpus").children
+                if c.name.startswith("cpu@")]) == 3  # fmt: skip
+    assert list((tmp_path / "cache" / "armvcpu" / "dtb").glob("*.partial")) == []

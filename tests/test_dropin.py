@@ -191,12 +191,21 @@ def test_debians_kernel_boots_with_the_bare_qemu_command_line(gic, tmp_path, no_
     for what in ("Machine model: linux,dummy-virt", "Memory: ", "/524288K available"):
         assert what in ours.stdout and what in bare.stdout
 
-    # The same memory, to the KiB: reserved includes the device tree, which
-    # is as large as QEMU's (1 MiB) under armvcpu too.
-    def memory_line(out: str) -> str:
-        return re.search(r"Memory: .*", out).group(0)
+    # The same memory: reserved includes the device tree, as large as QEMU's
+    # (1 MiB) under armvcpu too, and KASLR is on in both (fresh seeds in
+    # /chosen, as QEMU writes them). One 4 KiB page of "reserved" still
+    # differs (docs/dropin.md, known differences).
+    def memory(out: str) -> tuple[str, int]:
+        line = re.search(r"Memory: (\S+) .*, (\d+)K reserved", out)
+        return line.group(1), int(line.group(2))
 
-    assert memory_line(ours.stdout) == memory_line(bare.stdout)
+    (available, reserved), (bare_available, bare_reserved) = (
+        memory(ours.stdout),
+        memory(bare.stdout),
+    )
+    assert available == bare_available and abs(reserved - bare_reserved) <= 4
+    for run in (ours, bare):
+        assert "kernel page table isolation forced ON by KASLR" in run.stdout
 
     # Linux's PCI host driver enumerates the same bus: the host bridge, QEMU's
     # default NIC and the pci-testdev from the command line.

@@ -18,6 +18,9 @@ A guest's tree comes from QEMU's own (``qemu_device_tree``) or a user's
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -339,6 +342,7 @@ def qemu_device_tree(
     *,
     bios: str | Path | None = None,
     timeout: float = 30.0,
+    cache: bool = True,
 ) -> bytes:
     """The device tree QEMU's ``virt`` machine (EL2 on, as armvcpu runs it)
     would give its firmware, as QEMU dumps it (``dumpdtb``, padded to 1 MiB).
@@ -346,9 +350,14 @@ def qemu_device_tree(
     machine booting firmware from flash: QEMU then gives it an ACPI GED in
     place of the PL061, so the tree has no GPIO.
 
-    QEMU only builds the tree and exits; nothing runs. Raises
-    :class:`ToolNotFoundError` without QEMU and :class:`QemuError`, with the
-    end of QEMU's stderr, when it fails.
+    QEMU only builds the tree and exits; nothing runs. The tree is kept in
+    ``~/.cache/armvcpu/dtb`` under a digest of the QEMU binary (its path,
+    size and modification time) and the options, so each session does not
+    pay for a second QEMU start (``cache=False`` asks QEMU every time); the
+    random seeds QEMU writes into ``/chosen`` are made anew for each guest
+    tree (:func:`guest_device_tree`), so a kept tree is as good as a new one.
+    Raises :class:`ToolNotFoundError` without QEMU and :class:`QemuError`,
+    with the end of QEMU's stderr, when it fails (a failure is not kept).
     """
     binary = shutil.which(qemu)
     if binary is None:
@@ -358,6 +367,11 @@ def qemu_device_tree(
         )
     if smp < 1 or memory_mb < 1:
         raise ValueError(f"smp ({smp}) and memory_mb ({memory_mb}) must be at least 1")
+    options = ["virt,virtualization=on", f"gic-version={gic_version}", cpu, str(smp),
+               str(memory_mb), str(Path(bios).resolve()) if bios is not None else ""]  # fmt: skip
+    kept = _dtb_cache_file(binary, options) if cache else None
+    if kept is not None and kept.is_file():
+        return kept.read_bytes()
     with tempfile.TemporaryDirectory(prefix="armvcpu-dtb-") as tmp:
         path = Path(tmp) / "virt.dtb"
         # QEMU's option syntax: a comma inside a value is written twice.
@@ -386,7 +400,24 @@ def qemu_device_tree(
             f"QEMU could not dump its device tree (exit status {done.returncode})"
             + (f":\n{tail}" if tail else "")
         )
+    if kept is not None:
+        with contextlib.suppress(OSError):  # a cache that cannot be written is no error
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            partial = kept.with_suffix(f".{os.getpid()}.partial")
+            partial.write_bytes(blob)
+            os.replace(partial, kept)  # atomic: parallel sessions see all or nothing
     return blob
+
+
+def _dtb_cache_file(binary: str, options: list[str]) -> Path | None:
+    """Where the tree QEMU ``binary`` makes for ``options`` is kept."""
+    try:
+        st = os.stat(binary)
+    except OSError:
+        return None
+    key = "\0".join([os.path.realpath(binary), str(st.st_size), str(st.st_mtime_ns), *options])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "armvcpu" / "dtb" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.dtb"
 
 
 # ---- the guest's tree ----
@@ -447,7 +478,9 @@ def guest_device_tree(
     - ``/chosen`` has ``bootargs``, ``stdout-path`` (with the UART) and
       ``linux,initrd-start``/``-end`` (one cell, as QEMU writes them, or two
       above 4 GiB) when ``initrd`` = (start, end)
-      is given; QEMU's random seeds are not passed on;
+      is given; where QEMU's tree has random seeds (``rng-seed``,
+      ``kaslr-seed``), fresh ones of the same sizes, as QEMU makes new ones
+      for every boot (so Linux randomises its layout as on bare QEMU);
     - of the devices, only those in ``devices`` (see ``GUEST_DEVICES``) stay,
       with the clocks they use; the rest (the platform bus, the secure
       devices, ...) go. PCIe keeps its ``interrupt-map`` (INTx); without an
@@ -522,6 +555,10 @@ def guest_device_tree(
     keep += _clocks_used_by(keep, tree.by_phandle())
 
     new_chosen = Node("chosen", {"bootargs": string(bootargs)})
+    if chosen is not None:
+        for seed in ("rng-seed", "kaslr-seed"):
+            if seed in chosen.properties:
+                new_chosen.properties[seed] = os.urandom(len(chosen.properties[seed]))
     if "uart" in wanted:
         new_chosen.properties["stdout-path"] = string(f"/{found_devices['uart'][0].name}")
     if initrd is not None:

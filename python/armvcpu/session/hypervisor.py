@@ -822,7 +822,7 @@ class Hypervisor:
                                  num_cpus=int(cfg.num_vcpus) or 1, bootargs=append,
                                  initrd=initrd_range, devices=tuple(devices))  # fmt: skip
         # As large as QEMU's: the guest reserves the same memory for it.
-        tree = padded(tree, qemu_loaded_size(source, from_file=dtb is not None))
+        tree = padded(tree, min(qemu_loaded_size(source, from_file=dtb is not None), MAX_DTB_SIZE))
         if len(tree) > MAX_DTB_SIZE:  # the placement does not depend on its size
             raise GuestImageError(f"the device tree is {len(tree)} bytes; the limit is 2 MiB")
         cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
@@ -870,7 +870,7 @@ class Hypervisor:
         tree = guest_device_tree(source, ram_base=RAM_BASE, ram_size=self.memory_mb << 20,
                                  num_cpus=int(cfg.num_vcpus) or 1, bootargs=append,
                                  initrd=None, devices=devices)  # fmt: skip
-        tree = padded(tree, qemu_loaded_size(source, from_file=dtb is not None))
+        tree = padded(tree, min(qemu_loaded_size(source, from_file=dtb is not None), MAX_DTB_SIZE))
         known = _PASSTHROUGH_FEATURES
         cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
         cfg.features |= self._smmu_feature(devices)
