@@ -155,11 +155,20 @@ def test_a_killed_worker_loses_only_its_program_in_flight(local_summary, no_leak
             assert progress.acquire(timeout=240), "the campaign made no progress"
         in_flight: list[str] = []
         deadline = time.monotonic() + 120
+        worker = cluster.workers[victim]
         while not in_flight:
             assert time.monotonic() < deadline and not done.is_set(), "the victim never ran"
+            # Frozen first, then asked: a program the victim finished just
+            # before would otherwise be reported done after we saw it in
+            # flight (the scheduler gets the messages already on their way
+            # in the half second after the freeze).
+            worker.send_signal(signal.SIGSTOP)
+            time.sleep(0.5)
             in_flight = list(cluster.client.processing(workers=[victim]).get(victim, []))
-            time.sleep(0.01)
-        cluster.workers[victim].send_signal(signal.SIGKILL)
+            if not in_flight:
+                worker.send_signal(signal.SIGCONT)
+                time.sleep(0.01)
+        worker.send_signal(signal.SIGKILL)
         assert pid_gone(cluster.workers[victim].pid, 30)
     finally:
         thread.join(300)
