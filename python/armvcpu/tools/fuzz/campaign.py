@@ -393,11 +393,16 @@ def _remove_dead_shm_files() -> int:
             continue
         try:
             os.kill(int(pid), 0)
-        except ProcessLookupError:
-            path.unlink(missing_ok=True)
-            removed += 1
+            # A killed worker nobody has reaped yet is a zombie: dead too.
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    continue
+        except (ProcessLookupError, FileNotFoundError):
+            pass  # gone (between the two looks, too)
         except OSError:
-            continue
+            continue  # not ours to judge (another user's process)
+        path.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 
