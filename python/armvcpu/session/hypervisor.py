@@ -825,11 +825,7 @@ class Hypervisor:
         tree = padded(tree, min(qemu_loaded_size(source, from_file=dtb is not None), MAX_DTB_SIZE))
         if len(tree) > MAX_DTB_SIZE:  # the placement does not depend on its size
             raise GuestImageError(f"the device tree is {len(tree)} bytes; the limit is 2 MiB")
-        cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
-        cfg.features |= self._smmu_feature(devices)
-        if "uart" in devices:
-            self.uart = "passthrough"
-            cfg.uart_mode = _UART_MODES["passthrough"]
+        self._pass_through(cfg, devices)
         if is_elf:
             vm.load(elf)  # entry, and x0 = 0 as QEMU leaves it for an ELF
             # QEMU puts the tree at the base of RAM when the ELF leaves room.
@@ -871,12 +867,7 @@ class Hypervisor:
                                  num_cpus=int(cfg.num_vcpus) or 1, bootargs=append,
                                  initrd=None, devices=devices)  # fmt: skip
         tree = padded(tree, min(qemu_loaded_size(source, from_file=dtb is not None), MAX_DTB_SIZE))
-        known = _PASSTHROUGH_FEATURES
-        cfg.features |= int(_core.FEATURE_VGIC) | sum(known[d] for d in devices)
-        cfg.features |= self._smmu_feature(devices)
-        if "uart" in devices:
-            self.uart = "passthrough"
-            cfg.uart_mode = _UART_MODES["passthrough"]
+        self._pass_through(cfg, devices)
         vm.write(RAM_BASE, tree)  # where QEMU leaves it for -bios firmware to find
         cfg.entry = 0  # flash 0, as the CPU starts on bare QEMU
         cfg.x0 = 0
@@ -885,10 +876,16 @@ class Hypervisor:
         self.boot_plan = plan
         return plan
 
-    def _smmu_feature(self, devices: Sequence[str]) -> int:
-        """The firmware confines PCIe DMA when the machine has an SMMU and
-        the VM has the PCIe host bridge."""
-        return int(_core.FEATURE_SMMU) if self.config.iommu and "pcie" in devices else 0
+    def _pass_through(self, cfg: Any, devices: Sequence[str]) -> None:
+        """The VM's platform for a boot: the emulated GIC and ``devices``
+        passed through (the UART then the guest's own). The firmware confines
+        PCIe DMA when the machine has an SMMU and the VM has the host bridge."""
+        cfg.features |= int(_core.FEATURE_VGIC) | sum(_PASSTHROUGH_FEATURES[d] for d in devices)
+        if self.config.iommu and "pcie" in devices:
+            cfg.features |= int(_core.FEATURE_SMMU)
+        if "uart" in devices:
+            self.uart = "passthrough"
+            cfg.uart_mode = _UART_MODES["passthrough"]
 
     def dma_faults(self) -> list[DmaFault]:
         """The DMAs the SMMU blocked so far (``iommu=True``), oldest first: at

@@ -33,7 +33,7 @@ from .. import _core
 from ..errors import ArmvcpuError, GuestTimeout, QemuError
 from .console_echo import ConsoleEcho
 from .jsonout import add_json_option, plain, print_json
-from .policy_file import UsageError, load_policy
+from .policy_file import UsageError, apply_policy, load_policy
 
 # Exit statuses of `armvcpu run`.
 EXIT_OK = 0  # the guest powered off (PSCI SYSTEM_OFF) or reset
@@ -298,9 +298,7 @@ def _run_linux(args: argparse.Namespace, image: str) -> int:
                 last = exit
                 count += 1
                 if user_policy is not None:
-                    value = user_policy(exit)
-                    if value is not None and not exit.resolved:
-                        Policy.answer(exit, value)
+                    apply_policy(user_policy, exit)
                 if trace is not None:
                     if not exit.resolved:
                         exit.resume_default()

@@ -62,3 +62,13 @@ def load_policy(spec: str) -> Any:
             f"armvcpu run: {path} defines no `policy` (a Policy or a callable taking an exit)"
         )
     return policy
+
+
+def apply_policy(policy: Any, exit: Any) -> None:
+    """Show ``exit`` to a user's policy (a Policy or any callable) and answer
+    it with what the policy returned, unless the policy answered it itself."""
+    from ..policy.policy import Policy
+
+    value = policy(exit)
+    if value is not None and not exit.resolved:
+        Policy.answer(exit, value)

@@ -122,7 +122,7 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
     from ..exits import ExitKind
     from ..policy.policy import Policy
     from ..session.hypervisor import Hypervisor
-    from .policy_file import load_policy
+    from .policy_file import apply_policy, load_policy
 
     user_policy = load_policy(args.policy) if args.policy else None
     trace: Trace | None = None
@@ -174,13 +174,12 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
                 last = exit
                 count += 1
                 if user_policy is not None:
-                    value = user_policy(exit)
-                    if value is not None and not exit.resolved:
-                        Policy.answer(exit, value)
+                    apply_policy(user_policy, exit)
                 if exit.kind == ExitKind.ExternalInterrupt and config.iommu:
-                    for fault in hv.dma_faults()[reported:]:
+                    faults = hv.dma_faults()  # read once: the firmware adds to it
+                    for fault in faults[reported:]:
                         print(f"armvcpu: {fault}", file=sys.stderr, flush=True)
-                    reported = len(hv.dma_faults())
+                    reported = len(faults)
                 if not exit.resolved and exit.kind == ExitKind.Hypercall:
                     # Nobody claimed it: NOT_SUPPORTED, as SMCCC says and as
                     # QEMU answers on the bare machine.
