@@ -68,10 +68,16 @@ def test_a_ring_overrun_keeps_the_newest_in_order_and_counts_the_rest(no_leaked_
                 log = hv.firmware_exits()[read_before:]
                 dropped = hv.exit_log_dropped
                 exit.resume()
-    assert dropped == MADE - RING == EXTRA
+    # An interrupt taken on vCPU 1's CPU in the window (its timer, a kick) is
+    # logged too and pushes one more read out of the ring: rare, but seen.
+    others = log[log["kind"] != int(ExitKind.MmioRead)]
+    assert len(others) <= 2 and set(others["kind"]) <= {int(ExitKind.ExternalInterrupt)}
     assert len(log) == RING
-    assert set(log["vcpu"]) == {1} and set(log["kind"]) == {int(ExitKind.MmioRead)}
-    assert set(log["handler"]) == {int(_core.ExitLogHandler.FastRule)}
-    # The newest RING reads, oldest first: the ring wrapped EXTRA entries.
-    assert list(log["arg"]) == [MMIO + STRIDE * i for i in range(EXTRA, MADE)]
+    reads = log[log["kind"] == int(ExitKind.MmioRead)]
+    dropped_reads = MADE - len(reads)  # == EXTRA when nothing else came
+    assert dropped_reads <= dropped <= dropped_reads + 2  # + interrupts dropped too
+    assert set(reads["vcpu"]) == {1}
+    assert set(reads["handler"]) == {int(_core.ExitLogHandler.FastRule)}
+    # The newest reads, oldest first: the ring wrapped the older ones.
+    assert list(reads["arg"]) == [MMIO + STRIDE * i for i in range(dropped_reads, MADE)]
     assert (log["time_s"][1:] >= log["time_s"][:-1]).all()
