@@ -521,7 +521,10 @@ private:
                     b.pending |= bit;
                     e.bank = intid / 32;
                 } else {
+                    // Like ICPENDR: the interrupt may sit in a list register.
                     b.pending &= ~bit;
+                    e.pending_cleared = bit;
+                    e.bank = intid / 32;
                 }
             }
         }
