@@ -202,6 +202,7 @@ class Program:
     ``clean`` is True when the program cannot leave state behind that a
     following program could observe (then a session may run the next program
     after it). ``traps`` are extra HCR_EL2/MDCR_EL2 trap bits its session runs with.
+    ``gic`` is the GIC version the prologue sets up (a Runner's own).
     """
 
     body: tuple[int, ...]
@@ -212,6 +213,7 @@ class Program:
     traps: tuple[int, int] = (0, 0)
     notes: tuple[tuple[int, str], ...] = ()  # (word index, what the item is)
     name: str = ""
+    gic: int = 3
 
     @classmethod
     def from_words(cls, words: Iterable[int], *, name: str = "custom",
@@ -232,7 +234,11 @@ class Program:
     def interrupt_pending(self) -> bool:
         """True when the prologue's virtual timer interrupt is still pending
         (and signalled) wherever the body is: no word touches the GIC CPU
-        interface, so nothing acknowledges, masks or disables it."""
+        interface, so nothing acknowledges, masks or disables it. A GICv2's
+        CPU interface is memory-mapped (GICC): there, no word may load or
+        store either (A64 encoding group op0 = x1x0)."""
+        if self.gic == 2 and any((w >> 25) & 0b0101 == 0b0100 for w in self.body):
+            return False
         return not any(touches_gic_cpu_interface(w) for w in self.body)
 
     @property
@@ -247,7 +253,7 @@ class Program:
     @cached_property
     def image(self) -> bytes:
         """Prologue, vector table, body and epilogue, from ENTRY."""
-        out = bytearray(_words_bytes(prologue_words(self.epilogue)))
+        out = bytearray(_words_bytes(prologue_words(self.epilogue, self.gic)))
         if len(out) > VECTORS - ENTRY:
             raise AssertionError("the prologue overlaps the vector table")
         out += bytes(VECTORS - ENTRY - len(out))
@@ -271,15 +277,21 @@ def _words_bytes(words: Iterable[int]) -> bytes:
     return b"".join((w & 0xFFFF_FFFF).to_bytes(4, "little") for w in words)
 
 
-def prologue_words(epilogue: int) -> list[int]:
+#: QEMU virt's GICv2 CPU interface, where a GICv2 guest finds the hardware GICV.
+GICC = 0x0801_0000
+
+
+def prologue_words(epilogue: int, gic: int = 3) -> list[int]:
     """What runs before every body, from a known state to a known state.
 
     Masks interrupts, enables FP/SIMD, points VBAR_EL1 at the reporting
     vector table and ELR_EL1/SPSR_EL1 at the epilogue (a bare ERET ends the
-    program), zeroes FP state, enables the virtual GIC CPU interface and
-    fires the virtual timer once, then waits for it with WFI: its interrupt
-    stays pending (IRQs are masked), so every later WFI returns at once.
-    Then it zeroes the scratch ranges, sets the stacks and clears x0..x30.
+    program), zeroes FP state, enables the virtual GIC CPU interface (GICv3:
+    its ICC_* registers; ``gic`` 2: GICC_PMR and GICC_CTLR at the GICC
+    address) and fires the virtual timer once, then waits for it with WFI:
+    its interrupt stays pending (IRQs are masked), so every later WFI returns
+    at once. Then it zeroes the scratch ranges, sets the stacks and clears
+    x0..x30.
     """
     r = BY_NAME.__getitem__
     w = [msr_pstate(3, 6, 0xF)]  # msr daifset, #0xf
@@ -288,8 +300,13 @@ def prologue_words(epilogue: int) -> list[int]:
     w += [*mov64(0, epilogue), msr(r("ELR_EL1"), 0)]
     w += [movz(0, SPSR_EL1H_MASKED), msr(r("SPSR_EL1"), 0)]
     w += [msr(r("FPCR"), XZR), msr(r("FPSR"), XZR)] + [fmov_d_xzr(d) for d in range(32)]
-    w += [movz(0, 1), msr(r("ICC_SRE_EL1"), 0), ISB]
-    w += [movz(0, 0xFF), msr(r("ICC_PMR_EL1"), 0), movz(0, 1), msr(r("ICC_IGRPEN1_EL1"), 0)]
+    if gic == 2:
+        # str w1, [x0, #4] (GICC_PMR) ; str w1, [x0] (GICC_CTLR.EnableGrp0)
+        w += [*mov64(0, GICC), movz(1, 0xFF), ldst_uimm(2, 0, 1, 0, 1)]
+        w += [movz(1, 1), ldst_uimm(2, 0, 0, 0, 1)]
+    else:
+        w += [movz(0, 1), msr(r("ICC_SRE_EL1"), 0), ISB]
+        w += [movz(0, 0xFF), msr(r("ICC_PMR_EL1"), 0), movz(0, 1), msr(r("ICC_IGRPEN1_EL1"), 0)]
     w += [msr(r("CNTV_TVAL_EL0"), XZR), movz(0, 1), msr(r("CNTV_CTL_EL0"), 0), ISB, WFI]
     for start, length in ZERO_RANGES:
         w += mov64(0, start) + mov64(1, length // 16)

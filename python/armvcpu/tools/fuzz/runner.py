@@ -211,15 +211,23 @@ class Runner:
     QEMU for every program (what the reset is checked against).
 
     ``on_exit(exit, answer)`` sees every exit with a description of the answer.
+
+    ``gic`` is the machine's GIC version (QEMU's ``gic-version``); programs
+    run with the prologue for it. On a GICv2 every program gets a fresh
+    session: the firmware's snapshot saves the GICv3 virtual CPU interface
+    only.
     """
 
     def __init__(self, *, timeout: float = 0.5, budget: int = 200, reuse: bool = True,
                  max_per_session: int | None = None,
                  on_exit: Callable[[Exit, str], None] | None = None,
-                 coverage: CoverageSource | None = None) -> None:  # fmt: skip
+                 coverage: CoverageSource | None = None, gic: int = 3) -> None:  # fmt: skip
+        if gic not in (2, 3):
+            raise ValueError(f"gic must be 2 or 3, not {gic!r}")
         self.timeout = timeout
         self.budget = budget
-        self.reuse = reuse
+        self.gic = gic
+        self.reuse = reuse and gic == 3
         self.max_per_session = max_per_session
         self.on_exit = on_exit
         #: With a coverage map, sessions run its image (the coverage build) and
@@ -261,6 +269,7 @@ class Runner:
                 timeout=self.timeout,
                 memory_mb=GUEST_RAM_MB,
                 firmware=self.coverage.path if self.coverage else None,
+                gic=self.gic,
             )
             try:
                 hv.start()
@@ -309,6 +318,8 @@ class Runner:
     # -- one program --------------------------------------------------------------------
 
     def run(self, program: Program) -> Outcome:
+        if program.gic != self.gic:
+            program = dataclasses.replace(program, gic=self.gic)  # its prologue for this GIC
         t0 = time.monotonic()
         fresh = not self._can_reuse()
         result = Outcome(program.ident, "", flavor=program.flavor, fresh_session=fresh)
