@@ -210,11 +210,15 @@ def test_with_the_smmu_a_device_behind_a_root_port_is_confined_too(
     assert int(_core.DMA_FAULT_INTID) in vectors
 
 
-def test_the_command_line_run_reports_the_blocked_dma(image, tmp_path, no_leaked_qemu):
+@pytest.mark.parametrize("behind_root_port", [False, True], ids=["bus0", "root-port"])
+def test_the_command_line_run_reports_the_blocked_dma(
+    behind_root_port, image, image_behind_root_port, tmp_path, no_leaked_qemu
+):
     """`armvcpu run -M virt,iommu=smmuv3 ...` as on bare QEMU: the guest
     prints the same, and armvcpu says which DMA it blocked."""
-    (tmp_path / "edu.bin").write_bytes(image)
-    args = ["-M", "virt,iommu=smmuv3", "-cpu", "max", "-m", "128M", "-nographic", *EDU,
+    devices = EDU_BEHIND_ROOT_PORT if behind_root_port else EDU
+    (tmp_path / "edu.bin").write_bytes(image_behind_root_port if behind_root_port else image)
+    args = ["-M", "virt,iommu=smmuv3", "-cpu", "max", "-m", "128M", "-nographic", *devices,
             "-kernel", "edu.bin"]  # fmt: skip
     bare = subprocess.run(["qemu-system-aarch64", *args], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
@@ -223,3 +227,5 @@ def test_the_command_line_run_reports_the_blocked_dma(image, tmp_path, no_leaked
     assert bare.returncode == 0 and ours.returncode == 0, ours.stderr
     assert "in=DMA-OK!" in bare.stdout and ours.stdout == bare.stdout
     assert f"DMA write at {OUTSIDE:#x} blocked" in ours.stderr
+    if behind_root_port:
+        assert "PCI device 01:00.0 DMA write" in ours.stderr
