@@ -20,6 +20,39 @@ constexpr std::uint64_t kPropAddrMask = 0x000f'ffff'ffff'f000ull;
 bool g_machine_its = false;
 bool g_machine_its_known = false;
 
+// GICR_PENDBASER.Physical_Address [51:16] (12.11.29).
+constexpr std::uint64_t kPendAddrMask = 0x000f'ffff'ffff'0000ull;
+// The INTID bits the machine has (GICD_TYPER.IDbits = 15: 16 bits); the
+// guest's GICR_PROPBASER.IDbits above it are capped to it (12.11.30).
+constexpr unsigned kMaxIdBits = 16;
+
+unsigned propbaser_id_bits(std::uint64_t propbaser) {
+    const unsigned bits = static_cast<unsigned>(propbaser & 0x1f) + 1;
+    return bits > kMaxIdBits ? kMaxIdBits : bits;
+}
+
+// True when the table register `reg` (GICR_PROPBASER or GICR_PENDBASER)
+// with value `value` names a table inside VM `vm`'s RAM: the configuration
+// table is 2^IDbits - 8192 bytes, the pending table 2^IDbits / 8 (5.1.1,
+// 5.1.2), with IDbits as PROPBASER says (the largest for PENDBASER, whose
+// table the guest sizes by a PROPBASER it may write later).
+bool table_in_vm_ram(const Vm& vm, std::uint64_t reg, std::uint64_t value) {
+    namespace gicr = armvcpu::vgic::gicr;
+    std::uint64_t pa = 0;
+    std::uint64_t size = 0;
+    if (reg == gicr::PROPBASER) {
+        pa = value & kPropAddrMask;
+        const unsigned bits = propbaser_id_bits(value);
+        size = bits <= 13 ? 0 : (1ull << bits) - armvcpu::vgic::kFirstLpi;
+    } else {
+        pa = value & kPendAddrMask;
+        size = (1ull << kMaxIdBits) / 8;
+    }
+    const std::uint64_t lo = vm.cfg.pa_base;
+    const std::uint64_t hi = vm.cfg.pa_base + vm.cfg.size;
+    return pa >= lo && pa <= hi && size <= hi - pa;
+}
+
 }  // namespace
 
 bool machine_has_its() {
@@ -62,6 +95,18 @@ bool access_lpi_register(const Vm& vm, unsigned vcpu, std::uint64_t off, unsigne
         return true;
     }
     if (is_write) {
+        // The redistributor reads and writes these tables at the PAs the
+        // guest names, past any stage 2: a table outside the VM's RAM (the
+        // firmware's, another VM's) is refused and the register keeps its
+        // value (docs/threat-model.md).
+        const std::uint64_t base = off & ~7ull;
+        std::uint64_t full = value;
+        if (width == 4) {
+            const unsigned shift = off % 8 == 0 ? 0 : 32;
+            full = (gic::read_redistributor(slot, base, 8) & ~(0xffffffffull << shift)) |
+                   ((value & 0xffffffffull) << shift);
+        }
+        if (!table_in_vm_ram(vm, base, full)) return true;
         gic::write_redistributor(slot, off, width, value);
     } else {
         value = gic::read_redistributor(slot, off, width);

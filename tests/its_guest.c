@@ -24,6 +24,7 @@
 #define NRAISE 5
 #define USE_ITS 1 /* 0: print the GIC's identification registers only */
 #define BENCH 0   /* 1: also time MSIs, ITS commands and GIC accesses (bench/its.py) */
+#define PROBE 0   /* 1: first aim the LPI tables at 0x2_0000_0000 (armvcpu's firmware) */
 
 static inline uint64_t rd64(uintptr_t a) { return *(volatile uint64_t *)a; }
 static inline void wr64(uintptr_t a, uint64_t v) { *(volatile uint64_t *)a = v; }
@@ -167,6 +168,13 @@ int main(void) {
     zero(PROP, 8192);
     zero(PEND, 0x10000);
     wr8(PROP + (LPI - 8192), 0xa0 | 1); /* priority 0xa0, enabled */
+    if (PROBE) {
+        wr64(GICR + 0x70, 0x200000000ul | (14 - 1));
+        wr64(GICR + 0x78, 0x200000000ul);
+        armvcpu_write32(GICR + 0x7c, 0x2); /* the high half alone, too */
+        say("probe GICR_PROPBASER", rd64(GICR + 0x70), 16);
+        say("probe GICR_PENDBASER", rd64(GICR + 0x78), 16);
+    }
     wr64(GICR + 0x70, PROP | (14 - 1));  /* GICR_PROPBASER: IDbits = 13 */
     wr64(GICR + 0x78, PEND);             /* GICR_PENDBASER */
     say("GICR_PROPBASER", rd64(GICR + 0x70), 16);

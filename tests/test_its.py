@@ -58,6 +58,26 @@ def test_an_msi_from_a_pcie_device_arrives_as_the_lpi_the_guest_mapped(
     assert ours == bare
 
 
+def test_lpi_tables_outside_the_vms_ram_are_refused(tmp_path, no_leaked_qemu):
+    """The redistributor reads and writes the LPI tables at the physical
+    addresses the guest names, past stage 2: GICR_PROPBASER/PENDBASER
+    pointing at the firmware (0x2_0000_0000, outside VM 1's RAM) keep their
+    values under armvcpu (bare QEMU takes them), whole or by 32-bit half;
+    tables in the guest's RAM then work as before."""
+    source = GUEST_SOURCE.read_text().replace("#define PROBE 0", "#define PROBE 1")
+    (segment,) = Guest.from_c(source, 0x4008_0000).segments
+    (tmp_path / "its.bin").write_bytes(segment.data)
+    args = ["-M", "virt,gic-version=3", "-cpu", "max", "-m", "128M", "-nographic",
+            "-device", "edu", "-kernel", "its.bin"]  # fmt: skip
+    bare = _run(["qemu-system-aarch64", *args], tmp_path)
+    ours = _run([*ARMVCPU, *args], tmp_path)
+    assert "probe GICR_PROPBASER=000000020000000d" in bare
+    assert "probe GICR_PENDBASER=0000000200000000" in bare
+    assert "probe GICR_PROPBASER=0000000000000000" in ours
+    assert "probe GICR_PENDBASER=0000000000000000" in ours
+    assert "received=05" in ours and ours.count("LPI 2003") == 5
+
+
 def test_its_off_is_honoured_and_the_gic_reads_as_on_bare_qemu(tmp_path, no_leaked_qemu):
     """-M virt,its=off reaches QEMU: the guest's device tree has no ITS and no
     msi-map, and its GIC's identification registers read as bare QEMU's
