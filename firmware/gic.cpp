@@ -118,8 +118,28 @@ void init_cpu(unsigned cpu) {
 std::uint32_t acknowledge() {
     if (g_v2) return gicv2::acknowledge();
     const auto intid = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(icc_iar1_el1) & 0xffffff);
-    if (armvcpu::vgic::is_valid_intid(intid)) ARMVCPU_WRITE_SYSREG(icc_eoir1_el1, intid);
+    // An LPI's EOI drops its priority and ends it (it has no active state).
+    if (armvcpu::vgic::is_valid_intid(intid) || armvcpu::vgic::is_lpi(intid)) {
+        ARMVCPU_WRITE_SYSREG(icc_eoir1_el1, intid);
+    }
     return intid;
+}
+
+bool has_lpis() { return !g_v2 && (reg32(kGicd + 0x0004) & (1u << 17)) != 0; }
+
+std::uint64_t read_redistributor(unsigned cpu, std::uint64_t off, unsigned width) {
+    const std::uintptr_t addr = kGicr + sched::phys_cpu(cpu) * kGicrStride + off;
+    if (width == 8) return *reinterpret_cast<volatile std::uint64_t*>(addr);
+    return reg32(addr);
+}
+
+void write_redistributor(unsigned cpu, std::uint64_t off, unsigned width, std::uint64_t value) {
+    const std::uintptr_t addr = kGicr + sched::phys_cpu(cpu) * kGicrStride + off;
+    if (width == 8) {
+        *reinterpret_cast<volatile std::uint64_t*>(addr) = value;
+    } else {
+        reg32(addr) = static_cast<std::uint32_t>(value);
+    }
 }
 
 void deactivate(std::uint32_t intid) {
@@ -289,7 +309,8 @@ void kick(unsigned cpu) {
 
 bool pending() {
     if (g_v2) return gicv2::pending();
-    return armvcpu::vgic::is_valid_intid(ARMVCPU_READ_SYSREG(icc_hppir1_el1) & 0xffffff);
+    const std::uint64_t hppi = ARMVCPU_READ_SYSREG(icc_hppir1_el1) & 0xffffff;
+    return armvcpu::vgic::is_valid_intid(hppi) || armvcpu::vgic::is_lpi(hppi);
 }
 
 }  // namespace fw::gic

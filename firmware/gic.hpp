@@ -73,6 +73,15 @@ void set_list_register(unsigned n, std::uint64_t value);
 // redistributor when first is 0, else SPIs from the distributor.
 std::uint32_t pending_bits(unsigned cpu, std::uint32_t first);
 
+// The machine's GIC has LPIs (GICD_TYPER.LPIS [17]): QEMU's has them exactly
+// when it has an ITS.
+bool has_lpis();
+
+// A register of the RD_base frame of vCPU slot `cpu`'s physical
+// redistributor, read or written with an access of `width` bytes (4 or 8).
+std::uint64_t read_redistributor(unsigned cpu, std::uint64_t off, unsigned width);
+void write_redistributor(unsigned cpu, std::uint64_t off, unsigned width, std::uint64_t value);
+
 // This CPU's virtual CPU interface (list registers, active priorities,
 // ICH_VMCR_EL2, ICH_HCR_EL2) into `s`, and back (an emulated ICV access).
 void load_icv(armvcpu::vgic::IcvState& s);

@@ -166,7 +166,9 @@ struct VcpuRun {
         return waiting;
     }
     if (gic::v2()) return inject_from_vgic2(run.vm, run.cpu, run.index, waiting, run.timers);
-    return inject_from_vgic(run.vm, run.cpu, run.index, sgis, waiting, run.timers);
+    waiting = inject_from_vgic(run.vm, run.cpu, run.index, sgis, waiting, run.timers);
+    if (its::lpis_waiting(run.cpu)) waiting = its::inject_waiting_lpis(run.cpu) || waiting;
+    return waiting;
 }
 
 // After a stepped entry: the guest's own debug state back.

@@ -3,6 +3,7 @@
 #include "armvcpu/host_interface.hpp"
 #include "armvcpu/smmu.hpp"
 #include "gic.hpp"
+#include "its.hpp"
 #include "uart.hpp"
 
 namespace sm = armvcpu::smmu;
@@ -41,6 +42,9 @@ alignas(4096) std::uint64_t g_level0[512];
 alignas(4096) std::uint64_t g_level1[512];
 alignas(4096) std::uint64_t g_level2[512];
 bool g_enabled = false;
+// The MSI doorbell's page (GITS_TRANSLATER's, its.hpp) in the first GiB.
+alignas(4096) std::uint64_t g_doorbell_level2[512];
+alignas(4096) std::uint64_t g_doorbell_level3[512];
 
 volatile std::uint32_t& reg32(std::uint64_t off) {
     return *reinterpret_cast<volatile std::uint32_t*>(sm::kVirtSmmuBase + off);
@@ -76,6 +80,18 @@ bool map_ram(std::uint64_t base, std::uint64_t size) {
     return true;
 }
 
+// Identity-maps the 4 KiB page at `page`, outside RAM, as a page of its own:
+// a device's MSI is a DMA write to the ITS's GITS_TRANSLATER, which must
+// translate; nothing else of the GIC's frames does.
+bool map_doorbell(std::uint64_t page) {
+    const std::uint64_t gib = page >> 30;
+    if (gib >= 512 || g_level1[gib] != 0) return false;  // RAM shares no GiB with it
+    g_level1[gib] = addr(g_doorbell_level2) | sm::kS1Table;
+    g_doorbell_level2[(page >> 21) & 511] = addr(g_doorbell_level3) | sm::kS1Table;
+    g_doorbell_level3[(page >> 12) & 511] = page | sm::kS1BlockAttrs | sm::kS1Table;  // a page
+    return true;
+}
+
 }  // namespace
 
 void init(const Vm& vm) {
@@ -85,6 +101,9 @@ void init(const Vm& vm) {
         !map_ram(vm.cfg.pa_base, vm.cfg.size)) {
         uart::put_str("armvcpu: the SMMU cannot confine this VM's DMA; PCIe DMA unconfined\n");
         return;
+    }
+    if (its::vm_gets_its(vm) && !map_doorbell(its::kGitsTranslater & ~0xfffull)) {
+        uart::put_str("armvcpu: the SMMU cannot map the ITS doorbell; MSIs will fault\n");
     }
     g_context = sm::context_descriptor(addr(g_level0), kVaBits, kIps40Bits, 1);
     for (sm::Ste& ste : g_stream_table) ste = sm::stream_table_entry(addr(&g_context));

@@ -1,6 +1,7 @@
 #include "vgic_glue.hpp"
 
 #include "armvcpu/mmio.hpp"
+#include "its.hpp"
 
 namespace fw {
 
@@ -146,6 +147,23 @@ void mark_vgic_dirty(const Vm& vm, unsigned vcpu, unsigned self_cpu) {
     if (cpu != self_cpu) gic::kick(cpu);
 }
 
+// A redistributor's LPI registers, which the physical redistributor holds
+// (its.hpp); true when the access was one.
+bool lpi_register_access(const Vm& vm, const armvcpu::ExitReason& reason,
+                         armvcpu::TrapFrame& frame) {
+    namespace vg = armvcpu::vgic;
+    const bool is_read = reason.kind == armvcpu::ExitKind::MmioRead;
+    const std::uint64_t addr = is_read ? reason.mmio_read.addr : reason.mmio_write.addr;
+    const unsigned vcpu = vm.dist.redistributor_of(addr);
+    if (vcpu >= vm.num_vcpus) return false;
+    const std::uint64_t off = (addr - vg::kGicrBase) % vg::kGicrStride;
+    const unsigned width = is_read ? reason.mmio_read.width : reason.mmio_write.width;
+    std::uint64_t value = is_read ? 0 : reason.mmio_write.data;
+    if (!its::access_lpi_register(vm, vcpu, off, width, !is_read, value)) return false;
+    if (is_read) armvcpu::complete_mmio_read(frame, reason.mmio_read, value);
+    return true;
+}
+
 }  // namespace
 
 void apply_lr_writes_locked(Vm& vm, unsigned cpu, unsigned index) {
@@ -194,6 +212,7 @@ void emulate_vgic(Vm& vm, unsigned self_cpu, const armvcpu::ExitReason& reason,
     SpinLock lock(vm.dist_lock);
     const unsigned self_index = self_cpu - vm.first_cpu;
     if (lr_writes_waiting(self_cpu)) apply_lr_writes_locked(vm, self_cpu, self_index);
+    if (vm.dist.lpis() && lpi_register_access(vm, reason, frame)) return;
     if (reason.kind == armvcpu::ExitKind::MmioRead) {
         const auto& r = reason.mmio_read;
         vg::LiveState live;

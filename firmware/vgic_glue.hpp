@@ -13,6 +13,7 @@
 #include "armvcpu/vgic_lr_write.hpp"
 #include "gic.hpp"
 #include "host_link.hpp"
+#include "its.hpp"
 #include "passthrough.hpp"
 #include "sgi.hpp"
 #include "spinlock.hpp"
@@ -150,6 +151,12 @@ struct TimerPpis {
 [[gnu::always_inline]] inline bool handle_physical_interrupt(Vm& vm, unsigned cpu, unsigned index,
                                                              std::uint32_t intid) {
     namespace vg = armvcpu::vgic;
+    if (vg::is_lpi(intid)) {
+        // An MSI through the ITS the VM drives: a virtual LPI. (Another VM
+        // on this CPU has no ITS; the LPI is dropped, docs/architecture.md.)
+        if (vm.dist.lpis()) its::take_lpi(cpu, intid);
+        return true;
+    }
     if (!vg::is_valid_intid(intid)) return true;  // spurious
     if (intid == gic::kKickSgi || intid == vg::kMaintenancePpi) {
         // Another CPU left us work, or list registers have room again: the

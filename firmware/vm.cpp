@@ -3,6 +3,7 @@
 #include "armvcpu/stage2.hpp"
 #include "exit_log.hpp"
 #include "gic.hpp"
+#include "its.hpp"
 #include "passthrough.hpp"
 #include "power.hpp"
 #include "smmu.hpp"
@@ -75,6 +76,7 @@ bool build_vm(Vm& vm, PhysicalTableMemory& mem) {
     vm.features = cfg.features;
     auto err = s2.map(cfg.ipa_base, cfg.pa_base, cfg.size, {});
     if (err == armvcpu::stage2::MapError::None) err = map_passthrough_devices(s2, vm);
+    if (err == armvcpu::stage2::MapError::None) err = its::map_its(s2, vm);
     if (err == armvcpu::stage2::MapError::None && gic::v2()) err = map_guest_gicc(s2);
     if (err != armvcpu::stage2::MapError::None) {
         put_str("armvcpu: cannot map VM ");
@@ -92,6 +94,7 @@ bool build_vm(Vm& vm, PhysicalTableMemory& mem) {
         std::uint64_t mpidr[armvcpu::vgic::kMaxVcpus] = {};
         for (unsigned i = 0; i < vm.num_vcpus; ++i) mpidr[i] = guest_mpidr(i);
         vm.dist.reset(vm.num_vcpus, mpidr);
+        vm.dist.set_lpis(its::vm_gets_its(vm));
         configure_passthrough_spis(vm);
     }
     return true;

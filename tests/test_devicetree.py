@@ -108,7 +108,7 @@ def test_qemu_device_tree_is_qemus_virt_tree(qemu_dtb):
     assert tree.reg("/memory") == [(0x4000_0000, 512 << 20)]
     gic = tree.node("/intc")
     assert "arm,gic-v3" in gic.compatible()
-    assert any("msi-controller" in c.properties for c in gic.children)  # the ITS, for now
+    assert any("msi-controller" in c.properties for c in gic.children)  # the ITS
 
 
 def test_qemu_failure_is_a_qemu_error_with_its_stderr(no_leaked_qemu, tmp_path, monkeypatch):
@@ -193,6 +193,25 @@ def test_gic_has_one_redistributor_region_and_no_its(guest_tree):
         assert "msi-controller" not in node.properties, path
         assert "msi-parent" not in node.properties, path
         assert "msi-map" not in node.properties, path
+
+
+def test_with_pcie_the_its_and_the_msi_map_stay_as_qemu_wrote_them(qemu_dtb):
+    """PCIe passed through brings QEMU's ITS with it (the hypervisor passes
+    it through to the VM that owns the devices): the ITS node, and the host
+    bridge's msi-map pointing at it, are QEMU's own."""
+    source = DeviceTree.from_bytes(qemu_dtb)
+    tree = guest(qemu_dtb, devices=("uart", "pcie"))
+    (its,) = [c for c in tree.node("/intc@8000000").children if c.name.startswith("its@")]
+    (source_its,) = [c for c in source.node("/intc").children if c.name.startswith("its@")]
+    assert its == source_its and "msi-controller" in its.properties
+    assert its.properties["compatible"] == source_its.properties["compatible"]
+    pcie = tree.node("/pcie@10000000")
+    assert pcie.properties["msi-map"] == source.node("/pcie@10000000").properties["msi-map"]
+    assert _number_at(pcie.properties["msi-map"], 1) == its.u32("phandle")
+
+
+def _number_at(value: bytes, cell: int) -> int:
+    return int.from_bytes(value[4 * cell : 4 * cell + 4], "big")
 
 
 def test_timer_pmu_and_root_properties_are_qemus(guest_tree, qemu_dtb):

@@ -38,6 +38,8 @@ ACCEPTED = [
      {"mte": True, "bios": "u-boot.bin", "memory_mb": 2048, "kernel": None}),
     (["-M", "virt", "-kernel", "Image"], {"memory_mb": 128, "smp": 1, "cpu": None}),
     (["-M", "virt,iommu=smmuv3", "-kernel", "Image"], {"iommu": True}),
+    (["-M", "virt,its=off", "-kernel", "Image"], {"its": False}),
+    (["-M", "virt,its=on", "-kernel", "Image"], {"its": True}),
     # Any network option replaces QEMU's default NIC, as in QEMU.
     (["-M", "virt", "-kernel", "Image", "-net", "none"],
      {"default_nic": False, "qemu_args": ["-net", "none"]}),
@@ -91,7 +93,7 @@ def test_qemu_itself_agrees_on_memory_and_cpus(argv, tmp_path):
         (["-M", "virt", "-kernel", "Image", "-enable-kvm"], "-enable-kvm"),
         (["-M", "virt,gic-version=4", "-kernel", "Image"], "QEMU knows 2, 3, max and host"),
         (["-M", "virt,iommu=virtio", "-kernel", "Image"], "-M virt,iommu=virtio"),
-        (["-M", "virt,its=on", "-kernel", "Image"], "no ITS"),
+        (["-M", "virt,its=maybe", "-kernel", "Image"], "its=maybe: expected on or off"),
         (["-M", "sbsa-ref", "-kernel", "Image"], "-M sbsa-ref: armvcpu runs QEMU's virt"),
         (["-kernel", "Image"], "-M virt is missing"),
         (["-M", "virt"], "nothing to run"),

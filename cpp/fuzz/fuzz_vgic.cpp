@@ -6,7 +6,8 @@
 // never change; GICD_CTLR keeps ARE and DS; reads of the pending and active
 // registers include every live bit given; ICV_BPR1_EL1 never holds a value
 // below its minimum once written; an acknowledge changes at most one list
-// register and returns an INTID that was in it, or 1023. Writes logged for
+// register and returns an INTID that was in it, or 1023; an LPI's EOI
+// never counts in EOIcount; LPIs change only the TYPERs' LPIS/PLPIS. Writes logged for
 // another vCPU's list registers (vgic_lr_write.hpp) change only a list
 // register's State field, never add pending, add active only to a pending
 // software interrupt, and a clear-pending or clear-active last written
@@ -40,6 +41,12 @@ void fuzz_distributor(fuzz::Input& in) {
     Distributor d;
     const unsigned vcpus = 1 + in.take<std::uint8_t>() % kMaxVcpus;
     d.reset(vcpus, mpidr);
+    // LPIs (the machine's ITS passed through) change only the TYPERs' LPIS
+    // and PLPIS bits.
+    const bool lpis = (in.take<std::uint8_t>() & 1) != 0;
+    d.set_lpis(lpis);
+    ARMVCPU_FUZZ_CHECK(((d.read(kGicdBase + gicd::TYPER, 4).value >> 17) & 1) == (lpis ? 1u : 0u));
+    ARMVCPU_FUZZ_CHECK((d.read(kGicrBase + gicr::TYPER, 8).value & 1) == (lpis ? 1u : 0u));
     const std::uint64_t typer = d.read(kGicdBase + gicd::TYPER, 4).value;
     const std::uint64_t gicr_typer = d.read(kGicrBase + gicr::TYPER, 8).value;
     for (unsigned step = 0; step < 64 && !in.empty(); ++step) {
@@ -154,6 +161,8 @@ void fuzz_cpu_interface(fuzz::Input& in) {
         const std::uint64_t moved =
             ((s.hcr >> kIchHcrEoiCountShift) - (before.hcr >> kIchHcrEoiCountShift)) & 0x1f;
         ARMVCPU_FUZZ_CHECK(moved <= 1);
+        // An LPI's EOI never counts in EOIcount (VirtualWriteEOIR1).
+        if (reg == kIccEoir1El1 && is_lpi(value & 0xffffff)) ARMVCPU_FUZZ_CHECK(moved == 0);
         ARMVCPU_FUZZ_CHECK(a.deactivate_pintid == kNoInterrupt ||
                            is_valid_intid(a.deactivate_pintid));
     }

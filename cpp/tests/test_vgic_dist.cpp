@@ -61,6 +61,24 @@ TEST(VgicDist, TyperDescribesTheModel) {
     EXPECT_EQ(rd(make(1), R0 + 0x0), 2u);  // GICR_CTLR: CES, as QEMU's
 }
 
+// With the machine's ITS passed through (set_lpis), the identification
+// registers are bare QEMU's own: GICD_TYPER 0x037A0007 (LPIS [17] set,
+// IDbits [23:19] = 15: 16-bit INTIDs, room for the LPIs) and GICR_TYPER
+// 0x0100_0011 (PLPIS [0]), as QEMU 7.2 virt with one CPU reads them.
+TEST(VgicDist, LpisMakeTheTypersQemusOwn) {
+    Distributor d = make(1);
+    d.set_lpis(true);
+    EXPECT_TRUE(d.lpis());
+    EXPECT_EQ(rd(d, D + 0x4), 0x037A0007u);
+    EXPECT_EQ(rd(d, R0 + 0x8, 8), 0x0100'0011u);
+    EXPECT_EQ(rd(d, R0 + 0x8), 0x0100'0011u);  // the low half alone (Affinity is 0)
+    // reset() forgets it: LPIs are the hypervisor's to grant each time.
+    const std::uint64_t mpidr[1] = {0x80000000};
+    d.reset(1, mpidr);
+    EXPECT_FALSE(d.lpis());
+    EXPECT_EQ((rd(d, D + 0x4) >> 17) & 1, 0u);
+}
+
 // Reads of the pending and active registers fold in what the model does not
 // hold (IHI 0069H 12.9.x GICD_ISPENDR<n>: "reads ... return the pending
 // state"): interrupts in list registers and hardware lines asserted.

@@ -215,3 +215,30 @@ TEST(VgicIcv, SpecialIntidInAListRegisterIsReturnedAndDropped) {
     EXPECT_EQ(lr_state(s.lr[0]), LrState::Invalid);
     EXPECT_EQ(s.ap1r[0], 0u);
 }
+
+// LPIs (VirtualReadIAR1, VirtualWriteEOIR1): acknowledged like any other
+// interrupt, and an EOI both drops the priority and deactivates the list
+// register, whatever VEOIM says (an LPI has no active state to keep).
+TEST(VgicIcv, LpiIsAcknowledgedAndItsEoiDeactivatesEvenWithEoiModeOne) {
+    for (const bool eoimode : {false, true}) {
+        IcvState s = make();
+        if (eoimode) s.vmcr |= vmcr::kVeoim;
+        s.lr[2] = lr_value(8195, LrState::Pending, true, false, 0, 0xa0);
+        ASSERT_EQ(read(s, kIccIar1El1), 8195u);
+        EXPECT_NE(s.ap1r[0], 0u);
+        const IcvAccess a = write(s, kIccEoir1El1, 8195);
+        EXPECT_EQ(s.ap1r[0], 0u) << eoimode;
+        EXPECT_EQ(lr_state(s.lr[2]), LrState::Invalid) << eoimode;
+        EXPECT_EQ(a.deactivate_pintid, kNoInterrupt);
+    }
+}
+
+// An LPI's EOI that finds no list register drops the priority and is not
+// counted in EOIcount (it asks the hypervisor for nothing).
+TEST(VgicIcv, LpiEoiWithNoListRegisterIsNotCounted) {
+    IcvState s = make();
+    s.ap1r[0] = 1u << 20;
+    write(s, kIccEoir1El1, 8200);
+    EXPECT_EQ(s.ap1r[0], 0u);
+    EXPECT_EQ((s.hcr >> 27) & 0x1f, 0u);
+}

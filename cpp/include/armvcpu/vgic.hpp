@@ -45,4 +45,9 @@ constexpr std::uint32_t lr_vintid(std::uint64_t lr) { return static_cast<std::ui
 // True for INTIDs that name a real interrupt (not 1020..1023, not LPIs).
 constexpr bool is_valid_intid(std::uint64_t intid) { return intid < 1020; }
 
+// LPIs: INTIDs 8192 and up (IHI 0069H 2.2.1, "INTIDs"), message-signalled
+// through an ITS; edge-like, with no active state (1.2.1).
+inline constexpr std::uint32_t kFirstLpi = 8192;
+constexpr bool is_lpi(std::uint64_t intid) { return intid >= kFirstLpi; }
+
 }  // namespace armvcpu::vgic

@@ -4,7 +4,9 @@
 // vgic.hpp) it is the vGICv3 an unmodified Linux drives.
 //
 // The model is a GIC with a single Security state (GICD_CTLR.DS = 1),
-// affinity routing always on (ARE RAO/WI), no LPIs and no ITS, and
+// affinity routing always on (ARE RAO/WI), LPIs only when set_lpis() says
+// the machine's ITS is the guest's (the hypervisor then forwards the
+// redistributors' LPI registers to the physical ones), and
 // kNumIntids interrupts: SGIs 0-15 and PPIs 16-31 per vCPU, SPIs 32 and up
 // shared. Register offsets, reset values and access rules: GICv3
 // architecture specification (IHI 0069H), chapter 12 "The GIC Programmers'
@@ -175,6 +177,12 @@ public:
 
     unsigned num_vcpus() const { return num_vcpus_; }
     std::uint32_t ctlr() const { return ctlr_; }
+
+    // LPIs through the machine's own ITS (passed through; the hypervisor
+    // answers the redistributors' LPI registers): GICD_TYPER.LPIS and
+    // GICR_TYPER.PLPIS say so, as on QEMU with its ITS. Off after reset().
+    void set_lpis(bool on) { lpis_ = on; }
+    bool lpis() const { return lpis_; }
 
     // True when the address falls in this VM's GICD or GICR frames.
     bool claims(std::uint64_t addr) const {
@@ -432,10 +440,10 @@ private:
         // As QEMU 7.2's GICv3 on virt presents it (read from bare QEMU), less
         // what this model lacks: ITLinesNumber [4:0] = 7, CPUNumber [7:5],
         // IDbits [23:19] = 15 (16 bits), A3V [24] (Aff3 routable), No1N [25]
-        // (no 1 of N routing). LPIS [17] is 0 (QEMU's 1: its ITS; this model
-        // has no LPIs), SecurityExtn [10], MBIS [16], DVIS [18] are 0.
+        // (no 1 of N routing). LPIS [17] only with set_lpis() (QEMU's ITS
+        // passed through), SecurityExtn [10], MBIS [16], DVIS [18] are 0.
         return (kNumIntids / 32 - 1) | ((num_vcpus_ - 1u) & 7u) << 5 | 15u << 19 | 1u << 24 |
-               1u << 25;
+               1u << 25 | (lpis_ ? 1u << 17 : 0u);
     }
 
     std::uint64_t read_gicd(std::uint64_t off, unsigned width, const LiveState& l) const {
@@ -553,10 +561,9 @@ private:
             if (width != 4 && !(width == 8 && off == gicr::TYPER)) return 0;
             const std::uint64_t aff = affinity_[vcpu];
             // Affinity_Value [63:32] = Aff3.Aff2.Aff1.Aff0. CommonLPIAff
-            // [25:24] = 1 as QEMU presents it; PLPIS [0] = 0 (no LPIs, where
-            // QEMU has them).
+            // [25:24] = 1 as QEMU presents it; PLPIS [0] with set_lpis().
             const std::uint64_t aff32 = (aff & 0xffffff) | ((aff >> 32 & 0xff) << 24);
-            const std::uint64_t typer = aff32 << 32 | 1u << 24 |
+            const std::uint64_t typer = aff32 << 32 | 1u << 24 | (lpis_ ? 1u : 0u) |
                                         static_cast<std::uint64_t>(vcpu) << 8 |
                                         (vcpu + 1 == num_vcpus_ ? gicr::kTyperLast : 0);
             return slice(typer, off, width);
@@ -602,6 +609,7 @@ private:
     }
 
     unsigned num_vcpus_ = 0;
+    bool lpis_ = false;
     std::uint32_t ctlr_ = 0;
     std::uint64_t affinity_[kMaxVcpus] = {};
     Redistributor redist_[kMaxVcpus] = {};

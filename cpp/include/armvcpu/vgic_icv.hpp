@@ -215,10 +215,12 @@ constexpr void deactivate_lr(IcvState& s, unsigned i, IcvAccess& out) {
 // ICV_EOIR1_EL1 write: priority drop, and with VEOIM = 0 deactivation of the
 // list register holding the INTID (when its group and group priority match
 // what was dropped). An EOI that finds no list register counts in
-// ICH_HCR_EL2.EOIcount. Special INTIDs and LPIs are ignored.
+// ICH_HCR_EL2.EOIcount. Special INTIDs are ignored. An LPI has no active
+// state to keep: its list register is deactivated whatever VEOIM says, and
+// one in no list register is not counted (VirtualWriteEOIR1's pseudocode).
 constexpr void write_eoir1(IcvState& s, std::uint64_t value, IcvAccess& out) {
     const auto intid = static_cast<std::uint32_t>(value & 0xffffff);
-    if (intid >= 1020) return;
+    if (intid >= 1020 && !is_lpi(intid)) return;
     const unsigned dropped = drop_priority(s);
     if (dropped == 0xff) return;  // nothing active: CONSTRAINED UNPREDICTABLE, ignored
     for (unsigned i = 0; i < s.num_lrs && i < kMaxLrs; ++i) {
@@ -226,9 +228,10 @@ constexpr void write_eoir1(IcvState& s, std::uint64_t value, IcvAccess& out) {
         if ((lr & kLrActiveBit) == 0 || lr_vintid(lr) != intid) continue;
         const bool matches =
             (lr & kLrGroupBit) != 0 && (lr_priority(lr) & group_priority_mask(s, true)) == dropped;
-        if (matches && (s.vmcr & vmcr::kVeoim) == 0) deactivate_lr(s, i, out);
+        if (matches && ((s.vmcr & vmcr::kVeoim) == 0 || is_lpi(intid))) deactivate_lr(s, i, out);
         return;
     }
+    if (is_lpi(intid)) return;
     const std::uint64_t count = ((s.hcr >> kIchHcrEoiCountShift) + 1) & 0x1f;
     s.hcr = (s.hcr & ~(0x1full << kIchHcrEoiCountShift)) | (count << kIchHcrEoiCountShift);
 }

@@ -43,8 +43,16 @@ def default_cache_dir() -> Path:
 
 #: Kernel modules kept from the package (Debian builds them as modules):
 #: the virtio-mmio transport and the virtio block driver, for guests that get
-#: QEMU's virtio devices passed through.
-MODULES = ("kernel/drivers/virtio/virtio_mmio.ko", "kernel/drivers/block/virtio_blk.ko")
+#: QEMU's virtio devices passed through; and the virtio-pci transport (with
+#: the two libraries it needs, loaded first), for virtio-pci devices that
+#: interrupt by MSI-X through the ITS.
+MODULES = (
+    "kernel/drivers/virtio/virtio_mmio.ko",
+    "kernel/drivers/block/virtio_blk.ko",
+    "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+    "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+    "kernel/drivers/virtio/virtio_pci.ko",
+)
 _CACHE_FORMAT = "2"
 
 

@@ -341,6 +341,7 @@ def qemu_device_tree(
     gic_version: int = 3,
     *,
     bios: str | Path | None = None,
+    its: bool = True,
     timeout: float = 30.0,
     cache: bool = True,
 ) -> bytes:
@@ -348,7 +349,9 @@ def qemu_device_tree(
     would give its firmware, as QEMU dumps it (``dumpdtb``, padded to 1 MiB).
     With ``bios`` (QEMU's ``-bios``) the tree is the one QEMU makes for a
     machine booting firmware from flash: QEMU then gives it an ACPI GED in
-    place of the PL061, so the tree has no GPIO.
+    place of the PL061, so the tree has no GPIO. ``its=False`` is
+    ``-M virt,its=off``: a GICv3 without its ITS (and PCIe without
+    ``msi-map``).
 
     QEMU only builds the tree and exits; nothing runs. The tree is kept in
     ``~/.cache/armvcpu/dtb`` under a digest of the QEMU binary (its path,
@@ -368,7 +371,8 @@ def qemu_device_tree(
     if smp < 1 or memory_mb < 1:
         raise ValueError(f"smp ({smp}) and memory_mb ({memory_mb}) must be at least 1")
     options = ["virt,virtualization=on", f"gic-version={gic_version}", cpu, str(smp),
-               str(memory_mb), str(Path(bios).resolve()) if bios is not None else ""]  # fmt: skip
+               str(memory_mb), str(Path(bios).resolve()) if bios is not None else "",
+               *([] if its else ["its=off"])]  # fmt: skip
     kept = _dtb_cache_file(binary, options) if cache else None
     if kept is not None and kept.is_file():
         return kept.read_bytes()
@@ -378,7 +382,8 @@ def qemu_device_tree(
         dump = str(path).replace(",", ",,")
         command = [
             binary,
-            "-machine", f"virt,virtualization=on,gic-version={gic_version},dumpdtb={dump}",
+            "-machine", f"virt,virtualization=on,gic-version={gic_version}"
+                        f"{'' if its else ',its=off'},dumpdtb={dump}",
             "-cpu", cpu, "-smp", str(smp), "-m", f"{memory_mb}M",
             "-nodefaults", "-no-user-config", "-display", "none",
             *(["-bios", str(bios)] if bios is not None else []),
@@ -446,7 +451,8 @@ RAM_ALIGNMENT = 2 << 20  # Linux places its image 2 MiB aligned
 PSCI_COMPATIBLE = ("arm,psci-1.0", "arm,psci-0.2", "arm,psci")
 # PSCI 0.1's function ids: meaningless once compatible says 0.2 or later.
 _PSCI_0_1_IDS = ("cpu_on", "cpu_off", "cpu_suspend", "migrate")
-# Nothing in the guest's tree is an MSI controller once the ITS is gone.
+# What points PCIe devices at the ITS; dropped with it (a guest without
+# passed-through PCIe has no MSI controller).
 _MSI_PROPERTIES = ("msi-parent", "msi-map", "msi-map-mask")
 
 
@@ -470,7 +476,9 @@ def guest_device_tree(
       ``cpu-map``;
     - ``/psci`` is PSCI 1.0 (0.2 and 0.1 compatible) called by ``psci_method``;
     - a GICv3 keeps its distributor and has one redistributor region, one
-      frame pair per CPU; its ITS and every ``msi-parent`` go. A GICv2 keeps
+      frame pair per CPU; its ITS (QEMU's, which the hypervisor passes
+      through with the PCIe devices) stays with ``pcie`` in ``devices``,
+      and otherwise goes with every ``msi-parent``/``msi-map``. A GICv2 keeps
       its distributor and CPU interface (8 KiB, what the hypervisor maps
       there); its virtual interface regions, maintenance interrupt and GICv2m
       frame go (they are the hypervisor's);
@@ -483,8 +491,8 @@ def guest_device_tree(
       for every boot (so Linux randomises its layout as on bare QEMU);
     - of the devices, only those in ``devices`` (see ``GUEST_DEVICES``) stay,
       with the clocks they use; the rest (the platform bus, the secure
-      devices, ...) go. PCIe keeps its ``interrupt-map`` (INTx); without an
-      ITS it has no ``msi-map``.
+      devices, ...) go. PCIe keeps its ``interrupt-map`` (INTx) and, with the
+      ITS, its ``msi-map`` (MSI and MSI-X).
 
     Addresses are read and written with the root's ``#address-cells`` and
     ``#size-cells``. Raises :class:`DeviceTreeError` for a malformed source,
@@ -537,7 +545,7 @@ def guest_device_tree(
     if cpus is None or not _cpu_nodes(cpus):
         raise DeviceTreeError("the source tree has no /cpus with cpu nodes")
 
-    _make_gic(gic, acells, scells, num_cpus)
+    has_its = _make_gic(gic, acells, scells, num_cpus, keep_its="pcie" in wanted)
     _make_cpus(tree, cpus, num_cpus)
     if memory is None:
         memory = Node("memory")
@@ -583,9 +591,10 @@ def guest_device_tree(
             children = [n for n in children if n is not aliases]
     root.children = children
 
-    for _, node in tree.walk():
-        for prop in _MSI_PROPERTIES:
-            node.properties.pop(prop, None)
+    if not has_its:
+        for _, node in tree.walk():
+            for prop in _MSI_PROPERTIES:
+                node.properties.pop(prop, None)
     _check_ram_is_free(tree, ram_base, ram_size, acells, scells)
     return tree.to_bytes()
 
@@ -692,10 +701,12 @@ def _role(node: Node, acells: int, scells: int) -> str:
     return "other"
 
 
-def _make_gic(gic: Node, acells: int, scells: int, num_cpus: int) -> None:
+def _make_gic(gic: Node, acells: int, scells: int, num_cpus: int, *, keep_its: bool) -> bool:
+    """Shapes the GIC node for the guest; True when it keeps an ITS (which
+    only a GICv3 with one in the source does, and only with ``keep_its``)."""
     if "arm,gic-v3" not in gic.compatible():
         _make_gicv2(gic, acells, scells)
-        return
+        return False
     regions = _decode_reg(gic.properties.get("reg", b""), acells, scells, gic.name)
     if len(regions) < 2:
         raise DeviceTreeError(f"{gic.name}: a GICv3 needs GICD and GICR regions in reg")
@@ -714,11 +725,16 @@ def _make_gic(gic: Node, acells: int, scells: int, num_cpus: int) -> None:
     )
     gic.properties["#redistributor-regions"] = u32(1)
     gic.properties.pop("redistributor-stride", None)
+    its = [c for c in gic.children if "arm,gic-v3-its" in c.compatible()]
     gic.children = [
         c
         for c in gic.children
         if "msi-controller" not in c.properties and "arm,gic-v3-its" not in c.compatible()
     ]
+    if keep_its and its:
+        gic.children.append(its[0])
+        return True
+    return False
 
 
 def _make_gicv2(gic: Node, acells: int, scells: int) -> None:

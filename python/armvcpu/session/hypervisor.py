@@ -184,6 +184,9 @@ class Hypervisor:
             devices' DMA reaches VM 1's RAM only; a DMA elsewhere is blocked
             and is an ``ExternalInterrupt`` exit (vector
             ``_core.DMA_FAULT_INTID``), the fault in :meth:`dma_faults`.
+        its: QEMU's ITS (``-M virt,its=off`` when False). On a GICv3, the
+            firmware passes it through with the PCIe devices, so their MSIs
+            and MSI-Xs reach VM 1 as LPIs.
         doorbell: (``transport="shm"``) between exits the host sleeps in
             poll() on a doorbell the firmware rings through QEMU's
             semihosting console, instead of in timed steps of up to 1 ms:
@@ -217,6 +220,7 @@ class Hypervisor:
         mte: bool = False,
         iommu: bool = False,
         doorbell: bool = False,
+        its: bool = True,
     ) -> None:
         if transport not in ("shm", "gdb"):
             raise ValueError(f"transport must be 'shm' or 'gdb', not {transport!r}")
@@ -264,7 +268,7 @@ class Hypervisor:
                                  smp=host_cpus, gic_version=gic, extra_args=tuple(extra_args),
                                  bios=Path(bios) if bios is not None else None,
                                  console_input=console_input, mte=mte,
-                                 iommu=iommu)  # fmt: skip
+                                 iommu=iommu, its=its)  # fmt: skip
         if doorbell:
             # Its ring is QEMU's semihosting console: a command line with
             # semihosting of its own would lose its output to the doorbell.
@@ -805,7 +809,7 @@ class Hypervisor:
         if source is None:
             source = qemu_device_tree(qemu=self.config.binary, cpu=self.config.cpu,
                                       smp=self.smp, memory_mb=self.memory_mb,
-                                      gic_version=self.gic)  # fmt: skip
+                                      gic_version=self.gic, its=self.config.its)  # fmt: skip
         if is_elf:
             elf = Guest.from_elf(data)
             low = min(seg.addr for seg in elf.segments)
@@ -859,7 +863,8 @@ class Hypervisor:
         if source is None:
             source = qemu_device_tree(qemu=self.config.binary, cpu=self.config.cpu,
                                       smp=self.smp, memory_mb=self.memory_mb,
-                                      bios=self.config.bios, gic_version=self.gic)  # fmt: skip
+                                      bios=self.config.bios, gic_version=self.gic,
+                                      its=self.config.its)  # fmt: skip
         devices = tuple(dict.fromkeys((*devices, "flash")))
         if dtb is None:  # QEMU with -bios has an ACPI GED, not the PL061
             devices = tuple(d for d in devices if d != "gpio" or "gpio" in present_devices(source))

@@ -41,6 +41,9 @@ class QemuConfig:
     #: QEMU's SMMUv3 (``-M virt,iommu=smmuv3``), for the firmware to confine
     #: PCIe DMA with.
     iommu: bool = False
+    #: QEMU's ITS (on by default; ``-M virt,its=off`` when False). With it,
+    #: the firmware passes it through to the VM that owns the PCIe devices.
+    its: bool = True
     smp: int = 1
     extra_args: Sequence[str] = field(default_factory=tuple)
     #: Back guest RAM with this file (shared, so the host can map it too).
@@ -65,6 +68,8 @@ class QemuConfig:
             machine += ",mte=on"  # the firmware gives EL1 the tags (HCR_EL2.ATA)
         if self.iommu:
             machine += ",iommu=smmuv3"
+        if not self.its:
+            machine += ",its=off"
         # RAM reaches past 8 GiB but is mostly never touched: a shared file
         # (which the host maps), or anonymous memory with no reservation, so
         # that neither counts against the host's commit limit.

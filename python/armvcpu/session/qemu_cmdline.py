@@ -52,6 +52,9 @@ class VirtCommandLine:
     mte: bool = False
     #: ``iommu=smmuv3``: the SMMU is the hypervisor's, to confine PCIe DMA.
     iommu: bool = False
+    #: ``its``: QEMU's ITS (its default), passed through to the guest with
+    #: the PCIe devices.
+    its: bool = True
     no_reboot: bool = False
     #: Where the guest's console goes: QEMU's first ``-serial`` (``-nographic``
     #: makes it ``mon:stdio``), None when the command line does not say.
@@ -146,8 +149,7 @@ def _machine(config: VirtCommandLine, text: str) -> None:
         elif key in ("virtualization", "highmem"):
             _on(value, what)  # armvcpu always has EL2; highmem is QEMU's default
         elif key == "its":
-            if _on(value, what):
-                raise CommandLineError(f"{what}=on: the guest's GICv3 has no ITS (yet)")
+            config.its = _on(value, what)
         elif key == "accel":
             if value != "tcg":
                 raise CommandLineError(f"{what}={value}: armvcpu runs under TCG only")

@@ -150,7 +150,7 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
                     host_cpus=args.host_cpus, memory_mb=config.memory_mb, uart="passthrough",
                     extra_args=extra,
                     quiet=True, bios=config.bios, console_input=True,
-                    mte=config.mte, iommu=config.iommu,
+                    mte=config.mte, iommu=config.iommu, its=config.its,
                     gic=config.gic_version) as hv:  # fmt: skip
         show_console = ConsoleEcho(hv)
 
