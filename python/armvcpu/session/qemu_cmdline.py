@@ -67,8 +67,12 @@ class VirtCommandLine:
 
     def default_devices(self) -> list[str]:
         """What QEMU would add for this command line's defaults, spelt out
-        (armvcpu runs QEMU with ``-nodefaults`` for its own reasons)."""
-        return ["-nic", "user,model=virtio-net-pci"] if self.default_nic else []
+        (armvcpu runs QEMU with ``-nodefaults`` for its own reasons).
+
+        QEMU's default network is ``-net nic -net user``, not the ``-nic``
+        shorthand: QEMU 7.2 gives a ``-nic`` virtio-net-pci no MSI-X vectors
+        (no BAR 1), where the default NIC has them."""
+        return ["-net", "nic", "-net", "user"] if self.default_nic else []
 
 
 # The options that take a value, by what armvcpu does with them.
