@@ -131,6 +131,26 @@ Doorbell doorbell_of(const py::buffer& buffer, int fd, std::optional<std::size_t
 
 }  // namespace
 
+std::size_t wait_for_exit(ExitRecord* const* records, const std::uint64_t* lasts, std::size_t count,
+                          double timeout, int doorbell_fd, std::uint64_t* sleeping,
+                          std::uint64_t& seq) {
+    const Doorbell bell{doorbell_fd, sleeping};
+    std::size_t hit = count;
+    wait_until(
+        [&] {
+            for (std::size_t i = 0; i < count; ++i) {
+                seq = mailbox::load_acquire(&records[i]->seq);
+                if (seq != lasts[i]) {
+                    hit = i;
+                    return true;
+                }
+            }
+            return false;
+        },
+        timeout, bell);
+    return hit;
+}
+
 void bind_mailbox(py::module_& m) {
     m.def(
         "mailbox_wait",

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "armvcpu/exit_reason.hpp"
+#include "armvcpu/host_interface.hpp"
 
 namespace armvcpu::py_bind {
 
@@ -40,6 +41,15 @@ template <class T>
 py::bytes to_bytes(const T& value) {
     return py::bytes(reinterpret_cast<const char*>(&value), sizeof(T));
 }
+
+// Waits (the caller has released the GIL) until one of `count` exit records
+// has a seq other than its `lasts` entry, as mailbox_wait_any does (spin,
+// then the doorbell `doorbell_fd` with the word `sleeping`, or timed sleeps):
+// that record's index, with its seq in `seq`, or `count` when `timeout`
+// seconds pass first.
+std::size_t wait_for_exit(ExitRecord* const* records, const std::uint64_t* lasts, std::size_t count,
+                          double timeout, int doorbell_fd, std::uint64_t* sleeping,
+                          std::uint64_t& seq);
 
 // The variant object (_core.Hypercall, ...) an exit reason holds.
 py::object exit_variant(const ExitReason& reason);
