@@ -183,3 +183,18 @@ def test_stream_holds_no_export_of_the_mapping_between_calls():
     ram.close()  # the session closes its mapping at the end; a live stream must not stop it
     with pytest.raises(ValueError):
         stream.next(0.0)
+
+
+def test_exit_kinds_compare_and_hash_by_value_as_any_enum_member_does():
+    kinds = _core.ExitKind
+    fresh = kinds(int(kinds.Halt))  # another object for the same member
+    assert fresh is not kinds.Halt and fresh == kinds.Halt
+    assert (fresh != kinds.Halt) is False  # __ne__ too
+    assert hash(fresh) == hash(kinds.Halt) == int(kinds.Halt)
+    assert {kinds.Halt: "halt"}[fresh] == "halt" and fresh in frozenset({kinds.Halt})
+    assert kinds.Halt != kinds.Hypercall and (kinds.Halt == kinds.Hypercall) is False
+    assert kinds.Halt != int(kinds.Halt) and kinds.Halt != None  # noqa: E711
+    with pytest.raises(TypeError):
+        _ = kinds.Halt < kinds.Hypercall  # an enum without order, as before
+    exit = Exit(shared_record(), BASE, 0, None, None)
+    assert exit.kind == kinds.Hypercall and exit.kind is exit.kind

@@ -258,6 +258,50 @@ PyObject* resume_vectorcall(PyObject* self, PyObject* const* args, Py_ssize_t na
     return nullptr;
 }
 
+// The fields a loop or a policy reads on every exit, as C getters: a
+// pybind11 property costs a dispatch through its overload machinery.
+template <class F>
+PyObject* get_field(PyObject* self, F&& field) {
+    try {
+        return field(view_of(self));
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (const py::builtin_exception& e) {
+        e.set_error();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    return nullptr;
+}
+
+PyObject* get_kind(PyObject* self, void* /*unused*/) {
+    return get_field(self, [](ExitView& v) { return kind_object(v.e.kind()).inc_ref().ptr(); });
+}
+
+PyObject* get_reason(PyObject* self, void* /*unused*/) {
+    return get_field(self, [](ExitView& v) {
+        if (!v.reason) v.reason = exit_variant(v.e.delivered.reason);
+        return v.reason.inc_ref().ptr();
+    });
+}
+
+PyObject* get_resolved(PyObject* self, void* /*unused*/) {
+    return get_field(self, [](ExitView& v) { return PyBool_FromLong(v.resolved ? 1 : 0); });
+}
+
+PyObject* get_seq(PyObject* self, void* /*unused*/) {
+    return get_field(self,
+                     [](ExitView& v) { return PyLong_FromUnsignedLongLong(v.e.delivered.seq); });
+}
+
+PyGetSetDef fast_fields[] = {
+    {"kind", get_kind, nullptr, "The exit's kind (an ExitKind).", nullptr},
+    {"reason", get_reason, nullptr, "The decoded reason (_core.Hypercall, ...), made on first use.",
+     nullptr},
+    {"resolved", get_resolved, nullptr, "Whether the exit was answered.", nullptr},
+    {"seq", get_seq, nullptr, "The exit's sequence number on its vCPU (1 for the first).", nullptr},
+};
+
 PyMethodDef resume_def = {
     "resume", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&resume_vectorcall)),
     METH_FASTCALL | METH_KEYWORDS,
@@ -512,14 +556,6 @@ armvcpu.exits.Exit is its Python subclass and the documented interface.
                  py::arg("record"), py::arg("resolver"), py::arg("raw") = py::none(),
                  py::arg("session") = py::none(),
                  "An exit from a record (its answer so far) and the bytes as delivered.")
-            .def_property_readonly("kind",
-                                   [](const ExitView& v) { return kind_object(v.e.kind()); })
-            .def_property_readonly("reason",
-                                   [](ExitView& v) {
-                                       if (!v.reason) v.reason = exit_variant(v.e.delivered.reason);
-                                       return v.reason;
-                                   })
-            .def_property_readonly("seq", [](const ExitView& v) { return v.e.delivered.seq; })
             .def_property_readonly("vm_id", [](const ExitView& v) { return v.e.delivered.vm_id; })
             .def_property_readonly("vcpu_id",
                                    [](const ExitView& v) { return v.e.delivered.vcpu_id; })
@@ -571,7 +607,6 @@ armvcpu.exits.Exit is its Python subclass and the documented interface.
             .def_readwrite("slot", &ExitView::slot,
                            "Which exit record (physical CPU) it came through.")
             .def_readonly("session", &ExitView::session)
-            .def_property_readonly("resolved", [](const ExitView& v) { return v.resolved; })
             .def_readwrite("delivered_ns", &ExitView::delivered_ns)
             .def_readwrite("answered_ns", &ExitView::answered_ns)
             .def(
@@ -674,6 +709,12 @@ armvcpu.exits.Exit is its Python subclass and the documented interface.
         "An ExitStream over the exit records at `offsets` in the shared mapping `ram`, making "
         "`exit_type` objects answered through `resolver` (see ExitView); `last_seqs` is the "
         "transport's list of the seq each record was last taken at, which it updates.");
+    for (PyGetSetDef& def : fast_fields) {
+        const py::object descr = py::reinterpret_steal<py::object>(
+            PyDescr_NewGetSet(reinterpret_cast<PyTypeObject*>(cls.ptr()), &def));
+        if (!descr) throw py::error_already_set();
+        cls.attr(def.name) = descr;
+    }
     // resume() goes in as a plain method descriptor (see resume_vectorcall).
     const py::object resume_method = py::reinterpret_steal<py::object>(
         PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &resume_def));
