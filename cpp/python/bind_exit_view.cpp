@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "armvcpu/host_exit.hpp"
@@ -322,6 +323,9 @@ const py::detail::type_info* exit_view_type_info() {
 
 // An instance of `type` (ExitView or a Python subclass) owning `value`: what
 // pybind11's __init__ does with a factory's result, without the call.
+static_assert(std::is_same_v<py::class_<ExitView>::holder_type, std::unique_ptr<ExitView>>,
+              "new_exit_object constructs ExitView's holder in place");
+
 PyObject* new_exit_object(PyTypeObject* type, std::unique_ptr<ExitView> value) {
     static PyObject* const no_args = PyTuple_New(0);
     PyObject* obj = type->tp_new(type, no_args, nullptr);
@@ -331,8 +335,15 @@ PyObject* new_exit_object(PyTypeObject* type, std::unique_ptr<ExitView> value) {
     py::detail::value_and_holder v_h = inst->simple_layout
                                            ? py::detail::value_and_holder(inst, info, 0, 0)
                                            : inst->get_value_and_holder(info, true);
-    v_h.value_ptr() = value.release();
-    info->init_instance(inst, nullptr);  // registers it, and its holder owns the value
+    // The holder (a unique_ptr) owns the value from here. The instance is
+    // not entered in pybind11's registry of C++ pointers: that map serves
+    // casts of a C++ pointer back to its Python object, which no ExitView
+    // ever needs, and an insert and an erase per exit cost more than the
+    // rest of making it. (Unregistered, pybind11's dealloc skips the erase.)
+    ExitView* raw = value.release();
+    v_h.value_ptr() = raw;
+    new (std::addressof(v_h.holder<std::unique_ptr<ExitView>>())) std::unique_ptr<ExitView>(raw);
+    v_h.set_holder_constructed();
     return obj;
 }
 
@@ -426,6 +437,10 @@ PyObject* guarded(F&& body) {
     return nullptr;
 }
 
+// How many looks next() takes before it releases the GIL to wait: about
+// 1-2 us of reads of a cache line the firmware is about to write.
+constexpr int kLooksWithGil = 32;
+
 PyObject* stream_next(PyObject* self, PyObject* timeout_arg) {
     return guarded([&]() -> PyObject* {
         StreamState& s = state_of(self);
@@ -450,8 +465,14 @@ PyObject* stream_next(PyObject* self, PyObject* timeout_arg) {
                              ? reinterpret_cast<std::uint64_t*>(mapping.at(*s.sleeping_offset, 8))
                              : nullptr;
         std::uint64_t seq = 0;
+        // Dense exits come a microsecond or two after the answer: look for
+        // a while with the GIL held (handing it over and back costs about
+        // as much as such a look), then wait without it.
         std::size_t hit = count;
-        {
+        for (int look = 0; look < kLooksWithGil && hit == count; ++look) {
+            hit = find_exit(s.records.data(), s.lasts.data(), count, seq);
+        }
+        if (hit == count) {
             py::gil_scoped_release release;
             hit = wait_for_exit(s.records.data(), s.lasts.data(), count, timeout,
                                 sleeping == nullptr ? -1 : s.doorbell_fd, sleeping, seq);

@@ -47,6 +47,10 @@ py::bytes to_bytes(const T& value) {
 // then the doorbell `doorbell_fd` with the word `sleeping`, or timed sleeps):
 // that record's index, with its seq in `seq`, or `count` when `timeout`
 // seconds pass first.
+// One look at the records without waiting: as wait_for_exit, `count` when
+// none has a new seq.
+std::size_t find_exit(ExitRecord* const* records, const std::uint64_t* lasts, std::size_t count,
+                      std::uint64_t& seq);
 std::size_t wait_for_exit(ExitRecord* const* records, const std::uint64_t* lasts, std::size_t count,
                           double timeout, int doorbell_fd, std::uint64_t* sleeping,
                           std::uint64_t& seq);
