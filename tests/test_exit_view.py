@@ -198,3 +198,18 @@ def test_exit_kinds_compare_and_hash_by_value_as_any_enum_member_does():
         _ = kinds.Halt < kinds.Hypercall  # an enum without order, as before
     exit = Exit(shared_record(), BASE, 0, None, None)
     assert exit.kind == kinds.Hypercall and exit.kind is exit.kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [("Hypercall", "nr"), ("MmioRead", "addr"), ("MmioWrite", "addr"), ("SysRegRead", "addr"),
+     ("SysRegWrite", "addr")],
+)  # fmt: skip
+def test_the_reason_fields_a_policy_matches_read_the_record(kind, field):
+    ram = shared_record(kind=int(getattr(_core.ExitKind, kind)))
+    at = BASE + OFF["reason"] + 8  # the variant's first field, after the kind
+    ram[at : at + 8] = (0xFFFF_0000_0900_0010).to_bytes(8, "little")
+    reason = Exit(ram, BASE, 0, None, None).reason
+    assert type(reason).__name__ == kind and getattr(reason, field) == 0xFFFF_0000_0900_0010
+    with pytest.raises(AttributeError):
+        setattr(reason, field, 1)  # read-only, as before

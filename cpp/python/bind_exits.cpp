@@ -112,6 +112,35 @@ void speed_up_exit_kind(const py::object& cls) {
     PyType_Modified(type);
 }
 
+// The 64-bit fields a policy matches on every exit (Hypercall.nr, the
+// addresses of MMIO and system-register accesses) as C getters: pybind11's
+// def_readonly goes through its overload dispatch for each read.
+template <class T, auto Member>
+PyObject* get_u64_field(PyObject* self, void* /*unused*/) {
+    try {
+        auto* inst = reinterpret_cast<py::detail::instance*>(self);
+        const T* value = inst->simple_layout && inst->simple_holder_constructed
+                             ? static_cast<const T*>(inst->simple_value_holder[0])
+                             : &py::handle(self).cast<const T&>();
+        return PyLong_FromUnsignedLongLong(value->*Member);
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_TypeError, e.what());
+    }
+    return nullptr;
+}
+
+template <class T, auto Member>
+void fast_u64_field(const py::object& cls, const char* name, const char* doc) {
+    // The definition lives as long as the module (a descriptor points at it).
+    static PyGetSetDef def{name, &get_u64_field<T, Member>, nullptr, doc, nullptr};
+    const py::object descr = py::reinterpret_steal<py::object>(
+        PyDescr_NewGetSet(reinterpret_cast<PyTypeObject*>(cls.ptr()), &def));
+    if (!descr) throw py::error_already_set();
+    cls.attr(name) = descr;
+}
+
 }  // namespace
 
 void bind_exits(py::module_& m) {
@@ -318,6 +347,17 @@ before ELR (ESR.IL says 4 or 2 bytes), for every other class ELR itself.
 >>> hex(instruction_address_from_preferred_return(0x40000030, 0x5a000000))  # HVC #0
 '0x4000002c'
 )doc");
+
+    fast_u64_field<exit::Hypercall, &exit::Hypercall::nr>(m.attr("Hypercall"), "nr",
+                                                          "The function ID (x0).");
+    fast_u64_field<exit::MmioRead, &exit::MmioRead::addr>(m.attr("MmioRead"), "addr",
+                                                          "The faulting IPA.");
+    fast_u64_field<exit::MmioWrite, &exit::MmioWrite::addr>(m.attr("MmioWrite"), "addr",
+                                                            "The faulting IPA.");
+    fast_u64_field<exit::SysRegRead, &exit::SysRegRead::addr>(
+        m.attr("SysRegRead"), "addr", "The register's encoding (op0, op1, CRn, CRm, op2).");
+    fast_u64_field<exit::SysRegWrite, &exit::SysRegWrite::addr>(
+        m.attr("SysRegWrite"), "addr", "The register's encoding (op0, op1, CRn, CRm, op2).");
 
     m.def("mmio_read_value", &mmio_read_value, py::arg("read"), py::arg("value"),
           "The register value an MMIO load produces: truncated to width, SSE/SF applied.");
