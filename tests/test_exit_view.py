@@ -213,3 +213,11 @@ def test_the_reason_fields_a_policy_matches_read_the_record(kind, field):
     assert type(reason).__name__ == kind and getattr(reason, field) == 0xFFFF_0000_0900_0010
     with pytest.raises(AttributeError):
         setattr(reason, field, 1)  # read-only, as before
+
+
+def test_a_field_getter_refuses_an_object_of_another_type():
+    exit = Exit(shared_record(), BASE, 0, None, None)
+    with pytest.raises(TypeError, match="read from a"):
+        _core.Hypercall.nr.fget(exit)
+    with pytest.raises(TypeError, match="read from a"):
+        _core.ExitView.kind.fget(exit.reason)

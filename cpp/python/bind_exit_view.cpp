@@ -110,6 +110,11 @@ ExitView& view_of(PyObject* self) {
     return py::handle(self).cast<ExitView&>();
 }
 
+const py::detail::type_info* exit_view_type_info() {
+    static const py::detail::type_info* const info = py::detail::get_type_info(typeid(ExitView));
+    return info;
+}
+
 // The editable frame the user may have changed goes into the answer.
 void sync_frame(ExitView& v) {
     if (!v.frame.is_none()) v.e.answer.frame = v.frame.cast<const TrapFrame&>();
@@ -259,11 +264,16 @@ PyObject* resume_vectorcall(PyObject* self, PyObject* const* args, Py_ssize_t na
     return nullptr;
 }
 
-// The fields a loop or a policy reads on every exit, as C getters: a
-// pybind11 property costs a dispatch through its overload machinery.
+// The fields a loop or a policy reads on every exit, as C getters (see
+// add_c_property).
 template <class F>
 PyObject* get_field(PyObject* self, F&& field) {
     try {
+        const auto* type = reinterpret_cast<PyTypeObject*>(exit_view_type_info()->type);
+        if (PyObject_TypeCheck(self, const_cast<PyTypeObject*>(type)) == 0) {
+            throw py::type_error("an ExitView's field, read from a " +
+                                 std::string(Py_TYPE(self)->tp_name));
+        }
         return field(view_of(self));
     } catch (py::error_already_set& e) {
         e.restore();
@@ -275,32 +285,37 @@ PyObject* get_field(PyObject* self, F&& field) {
     return nullptr;
 }
 
-PyObject* get_kind(PyObject* self, void* /*unused*/) {
+PyObject* get_kind(PyObject* /*module*/, PyObject* self) {
     return get_field(self, [](ExitView& v) { return kind_object(v.e.kind()).inc_ref().ptr(); });
 }
 
-PyObject* get_reason(PyObject* self, void* /*unused*/) {
+PyObject* get_reason(PyObject* /*module*/, PyObject* self) {
     return get_field(self, [](ExitView& v) {
         if (!v.reason) v.reason = exit_variant(v.e.delivered.reason);
         return v.reason.inc_ref().ptr();
     });
 }
 
-PyObject* get_resolved(PyObject* self, void* /*unused*/) {
+PyObject* get_resolved(PyObject* /*module*/, PyObject* self) {
     return get_field(self, [](ExitView& v) { return PyBool_FromLong(v.resolved ? 1 : 0); });
 }
 
-PyObject* get_seq(PyObject* self, void* /*unused*/) {
+PyObject* get_seq(PyObject* /*module*/, PyObject* self) {
     return get_field(self,
                      [](ExitView& v) { return PyLong_FromUnsignedLongLong(v.e.delivered.seq); });
 }
 
-PyGetSetDef fast_fields[] = {
-    {"kind", get_kind, nullptr, "The exit's kind (an ExitKind).", nullptr},
-    {"reason", get_reason, nullptr, "The decoded reason (_core.Hypercall, ...), made on first use.",
-     nullptr},
-    {"resolved", get_resolved, nullptr, "Whether the exit was answered.", nullptr},
-    {"seq", get_seq, nullptr, "The exit's sequence number on its vCPU (1 for the first).", nullptr},
+PyMethodDef fast_fields[] = {
+    {"kind", get_kind, METH_O,
+     "kind(self: armvcpu._core.ExitView) -> armvcpu._core.ExitKind\n\nThe exit's kind."},
+    {"reason", get_reason, METH_O,
+     "reason(self: armvcpu._core.ExitView) -> typing.Any\n\nThe decoded reason "
+     "(_core.Hypercall, ...), made on first use."},
+    {"resolved", get_resolved, METH_O,
+     "resolved(self: armvcpu._core.ExitView) -> bool\n\nWhether the exit was answered."},
+    {"seq", get_seq, METH_O,
+     "seq(self: armvcpu._core.ExitView) -> int\n\nThe exit's sequence number on its vCPU "
+     "(1 for the first)."},
 };
 
 PyMethodDef resume_def = {
@@ -315,11 +330,6 @@ PyMethodDef resume_def = {
 // and makes its Exit object directly: no Python frame, no argument parsing,
 // no pybind11 __init__ dispatch. A plain CPython type, not a pybind11 class,
 // so that next() is a METH_O call.
-
-const py::detail::type_info* exit_view_type_info() {
-    static const py::detail::type_info* const info = py::detail::get_type_info(typeid(ExitView));
-    return info;
-}
 
 // An instance of `type` (ExitView or a Python subclass) owning `value`: what
 // pybind11's __init__ does with a factory's result, without the call.
@@ -730,12 +740,7 @@ armvcpu.exits.Exit is its Python subclass and the documented interface.
         "An ExitStream over the exit records at `offsets` in the shared mapping `ram`, making "
         "`exit_type` objects answered through `resolver` (see ExitView); `last_seqs` is the "
         "transport's list of the seq each record was last taken at, which it updates.");
-    for (PyGetSetDef& def : fast_fields) {
-        const py::object descr = py::reinterpret_steal<py::object>(
-            PyDescr_NewGetSet(reinterpret_cast<PyTypeObject*>(cls.ptr()), &def));
-        if (!descr) throw py::error_already_set();
-        cls.attr(def.name) = descr;
-    }
+    for (PyMethodDef& def : fast_fields) add_c_property(cls, def);
     // resume() goes in as a plain method descriptor (see resume_vectorcall).
     const py::object resume_method = py::reinterpret_steal<py::object>(
         PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &resume_def));

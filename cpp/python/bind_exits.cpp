@@ -113,11 +113,17 @@ void speed_up_exit_kind(const py::object& cls) {
 }
 
 // The 64-bit fields a policy matches on every exit (Hypercall.nr, the
-// addresses of MMIO and system-register accesses) as C getters: pybind11's
-// def_readonly goes through its overload dispatch for each read.
+// addresses of MMIO and system-register accesses) as C getters (see
+// add_c_property).
 template <class T, auto Member>
-PyObject* get_u64_field(PyObject* self, void* /*unused*/) {
+PyObject* get_u64_field(PyObject* /*module*/, PyObject* self) {
     try {
+        const py::handle type = py::detail::get_type_handle(typeid(T), true);
+        if (PyObject_TypeCheck(self, reinterpret_cast<PyTypeObject*>(type.ptr())) == 0) {
+            throw py::type_error(std::string("a field of ") +
+                                 reinterpret_cast<PyTypeObject*>(type.ptr())->tp_name +
+                                 ", read from a " + Py_TYPE(self)->tp_name);
+        }
         auto* inst = reinterpret_cast<py::detail::instance*>(self);
         const T* value = inst->simple_layout && inst->simple_holder_constructed
                              ? static_cast<const T*>(inst->simple_value_holder[0])
@@ -133,12 +139,9 @@ PyObject* get_u64_field(PyObject* self, void* /*unused*/) {
 
 template <class T, auto Member>
 void fast_u64_field(const py::object& cls, const char* name, const char* doc) {
-    // The definition lives as long as the module (a descriptor points at it).
-    static PyGetSetDef def{name, &get_u64_field<T, Member>, nullptr, doc, nullptr};
-    const py::object descr = py::reinterpret_steal<py::object>(
-        PyDescr_NewGetSet(reinterpret_cast<PyTypeObject*>(cls.ptr()), &def));
-    if (!descr) throw py::error_already_set();
-    cls.attr(name) = descr;
+    // The definition lives as long as the module (the getter points at it).
+    static PyMethodDef def{name, &get_u64_field<T, Member>, METH_O, doc};
+    add_c_property(cls, def);
 }
 
 }  // namespace
@@ -348,16 +351,23 @@ before ELR (ESR.IL says 4 or 2 bytes), for every other class ELR itself.
 '0x4000002c'
 )doc");
 
-    fast_u64_field<exit::Hypercall, &exit::Hypercall::nr>(m.attr("Hypercall"), "nr",
-                                                          "The function ID (x0).");
-    fast_u64_field<exit::MmioRead, &exit::MmioRead::addr>(m.attr("MmioRead"), "addr",
-                                                          "The faulting IPA.");
-    fast_u64_field<exit::MmioWrite, &exit::MmioWrite::addr>(m.attr("MmioWrite"), "addr",
-                                                            "The faulting IPA.");
+    fast_u64_field<exit::Hypercall, &exit::Hypercall::nr>(
+        m.attr("Hypercall"), "nr",
+        "nr(self: armvcpu._core.Hypercall) -> int\n\nThe function ID (x0).");
+    fast_u64_field<exit::MmioRead, &exit::MmioRead::addr>(
+        m.attr("MmioRead"), "addr",
+        "addr(self: armvcpu._core.MmioRead) -> int\n\nThe faulting IPA.");
+    fast_u64_field<exit::MmioWrite, &exit::MmioWrite::addr>(
+        m.attr("MmioWrite"), "addr",
+        "addr(self: armvcpu._core.MmioWrite) -> int\n\nThe faulting IPA.");
     fast_u64_field<exit::SysRegRead, &exit::SysRegRead::addr>(
-        m.attr("SysRegRead"), "addr", "The register's encoding (op0, op1, CRn, CRm, op2).");
+        m.attr("SysRegRead"), "addr",
+        "addr(self: armvcpu._core.SysRegRead) -> int\n\nThe register's encoding (op0, op1, CRn, "
+        "CRm, op2).");
     fast_u64_field<exit::SysRegWrite, &exit::SysRegWrite::addr>(
-        m.attr("SysRegWrite"), "addr", "The register's encoding (op0, op1, CRn, CRm, op2).");
+        m.attr("SysRegWrite"), "addr",
+        "addr(self: armvcpu._core.SysRegWrite) -> int\n\nThe register's encoding (op0, op1, "
+        "CRn, CRm, op2).");
 
     m.def("mmio_read_value", &mmio_read_value, py::arg("read"), py::arg("value"),
           "The register value an MMIO load produces: truncated to width, SSE/SF applied.");
