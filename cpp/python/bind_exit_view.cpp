@@ -7,7 +7,10 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "armvcpu/host_exit.hpp"
@@ -91,6 +94,27 @@ void check_record(const ExitRecord& r) {
     }
 }
 
+// The C++ value of an ExitView instance without pybind11's type caster (a
+// lookup of the Python type's bases on every call). Callers make sure
+// `self` is an ExitView: a method descriptor checks its self's type. A
+// Python subclass with ExitView as its only pybind11 base (armvcpu.exits.Exit)
+// has the simple layout, the value in its one slot.
+ExitView& view_of(PyObject* self) {
+    auto* inst = reinterpret_cast<py::detail::instance*>(self);
+    if (inst->simple_layout) {
+        if (!inst->simple_holder_constructed) {
+            throw py::type_error("this ExitView was made without its exit (no __init__)");
+        }
+        return *static_cast<ExitView*>(inst->simple_value_holder[0]);
+    }
+    return py::handle(self).cast<ExitView&>();
+}
+
+const py::detail::type_info* exit_view_type_info() {
+    static const py::detail::type_info* const info = py::detail::get_type_info(typeid(ExitView));
+    return info;
+}
+
 // The editable frame the user may have changed goes into the answer.
 void sync_frame(ExitView& v) {
     if (!v.frame.is_none()) v.e.answer.frame = v.frame.cast<const TrapFrame&>();
@@ -165,7 +189,7 @@ void answer(const py::object& self, ExitView& v) {
 }
 
 void answer_with(const py::object& self, HostAction action) {
-    auto& v = self.cast<ExitView&>();
+    auto& v = view_of(self.ptr());
     if (v.resolved) already_answered(v);
     sync_frame(v);
     v.e.answer.action = action;
@@ -174,7 +198,7 @@ void answer_with(const py::object& self, HostAction action) {
 
 void resume(const py::object& self, const py::handle& x0, PyObject* names,
             PyObject* const* values) {
-    auto& v = self.cast<ExitView&>();
+    auto& v = view_of(self.ptr());
     if (v.resolved) already_answered(v);
     sync_frame(v);
     if ((x0 && !x0.is_none()) || names != nullptr) apply_registers(v, x0, names, values);
@@ -240,10 +264,287 @@ PyObject* resume_vectorcall(PyObject* self, PyObject* const* args, Py_ssize_t na
     return nullptr;
 }
 
+// The fields a loop or a policy reads on every exit, as C getters (see
+// add_c_property).
+template <class F>
+PyObject* get_field(PyObject* self, F&& field) {
+    try {
+        const auto* type = reinterpret_cast<PyTypeObject*>(exit_view_type_info()->type);
+        if (PyObject_TypeCheck(self, const_cast<PyTypeObject*>(type)) == 0) {
+            throw py::type_error("an ExitView's field, read from a " +
+                                 std::string(Py_TYPE(self)->tp_name));
+        }
+        return field(view_of(self));
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (const py::builtin_exception& e) {
+        e.set_error();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    return nullptr;
+}
+
+PyObject* get_kind(PyObject* /*module*/, PyObject* self) {
+    return get_field(self, [](ExitView& v) { return kind_object(v.e.kind()).inc_ref().ptr(); });
+}
+
+PyObject* get_reason(PyObject* /*module*/, PyObject* self) {
+    return get_field(self, [](ExitView& v) {
+        if (!v.reason) v.reason = exit_variant(v.e.delivered.reason);
+        return v.reason.inc_ref().ptr();
+    });
+}
+
+PyObject* get_resolved(PyObject* /*module*/, PyObject* self) {
+    return get_field(self, [](ExitView& v) { return PyBool_FromLong(v.resolved ? 1 : 0); });
+}
+
+PyObject* get_seq(PyObject* /*module*/, PyObject* self) {
+    return get_field(self,
+                     [](ExitView& v) { return PyLong_FromUnsignedLongLong(v.e.delivered.seq); });
+}
+
+PyMethodDef fast_fields[] = {
+    {"kind", get_kind, METH_O,
+     "kind(self: armvcpu._core.ExitView) -> armvcpu._core.ExitKind\n\nThe exit's kind."},
+    {"reason", get_reason, METH_O,
+     "reason(self: armvcpu._core.ExitView) -> typing.Any\n\nThe decoded reason "
+     "(_core.Hypercall, ...), made on first use."},
+    {"resolved", get_resolved, METH_O,
+     "resolved(self: armvcpu._core.ExitView) -> bool\n\nWhether the exit was answered."},
+    {"seq", get_seq, METH_O,
+     "seq(self: armvcpu._core.ExitView) -> int\n\nThe exit's sequence number on its vCPU "
+     "(1 for the first)."},
+};
+
 PyMethodDef resume_def = {
     "resume", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&resume_vectorcall)),
     METH_FASTCALL | METH_KEYWORDS,
     "resume(x0=None, **regs): let the guest continue (see armvcpu.exits.Exit)."};
+
+// ---------------------------------------------------------------------------
+// ExitStream: the shared-memory half of Hypervisor.exits() in one call per
+// exit. next() answers the exit it handed out last with the firmware's
+// default if the loop left it open, waits for the next record (GIL released)
+// and makes its Exit object directly: no Python frame, no argument parsing,
+// no pybind11 __init__ dispatch. A plain CPython type, not a pybind11 class,
+// so that next() is a METH_O call.
+
+// An instance of `type` (ExitView or a Python subclass) owning `value`: what
+// pybind11's __init__ does with a factory's result, without the call.
+static_assert(std::is_same_v<py::class_<ExitView>::holder_type, std::unique_ptr<ExitView>>,
+              "new_exit_object constructs ExitView's holder in place");
+
+PyObject* new_exit_object(PyTypeObject* type, std::unique_ptr<ExitView> value) {
+    static PyObject* const no_args = PyTuple_New(0);
+    PyObject* obj = type->tp_new(type, no_args, nullptr);
+    if (obj == nullptr) throw py::error_already_set();
+    auto* inst = reinterpret_cast<py::detail::instance*>(obj);
+    const py::detail::type_info* info = exit_view_type_info();
+    py::detail::value_and_holder v_h = inst->simple_layout
+                                           ? py::detail::value_and_holder(inst, info, 0, 0)
+                                           : inst->get_value_and_holder(info, true);
+    // The holder (a unique_ptr) owns the value from here. The instance is
+    // not entered in pybind11's registry of C++ pointers: that map serves
+    // casts of a C++ pointer back to its Python object, which no ExitView
+    // ever needs, and an insert and an erase per exit cost more than the
+    // rest of making it. (Unregistered, pybind11's dealloc skips the erase.)
+    ExitView* raw = value.release();
+    v_h.value_ptr() = raw;
+    new (std::addressof(v_h.holder<std::unique_ptr<ExitView>>())) std::unique_ptr<ExitView>(raw);
+    v_h.set_holder_constructed();
+    return obj;
+}
+
+struct StreamState {
+    py::object exit_type;  // the class of the exits made (armvcpu.exits.Exit)
+    py::object ram;        // the shared mapping
+    py::object resolver;
+    py::object session;
+    py::list last_seqs;   // the transport's list (each slot's last seq), kept in step
+    py::object previous;  // the exit handed out last, until it is settled
+    std::vector<std::size_t> offsets;
+    int doorbell_fd = -1;
+    std::optional<std::size_t> sleeping_offset;
+    std::vector<ExitRecord*> records;  // scratch for each wait
+    std::vector<std::uint64_t> lasts;
+};
+
+struct ExitStreamObject {
+    PyObject_HEAD StreamState* state;
+};
+
+StreamState& state_of(PyObject* self) { return *reinterpret_cast<ExitStreamObject*>(self)->state; }
+
+// The previous exit, left open by the loop, gets the firmware's default.
+// True when that answer went through the session (it may end the VM).
+bool settle(StreamState& s) {
+    if (!s.previous) return false;
+    const py::object previous = std::move(s.previous);
+    s.previous = py::object();
+    ExitView& v = view_of(previous.ptr());
+    if (v.resolved) return false;
+    answer_with(previous, HostAction::Default);
+    return v.e.may_stop_vm() || v.ram.is_none();
+}
+
+// The mapping for the length of one call: held, it cannot be closed or
+// resized under the wait (the stream does not keep it between calls, so
+// that the session can close it).
+class MappingView {
+public:
+    explicit MappingView(const py::object& ram) {
+        if (PyObject_GetBuffer(ram.ptr(), &view_, PyBUF_WRITABLE) != 0) {
+            throw py::error_already_set();
+        }
+    }
+    MappingView(const MappingView&) = delete;
+    MappingView& operator=(const MappingView&) = delete;
+    ~MappingView() { PyBuffer_Release(&view_); }
+    char* at(std::size_t offset, std::size_t size) const {
+        if (offset + size > static_cast<std::size_t>(view_.len)) {
+            throw py::value_error("offset " + std::to_string(offset) +
+                                  " lies outside the shared mapping");
+        }
+        return static_cast<char*>(view_.buf) + offset;
+    }
+
+private:
+    Py_buffer view_{};
+};
+
+// The Exit for the record in `slot`, whose seq the caller has taken.
+PyObject* make_exit(StreamState& s, const MappingView& mapping, std::size_t slot) {
+    const ExitRecord r =
+        *reinterpret_cast<const ExitRecord*>(mapping.at(s.offsets[slot], sizeof(ExitRecord)));
+    check_record(r);
+    auto value = std::make_unique<ExitView>();
+    value->e = HostExit::from_record(r);
+    value->ram = s.ram;
+    value->offset = s.offsets[slot];
+    value->resolver = s.resolver;
+    value->session = s.session;
+    value->slot = static_cast<std::uint32_t>(slot);
+    value->delivered_ns = now_ns();
+    PyObject* obj =
+        new_exit_object(reinterpret_cast<PyTypeObject*>(s.exit_type.ptr()), std::move(value));
+    s.previous = py::reinterpret_borrow<py::object>(obj);
+    return obj;
+}
+
+template <class F>
+PyObject* guarded(F&& body) {
+    try {
+        return body();
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (const py::builtin_exception& e) {
+        e.set_error();
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    return nullptr;
+}
+
+// How many looks next() takes before it releases the GIL to wait: about
+// 1-2 us of reads of a cache line the firmware is about to write.
+constexpr int kLooksWithGil = 32;
+
+PyObject* stream_next(PyObject* self, PyObject* timeout_arg) {
+    return guarded([&]() -> PyObject* {
+        StreamState& s = state_of(self);
+        const double timeout = PyFloat_AsDouble(timeout_arg);
+        if (timeout == -1.0 && PyErr_Occurred() != nullptr) throw py::error_already_set();
+        // An answer through the session may end the VM: the loop looks at
+        // that before waiting again.
+        if (settle(s)) Py_RETURN_NONE;
+        const std::size_t count = s.offsets.size();
+        if (static_cast<std::size_t>(PyList_GET_SIZE(s.last_seqs.ptr())) != count) {
+            throw py::value_error("the transport's last_seqs no longer has one entry per record");
+        }
+        const MappingView mapping(s.ram);
+        for (std::size_t i = 0; i < count; ++i) {
+            s.records[i] =
+                reinterpret_cast<ExitRecord*>(mapping.at(s.offsets[i], sizeof(ExitRecord)));
+            s.lasts[i] = PyLong_AsUnsignedLongLong(
+                PyList_GET_ITEM(s.last_seqs.ptr(), static_cast<Py_ssize_t>(i)));
+            if (PyErr_Occurred() != nullptr) throw py::error_already_set();
+        }
+        auto* sleeping = s.sleeping_offset
+                             ? reinterpret_cast<std::uint64_t*>(mapping.at(*s.sleeping_offset, 8))
+                             : nullptr;
+        std::uint64_t seq = 0;
+        // Dense exits come a microsecond or two after the answer: look for
+        // a while with the GIL held (handing it over and back costs about
+        // as much as such a look), then wait without it.
+        std::size_t hit = count;
+        for (int look = 0; look < kLooksWithGil && hit == count; ++look) {
+            hit = find_exit(s.records.data(), s.lasts.data(), count, seq);
+        }
+        if (hit == count) {
+            py::gil_scoped_release release;
+            hit = wait_for_exit(s.records.data(), s.lasts.data(), count, timeout,
+                                sleeping == nullptr ? -1 : s.doorbell_fd, sleeping, seq);
+        }
+        if (hit == count) Py_RETURN_NONE;
+        PyObject* seq_obj = PyLong_FromUnsignedLongLong(seq);
+        if (seq_obj == nullptr) throw py::error_already_set();
+        PyList_SetItem(s.last_seqs.ptr(), static_cast<Py_ssize_t>(hit), seq_obj);  // steals
+        return make_exit(s, mapping, hit);
+    });
+}
+
+PyObject* stream_settle(PyObject* self, PyObject* /*unused*/) {
+    return guarded([&]() -> PyObject* {
+        settle(state_of(self));
+        Py_RETURN_NONE;
+    });
+}
+
+PyObject* stream_view(PyObject* self, PyObject* slot_arg) {
+    return guarded([&]() -> PyObject* {
+        StreamState& s = state_of(self);
+        const Py_ssize_t slot = PyLong_AsSsize_t(slot_arg);
+        if (slot == -1 && PyErr_Occurred() != nullptr) throw py::error_already_set();
+        if (slot < 0 || static_cast<std::size_t>(slot) >= s.offsets.size()) {
+            throw py::index_error("no exit record " + std::to_string(slot));
+        }
+        settle(s);
+        const MappingView mapping(s.ram);
+        return make_exit(s, mapping, static_cast<std::size_t>(slot));
+    });
+}
+
+void stream_dealloc(PyObject* self) {
+    auto* obj = reinterpret_cast<ExitStreamObject*>(self);
+    PyTypeObject* type = Py_TYPE(self);
+    delete obj->state;
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+PyMethodDef stream_methods[] = {
+    {"next", stream_next, METH_O,
+     "next(timeout): answer the exit handed out last with the default if it is still open, "
+     "then wait up to timeout seconds for the next exit record: its Exit, or None (none "
+     "came, or the default answer went through the session, which may have ended the VM)."},
+    {"settle", stream_settle, METH_NOARGS,
+     "Answer the exit handed out last with the default if it is still open."},
+    {"view", stream_view, METH_O,
+     "view(slot): the Exit for the record in slot, whose seq the transport has taken "
+     "(settles the previous one first)."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyType_Slot stream_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(&stream_dealloc)},
+    {Py_tp_methods, stream_methods},
+    {Py_tp_doc, const_cast<char*>("The shared-memory exit loop of Hypervisor.exits(); made by "
+                                  "_core.exit_stream().")},
+    {0, nullptr}};
+
+PyType_Spec stream_spec = {"armvcpu._core.ExitStream", sizeof(ExitStreamObject), 0,
+                           Py_TPFLAGS_DEFAULT, stream_slots};
 
 }  // namespace
 
@@ -286,14 +587,6 @@ armvcpu.exits.Exit is its Python subclass and the documented interface.
                  py::arg("record"), py::arg("resolver"), py::arg("raw") = py::none(),
                  py::arg("session") = py::none(),
                  "An exit from a record (its answer so far) and the bytes as delivered.")
-            .def_property_readonly("kind",
-                                   [](const ExitView& v) { return kind_object(v.e.kind()); })
-            .def_property_readonly("reason",
-                                   [](ExitView& v) {
-                                       if (!v.reason) v.reason = exit_variant(v.e.delivered.reason);
-                                       return v.reason;
-                                   })
-            .def_property_readonly("seq", [](const ExitView& v) { return v.e.delivered.seq; })
             .def_property_readonly("vm_id", [](const ExitView& v) { return v.e.delivered.vm_id; })
             .def_property_readonly("vcpu_id",
                                    [](const ExitView& v) { return v.e.delivered.vcpu_id; })
@@ -345,7 +638,6 @@ armvcpu.exits.Exit is its Python subclass and the documented interface.
             .def_readwrite("slot", &ExitView::slot,
                            "Which exit record (physical CPU) it came through.")
             .def_readonly("session", &ExitView::session)
-            .def_property_readonly("resolved", [](const ExitView& v) { return v.resolved; })
             .def_readwrite("delivered_ns", &ExitView::delivered_ns)
             .def_readwrite("answered_ns", &ExitView::answered_ns)
             .def(
@@ -392,6 +684,63 @@ armvcpu.exits.Exit is its Python subclass and the documented interface.
             .def("_check_open", [](const ExitView& v) {
                 if (v.resolved) already_answered(v);
             });
+    const py::object stream_type = py::reinterpret_steal<py::object>(PyType_FromSpec(&stream_spec));
+    if (!stream_type) throw py::error_already_set();
+    m.attr("ExitStream") = stream_type;
+    m.def(
+        "exit_stream",
+        [stream_type, cls](const py::type& exit_type, const py::buffer& ram,
+                           const std::vector<std::size_t>& offsets, const py::list& last_seqs,
+                           py::object resolver, py::object session, int doorbell_fd,
+                           std::optional<std::size_t> sleeping_offset) {
+            if (PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(exit_type.ptr()),
+                                 reinterpret_cast<PyTypeObject*>(cls.ptr())) == 0) {
+                throw py::type_error("exit_type must be ExitView or a subclass of it");
+            }
+            if (offsets.empty() || offsets.size() != static_cast<std::size_t>(py::len(last_seqs))) {
+                throw py::value_error("one last seq per record offset, and at least one record");
+            }
+            {
+                const MappingView mapping(ram);
+                for (std::size_t off : offsets) {
+                    if (off % 8 != 0) {
+                        throw py::value_error("exit record offset " + std::to_string(off) +
+                                              " is not 8-byte aligned");
+                    }
+                    mapping.at(off, sizeof(ExitRecord));
+                }
+                if (doorbell_fd >= 0) {
+                    if (!sleeping_offset || *sleeping_offset % 8 != 0) {
+                        throw py::value_error(
+                            "a doorbell fd needs the aligned offset of the sleeping word");
+                    }
+                    mapping.at(*sleeping_offset, 8);
+                }
+            }
+            auto state = std::make_unique<StreamState>();
+            state->exit_type = exit_type;
+            state->ram = ram;
+            state->offsets = offsets;
+            state->last_seqs = last_seqs;
+            state->resolver = std::move(resolver);
+            state->session = std::move(session);
+            state->doorbell_fd = doorbell_fd;
+            state->sleeping_offset = doorbell_fd >= 0 ? sleeping_offset : std::nullopt;
+            state->records.resize(offsets.size());
+            state->lasts.resize(offsets.size());
+            auto* type = reinterpret_cast<PyTypeObject*>(stream_type.ptr());
+            PyObject* obj = type->tp_alloc(type, 0);
+            if (obj == nullptr) throw py::error_already_set();
+            reinterpret_cast<ExitStreamObject*>(obj)->state = state.release();
+            return py::reinterpret_steal<py::object>(obj);
+        },
+        py::arg("exit_type"), py::arg("ram"), py::arg("offsets"), py::arg("last_seqs"),
+        py::arg("resolver"), py::arg("session") = py::none(), py::arg("doorbell_fd") = -1,
+        py::arg("sleeping_offset") = py::none(),
+        "An ExitStream over the exit records at `offsets` in the shared mapping `ram`, making "
+        "`exit_type` objects answered through `resolver` (see ExitView); `last_seqs` is the "
+        "transport's list of the seq each record was last taken at, which it updates.");
+    for (PyMethodDef& def : fast_fields) add_c_property(cls, def);
     // resume() goes in as a plain method descriptor (see resume_vectorcall).
     const py::object resume_method = py::reinterpret_steal<py::object>(
         PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &resume_def));

@@ -87,6 +87,7 @@ bool sleep_on_doorbell(const Doorbell& bell, std::chrono::steady_clock::time_poi
 template <class Ready>
 bool wait_until(const Ready& ready, double timeout, const Doorbell& bell) {
     using clock = std::chrono::steady_clock;
+    if (ready()) return true;  // already there: no clock read
     const auto start = clock::now();
     const auto deadline =
         start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(timeout));
@@ -130,6 +131,25 @@ Doorbell doorbell_of(const py::buffer& buffer, int fd, std::optional<std::size_t
 }
 
 }  // namespace
+
+std::size_t find_exit(ExitRecord* const* records, const std::uint64_t* lasts, std::size_t count,
+                      std::uint64_t& seq) {
+    for (std::size_t i = 0; i < count; ++i) {
+        seq = mailbox::load_acquire(&records[i]->seq);
+        if (seq != lasts[i]) return i;
+    }
+    return count;
+}
+
+std::size_t wait_for_exit(ExitRecord* const* records, const std::uint64_t* lasts, std::size_t count,
+                          double timeout, int doorbell_fd, std::uint64_t* sleeping,
+                          std::uint64_t& seq) {
+    const Doorbell bell{doorbell_fd, sleeping};
+    std::size_t hit = count;
+    wait_until([&] { return (hit = find_exit(records, lasts, count, seq)) != count; }, timeout,
+               bell);
+    return hit;
+}
 
 void bind_mailbox(py::module_& m) {
     m.def(

@@ -60,6 +60,16 @@ Handler = Callable[..., Any]
 
 _PSCI_KINDS = {ExitKind.CpuUp, ExitKind.CpuDown, ExitKind.SystemDown}
 
+# The kinds a policy tests on every exit, looked up once: an attribute of
+# the pybind11 enum class costs about 0.1 us each time.
+_HYPERCALL = ExitKind.Hypercall
+_MMIO_READ = ExitKind.MmioRead
+_MMIO_WRITE = ExitKind.MmioWrite
+_SYSREG_READ = ExitKind.SysRegRead
+_SYSTEM_DOWN = ExitKind.SystemDown
+_MMIO_KINDS = frozenset({ExitKind.MmioRead, ExitKind.MmioWrite})
+_SYSREG_KINDS = frozenset({ExitKind.SysRegRead, ExitKind.SysRegWrite})
+
 
 class _Sentinel:
     def __init__(self, name: str) -> None:
@@ -86,16 +96,14 @@ class Match:
         kind = exit.kind
         if kind not in self.kinds:
             return False
+        if kind == _HYPERCALL:
+            return self.nr is None or exit.reason.nr == self.nr
         r = exit.reason
-        if kind == ExitKind.Hypercall:
-            return self.nr is None or r.nr == self.nr
-        if kind in (ExitKind.MmioRead, ExitKind.MmioWrite):
-            if kind == ExitKind.MmioRead and not self.reads:
-                return False
-            if kind == ExitKind.MmioWrite and not self.writes:
+        if kind in _MMIO_KINDS:
+            if not (self.reads if kind == _MMIO_READ else self.writes):
                 return False
             return self.start is None or (self.start <= r.addr < (self.end or 0))
-        if kind in (ExitKind.SysRegRead, ExitKind.SysRegWrite):
+        if kind in _SYSREG_KINDS:
             return self.sysreg_key is None or r.addr == self.sysreg_key
         if self.psci is not None:
             return _psci_name(exit) == self.psci
@@ -162,7 +170,7 @@ class Rule:
         k = exit.kind
         if self.action != "value":
             return self._answer_with_exception(exit)
-        if self.kind == "hypercall" and k == ExitKind.Hypercall and exit.reason.nr == self.key:
+        if self.kind == "hypercall" and k == _HYPERCALL and exit.reason.nr == self.key:
             exit.resume(x0=self.value or 0)
             return True
         if self.kind == "mmio" and k in (ExitKind.MmioRead, ExitKind.MmioWrite):
@@ -426,7 +434,7 @@ class Policy:
             if self.default is not None:
                 self._apply(exit, self.default(exit))
         finally:
-            if exit.kind == ExitKind.SystemDown:
+            if exit.kind == _SYSTEM_DOWN:
                 self.close()  # the guest powered off: nothing more will come
 
     @staticmethod
@@ -443,9 +451,10 @@ class Policy:
         elif result is Policy.STOP:
             exit.stop()
         elif isinstance(result, int):
-            if exit.kind == ExitKind.MmioRead:
+            kind = exit.kind
+            if kind == _MMIO_READ:
                 exit.complete_read(result)
-            elif exit.kind == ExitKind.SysRegRead:
+            elif kind == _SYSREG_READ:
                 exit.complete_sysreg_read(result)
             else:
                 exit.resume(x0=result)

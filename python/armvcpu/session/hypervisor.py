@@ -1147,19 +1147,27 @@ class Hypervisor:
             self._require_gdb().cont()  # the CPU runs freely from here; exits come through RAM
         self._started = True
         transport = self.transport
-        # The shared-memory fast path: wait one slice for the next record and
-        # make the Exit straight from the mapping (one copy, in C++); the
-        # general path (timeouts, progress, QEMU's end) when none comes.
-        shm = transport if isinstance(transport, SharedMemoryTransport) else None
-        ram = self.ram
         answer = self._answer
         recent = self.recent_exits
-        exit: Exit
+        # The shared-memory fast path: one C++ call per exit answers the
+        # previous exit with the default if the loop left it open, waits one
+        # slice for the next record and makes its Exit straight from the
+        # mapping (one copy); the general path (timeouts, progress, QEMU's
+        # end) when none comes.
+        stream = None
+        if isinstance(transport, SharedMemoryTransport):
+            assert self.ram is not None
+            stream = _core.exit_stream(Exit, self.ram, transport.record_offsets,
+                                       transport.last_seqs, answer, self, transport.doorbell_fd,
+                                       transport.sleeping_offset)  # fmt: skip
+        exit: Exit | None
         while not self._finished:
-            slot = None
-            if shm is not None and not self._end_expected:
-                slot = shm.wait_slot(_POLL_SLICE)
-            if slot is None:
+            exit = None
+            if stream is not None and not self._end_expected:
+                exit = stream.next(_POLL_SLICE)
+            if exit is None:
+                if stream is not None:
+                    stream.settle()
                 try:
                     found = self._next_record(gdb, wait)
                 except TargetConnectionError as exc:
@@ -1167,18 +1175,17 @@ class Hypervisor:
                 if found is None:
                     return
                 slot, raw = found
-            if shm is not None:
-                assert ram is not None
-                exit = Exit(ram, shm.record_offsets[slot], slot, answer, self)
-            else:
-                exit = Exit(_core.ExitRecord.from_bytes(raw), answer, raw, self)
-                exit.slot = slot
+                if stream is not None:
+                    exit = stream.view(slot)
+                else:
+                    exit = Exit(_core.ExitRecord.from_bytes(raw), answer, raw, self)
+                    exit.slot = slot
             self.last_exit = exit
             recent.append(exit)
             self.exit_count += 1
             yield exit
-            if not exit.resolved:
-                exit.resume_default()
+            if stream is None and not exit.resolved:
+                exit.resume_default()  # the stream does this in C++ before its next wait
 
     def run(self, handler: Callable[[Exit], Any] | None = None, timeout: float | None = None,
             trace: Trace | None = None) -> list[Exit]:  # fmt: skip
@@ -1259,7 +1266,7 @@ class Hypervisor:
                 transport.doorbell_fd,
                 transport.sleeping_offset,
             )
-            transport.last_seqs = list(lasts)
+            transport.last_seqs[:] = lasts  # in place: an exits() stream holds this list
             served_total += served
             self.exit_count += served
             if slot is not None:

@@ -88,6 +88,39 @@ def exit_loop_against_el2(runs: int, count: int) -> Figure:
                   statistics.median(ratios), "x EL2", ratios, "target >= 0.20")  # fmt: skip
 
 
+def policy_round_trips(count: int) -> float:
+    """Exits per second through ``hv.run(policy)`` with one ``@on.hypercall``
+    handler answering each hypercall (x0 = 0), from the first to the last:
+    the policy rides the same loop as ``hv.exits()``."""
+    from ..policy.policy import Policy, on
+
+    seen, first, last = 0, 0, 0
+
+    def hypercall(exit: Any) -> int:
+        nonlocal seen, first, last
+        last = time.perf_counter_ns()
+        if seen == 0:
+            first = last
+        seen += 1
+        return 0
+
+    with Hypervisor(transport="shm", timeout=120) as hv:
+        hv.load(_loop_guest(count, KIND_HOST))
+        hv.run(Policy().add(on.hypercall(nr=1), hypercall))
+    return (seen - 1) / max(last - first, 1) * 1e9
+
+
+def policy_against_el2(runs: int, count: int) -> Figure:
+    """A policy's rate as a fraction of the EL2-answered rate, alternately
+    in one run, as for :func:`exit_loop_against_el2`."""
+    ratios = []
+    for _ in range(runs):
+        el2 = firmware_exits(5 * count)
+        ratios.append(policy_round_trips(count) / el2)
+    return Figure("hv.run(Policy with @on.hypercall), against exits answered in EL2",
+                  statistics.median(ratios), "x EL2", ratios)  # fmt: skip
+
+
 def served_round_trips(count: int) -> float:
     """Exits per second to a Python function answering each hypercall through
     Hypervisor.serve_hypercalls (the record answered in place, no Exit)."""
@@ -258,6 +291,10 @@ def bench_exits(runs: int = 3, quick: bool = False) -> list[Figure]:
                 lambda: host_round_trips("shm", 50_000 // scale)),
         _median("shared-memory hypercall server (Python function)", "exits/s", runs,
                 lambda: served_round_trips(200_000 // scale)),
+        _median("hv.exits() + exit.resume(x0=0)", "exits/s", runs,
+                lambda: exit_loop_round_trips(20_000 // scale)),
+        _median("hv.run(Policy with @on.hypercall)", "exits/s", runs,
+                lambda: policy_round_trips(20_000 // scale)),
         _median("gdbstub round trip to Python", "exits/s", runs,
                 lambda: host_round_trips("gdb", 5_000 // scale)),
     ]  # fmt: skip
@@ -265,6 +302,7 @@ def bench_exits(runs: int = 3, quick: bool = False) -> list[Figure]:
     for f in figures:
         f.note = f"{f.value / base:.1f}x the gdbstub round trip"
     figures.append(exit_loop_against_el2(runs, 20_000 // scale))
+    figures.append(policy_against_el2(runs, 20_000 // scale))
     return figures
 
 
