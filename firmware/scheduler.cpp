@@ -1,6 +1,6 @@
 // The EL2 scheduler (see scheduler.hpp): EL2 threads per vCPU slot, the
-// world switch between them, lazy FP/SIMD/SVE, the slice timer, and the log
-// of switches the host reads.
+// world switch between them, lazy FP/SIMD/SVE, the slice timer, and the
+// switches' entries in the exit log.
 #include "scheduler.hpp"
 
 #include <new>
@@ -8,6 +8,7 @@
 #include "armvcpu/guest_context.hpp"
 #include "armvcpu/scheduler.hpp"
 #include "armvcpu/world_switch.hpp"
+#include "exit_log.hpp"
 #include "power.hpp"
 #include "run_loop.hpp"
 #include "sgi.hpp"
@@ -225,15 +226,18 @@ void program_timer(unsigned cpu, bool slice) {
     ARMVCPU_WRITE_SYSREG(cnthp_ctl_el2, kTimerEnable);
 }
 
+as::SwitchSide side(unsigned slot) {
+    const Vm* vm = g_cpu_vm[slot];
+    return {slot, vm != nullptr ? vm->id : 0, vm != nullptr ? slot - vm->first_cpu : slot};
+}
+
+// Into the exit log, in `from`'s ring (its thread runs this, the ring's only
+// writer), whether or not the host reads the exits: hv.world_switches()
+// reads the switches from there either way.
 void log_switch(unsigned cpu, unsigned from, unsigned to, SwitchReason why, std::uint64_t t) {
-    const std::uint64_t i = __atomic_fetch_add(&armvcpu_switch_log.count, 1, __ATOMIC_RELAXED);
-    as::SwitchLogEntry& e = armvcpu_switch_log.entries[i % as::kSwitchLogEntries];
-    e.time = t;
-    e.ran = t - g_slots[from].since;
-    e.cpu = static_cast<std::uint8_t>(cpu);
-    e.from = static_cast<std::uint8_t>(from);
-    e.to = static_cast<std::uint8_t>(to);
-    e.reason = static_cast<std::uint8_t>(why);
+    __atomic_fetch_add(&armvcpu_switch_log.count, 1, __ATOMIC_RELAXED);
+    append_exit_log(armvcpu_exit_log[from], as::switch_log_entry(t, t - g_slots[from].since, cpu,
+                                                                 side(from), side(to), why));
 }
 
 // The world switch: everything vCPU `from` owns on this CPU goes into its

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from armvcpu import ArmvcpuError, ExitKind, Guest, Hypervisor
+from armvcpu import ArmvcpuError, ExitKind, Guest, Hypervisor, _core
 from armvcpu.analysis.trace import Trace
 from armvcpu.guests.debian import MARKER
 from armvcpu.tools.sched_guest import REPORT, state_guest
@@ -237,3 +237,114 @@ def test_favoured_cpus_place_vcpus(no_leaked_qemu):
             hv.add_vm(guest, vcpus=2, favor_cpus=[0])
         with pytest.raises(ValueError, match="favor_cpus: 5 is not a CPU"):
             hv.add_vm(guest, vcpus=1, favor_cpus=[5])
+
+
+# Both vCPUs make an exit the firmware answers (PSCI_VERSION) on every pass
+# of a loop; vCPU 0 powers off once it has seen vCPU 1's counter move
+# ROUNDS times (each move a switch away from vCPU 0 and back), and vCPU 1
+# never stops, so the run ends whatever the slices' timing.
+PSCI_VERSION = 0x84000000
+ROUNDS = 3
+EXITING_GUEST = f"""
+    ldr x0, ={CPU_ON:#x}
+    mov x1, #1
+    adr x2, secondary
+    mov x3, #0
+    hvc #0
+    mov x19, #0
+    b common
+secondary:
+    mov x19, #1
+common:
+    adr x20, counters
+    add x21, x20, x19, lsl #3       // this vCPU's counter
+    eor x9, x19, #1
+    add x22, x20, x9, lsl #3        // the other's
+    ldr x23, [x22]
+    mov x24, #0                     // moves of the other's counter seen
+1:  ldr x9, [x21]
+    add x9, x9, #1
+    str x9, [x21]
+    ldr x0, ={PSCI_VERSION:#x}
+    hvc #0                          // logged, answered in EL2
+    mov x10, #2000
+2:  subs x10, x10, #1               // (fewer exits per slice: the rings keep them all)
+    b.ne 2b
+    cbnz x19, 1b                    // vCPU 1 only counts
+    ldr x9, [x22]
+    cmp x9, x23
+    b.eq 1b
+    mov x23, x9
+    add x24, x24, #1
+    cmp x24, #{ROUNDS}
+    b.lo 1b
+    ldr x0, ={SYSTEM_OFF:#x}
+    hvc #0
+    .balign 8
+counters: .quad 0, 0
+"""
+
+
+def test_world_switches_are_in_the_exit_log_in_order_with_the_exits(tmp_path, no_leaked_qemu):
+    from armvcpu.analysis import exitlog
+
+    with Hypervisor(smp=2, host_cpus=1) as hv:
+        hv.load(Guest.from_asm(EXITING_GUEST))
+        hv.enable_exit_log()
+        hv.run()
+        log = hv.firmware_exits()
+        switches = hv.world_switches()
+        dropped = hv.exit_log_dropped
+    is_switch = log["kind"] == exitlog.WORLD_SWITCH
+    rows = exitlog.switch_rows(log)
+    assert len(rows) >= 2 * ROUNDS and len(switches) == len(rows)
+    # hv.world_switches() reads the same entries.
+    assert [(s.time_s, s.from_vcpu, s.to_vcpu) for s in switches] == [
+        (float(r["time_s"]), (1, int(r["from_vcpu"])), (1, int(r["to_vcpu"]))) for r in rows
+    ]
+    assert set(log["handler"][is_switch]) == {int(_core.ExitLogHandler.Scheduler)}
+    assert all(s.cpu == 0 and s.from_vcpu != s.to_vcpu for s in switches)
+    assert "slice" in {s.reason for s in switches}
+    assert list(log["time_s"]) == sorted(log["time_s"])
+    exits = log[~is_switch]
+    assert set(exits["cpu"]) == {0}  # the physical CPU, for both vCPUs
+    # (PSCI_VERSION is answered inside the vCPU: kind Nothing.)
+    answered = exits[exits["kind"] == int(ExitKind.Nothing)]
+    assert set(answered["vcpu"]) == {0, 1} and len(answered) > 2 * ROUNDS
+    if dropped == 0:  # (a host too slow to drain loses the oldest entries)
+        # Each exit falls while its vCPU held the CPU: the last switch before
+        # it put that vCPU on, and a vCPU's time on the CPU is the span
+        # between the switch that put it on and the one that took it off.
+        on, since = 0, None  # vCPU 0 runs first
+        for row in log:
+            if row["kind"] == exitlog.WORLD_SWITCH:
+                assert row["vcpu"] == on
+                if since is not None:
+                    assert abs(int(row["arg"]) / 1e9 - (row["time_s"] - since)) < 1e-6
+                on, since = (int(row["esr"]) >> 16) & 0xFF, float(row["time_s"])
+            else:
+                assert row["vcpu"] == on, f"an exit of vCPU {row['vcpu']} while {on} ran"
+    # A trace keeps them with the exits, and shows them.
+    trace = Trace()
+    trace.add_firmware_log(log)
+    trace.add_world_switches(switches)  # counted once
+    loaded = Trace.load(trace.save(tmp_path / "log.npz"))
+    assert len(loaded.world_switches) == len(switches)
+    summary = {(s.kind, s.handler): s.count for s in loaded.firmware_summary()}
+    assert summary[("WorldSwitch", "Scheduler")] == len(switches)
+    events = loaded.to_chrome_trace()["traceEvents"]
+    assert sum(e.get("cat") == "world switch" for e in events) == len(switches)
+    marks = [e for e in events if e.get("cat") == "firmware" and e["name"] == "WorldSwitch"]
+    assert len(marks) == len(switches)
+    out = subprocess.run([sys.executable, "-m", "armvcpu", "trace", "show",
+                          str(tmp_path / "log.npz"), "--firmware", "--limit", "100000", "--json"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    import json
+
+    shown = json.loads(out.stdout)
+    assert len(shown) == len(log)
+    assert [r["entry"] for r in shown if r["entry"] == "WorldSwitch"] == ["WorldSwitch"] * len(rows)
+    first = next(r for r in shown if r["entry"] == "WorldSwitch")
+    assert (first["cpu"], first["vm"], first["vcpu"], first["by"]) == (0, 1, 0, "Scheduler")
+    assert first["detail"].startswith("to VM 1 vCPU 1 after ")

@@ -204,3 +204,19 @@ TEST(PickNext, RoundRobinOnItsCpu) {
 }
 
 }  // namespace
+
+// A world switch as an exit-log entry (the layout scheduler.hpp documents).
+TEST(SwitchLogEntry, PacksBothSides) {
+    const ExitLogEntry e =
+        sched::switch_log_entry(1000, 250, 3, {1, 1, 1}, {4, 2, 0}, sched::SwitchReason::Yield);
+    EXPECT_EQ(e.time, 1000u);
+    EXPECT_EQ(e.arg & sched::kSwitchRanMask, 250u);
+    EXPECT_EQ(e.arg >> 56, 3u);
+    EXPECT_EQ(e.esr, 4u | (2u << 8) | (0u << 16) | (4u << 24));
+    EXPECT_EQ(e.kind, kExitLogWorldSwitch);
+    EXPECT_EQ(e.vm_id, 1u);
+    EXPECT_EQ(e.vcpu_id, 1u);
+    EXPECT_EQ(e.handler, ExitLogHandler::Scheduler);
+    EXPECT_EQ(sched::switch_log_entry(0, ~0ull, 0, {}, {}, sched::SwitchReason::Slice).arg,
+              sched::kSwitchRanMask);
+}
