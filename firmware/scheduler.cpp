@@ -7,8 +7,11 @@
 
 #include "armvcpu/guest_context.hpp"
 #include "armvcpu/scheduler.hpp"
+#include "armvcpu/vgic_v2.hpp"
 #include "armvcpu/world_switch.hpp"
 #include "exit_log.hpp"
+#include "gic.hpp"
+#include "gic_v2.hpp"
 #include "power.hpp"
 #include "run_loop.hpp"
 #include "sgi.hpp"
@@ -81,10 +84,13 @@ constexpr std::uint64_t kHcrTwi = 1ull << 13, kHcrTwe = 1ull << 14;
 constexpr std::uint64_t kCptrTfp = 1u << 10, kCptrTz = 1u << 8;
 constexpr std::uint64_t kTimerEnable = 1, kTimerIstatus = 4;
 
-// This CPU's redistributor SGI_base on QEMU virt (gic.cpp's layout).
-volatile std::uint32_t& gicr_sgi(unsigned cpu, std::uintptr_t offset) {
-    return *reinterpret_cast<volatile std::uint32_t*>(0x080A0000 + cpu * 0x20000 + 0x10000 +
-                                                      offset);
+// This CPU's SGI and PPI enable and active registers on QEMU virt: its
+// redistributor's SGI_base on a GICv3 (gic.cpp's layout), the distributor's
+// first registers, banked per CPU at the same offsets, on a GICv2.
+volatile std::uint32_t& ppi_reg(unsigned cpu, std::uintptr_t offset) {
+    const std::uintptr_t base =
+        gic::v2() ? armvcpu::vgic2::kGicdBase : 0x080A0000 + cpu * 0x20000 + 0x10000;
+    return *reinterpret_cast<volatile std::uint32_t*>(base + offset);
 }
 constexpr std::uintptr_t kIsenabler0 = 0x100, kIcenabler0 = 0x180, kIsactiver0 = 0x300,
                          kIcactiver0 = 0x380;
@@ -95,6 +101,7 @@ struct Slot {
     bool bound;  // sys holds a vCPU's EL1 context (it was bound when switched out)
     armvcpu::GuestSystemRegisters sys;
     armvcpu::GuestWorld world;
+    armvcpu::GichWorld gich;  // on a GICv2, instead of world's ICH_* registers
     std::uint64_t mdcr_el2;
     std::uint32_t ppi_enabled, ppi_active;
     std::uint64_t deadline;  // of its timers, while descheduled
@@ -146,6 +153,31 @@ struct WorldHal {
     }
 };
 
+// GICH, the GICv2 virtual interface control (the vCPU's part of it on a
+// GICv2, GichWorld).
+struct GichHal {
+    std::uint32_t read_gich(std::uint32_t offset) {
+        return *reinterpret_cast<volatile std::uint32_t*>(armvcpu::vgic2::kGichBase + offset);
+    }
+    void write_gich(std::uint32_t offset, std::uint32_t v) {
+        *reinterpret_cast<volatile std::uint32_t*>(armvcpu::vgic2::kGichBase + offset) = v;
+    }
+};
+
+// The virtual GIC interface a vCPU owns, whichever GIC the machine has.
+void save_gic(Slot& s) {
+    if (gic::v2()) {
+        GichHal h;
+        s.gich.save(h, gicv2::num_list_registers());
+    }
+}
+void restore_gic(const Slot& s) {
+    if (gic::v2()) {
+        GichHal h;
+        s.gich.restore(h, gicv2::num_list_registers());
+    }
+}
+
 unsigned this_cpu() { return static_cast<unsigned>(ARMVCPU_READ_SYSREG(mpidr_el1) & 0xff); }
 std::uint64_t el2_count() { return counting_el2 ? ARMVCPU_READ_SYSREG(pmevcntr0_el0) : 0; }
 
@@ -168,6 +200,7 @@ bool vcpu_bound(unsigned slot) {
 // A saved list register holding a pending interrupt: a wake-up event the
 // vCPU would see the moment it is back (gic::virtual_pending, saved).
 bool saved_lr_pending(const Slot& s) {
+    if (gic::v2()) return s.gich.pending(gicv2::num_list_registers());
     if (!g_features.gicv3) return false;
     for (unsigned n = 0; n < g_features.list_regs; ++n) {
         const std::uint64_t lr =
@@ -262,15 +295,17 @@ void switch_to(unsigned cpu, unsigned from, unsigned to, SwitchReason why) {
         out.deadline = armvcpu::kNoDeadline;
     }
     out.world.save(whal, g_features);
+    save_gic(out);
     out.mdcr_el2 = ARMVCPU_READ_SYSREG(mdcr_el2);
-    out.ppi_enabled = gicr_sgi(cpu, kIsenabler0) & kGuestPpis;
-    out.ppi_active = gicr_sgi(cpu, kIsactiver0) & kGuestPpis;
-    gicr_sgi(cpu, kIcactiver0) = out.ppi_active;
+    out.ppi_enabled = ppi_reg(cpu, kIsenabler0) & kGuestPpis;
+    out.ppi_active = ppi_reg(cpu, kIsactiver0) & kGuestPpis;
+    ppi_reg(cpu, kIcactiver0) = out.ppi_active;
 
     in.world.restore(whal, g_features);
-    gicr_sgi(cpu, kIcenabler0) = kGuestPpis & ~in.ppi_enabled;
-    gicr_sgi(cpu, kIsenabler0) = in.ppi_enabled;
-    if (in.ppi_active != 0) gicr_sgi(cpu, kIsactiver0) = in.ppi_active;
+    restore_gic(in);
+    ppi_reg(cpu, kIcenabler0) = kGuestPpis & ~in.ppi_enabled;
+    ppi_reg(cpu, kIsenabler0) = in.ppi_enabled;
+    if (in.ppi_active != 0) ppi_reg(cpu, kIsactiver0) = in.ppi_active;
     ARMVCPU_WRITE_SYSREG(mdcr_el2, in.mdcr_el2);
     if (in.bound) {
         in.sys.restore(hal);
@@ -330,6 +365,13 @@ void consume_own_interrupts() {
     if ((ctl & (kTimerEnable | kTimerIstatus)) == (kTimerEnable | kTimerIstatus)) {
         ARMVCPU_WRITE_SYSREG(cnthp_ctl_el2, 0);
     }
+    if (gic::v2()) {
+        // GICC_HPPIR (INTID [9:0]); acknowledge() deactivates an SGI itself.
+        const std::uint32_t hppi =
+            *reinterpret_cast<volatile std::uint32_t*>(armvcpu::vgic2::kGiccBase + 0x18) & 0x3ff;
+        if (hppi == gic::kKickSgi) gic::acknowledge();
+        return;
+    }
     const auto hppi = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(icc_hppir1_el1) & 0xffffff);
     if (hppi == gic::kKickSgi) {
         const std::uint32_t intid = gic::acknowledge();
@@ -355,10 +397,12 @@ bool place(unsigned cpus) {
         const std::uint64_t freq = ARMVCPU_READ_SYSREG(cntfrq_el0);
         armvcpu_switch_log.counter_frequency = freq;
         g_slice_ticks = freq * us / 1000000;
+        // ICH_VTR_EL2 UNDEFs without the GIC system registers (a GICv2).
+        const std::uint64_t pfr0 = ARMVCPU_READ_SYSREG(id_aa64pfr0_el1);
         g_features = armvcpu::world_features(
-            ARMVCPU_READ_SYSREG(id_aa64pfr0_el1), ARMVCPU_READ_SYSREG(id_aa64pfr1_el1),
-            ARMVCPU_READ_SYSREG(id_aa64isar1_el1), ARMVCPU_READ_SYSREG(S3_0_C0_C6_2),
-            ARMVCPU_READ_SYSREG(ich_vtr_el2));
+            pfr0, ARMVCPU_READ_SYSREG(id_aa64pfr1_el1), ARMVCPU_READ_SYSREG(id_aa64isar1_el1),
+            ARMVCPU_READ_SYSREG(S3_0_C0_C6_2),
+            ((pfr0 >> 24) & 0xf) != 0 ? ARMVCPU_READ_SYSREG(ich_vtr_el2) : 0);
         if (!quiet()) {
             uart::put_str("armvcpu: time-sharing:");
             for (unsigned s = 0; s < slots; ++s) {
@@ -382,7 +426,7 @@ void run_cpu(unsigned cpu, ThreadBody body) {
     if (!sharing()) return;
     Cpu& c = g_cpus[cpu];
     c.cptr = ARMVCPU_READ_SYSREG(cptr_el2);
-    gicr_sgi(cpu, kIsenabler0) = 1u << kHypTimerPpi;
+    ppi_reg(cpu, kIsenabler0) = 1u << kHypTimerPpi;
     // Every slot of this CPU starts from the world bring-up left (empty list
     // registers, the timer PPIs enabled).
     WorldHal whal;
@@ -391,8 +435,9 @@ void run_cpu(unsigned cpu, ThreadBody body) {
         if (g_where[s] != cpu) continue;
         Slot& slot = g_slots[s];
         slot.world.save(whal, g_features);
+        save_gic(slot);
         slot.mdcr_el2 = ARMVCPU_READ_SYSREG(mdcr_el2);
-        slot.ppi_enabled = gicr_sgi(cpu, kIsenabler0) & kGuestPpis;
+        slot.ppi_enabled = ppi_reg(cpu, kIsenabler0) & kGuestPpis;
         slot.ppi_active = 0;
         slot.deadline = armvcpu::kNoDeadline;
         slot.state = SlotState::Ready;

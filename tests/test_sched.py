@@ -16,7 +16,7 @@ from armvcpu.analysis.trace import Trace
 from armvcpu.guests.debian import MARKER
 from armvcpu.tools.sched_guest import REPORT, state_guest
 
-from .test_interrupts import GIC_SETUP, VECTORS
+from .test_interrupts import GIC_SETUP_V2, GIC_SETUP_V3, VECTORS_V2, VECTORS_V3
 from .test_linux_boot import CPU, linux, run_linux  # noqa: F401 (linux: a fixture)
 
 CPU_ON = 0xC4000003
@@ -32,11 +32,12 @@ def _reports(exits: list) -> dict[int, tuple[int, int, int]]:
     return out
 
 
-@pytest.mark.parametrize("sve", [False, True], ids=["fpsimd", "sve"])
-def test_two_vcpus_on_one_cpu_keep_their_own_state(sve, tmp_path, no_leaked_qemu):
-    with Hypervisor(smp=2, host_cpus=1) as hv:
+@pytest.mark.parametrize(("sve", "gic"), [(False, 3), (True, 3), (False, 2)],
+                         ids=["fpsimd", "sve", "gicv2"])  # fmt: skip
+def test_two_vcpus_on_one_cpu_keep_their_own_state(sve, gic, tmp_path, no_leaked_qemu):
+    with Hypervisor(smp=2, host_cpus=1, gic=gic) as hv:
         assert hv.config.smp == 1  # QEMU's machine has one CPU
-        hv.load(Guest.from_asm(state_guest(sve)))
+        hv.load(Guest.from_asm(state_guest(sve, gic=gic)))
         exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
         switches = hv.world_switches()
         assert hv.placement() == [0, 0]
@@ -66,7 +67,9 @@ def test_two_vcpus_on_one_cpu_keep_their_own_state(sve, tmp_path, no_leaked_qemu
 # vCPU 1 sleeps in WFI with its virtual timer armed for 10 ms; vCPU 0 spins
 # without a single exit until vCPU 1 is back. Only the scheduler's EL2 timer,
 # set to vCPU 1's deadline, can give vCPU 1 the CPU again.
-WFI_GUEST = f"""
+def wfi_guest(gic: int) -> str:
+    setup, vectors = (GIC_SETUP_V2, VECTORS_V2) if gic == 2 else (GIC_SETUP_V3, VECTORS_V3)
+    return f"""
     ldr x0, ={CPU_ON:#x}
     mov x1, #1
     adr x2, secondary
@@ -78,7 +81,7 @@ WFI_GUEST = f"""
     ldr x0, ={SYSTEM_OFF:#x}
     hvc #0
 secondary:
-{GIC_SETUP}
+{setup}
     mrs x20, cntfrq_el0
     mov x0, #100
     udiv x23, x20, x0               // 10 ms of counter ticks
@@ -102,13 +105,18 @@ secondary:
     ldr x0, ={CPU_OFF:#x}
     hvc #0
     b .
-{VECTORS}
+{vectors}
     .balign 8
 done: .quad 0
 """
 
 
-def test_sleeping_vcpu_wakes_on_its_timer_while_another_runs(transport, no_leaked_qemu):
+WFI_GUEST = wfi_guest(3)
+
+
+@pytest.mark.parametrize(("transport", "gic"), [("shm", 3), ("gdb", 3), ("shm", 2)],
+                         ids=["shm", "gdb", "gicv2"])  # fmt: skip
+def test_sleeping_vcpu_wakes_on_its_timer_while_another_runs(transport, gic, no_leaked_qemu):
     # (gdb: the stopped CPU's record is that of the vCPU it runs now)
     switches = []
 
@@ -117,8 +125,8 @@ def test_sleeping_vcpu_wakes_on_its_timer_while_another_runs(transport, no_leake
             switches.extend(hv.world_switches())  # (gdb: while QEMU is there)
         return 0 if e.kind == ExitKind.Hypercall else None
 
-    with Hypervisor(smp=2, host_cpus=1, transport=transport) as hv:
-        hv.load(Guest.from_asm(WFI_GUEST))
+    with Hypervisor(smp=2, host_cpus=1, transport=transport, gic=gic) as hv:
+        hv.load(Guest.from_asm(wfi_guest(gic)))
         exits = hv.run(answer)
     woke = next(e for e in exits if e.kind == ExitKind.Hypercall and e.reason.nr == 0x20)
     assert woke.vcpu_id == 1
@@ -181,12 +189,15 @@ def _pattern_guest(pattern: int) -> Guest:
 
 
 @pytest.mark.timeout(900)  # slower than Linux on its own CPUs, on a loaded machine
-@pytest.mark.parametrize(("vcpus", "host_cpus"), [(2, 1), (4, 2)])
-def test_debian_kernel_counts_its_vcpus_on_fewer_cpus(linux, vcpus, host_cpus, no_leaked_qemu):  # noqa: F811
+@pytest.mark.parametrize(("vcpus", "host_cpus", "gic"), [(2, 1, 3), (4, 2, 3), (2, 1, 2)],
+                         ids=["2-on-1", "4-on-2", "2-on-1-gicv2"])  # fmt: skip
+def test_debian_kernel_counts_its_vcpus_on_fewer_cpus(linux, vcpus, host_cpus, gic,  # noqa: F811
+                                                      no_leaked_qemu):  # fmt: skip
     assets, initrd = linux
     out = run_linux("--kernel", str(assets.kernel), "--initrd", str(initrd),
                     "--append", "console=ttyAMA0", "--smp", str(vcpus),
-                    "--host-cpus", str(host_cpus), "--cpu", CPU, timeout=600)  # fmt: skip
+                    "--host-cpus", str(host_cpus), "--cpu", CPU, "--gic", str(gic),
+                    timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     marker = re.search(rf"{MARKER} kernel=(\S+) cpus=(\d+)", out.stdout)
     assert marker is not None, out.stdout[-3000:]
