@@ -15,6 +15,7 @@
 #include "power.hpp"
 #include "run_loop.hpp"
 #include "sgi.hpp"
+#include "spinlock.hpp"
 #include "sysreg.hpp"
 #include "uart.hpp"
 #include "vgic_glue.hpp"
@@ -106,6 +107,10 @@ struct Slot {
     std::uint32_t ppi_enabled, ppi_active;
     std::uint64_t deadline;  // of its timers, while descheduled
     std::uint64_t since;     // CNTPCT when it was switched in
+    // Its thread's context is stored in ctx and no CPU runs it (atomic):
+    // only then may another CPU pull it (a Ready slot is marked Ready by
+    // its own thread before that thread's registers are stored).
+    bool saved;
 };
 
 struct Cpu {
@@ -116,6 +121,8 @@ struct Cpu {
     bool slice_over;
     bool yielded;                  // the vCPU waited in WFE: another Ready one may run
     std::uint64_t switch_started;  // PMU count when the current switch began
+    int prev = -1;                 // the slot whose context the thread switched to marks saved
+    bool idle;                     // waiting for an interrupt with nothing to run (atomic)
 };
 
 Slot g_slots[kMaxCpus];
@@ -123,6 +130,10 @@ Cpu g_cpus[kMaxCpus];
 FpState g_fp[kMaxCpus];
 alignas(16) std::uint8_t g_stacks[kMaxCpus][32 * 1024];
 unsigned g_slot_count = 0;
+// Who runs which slot: picking a slot and claiming it (state Running), and
+// pulling one to another CPU (g_where), happen under this lock.
+std::uint32_t g_run_lock = 0;
+ThreadBody g_body = nullptr;
 std::uint64_t g_slice_ticks = 0;
 armvcpu::WorldFeatures g_features;
 std::uint32_t g_placed = 0;  // atomic: place() has run
@@ -273,6 +284,67 @@ void log_switch(unsigned cpu, unsigned from, unsigned to, SwitchReason why, std:
                                                                  side(from), side(to), why));
 }
 
+// A thread just got its CPU: the slot that CPU switched away from has its
+// context stored now, so another CPU may pull it.
+void offer(unsigned cpu, unsigned s);
+
+void mark_previous_saved() {
+    const unsigned cpu = this_cpu();
+    Cpu& c = g_cpus[cpu];
+    const int prev = c.prev;
+    c.prev = -1;
+    if (prev < 0) return;
+    __atomic_store_n(&g_slots[prev].saved, true, __ATOMIC_RELEASE);
+    // It waits now, Ready: an idle CPU may take it.
+    if (g_slots[prev].state == SlotState::Ready) offer(cpu, static_cast<unsigned>(prev));
+}
+
+// With g_run_lock held: slot `s` runs next on this CPU.
+void claim(unsigned s) {
+    g_slots[s].state = SlotState::Running;
+    __atomic_store_n(&g_slots[s].saved, false, __ATOMIC_RELAXED);
+}
+
+bool allowed(unsigned s, unsigned cpu) {
+    const std::uint8_t set = armvcpu_sched_config.phys_cpu_set[s];
+    return set == 0 || ((set >> cpu) & 1) != 0;
+}
+
+// Load balancing, with g_run_lock held: an idle CPU pulls a Ready vCPU of
+// another CPU that its phys_cpu_set allows here. Not one whose FP/SIMD/SVE
+// registers its CPU still holds (lazily: they can be saved only there).
+int pull(unsigned cpu) {
+    for (unsigned s = 0; s < g_slot_count; ++s) {
+        const unsigned from = g_where[s];
+        if (from == cpu || g_slots[s].state != SlotState::Ready || !allowed(s, cpu)) continue;
+        // A vCPU, not a thread still to look for its start request.
+        if (!vcpu_bound(s)) continue;
+        if (!__atomic_load_n(&g_slots[s].saved, __ATOMIC_ACQUIRE)) continue;
+        if (g_cpus[from].fp.owner() == static_cast<int>(s)) continue;
+        __atomic_store_n(&g_where[s], static_cast<std::uint8_t>(cpu), __ATOMIC_RELAXED);
+        // Back on its old CPU one day, it finds that CPU's TLB flushed.
+        if (g_cpus[from].last_bound == static_cast<int>(s)) g_cpus[from].last_bound = -1;
+        return static_cast<int>(s);
+    }
+    return -1;
+}
+
+// A slot of this CPU is Ready and waits: an idle CPU its set allows may
+// pull it (a kick wakes that CPU's wait; the kick names one of its slots).
+void offer(unsigned cpu, unsigned s) {
+    for (unsigned p = 0; p < kMaxCpus; ++p) {
+        if (p == cpu || !allowed(s, p) || !__atomic_load_n(&g_cpus[p].idle, __ATOMIC_ACQUIRE)) {
+            continue;
+        }
+        for (unsigned t = 0; t < g_slot_count; ++t) {
+            if (g_where[t] == p) {
+                gic::kick(t);
+                return;
+            }
+        }
+    }
+}
+
 // The world switch: everything vCPU `from` owns on this CPU goes into its
 // slot, `to`'s comes back (world_switch.hpp's order), then the stacks.
 void switch_to(unsigned cpu, unsigned from, unsigned to, SwitchReason why) {
@@ -328,12 +400,21 @@ void switch_to(unsigned cpu, unsigned from, unsigned to, SwitchReason why) {
     c.current = to;
     armvcpu_current_slot[cpu] = static_cast<std::uint8_t>(to);
     program_timer(cpu, true);
+    c.prev = static_cast<int>(from);
     armvcpu_sched_switch(&out.ctx, &in.ctx);
-    // Back on `from`'s stack: someone switched to it; that switch ends here.
+    // Back on `from`'s stack (maybe on another CPU, which pulled it):
+    // someone switched to it; that switch ends here.
+    mark_previous_saved();
     if (counting_el2) {
-        armvcpu_switch_log.instructions += el2_count() - c.switch_started;
+        armvcpu_switch_log.instructions += el2_count() - g_cpus[this_cpu()].switch_started;
         ++armvcpu_switch_log.measured;
     }
+}
+
+// A new thread's first code (armvcpu_sched_thread_start).
+void thread_main(unsigned slot) {
+    mark_previous_saved();
+    g_body(slot);
 }
 
 // The guest used FP/SIMD/SVE for the first time since it was switched in:
@@ -426,34 +507,41 @@ void run_cpu(unsigned cpu, ThreadBody body) {
     if (!sharing()) return;
     Cpu& c = g_cpus[cpu];
     c.cptr = ARMVCPU_READ_SYSREG(cptr_el2);
+    g_body = body;
     ppi_reg(cpu, kIsenabler0) = 1u << kHypTimerPpi;
     // Every slot of this CPU starts from the world bring-up left (empty list
     // registers, the timer PPIs enabled).
     WorldHal whal;
     int first = -1;
-    for (unsigned s = 0; s < g_slot_count; ++s) {
-        if (g_where[s] != cpu) continue;
-        Slot& slot = g_slots[s];
-        slot.world.save(whal, g_features);
-        save_gic(slot);
-        slot.mdcr_el2 = ARMVCPU_READ_SYSREG(mdcr_el2);
-        slot.ppi_enabled = ppi_reg(cpu, kIsenabler0) & kGuestPpis;
-        slot.ppi_active = 0;
-        slot.deadline = armvcpu::kNoDeadline;
-        slot.state = SlotState::Ready;
-        slot.ctx.sp = reinterpret_cast<std::uint64_t>(g_stacks[s] + sizeof(g_stacks[s]));
-        slot.ctx.x19_x30[0] = s;                                      // x19
-        slot.ctx.x19_x30[1] = reinterpret_cast<std::uint64_t>(body);  // x20
-        slot.ctx.x19_x30[11] = reinterpret_cast<std::uint64_t>(&armvcpu_sched_thread_start);
-        if (first < 0) first = static_cast<int>(s);
+    {
+        SpinLock lock(g_run_lock);  // another CPU may pull a slot once it is Ready
+        for (unsigned s = 0; s < g_slot_count; ++s) {
+            if (g_where[s] != cpu) continue;
+            Slot& slot = g_slots[s];
+            slot.world.save(whal, g_features);
+            save_gic(slot);
+            slot.mdcr_el2 = ARMVCPU_READ_SYSREG(mdcr_el2);
+            slot.ppi_enabled = ppi_reg(cpu, kIsenabler0) & kGuestPpis;
+            slot.ppi_active = 0;
+            slot.deadline = armvcpu::kNoDeadline;
+            slot.ctx.sp = reinterpret_cast<std::uint64_t>(g_stacks[s] + sizeof(g_stacks[s]));
+            slot.ctx.x19_x30[0] = s;                                              // x19
+            slot.ctx.x19_x30[1] = reinterpret_cast<std::uint64_t>(&thread_main);  // x20
+            slot.ctx.x19_x30[11] = reinterpret_cast<std::uint64_t>(&armvcpu_sched_thread_start);
+            slot.saved = true;
+            slot.state = SlotState::Ready;
+            if (first < 0) first = static_cast<int>(s);
+        }
+        if (first >= 0) {
+            c.current = static_cast<unsigned>(first);
+            armvcpu_current_slot[cpu] = static_cast<std::uint8_t>(first);
+            claim(static_cast<unsigned>(first));
+            g_slots[first].since = now();
+        }
     }
     if (first < 0) {
         for (;;) asm volatile("wfi");  // no vCPU was placed here
     }
-    c.current = static_cast<unsigned>(first);
-    armvcpu_current_slot[cpu] = static_cast<std::uint8_t>(first);
-    g_slots[first].state = SlotState::Running;
-    g_slots[first].since = now();
     ARMVCPU_WRITE_SYSREG(cptr_el2, c.cptr | kCptrTfp | (g_features.sve ? kCptrTz : 0));
     isb();
     program_timer(cpu, true);  // the others are Ready: the first slice ends
@@ -464,10 +552,18 @@ void run_cpu(unsigned cpu, ThreadBody body) {
 
 bool idle(unsigned slot, bool blocked) {
     const unsigned cpu = g_where[slot];
+    Cpu& c = g_cpus[cpu];
     Slot& me = g_slots[slot];
-    me.state = blocked ? SlotState::Blocked : SlotState::Free;
-    const int next = as::pick_next(g_where, g_slot_count, cpu, slot,
-                                   [slot](unsigned s) { return s != slot && runnable(s); });
+    int next = -1;
+    {
+        SpinLock lock(g_run_lock);
+        me.state = blocked ? SlotState::Blocked : SlotState::Free;
+        next = as::pick_next(g_where, g_slot_count, cpu, slot,
+                             [slot](unsigned s) { return s != slot && runnable(s); });
+        if (next < 0) next = pull(cpu);
+        if (next >= 0) claim(static_cast<unsigned>(next));
+        __atomic_store_n(&c.idle, next < 0, __ATOMIC_RELEASE);
+    }
     if (next >= 0) {
         switch_to(cpu, slot, static_cast<unsigned>(next),
                   blocked ? SwitchReason::Blocked : SwitchReason::Off);
@@ -476,6 +572,7 @@ bool idle(unsigned slot, bool blocked) {
     program_timer(cpu, false);
     asm volatile("wfi" ::: "memory");
     consume_own_interrupts();
+    __atomic_store_n(&c.idle, false, __ATOMIC_RELEASE);
     me.state = SlotState::Running;
     const Vm* vm = g_cpu_vm[slot];
     return blocked && vm != nullptr && vm_stopped(*vm);
@@ -485,13 +582,21 @@ void before_entry() {
     const unsigned cpu = this_cpu();
     Cpu& c = g_cpus[cpu];
     const unsigned slot = c.current;
-    int next = as::pick_next(g_where, g_slot_count, cpu, slot,
-                             [slot](unsigned s) { return s != slot && woke(s); });
+    int next = -1;
     SwitchReason why = SwitchReason::Wake;
-    if (next < 0 && (c.slice_over || c.yielded)) {
+    {
+        SpinLock lock(g_run_lock);
         next = as::pick_next(g_where, g_slot_count, cpu, slot,
-                             [slot](unsigned s) { return s != slot && runnable(s); });
-        why = c.slice_over ? SwitchReason::Slice : SwitchReason::Yield;
+                             [slot](unsigned s) { return s != slot && woke(s); });
+        if (next < 0 && (c.slice_over || c.yielded)) {
+            next = as::pick_next(g_where, g_slot_count, cpu, slot,
+                                 [slot](unsigned s) { return s != slot && runnable(s); });
+            why = c.slice_over ? SwitchReason::Slice : SwitchReason::Yield;
+        }
+        if (next >= 0) {
+            g_slots[slot].state = SlotState::Ready;
+            claim(static_cast<unsigned>(next));
+        }
     }
     if (c.slice_over && next < 0) program_timer(cpu, true);
     c.slice_over = false;
@@ -505,7 +610,6 @@ void before_entry() {
         ARMVCPU_WRITE_SYSREG(hcr_el2, hcr | kHcrTwi | kHcrTwe);
     }
     if (next < 0) return;
-    g_slots[slot].state = SlotState::Ready;
     switch_to(cpu, slot, static_cast<unsigned>(next), why);
 }
 

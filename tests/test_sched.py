@@ -359,3 +359,148 @@ def test_world_switches_are_in_the_exit_log_in_order_with_the_exits(tmp_path, no
     first = next(r for r in shown if r["entry"] == "WorldSwitch")
     assert (first["cpu"], first["vm"], first["vcpu"], first["by"]) == (0, 1, 0, "Scheduler")
     assert first["detail"].startswith("to VM 1 vCPU 1 after ")
+
+
+# Load balancing. A worker vCPU computes and asks the host (hypercall ASK,
+# x1 its vCPU index) whether to stop; the host says so (x0 = 1) once it has
+# seen what the test waits for, or after MAX_ASKS asks (a bound on a hang
+# only: the test's assertions then fail).
+ASK = 0x40
+MAX_ASKS = 20000
+
+
+def _work(label: str) -> str:
+    return f"""
+{label}:
+1:  ldr x9, =20000
+2:  subs x9, x9, #1
+    b.ne 2b
+    mov x0, #{ASK}
+    mov x1, x19
+    hvc #0
+    cbz x0, 1b
+"""
+
+
+def _cpu_on(target: int, entry: str) -> str:
+    return f"""
+    ldr x0, ={CPU_ON:#x}
+    mov x1, #{target}
+    adr x2, {entry}
+    mov x3, #0
+    hvc #0
+"""
+
+
+# VM 1, four vCPUs on two CPUs: vCPUs 0 and 2 land on CPU 0, 1 and 3 on
+# CPU 1. The odd ones turn off at once; the even ones work until told.
+FOUR_ON_TWO = f"""
+{_cpu_on(1, "off")}
+{_cpu_on(2, "even")}
+{_cpu_on(3, "off")}
+    mov x19, #0
+    b work
+off:
+    ldr x0, ={CPU_OFF:#x}
+    hvc #0
+even:
+    mov x19, #2
+{_work("work")}
+    adr x10, done
+    cbnz x19, 3f
+4:  ldr x11, [x10]                  // vCPU 0 waits for vCPU 2, then powers off
+    cbz x11, 4b
+    ldr x0, ={SYSTEM_OFF:#x}
+    hvc #0
+3:  mov x11, #1
+    str x11, [x10]
+    ldr x0, ={CPU_OFF:#x}
+    hvc #0
+    .balign 8
+done: .quad 0
+"""
+
+
+def _asks(hv: Hypervisor, stop) -> tuple[list, list]:
+    """Runs the VMs; answers every ASK with stop(switches so far)."""
+    asked = 0
+    seen: list = []
+
+    def answer(e):
+        nonlocal asked, seen
+        if e.kind != ExitKind.Hypercall:
+            return None
+        if e.reason.nr != ASK:
+            return 0
+        asked += 1
+        seen = hv.world_switches()
+        return 1 if stop(seen) or asked >= MAX_ASKS else 0
+
+    exits = hv.run(answer)
+    return exits, hv.world_switches()
+
+
+def test_an_idle_cpu_pulls_a_ready_vcpu(no_leaked_qemu):
+    def pulled(switches) -> bool:
+        return any(s.cpu == 1 and s.to_vcpu in {(1, 0), (1, 2)} for s in switches)
+
+    with Hypervisor(smp=4, host_cpus=2) as hv:
+        hv.load(Guest.from_asm(FOUR_ON_TWO))
+        assert hv.placement() == [0, 1, 0, 1]
+        exits, switches = _asks(hv, pulled)
+    assert exits[-1].kind == ExitKind.SystemDown
+    # CPU 1's vCPUs turned off; CPU 1 then ran one of CPU 0's.
+    assert pulled(switches), [(s.cpu, s.from_vcpu, s.to_vcpu, s.reason) for s in switches]
+    # The vCPU pulled had been on CPU 0 before (it moved, not doubled).
+    first = next(s for s in switches if s.cpu == 1 and s.to_vcpu in {(1, 0), (1, 2)})
+    before = [s for s in switches if s.time_s < first.time_s and first.to_vcpu == s.from_vcpu]
+    assert before and before[-1].cpu == 0
+
+
+# VM 1: vCPU 1 (CPU 1) turns off and vCPU 0 powers VM 1 off, so CPU 1 has
+# nothing to run; VM 2's two vCPUs may run only on CPU 0 (phys_cpu_set).
+ONE_OFF = f"""
+{_cpu_on(1, "off")}
+    ldr x0, ={SYSTEM_OFF:#x}
+    hvc #0
+off:
+    ldr x0, ={CPU_OFF:#x}
+    hvc #0
+"""
+TWO_PINNED = f"""
+{_cpu_on(1, "second")}
+    mov x19, #0
+    b work
+second:
+    mov x19, #1
+{_work("work")}
+    adr x10, done
+    cbnz x19, 3f
+4:  ldr x11, [x10]
+    cbz x11, 4b
+    ldr x0, ={SYSTEM_OFF:#x}
+    hvc #0
+3:  mov x11, #1
+    str x11, [x10]
+    ldr x0, ={CPU_OFF:#x}
+    hvc #0
+    .balign 8
+done: .quad 0
+"""
+
+
+def test_an_idle_cpu_pulls_no_vcpu_its_set_forbids(no_leaked_qemu):
+    def taken_turns(switches) -> bool:
+        # VM 2's vCPUs handed CPU 0 to each other a few times, each time
+        # leaving a Ready vCPU that an unrestricted one would lose to CPU 1.
+        return sum(s.from_vcpu[0] == 2 and s.to_vcpu[0] == 2 for s in switches) >= 6
+
+    with Hypervisor(smp=4, host_cpus=2) as hv:
+        hv.load(Guest.from_asm(ONE_OFF))
+        hv.add_vm(Guest.from_asm(TWO_PINNED), vcpus=2, cpus={0})
+        assert hv.placement() == [0, 1, 0, 0]
+        _exits, switches = _asks(hv, taken_turns)
+        console = hv.console
+    assert "VM 1 stopped" in console and "VM 2 stopped" in console
+    assert taken_turns(switches)
+    assert all(s.cpu == 0 for s in switches if 2 in (s.from_vcpu[0], s.to_vcpu[0]))
