@@ -96,6 +96,14 @@ volatile std::uint32_t& ppi_reg(unsigned cpu, std::uintptr_t offset) {
 constexpr std::uintptr_t kIsenabler0 = 0x100, kIcenabler0 = 0x180, kIsactiver0 = 0x300,
                          kIcactiver0 = 0x380;
 
+// The PMU state a guest owns (MDCR_EL2.HPMN = PMCR_EL0.N gives it every
+// counter, host_link.cpp's mdcr_el2_bits): configuration, enables and
+// counts (Arm ARM D13, "The Performance Monitors Extension").
+struct PmuState {
+    std::uint64_t pmcr, cntenset, intenset, ovsset, selr, userenr, ccntr, ccfiltr;
+    std::uint64_t evcntr[31], evtyper[31];
+};
+
 struct Slot {
     ThreadContext ctx;
     SlotState state;
@@ -103,6 +111,7 @@ struct Slot {
     armvcpu::GuestSystemRegisters sys;
     armvcpu::GuestWorld world;
     armvcpu::GichWorld gich;  // on a GICv2, instead of world's ICH_* registers
+    PmuState pmu;
     std::uint64_t mdcr_el2;
     std::uint32_t ppi_enabled, ppi_active;
     std::uint64_t deadline;  // of its timers, while descheduled
@@ -136,6 +145,8 @@ std::uint32_t g_run_lock = 0;
 ThreadBody g_body = nullptr;
 std::uint64_t g_slice_ticks = 0;
 armvcpu::WorldFeatures g_features;
+unsigned g_pmu_counters = 0;  // PMCR_EL0.N with PMUv3, else 0
+bool g_pmu = false;
 std::uint32_t g_placed = 0;  // atomic: place() has run
 
 struct WorldHal {
@@ -187,6 +198,53 @@ void restore_gic(const Slot& s) {
         GichHal h;
         s.gich.restore(h, gicv2::num_list_registers());
     }
+}
+
+// The guest's PMU, while it owns it (not while EL2 counts its own
+// instructions: then every counter is EL2's). Counting stops first, so a
+// descheduled vCPU's counts stay as they were when it left.
+void save_pmu(PmuState& p) {
+    if (!g_pmu || counting_el2) return;
+    p.cntenset = ARMVCPU_READ_SYSREG(pmcntenset_el0);
+    ARMVCPU_WRITE_SYSREG(pmcntenclr_el0, ~0ull);
+    isb();
+    p.selr = ARMVCPU_READ_SYSREG(pmselr_el0);
+    p.pmcr = ARMVCPU_READ_SYSREG(pmcr_el0);
+    p.intenset = ARMVCPU_READ_SYSREG(pmintenset_el1);
+    p.ovsset = ARMVCPU_READ_SYSREG(pmovsset_el0);
+    p.userenr = ARMVCPU_READ_SYSREG(pmuserenr_el0);
+    p.ccntr = ARMVCPU_READ_SYSREG(pmccntr_el0);
+    p.ccfiltr = ARMVCPU_READ_SYSREG(pmccfiltr_el0);
+    for (unsigned n = 0; n < g_pmu_counters; ++n) {
+        ARMVCPU_WRITE_SYSREG(pmselr_el0, n);  // PMXEV* reach counter n
+        isb();
+        p.evcntr[n] = ARMVCPU_READ_SYSREG(pmxevcntr_el0);
+        p.evtyper[n] = ARMVCPU_READ_SYSREG(pmxevtyper_el0);
+    }
+}
+
+// Counters stay disabled until all is back; PMCNTENSET and PMCR_EL0 last.
+void restore_pmu(const PmuState& p) {
+    if (!g_pmu || counting_el2) return;
+    ARMVCPU_WRITE_SYSREG(pmcntenclr_el0, ~0ull);
+    ARMVCPU_WRITE_SYSREG(pmintenclr_el1, ~0ull);
+    ARMVCPU_WRITE_SYSREG(pmovsclr_el0, ~0ull);
+    isb();
+    for (unsigned n = 0; n < g_pmu_counters; ++n) {
+        ARMVCPU_WRITE_SYSREG(pmselr_el0, n);
+        isb();
+        ARMVCPU_WRITE_SYSREG(pmxevtyper_el0, p.evtyper[n]);
+        ARMVCPU_WRITE_SYSREG(pmxevcntr_el0, p.evcntr[n]);
+    }
+    ARMVCPU_WRITE_SYSREG(pmccfiltr_el0, p.ccfiltr);
+    ARMVCPU_WRITE_SYSREG(pmccntr_el0, p.ccntr);
+    ARMVCPU_WRITE_SYSREG(pmuserenr_el0, p.userenr);
+    ARMVCPU_WRITE_SYSREG(pmovsset_el0, p.ovsset);
+    ARMVCPU_WRITE_SYSREG(pmintenset_el1, p.intenset);
+    ARMVCPU_WRITE_SYSREG(pmselr_el0, p.selr);
+    // P [1] and C [2] reset the counters when written as 1 (they read as 0).
+    ARMVCPU_WRITE_SYSREG(pmcr_el0, p.pmcr & ~0x6ull);
+    ARMVCPU_WRITE_SYSREG(pmcntenset_el0, p.cntenset);
 }
 
 unsigned this_cpu() { return static_cast<unsigned>(ARMVCPU_READ_SYSREG(mpidr_el1) & 0xff); }
@@ -368,6 +426,7 @@ void switch_to(unsigned cpu, unsigned from, unsigned to, SwitchReason why) {
     }
     out.world.save(whal, g_features);
     save_gic(out);
+    save_pmu(out.pmu);
     out.mdcr_el2 = ARMVCPU_READ_SYSREG(mdcr_el2);
     out.ppi_enabled = ppi_reg(cpu, kIsenabler0) & kGuestPpis;
     out.ppi_active = ppi_reg(cpu, kIsactiver0) & kGuestPpis;
@@ -375,6 +434,7 @@ void switch_to(unsigned cpu, unsigned from, unsigned to, SwitchReason why) {
 
     in.world.restore(whal, g_features);
     restore_gic(in);
+    restore_pmu(in.pmu);
     ppi_reg(cpu, kIcenabler0) = kGuestPpis & ~in.ppi_enabled;
     ppi_reg(cpu, kIsenabler0) = in.ppi_enabled;
     if (in.ppi_active != 0) ppi_reg(cpu, kIsactiver0) = in.ppi_active;
@@ -477,6 +537,10 @@ bool place(unsigned cpus) {
                                                                     : as::kDefaultSliceUs;
         const std::uint64_t freq = ARMVCPU_READ_SYSREG(cntfrq_el0);
         armvcpu_switch_log.counter_frequency = freq;
+        // ID_AA64DFR0_EL1.PMUVer [11:8]: 0 none, 0xf IMPLEMENTATION DEFINED.
+        const std::uint64_t pmuver = (ARMVCPU_READ_SYSREG(id_aa64dfr0_el1) >> 8) & 0xf;
+        g_pmu = pmuver != 0 && pmuver != 0xf;
+        g_pmu_counters = g_pmu ? (ARMVCPU_READ_SYSREG(pmcr_el0) >> 11) & 0x1f : 0;
         g_slice_ticks = freq * us / 1000000;
         // ICH_VTR_EL2 UNDEFs without the GIC system registers (a GICv2).
         const std::uint64_t pfr0 = ARMVCPU_READ_SYSREG(id_aa64pfr0_el1);
@@ -520,6 +584,7 @@ void run_cpu(unsigned cpu, ThreadBody body) {
             Slot& slot = g_slots[s];
             slot.world.save(whal, g_features);
             save_gic(slot);
+            save_pmu(slot.pmu);
             slot.mdcr_el2 = ARMVCPU_READ_SYSREG(mdcr_el2);
             slot.ppi_enabled = ppi_reg(cpu, kIsenabler0) & kGuestPpis;
             slot.ppi_active = 0;

@@ -32,12 +32,13 @@ def _reports(exits: list) -> dict[int, tuple[int, int, int]]:
     return out
 
 
-@pytest.mark.parametrize(("sve", "gic"), [(False, 3), (True, 3), (False, 2)],
-                         ids=["fpsimd", "sve", "gicv2"])  # fmt: skip
-def test_two_vcpus_on_one_cpu_keep_their_own_state(sve, gic, tmp_path, no_leaked_qemu):
-    with Hypervisor(smp=2, host_cpus=1, gic=gic) as hv:
+@pytest.mark.parametrize(("sve", "gic", "mte"), [(False, 3, False), (True, 3, False),
+                                                 (False, 2, False), (False, 3, True)],
+                         ids=["fpsimd", "sve", "gicv2", "mte"])  # fmt: skip
+def test_two_vcpus_on_one_cpu_keep_their_own_state(sve, gic, mte, tmp_path, no_leaked_qemu):
+    with Hypervisor(smp=2, host_cpus=1, gic=gic, mte=mte) as hv:
         assert hv.config.smp == 1  # QEMU's machine has one CPU
-        hv.load(Guest.from_asm(state_guest(sve, gic=gic)))
+        hv.load(Guest.from_asm(state_guest(sve, gic=gic, mte=mte)))
         exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
         switches = hv.world_switches()
         assert hv.placement() == [0, 0]
@@ -504,3 +505,146 @@ def test_an_idle_cpu_pulls_no_vcpu_its_set_forbids(no_leaked_qemu):
     assert "VM 1 stopped" in console and "VM 2 stopped" in console
     assert taken_turns(switches)
     assert all(s.cpu == 0 for s in switches if 2 in (s.from_vcpu[0], s.to_vcpu[0]))
+
+
+# PMU state each vCPU owns (Arm ARM D13; encodings D24.5): vCPU 0 counts
+# cycles in PMEVCNTR0 (event 0x11 CPU_CYCLES: QEMU counts INST_RETIRED only
+# with -icount) and PMCCNTR with PMCR_EL0.E set; vCPU 1 has other events,
+# enables, selections and counter values, with counting off (E clear), so
+# its counters must read back exactly. Both
+# check everything on every pass while the other runs on the same CPU.
+_PMU_CONFIG = {  # register: (vCPU 0's value, vCPU 1's)
+    "pmevtyper0_el0": (0x11, (1 << 31) | 0x08),
+    "pmccfiltr_el0": (1 << 27, 1 << 30),
+    "pmselr_el0": (3, 5),
+    "pmuserenr_el0": (1, 0xD),
+    "pmintenset_el1": (1 << 1, 1 << 2),
+    "pmovsset_el0": (0, 1 << 3),
+    "pmcntenset_el0": ((1 << 31) | 1, 1 << 1),
+    "pmcr_el0": ((1 << 6) | 1, 1 << 6),  # LC, and E for vCPU 0 only
+}
+_PMU_COUNTS_1 = {
+    "pmevcntr0_el0": 0x1234_5678,
+    "pmevcntr1_el0": 0x5555,
+    "pmccntr_el0": 0xABCD_0000_1234,
+}
+# What vCPU 0's own counts stay below (started at 0): vCPU 1's values are
+# above, so one leaked in shows.
+_PMU_LIMIT_0 = {"pmevcntr0_el0": 0x1000_0000, "pmccntr_el0": 0xA000_0000_0000}
+
+
+def _check(reg: str, value: int) -> str:
+    # PMCR_EL0's upper bits are read-only (N [15:11], IDCODE, IMP): its
+    # control bits [7:0] are the guest's.
+    mask = "\n    and x10, x10, #0xff" if reg == "pmcr_el0" else ""
+    return f"""    ldr x9, ={value:#x}
+    mrs x10, {reg}{mask}
+    cmp x10, x9
+    cinc x24, x24, ne"""
+
+
+def _pmu_setup(vcpu: int) -> str:
+    lines = []
+    if vcpu == 1:
+        lines += [f"    ldr x9, ={v:#x}\n    msr {r}, x9" for r, v in _PMU_COUNTS_1.items()]
+    else:
+        lines += [f"    msr {r}, xzr" for r in _PMU_LIMIT_0]
+    lines += [f"    ldr x9, ={v[vcpu]:#x}\n    msr {r}, x9" for r, v in _PMU_CONFIG.items()]
+    return "\n".join(lines) + "\n    isb"
+
+
+def _pmu_checks(vcpu: int) -> str:
+    lines = [_check(r, v[vcpu]) for r, v in _PMU_CONFIG.items()]
+    if vcpu == 1:
+        lines += [_check(r, v) for r, v in _PMU_COUNTS_1.items()]
+    else:
+        for reg, limit in _PMU_LIMIT_0.items():
+            lines.append(f"""    ldr x9, ={limit:#x}
+    mrs x10, {reg}
+    cmp x10, x9
+    cinc x24, x24, hs""")
+        # ... and never went back (x21: its value at the last pass).
+        lines.append("""    mrs x10, pmevcntr0_el0
+    cmp x10, x21
+    cinc x24, x24, lo
+    mov x21, x10""")
+    return "\n".join(lines)
+
+
+PMU_GUEST = f"""
+    mov x19, #0
+    ldr x0, ={CPU_ON:#x}
+    mov x1, #1
+    adr x2, secondary
+    mov x3, #0
+    hvc #0
+{_pmu_setup(0)}
+    b common
+secondary:
+    mov x19, #1
+{_pmu_setup(1)}
+common:
+    mov x21, #0
+    adr x25, counters
+    eor x26, x19, #1
+    add x26, x25, x26, lsl #3       // the other vCPU's counter
+    add x25, x25, x19, lsl #3       // mine
+    mov x23, #0                     // passes
+    mov x24, #0                     // values found wrong
+    mov x27, #0                     // moves of the other's counter seen
+    ldr x28, [x26]
+loop:
+    cbnz x19, 1f
+{_pmu_checks(0)}
+    b 2f
+1:
+{_pmu_checks(1)}
+2:  add x23, x23, #1
+    str x23, [x25]
+    ldr x10, [x26]
+    cmp x10, x28
+    b.eq loop
+    mov x28, x10
+    add x27, x27, #1
+    cmp x27, #4
+    b.lo loop
+    cbnz x19, 5f
+    cmp x21, #0                     // vCPU 0's counter counted at all
+    cinc x24, x24, eq
+5:  mov x0, #{REPORT}
+    add x0, x0, x19
+    mov x1, x24
+    mov x2, x23
+    hvc #0
+    adr x10, done
+    mov x11, #1
+    str x11, [x10, x19, lsl #3]
+    eor x12, x19, #1
+finish:                             // keep my counter moving until both are done
+    add x23, x23, #1
+    str x23, [x25]
+    ldr x11, [x10, x12, lsl #3]
+    cbz x11, finish
+    cbnz x19, 3f
+    ldr x0, ={SYSTEM_OFF:#x}
+    hvc #0
+3:  ldr x0, ={CPU_OFF:#x}
+    hvc #0
+    b .
+    .balign 8
+counters: .quad 0, 0
+done: .quad 0, 0
+"""
+
+
+def test_two_vcpus_on_one_cpu_keep_their_own_pmu(no_leaked_qemu):
+    with Hypervisor(smp=2, host_cpus=1) as hv:
+        hv.load(Guest.from_asm(PMU_GUEST))
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+        switches = hv.world_switches()
+    reports = _reports(exits)
+    assert set(reports) == {0, 1}
+    for vcpu, (wrong, passes, _) in reports.items():
+        assert wrong == 0, f"vCPU {vcpu} found {wrong} PMU values wrong"
+        assert passes > 0
+    assert {(s.from_vcpu, s.to_vcpu) for s in switches} >= {((1, 0), (1, 1)), ((1, 1), (1, 0))}

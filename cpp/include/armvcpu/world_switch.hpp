@@ -9,6 +9,7 @@
 //     in GICH's registers (GichWorld);
 //   - the pointer-authentication keys (AP*Key*_EL1), with FEAT_PAuth;
 //   - the MTE tag state (GCR_EL1, RGSR_EL1, TFSRE0_EL1, TFSR_EL1), with MTE2;
+//   - (the PMU state the guest owns: firmware/scheduler.cpp's PmuState);
 //   - FP/SIMD (V0-V31, FPSR, FPCR), or with SVE Z0-Z31, P0-P15, FFR and
 //     ZCR_EL1: switched lazily (LazyFpOwner below), because most exits and
 //     most switches never see the guest touch them.

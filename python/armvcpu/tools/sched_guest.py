@@ -36,11 +36,33 @@ _SYSREGS = ("tpidr_el1", "tpidr_el0", "contextidr_el1", "S3_0_C2_C1_0", "S3_0_C2
 GICC = 0x0801_0000
 
 
-def state_guest(sve: bool, rounds: int = 4, gic: int = 3) -> str:
+# The MTE tag-check state (FEAT_MTE2, -M virt,mte=on): per vCPU, GCR_EL1
+# (Exclude 0xff, RRND [16] for vCPU 1), RGSR_EL1 (SEED [23:8] 0xabcd or
+# 0xabde, TAG [3:0] 5), TFSR_EL1 and TFSRE0_EL1 (TF0 [0] / TF1 [1]), each
+# value computed into x9 from the vCPU index in x19 (Arm ARM D24.2).
+_MTE_VALUES = (
+    ("S3_0_C1_C0_6", "    mov x9, #0xff\n    add x9, x9, x19, lsl #16"),
+    ("S3_0_C1_C0_5", "    ldr x9, =0xabcd05\n    mov x10, #0x1100\n    madd x9, x19, x10, x9"),
+    ("S3_0_C5_C6_0", "    add x9, x19, #1"),
+    ("S3_0_C5_C6_1", "    mov x9, #2\n    sub x9, x9, x19"),
+)
+
+
+def state_guest(sve: bool, rounds: int = 4, gic: int = 3, mte: bool = False) -> str:
     """Assembly for vCPUs 0 and 1 (vCPU 0 starts 1 with PSCI CPU_ON); ``sve``
     adds Z31 and ZCR_EL1, which needs a CPU with SVE. The priority mask is
     ICC_PMR_EL1 on a GICv3 (``gic=3``) and GICC_PMR (memory-mapped, kept in
-    GICH_VMCR) on a GICv2."""
+    GICH_VMCR) on a GICv2. ``mte`` adds the MTE tag-check registers (a
+    machine with ``mte=True``)."""
+    mte_fill = "\n".join(f"{value}\n    msr {reg}, x9" for reg, value in _MTE_VALUES) if mte else ""
+    mte_check = (
+        "\n".join(
+            f"{value}\n    mrs x11, {reg}\n    cmp x11, x9\n    cinc x24, x24, ne"
+            for reg, value in _MTE_VALUES
+        )
+        if mte
+        else ""
+    )
     if gic == 2:
         pmr_set = f"""
     ldr x9, ={GICC:#x}
@@ -112,6 +134,7 @@ common:
 {_FILL}
 {sve_fill}
 {sys_fill}
+{mte_fill}
 {pmr_set}
     lsl x9, x20, #4                 // a virtual timer far away, masked
     lsr x9, x9, #8
@@ -131,6 +154,7 @@ loop:
 {_CHECK}
 {sve_check}
 {sys_check}
+{mte_check}
 {pmr_get}
     mov x9, #0xf0
     sub x9, x9, x19, lsl #4
