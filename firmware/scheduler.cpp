@@ -9,6 +9,7 @@
 #include "armvcpu/scheduler.hpp"
 #include "armvcpu/vgic_v2.hpp"
 #include "armvcpu/world_switch.hpp"
+#include "el2_fault.hpp"
 #include "exit_log.hpp"
 #include "gic.hpp"
 #include "gic_v2.hpp"
@@ -137,7 +138,10 @@ struct Cpu {
 Slot g_slots[kMaxCpus];
 Cpu g_cpus[kMaxCpus];
 FpState g_fp[kMaxCpus];
-alignas(16) std::uint8_t g_stacks[kMaxCpus][32 * 1024];
+// Each thread's stack, below it a guard page the EL2 MMU leaves unmapped
+// (el2_mmu.cpp): an overflow faults instead of running into the next
+// thread's stack.
+alignas(4096) std::uint8_t g_stacks[kMaxCpus][kThreadGuard + kThreadStack];
 unsigned g_slot_count = 0;
 // Who runs which slot: picking a slot and claiming it (state Running), and
 // pulling one to another CPU (g_where), happen under this lock.
@@ -474,6 +478,10 @@ void switch_to(unsigned cpu, unsigned from, unsigned to, SwitchReason why) {
 // A new thread's first code (armvcpu_sched_thread_start).
 void thread_main(unsigned slot) {
     mark_previous_saved();
+    // The stack self-test, on a thread's stack when CPUs are time-shared.
+    if ((armvcpu_guest_config[0].selftest & armvcpu::kSelfTestStackOverflow) != 0) {
+        overflow_el2_stack();
+    }
     g_body(slot);
 }
 
@@ -613,6 +621,10 @@ void run_cpu(unsigned cpu, ThreadBody body) {
     ThreadContext boot{};
     armvcpu_sched_switch(&boot, &g_slots[first].ctx);
     for (;;) asm volatile("wfe");  // never switched back to
+}
+
+std::uint64_t thread_guard_page(unsigned slot) {
+    return reinterpret_cast<std::uint64_t>(g_stacks[slot]);
 }
 
 bool idle(unsigned slot, bool blocked) {

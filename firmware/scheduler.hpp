@@ -45,6 +45,12 @@ extern std::uint8_t g_where[kMaxCpus];  // each slot's physical CPU (now: pulls 
 // some share a CPU. Powers off when the host's sets name no existing CPU.
 bool place(unsigned cpus);
 
+// Each slot's EL2 thread stack: a guard page (at thread_guard_page(slot),
+// left unmapped by the EL2 MMU), then the stack.
+inline constexpr std::uint64_t kThreadGuard = 4096;
+inline constexpr std::uint64_t kThreadStack = 32 * 1024;
+std::uint64_t thread_guard_page(unsigned slot);
+
 // Every CPU after its bring-up (CPU 0's call publishes place()'s answer to
 // the others): returns at once without sharing, otherwise runs the threads
 // of the slots placed on this CPU, each in body(slot), and never returns.

@@ -648,3 +648,17 @@ def test_two_vcpus_on_one_cpu_keep_their_own_pmu(no_leaked_qemu):
         assert wrong == 0, f"vCPU {vcpu} found {wrong} PMU values wrong"
         assert passes > 0
     assert {(s.from_vcpu, s.to_vcpu) for s in switches} >= {((1, 0), (1, 1)), ((1, 1), (1, 0))}
+
+
+def test_an_el2_thread_stack_overflow_hits_its_guard(no_leaked_qemu):
+    # With time-shared CPUs the stack self-test recurses on the first EL2
+    # thread's stack: the guard page below it is unmapped, so the overflow is
+    # a data abort taken at EL2 (EC 0x25), reported, then a power-off.
+    with Hypervisor(smp=2, host_cpus=1) as hv:
+        hv.load(Guest.from_asm("b ."))
+        hv.request_selftest("stack-overflow")
+        exits = hv.run()
+    assert len(exits) == 1
+    assert exits[0].kind == ExitKind.GuestException
+    assert exits[0].reason.ec == 0x25
+    assert "EL2 stack overflow (guard page hit)" in hv.console
