@@ -14,6 +14,7 @@
 
 #include "armvcpu/host_interface.hpp"
 #include "host_link.hpp"
+#include "scheduler.hpp"
 #include "sysreg.hpp"
 
 extern "C" {
@@ -25,7 +26,10 @@ namespace {
 
 alignas(4096) std::uint64_t g_l1[512];
 alignas(4096) std::uint64_t g_l2_firmware[512];
-alignas(4096) std::uint64_t g_l3_guard[512];
+// 4 KiB pages for the 2 MiB blocks that hold guard pages: the CPUs' stacks
+// and the scheduler's thread stacks, each at most two blocks.
+constexpr unsigned kL3Tables = 4;
+alignas(4096) std::uint64_t g_l3_guard[kL3Tables][512];
 
 // Stage-1 descriptor bits (Arm ARM D8.3): valid, table/page, AttrIndx [4:2],
 // AP [7:6] (00: read/write at EL2), SH [9:8], AF [10], XN [54].
@@ -64,9 +68,22 @@ std::uint64_t guard_page(unsigned cpu) {
     return reinterpret_cast<std::uint64_t>(__stacks_start) + cpu * kStackStride;
 }
 
+// The guard pages: every CPU's stack's, then every EL2 thread's.
+constexpr unsigned kGuards = 2 * kMaxCpus;
+std::uint64_t guard(unsigned i) {
+    return i < kMaxCpus ? guard_page(i) : sched::thread_guard_page(i - kMaxCpus);
+}
+
 bool is_guard(std::uint64_t page) {
-    for (unsigned cpu = 0; cpu < kMaxCpus; ++cpu) {
-        if (page == guard_page(cpu)) return true;
+    for (unsigned i = 0; i < kGuards; ++i) {
+        if (page == guard(i)) return true;
+    }
+    return false;
+}
+
+bool holds_guard(std::uint64_t block) {
+    for (unsigned i = 0; i < kGuards; ++i) {
+        if ((guard(i) & ~(k2M - 1)) == block) return true;
     }
     return false;
 }
@@ -93,18 +110,22 @@ void enable_el2_mmu() {
     for (unsigned i = 1; i < kL1Entries; ++i) g_l1[i] = i * k1G | ram_leaf;
     g_l1[armvcpu::kFirmwareBase / k1G] =
         reinterpret_cast<std::uint64_t>(g_l2_firmware) | kValid | kTableOrPage;
-    // Every stack lies in the 2 MiB block of the first one (8 x 68 KiB).
-    const std::uint64_t guard_2m = guard_page(0) & ~(k2M - 1);
+    // The 2 MiB blocks with guard pages in 4 KiB pages (the stacks of each
+    // kind span at most two blocks: 8 x 68 KiB, 8 x 36 KiB).
     static_assert(kMaxCpus * kStackStride < k2M / 2);
+    unsigned tables = 0;
     for (unsigned i = 0; i < 512; ++i) {
         const std::uint64_t pa = armvcpu::kFirmwareBase + i * k2M;
-        g_l2_firmware[i] = pa == guard_2m
-                               ? reinterpret_cast<std::uint64_t>(g_l3_guard) | kValid | kTableOrPage
-                               : pa | ram_leaf;
-    }
-    for (unsigned i = 0; i < 512; ++i) {
-        const std::uint64_t pa = guard_2m + i * 4096ull;
-        g_l3_guard[i] = is_guard(pa) ? 0 : pa | ram_leaf | kTableOrPage;
+        if (!holds_guard(pa) || tables == kL3Tables) {
+            g_l2_firmware[i] = pa | ram_leaf;
+            continue;
+        }
+        std::uint64_t* l3 = g_l3_guard[tables++];
+        for (unsigned j = 0; j < 512; ++j) {
+            const std::uint64_t page = pa + j * 4096ull;
+            l3[j] = is_guard(page) ? 0 : page | ram_leaf | kTableOrPage;
+        }
+        g_l2_firmware[i] = reinterpret_cast<std::uint64_t>(l3) | kValid | kTableOrPage;
     }
     asm volatile("dsb ish" ::: "memory");
     program_registers();

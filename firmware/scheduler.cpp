@@ -1,16 +1,22 @@
 // The EL2 scheduler (see scheduler.hpp): EL2 threads per vCPU slot, the
-// world switch between them, lazy FP/SIMD/SVE, the slice timer, and the log
-// of switches the host reads.
+// world switch between them, lazy FP/SIMD/SVE, the slice timer, and the
+// switches' entries in the exit log.
 #include "scheduler.hpp"
 
 #include <new>
 
 #include "armvcpu/guest_context.hpp"
 #include "armvcpu/scheduler.hpp"
+#include "armvcpu/vgic_v2.hpp"
 #include "armvcpu/world_switch.hpp"
+#include "el2_fault.hpp"
+#include "exit_log.hpp"
+#include "gic.hpp"
+#include "gic_v2.hpp"
 #include "power.hpp"
 #include "run_loop.hpp"
 #include "sgi.hpp"
+#include "spinlock.hpp"
 #include "sysreg.hpp"
 #include "uart.hpp"
 #include "vgic_glue.hpp"
@@ -80,13 +86,24 @@ constexpr std::uint64_t kHcrTwi = 1ull << 13, kHcrTwe = 1ull << 14;
 constexpr std::uint64_t kCptrTfp = 1u << 10, kCptrTz = 1u << 8;
 constexpr std::uint64_t kTimerEnable = 1, kTimerIstatus = 4;
 
-// This CPU's redistributor SGI_base on QEMU virt (gic.cpp's layout).
-volatile std::uint32_t& gicr_sgi(unsigned cpu, std::uintptr_t offset) {
-    return *reinterpret_cast<volatile std::uint32_t*>(0x080A0000 + cpu * 0x20000 + 0x10000 +
-                                                      offset);
+// This CPU's SGI and PPI enable and active registers on QEMU virt: its
+// redistributor's SGI_base on a GICv3 (gic.cpp's layout), the distributor's
+// first registers, banked per CPU at the same offsets, on a GICv2.
+volatile std::uint32_t& ppi_reg(unsigned cpu, std::uintptr_t offset) {
+    const std::uintptr_t base =
+        gic::v2() ? armvcpu::vgic2::kGicdBase : 0x080A0000 + cpu * 0x20000 + 0x10000;
+    return *reinterpret_cast<volatile std::uint32_t*>(base + offset);
 }
 constexpr std::uintptr_t kIsenabler0 = 0x100, kIcenabler0 = 0x180, kIsactiver0 = 0x300,
                          kIcactiver0 = 0x380;
+
+// The PMU state a guest owns (MDCR_EL2.HPMN = PMCR_EL0.N gives it every
+// counter, host_link.cpp's mdcr_el2_bits): configuration, enables and
+// counts (Arm ARM D13, "The Performance Monitors Extension").
+struct PmuState {
+    std::uint64_t pmcr, cntenset, intenset, ovsset, selr, userenr, ccntr, ccfiltr;
+    std::uint64_t evcntr[31], evtyper[31];
+};
 
 struct Slot {
     ThreadContext ctx;
@@ -94,10 +111,16 @@ struct Slot {
     bool bound;  // sys holds a vCPU's EL1 context (it was bound when switched out)
     armvcpu::GuestSystemRegisters sys;
     armvcpu::GuestWorld world;
+    armvcpu::GichWorld gich;  // on a GICv2, instead of world's ICH_* registers
+    PmuState pmu;
     std::uint64_t mdcr_el2;
     std::uint32_t ppi_enabled, ppi_active;
     std::uint64_t deadline;  // of its timers, while descheduled
     std::uint64_t since;     // CNTPCT when it was switched in
+    // Its thread's context is stored in ctx and no CPU runs it (atomic):
+    // only then may another CPU pull it (a Ready slot is marked Ready by
+    // its own thread before that thread's registers are stored).
+    bool saved;
 };
 
 struct Cpu {
@@ -108,15 +131,26 @@ struct Cpu {
     bool slice_over;
     bool yielded;                  // the vCPU waited in WFE: another Ready one may run
     std::uint64_t switch_started;  // PMU count when the current switch began
+    int prev = -1;                 // the slot whose context the thread switched to marks saved
+    bool idle;                     // waiting for an interrupt with nothing to run (atomic)
 };
 
 Slot g_slots[kMaxCpus];
 Cpu g_cpus[kMaxCpus];
 FpState g_fp[kMaxCpus];
-alignas(16) std::uint8_t g_stacks[kMaxCpus][32 * 1024];
+// Each thread's stack, below it a guard page the EL2 MMU leaves unmapped
+// (el2_mmu.cpp): an overflow faults instead of running into the next
+// thread's stack.
+alignas(4096) std::uint8_t g_stacks[kMaxCpus][kThreadGuard + kThreadStack];
 unsigned g_slot_count = 0;
+// Who runs which slot: picking a slot and claiming it (state Running), and
+// pulling one to another CPU (g_where), happen under this lock.
+std::uint32_t g_run_lock = 0;
+ThreadBody g_body = nullptr;
 std::uint64_t g_slice_ticks = 0;
 armvcpu::WorldFeatures g_features;
+unsigned g_pmu_counters = 0;  // PMCR_EL0.N with PMUv3, else 0
+bool g_pmu = false;
 std::uint32_t g_placed = 0;  // atomic: place() has run
 
 struct WorldHal {
@@ -145,6 +179,78 @@ struct WorldHal {
     }
 };
 
+// GICH, the GICv2 virtual interface control (the vCPU's part of it on a
+// GICv2, GichWorld).
+struct GichHal {
+    std::uint32_t read_gich(std::uint32_t offset) {
+        return *reinterpret_cast<volatile std::uint32_t*>(armvcpu::vgic2::kGichBase + offset);
+    }
+    void write_gich(std::uint32_t offset, std::uint32_t v) {
+        *reinterpret_cast<volatile std::uint32_t*>(armvcpu::vgic2::kGichBase + offset) = v;
+    }
+};
+
+// The virtual GIC interface a vCPU owns, whichever GIC the machine has.
+void save_gic(Slot& s) {
+    if (gic::v2()) {
+        GichHal h;
+        s.gich.save(h, gicv2::num_list_registers());
+    }
+}
+void restore_gic(const Slot& s) {
+    if (gic::v2()) {
+        GichHal h;
+        s.gich.restore(h, gicv2::num_list_registers());
+    }
+}
+
+// The guest's PMU, while it owns it (not while EL2 counts its own
+// instructions: then every counter is EL2's). Counting stops first, so a
+// descheduled vCPU's counts stay as they were when it left.
+void save_pmu(PmuState& p) {
+    if (!g_pmu || counting_el2) return;
+    p.cntenset = ARMVCPU_READ_SYSREG(pmcntenset_el0);
+    ARMVCPU_WRITE_SYSREG(pmcntenclr_el0, ~0ull);
+    isb();
+    p.selr = ARMVCPU_READ_SYSREG(pmselr_el0);
+    p.pmcr = ARMVCPU_READ_SYSREG(pmcr_el0);
+    p.intenset = ARMVCPU_READ_SYSREG(pmintenset_el1);
+    p.ovsset = ARMVCPU_READ_SYSREG(pmovsset_el0);
+    p.userenr = ARMVCPU_READ_SYSREG(pmuserenr_el0);
+    p.ccntr = ARMVCPU_READ_SYSREG(pmccntr_el0);
+    p.ccfiltr = ARMVCPU_READ_SYSREG(pmccfiltr_el0);
+    for (unsigned n = 0; n < g_pmu_counters; ++n) {
+        ARMVCPU_WRITE_SYSREG(pmselr_el0, n);  // PMXEV* reach counter n
+        isb();
+        p.evcntr[n] = ARMVCPU_READ_SYSREG(pmxevcntr_el0);
+        p.evtyper[n] = ARMVCPU_READ_SYSREG(pmxevtyper_el0);
+    }
+}
+
+// Counters stay disabled until all is back; PMCNTENSET and PMCR_EL0 last.
+void restore_pmu(const PmuState& p) {
+    if (!g_pmu || counting_el2) return;
+    ARMVCPU_WRITE_SYSREG(pmcntenclr_el0, ~0ull);
+    ARMVCPU_WRITE_SYSREG(pmintenclr_el1, ~0ull);
+    ARMVCPU_WRITE_SYSREG(pmovsclr_el0, ~0ull);
+    isb();
+    for (unsigned n = 0; n < g_pmu_counters; ++n) {
+        ARMVCPU_WRITE_SYSREG(pmselr_el0, n);
+        isb();
+        ARMVCPU_WRITE_SYSREG(pmxevtyper_el0, p.evtyper[n]);
+        ARMVCPU_WRITE_SYSREG(pmxevcntr_el0, p.evcntr[n]);
+    }
+    ARMVCPU_WRITE_SYSREG(pmccfiltr_el0, p.ccfiltr);
+    ARMVCPU_WRITE_SYSREG(pmccntr_el0, p.ccntr);
+    ARMVCPU_WRITE_SYSREG(pmuserenr_el0, p.userenr);
+    ARMVCPU_WRITE_SYSREG(pmovsset_el0, p.ovsset);
+    ARMVCPU_WRITE_SYSREG(pmintenset_el1, p.intenset);
+    ARMVCPU_WRITE_SYSREG(pmselr_el0, p.selr);
+    // P [1] and C [2] reset the counters when written as 1 (they read as 0).
+    ARMVCPU_WRITE_SYSREG(pmcr_el0, p.pmcr & ~0x6ull);
+    ARMVCPU_WRITE_SYSREG(pmcntenset_el0, p.cntenset);
+}
+
 unsigned this_cpu() { return static_cast<unsigned>(ARMVCPU_READ_SYSREG(mpidr_el1) & 0xff); }
 std::uint64_t el2_count() { return counting_el2 ? ARMVCPU_READ_SYSREG(pmevcntr0_el0) : 0; }
 
@@ -167,6 +273,7 @@ bool vcpu_bound(unsigned slot) {
 // A saved list register holding a pending interrupt: a wake-up event the
 // vCPU would see the moment it is back (gic::virtual_pending, saved).
 bool saved_lr_pending(const Slot& s) {
+    if (gic::v2()) return s.gich.pending(gicv2::num_list_registers());
     if (!g_features.gicv3) return false;
     for (unsigned n = 0; n < g_features.list_regs; ++n) {
         const std::uint64_t lr =
@@ -225,15 +332,79 @@ void program_timer(unsigned cpu, bool slice) {
     ARMVCPU_WRITE_SYSREG(cnthp_ctl_el2, kTimerEnable);
 }
 
+as::SwitchSide side(unsigned slot) {
+    const Vm* vm = g_cpu_vm[slot];
+    return {slot, vm != nullptr ? vm->id : 0, vm != nullptr ? slot - vm->first_cpu : slot};
+}
+
+// Into the exit log, in `from`'s ring (its thread runs this, the ring's only
+// writer), whether or not the host reads the exits: hv.world_switches()
+// reads the switches from there either way.
 void log_switch(unsigned cpu, unsigned from, unsigned to, SwitchReason why, std::uint64_t t) {
-    const std::uint64_t i = __atomic_fetch_add(&armvcpu_switch_log.count, 1, __ATOMIC_RELAXED);
-    as::SwitchLogEntry& e = armvcpu_switch_log.entries[i % as::kSwitchLogEntries];
-    e.time = t;
-    e.ran = t - g_slots[from].since;
-    e.cpu = static_cast<std::uint8_t>(cpu);
-    e.from = static_cast<std::uint8_t>(from);
-    e.to = static_cast<std::uint8_t>(to);
-    e.reason = static_cast<std::uint8_t>(why);
+    __atomic_fetch_add(&armvcpu_switch_log.count, 1, __ATOMIC_RELAXED);
+    append_exit_log(armvcpu_exit_log[from], as::switch_log_entry(t, t - g_slots[from].since, cpu,
+                                                                 side(from), side(to), why));
+}
+
+// A thread just got its CPU: the slot that CPU switched away from has its
+// context stored now, so another CPU may pull it.
+void offer(unsigned cpu, unsigned s);
+
+void mark_previous_saved() {
+    const unsigned cpu = this_cpu();
+    Cpu& c = g_cpus[cpu];
+    const int prev = c.prev;
+    c.prev = -1;
+    if (prev < 0) return;
+    __atomic_store_n(&g_slots[prev].saved, true, __ATOMIC_RELEASE);
+    // It waits now, Ready: an idle CPU may take it.
+    if (g_slots[prev].state == SlotState::Ready) offer(cpu, static_cast<unsigned>(prev));
+}
+
+// With g_run_lock held: slot `s` runs next on this CPU.
+void claim(unsigned s) {
+    g_slots[s].state = SlotState::Running;
+    __atomic_store_n(&g_slots[s].saved, false, __ATOMIC_RELAXED);
+}
+
+bool allowed(unsigned s, unsigned cpu) {
+    const std::uint8_t set = armvcpu_sched_config.phys_cpu_set[s];
+    return set == 0 || ((set >> cpu) & 1) != 0;
+}
+
+// Load balancing, with g_run_lock held: an idle CPU pulls a Ready vCPU of
+// another CPU that its phys_cpu_set allows here. Not one whose FP/SIMD/SVE
+// registers its CPU still holds (lazily: they can be saved only there).
+int pull(unsigned cpu) {
+    for (unsigned s = 0; s < g_slot_count; ++s) {
+        const unsigned from = g_where[s];
+        if (from == cpu || g_slots[s].state != SlotState::Ready || !allowed(s, cpu)) continue;
+        // A vCPU, not a thread still to look for its start request.
+        if (!vcpu_bound(s)) continue;
+        if (!__atomic_load_n(&g_slots[s].saved, __ATOMIC_ACQUIRE)) continue;
+        if (g_cpus[from].fp.owner() == static_cast<int>(s)) continue;
+        __atomic_store_n(&g_where[s], static_cast<std::uint8_t>(cpu), __ATOMIC_RELAXED);
+        // Back on its old CPU one day, it finds that CPU's TLB flushed.
+        if (g_cpus[from].last_bound == static_cast<int>(s)) g_cpus[from].last_bound = -1;
+        return static_cast<int>(s);
+    }
+    return -1;
+}
+
+// A slot of this CPU is Ready and waits: an idle CPU its set allows may
+// pull it (a kick wakes that CPU's wait; the kick names one of its slots).
+void offer(unsigned cpu, unsigned s) {
+    for (unsigned p = 0; p < kMaxCpus; ++p) {
+        if (p == cpu || !allowed(s, p) || !__atomic_load_n(&g_cpus[p].idle, __ATOMIC_ACQUIRE)) {
+            continue;
+        }
+        for (unsigned t = 0; t < g_slot_count; ++t) {
+            if (g_where[t] == p) {
+                gic::kick(t);
+                return;
+            }
+        }
+    }
 }
 
 // The world switch: everything vCPU `from` owns on this CPU goes into its
@@ -258,15 +429,19 @@ void switch_to(unsigned cpu, unsigned from, unsigned to, SwitchReason why) {
         out.deadline = armvcpu::kNoDeadline;
     }
     out.world.save(whal, g_features);
+    save_gic(out);
+    save_pmu(out.pmu);
     out.mdcr_el2 = ARMVCPU_READ_SYSREG(mdcr_el2);
-    out.ppi_enabled = gicr_sgi(cpu, kIsenabler0) & kGuestPpis;
-    out.ppi_active = gicr_sgi(cpu, kIsactiver0) & kGuestPpis;
-    gicr_sgi(cpu, kIcactiver0) = out.ppi_active;
+    out.ppi_enabled = ppi_reg(cpu, kIsenabler0) & kGuestPpis;
+    out.ppi_active = ppi_reg(cpu, kIsactiver0) & kGuestPpis;
+    ppi_reg(cpu, kIcactiver0) = out.ppi_active;
 
     in.world.restore(whal, g_features);
-    gicr_sgi(cpu, kIcenabler0) = kGuestPpis & ~in.ppi_enabled;
-    gicr_sgi(cpu, kIsenabler0) = in.ppi_enabled;
-    if (in.ppi_active != 0) gicr_sgi(cpu, kIsactiver0) = in.ppi_active;
+    restore_gic(in);
+    restore_pmu(in.pmu);
+    ppi_reg(cpu, kIcenabler0) = kGuestPpis & ~in.ppi_enabled;
+    ppi_reg(cpu, kIsenabler0) = in.ppi_enabled;
+    if (in.ppi_active != 0) ppi_reg(cpu, kIsactiver0) = in.ppi_active;
     ARMVCPU_WRITE_SYSREG(mdcr_el2, in.mdcr_el2);
     if (in.bound) {
         in.sys.restore(hal);
@@ -289,12 +464,25 @@ void switch_to(unsigned cpu, unsigned from, unsigned to, SwitchReason why) {
     c.current = to;
     armvcpu_current_slot[cpu] = static_cast<std::uint8_t>(to);
     program_timer(cpu, true);
+    c.prev = static_cast<int>(from);
     armvcpu_sched_switch(&out.ctx, &in.ctx);
-    // Back on `from`'s stack: someone switched to it; that switch ends here.
+    // Back on `from`'s stack (maybe on another CPU, which pulled it):
+    // someone switched to it; that switch ends here.
+    mark_previous_saved();
     if (counting_el2) {
-        armvcpu_switch_log.instructions += el2_count() - c.switch_started;
+        armvcpu_switch_log.instructions += el2_count() - g_cpus[this_cpu()].switch_started;
         ++armvcpu_switch_log.measured;
     }
+}
+
+// A new thread's first code (armvcpu_sched_thread_start).
+void thread_main(unsigned slot) {
+    mark_previous_saved();
+    // The stack self-test, on a thread's stack when CPUs are time-shared.
+    if ((armvcpu_guest_config[0].selftest & armvcpu::kSelfTestStackOverflow) != 0) {
+        overflow_el2_stack();
+    }
+    g_body(slot);
 }
 
 // The guest used FP/SIMD/SVE for the first time since it was switched in:
@@ -326,6 +514,13 @@ void consume_own_interrupts() {
     if ((ctl & (kTimerEnable | kTimerIstatus)) == (kTimerEnable | kTimerIstatus)) {
         ARMVCPU_WRITE_SYSREG(cnthp_ctl_el2, 0);
     }
+    if (gic::v2()) {
+        // GICC_HPPIR (INTID [9:0]); acknowledge() deactivates an SGI itself.
+        const std::uint32_t hppi =
+            *reinterpret_cast<volatile std::uint32_t*>(armvcpu::vgic2::kGiccBase + 0x18) & 0x3ff;
+        if (hppi == gic::kKickSgi) gic::acknowledge();
+        return;
+    }
     const auto hppi = static_cast<std::uint32_t>(ARMVCPU_READ_SYSREG(icc_hppir1_el1) & 0xffffff);
     if (hppi == gic::kKickSgi) {
         const std::uint32_t intid = gic::acknowledge();
@@ -350,11 +545,17 @@ bool place(unsigned cpus) {
                                                                     : as::kDefaultSliceUs;
         const std::uint64_t freq = ARMVCPU_READ_SYSREG(cntfrq_el0);
         armvcpu_switch_log.counter_frequency = freq;
+        // ID_AA64DFR0_EL1.PMUVer [11:8]: 0 none, 0xf IMPLEMENTATION DEFINED.
+        const std::uint64_t pmuver = (ARMVCPU_READ_SYSREG(id_aa64dfr0_el1) >> 8) & 0xf;
+        g_pmu = pmuver != 0 && pmuver != 0xf;
+        g_pmu_counters = g_pmu ? (ARMVCPU_READ_SYSREG(pmcr_el0) >> 11) & 0x1f : 0;
         g_slice_ticks = freq * us / 1000000;
+        // ICH_VTR_EL2 UNDEFs without the GIC system registers (a GICv2).
+        const std::uint64_t pfr0 = ARMVCPU_READ_SYSREG(id_aa64pfr0_el1);
         g_features = armvcpu::world_features(
-            ARMVCPU_READ_SYSREG(id_aa64pfr0_el1), ARMVCPU_READ_SYSREG(id_aa64pfr1_el1),
-            ARMVCPU_READ_SYSREG(id_aa64isar1_el1), ARMVCPU_READ_SYSREG(S3_0_C0_C6_2),
-            ARMVCPU_READ_SYSREG(ich_vtr_el2));
+            pfr0, ARMVCPU_READ_SYSREG(id_aa64pfr1_el1), ARMVCPU_READ_SYSREG(id_aa64isar1_el1),
+            ARMVCPU_READ_SYSREG(S3_0_C0_C6_2),
+            ((pfr0 >> 24) & 0xf) != 0 ? ARMVCPU_READ_SYSREG(ich_vtr_el2) : 0);
         if (!quiet()) {
             uart::put_str("armvcpu: time-sharing:");
             for (unsigned s = 0; s < slots; ++s) {
@@ -378,33 +579,42 @@ void run_cpu(unsigned cpu, ThreadBody body) {
     if (!sharing()) return;
     Cpu& c = g_cpus[cpu];
     c.cptr = ARMVCPU_READ_SYSREG(cptr_el2);
-    gicr_sgi(cpu, kIsenabler0) = 1u << kHypTimerPpi;
+    g_body = body;
+    ppi_reg(cpu, kIsenabler0) = 1u << kHypTimerPpi;
     // Every slot of this CPU starts from the world bring-up left (empty list
     // registers, the timer PPIs enabled).
     WorldHal whal;
     int first = -1;
-    for (unsigned s = 0; s < g_slot_count; ++s) {
-        if (g_where[s] != cpu) continue;
-        Slot& slot = g_slots[s];
-        slot.world.save(whal, g_features);
-        slot.mdcr_el2 = ARMVCPU_READ_SYSREG(mdcr_el2);
-        slot.ppi_enabled = gicr_sgi(cpu, kIsenabler0) & kGuestPpis;
-        slot.ppi_active = 0;
-        slot.deadline = armvcpu::kNoDeadline;
-        slot.state = SlotState::Ready;
-        slot.ctx.sp = reinterpret_cast<std::uint64_t>(g_stacks[s] + sizeof(g_stacks[s]));
-        slot.ctx.x19_x30[0] = s;                                      // x19
-        slot.ctx.x19_x30[1] = reinterpret_cast<std::uint64_t>(body);  // x20
-        slot.ctx.x19_x30[11] = reinterpret_cast<std::uint64_t>(&armvcpu_sched_thread_start);
-        if (first < 0) first = static_cast<int>(s);
+    {
+        SpinLock lock(g_run_lock);  // another CPU may pull a slot once it is Ready
+        for (unsigned s = 0; s < g_slot_count; ++s) {
+            if (g_where[s] != cpu) continue;
+            Slot& slot = g_slots[s];
+            slot.world.save(whal, g_features);
+            save_gic(slot);
+            save_pmu(slot.pmu);
+            slot.mdcr_el2 = ARMVCPU_READ_SYSREG(mdcr_el2);
+            slot.ppi_enabled = ppi_reg(cpu, kIsenabler0) & kGuestPpis;
+            slot.ppi_active = 0;
+            slot.deadline = armvcpu::kNoDeadline;
+            slot.ctx.sp = reinterpret_cast<std::uint64_t>(g_stacks[s] + sizeof(g_stacks[s]));
+            slot.ctx.x19_x30[0] = s;                                              // x19
+            slot.ctx.x19_x30[1] = reinterpret_cast<std::uint64_t>(&thread_main);  // x20
+            slot.ctx.x19_x30[11] = reinterpret_cast<std::uint64_t>(&armvcpu_sched_thread_start);
+            slot.saved = true;
+            slot.state = SlotState::Ready;
+            if (first < 0) first = static_cast<int>(s);
+        }
+        if (first >= 0) {
+            c.current = static_cast<unsigned>(first);
+            armvcpu_current_slot[cpu] = static_cast<std::uint8_t>(first);
+            claim(static_cast<unsigned>(first));
+            g_slots[first].since = now();
+        }
     }
     if (first < 0) {
         for (;;) asm volatile("wfi");  // no vCPU was placed here
     }
-    c.current = static_cast<unsigned>(first);
-    armvcpu_current_slot[cpu] = static_cast<std::uint8_t>(first);
-    g_slots[first].state = SlotState::Running;
-    g_slots[first].since = now();
     ARMVCPU_WRITE_SYSREG(cptr_el2, c.cptr | kCptrTfp | (g_features.sve ? kCptrTz : 0));
     isb();
     program_timer(cpu, true);  // the others are Ready: the first slice ends
@@ -413,12 +623,24 @@ void run_cpu(unsigned cpu, ThreadBody body) {
     for (;;) asm volatile("wfe");  // never switched back to
 }
 
+std::uint64_t thread_guard_page(unsigned slot) {
+    return reinterpret_cast<std::uint64_t>(g_stacks[slot]);
+}
+
 bool idle(unsigned slot, bool blocked) {
     const unsigned cpu = g_where[slot];
+    Cpu& c = g_cpus[cpu];
     Slot& me = g_slots[slot];
-    me.state = blocked ? SlotState::Blocked : SlotState::Free;
-    const int next = as::pick_next(g_where, g_slot_count, cpu, slot,
-                                   [slot](unsigned s) { return s != slot && runnable(s); });
+    int next = -1;
+    {
+        SpinLock lock(g_run_lock);
+        me.state = blocked ? SlotState::Blocked : SlotState::Free;
+        next = as::pick_next(g_where, g_slot_count, cpu, slot,
+                             [slot](unsigned s) { return s != slot && runnable(s); });
+        if (next < 0) next = pull(cpu);
+        if (next >= 0) claim(static_cast<unsigned>(next));
+        __atomic_store_n(&c.idle, next < 0, __ATOMIC_RELEASE);
+    }
     if (next >= 0) {
         switch_to(cpu, slot, static_cast<unsigned>(next),
                   blocked ? SwitchReason::Blocked : SwitchReason::Off);
@@ -427,6 +649,7 @@ bool idle(unsigned slot, bool blocked) {
     program_timer(cpu, false);
     asm volatile("wfi" ::: "memory");
     consume_own_interrupts();
+    __atomic_store_n(&c.idle, false, __ATOMIC_RELEASE);
     me.state = SlotState::Running;
     const Vm* vm = g_cpu_vm[slot];
     return blocked && vm != nullptr && vm_stopped(*vm);
@@ -436,13 +659,21 @@ void before_entry() {
     const unsigned cpu = this_cpu();
     Cpu& c = g_cpus[cpu];
     const unsigned slot = c.current;
-    int next = as::pick_next(g_where, g_slot_count, cpu, slot,
-                             [slot](unsigned s) { return s != slot && woke(s); });
+    int next = -1;
     SwitchReason why = SwitchReason::Wake;
-    if (next < 0 && (c.slice_over || c.yielded)) {
+    {
+        SpinLock lock(g_run_lock);
         next = as::pick_next(g_where, g_slot_count, cpu, slot,
-                             [slot](unsigned s) { return s != slot && runnable(s); });
-        why = c.slice_over ? SwitchReason::Slice : SwitchReason::Yield;
+                             [slot](unsigned s) { return s != slot && woke(s); });
+        if (next < 0 && (c.slice_over || c.yielded)) {
+            next = as::pick_next(g_where, g_slot_count, cpu, slot,
+                                 [slot](unsigned s) { return s != slot && runnable(s); });
+            why = c.slice_over ? SwitchReason::Slice : SwitchReason::Yield;
+        }
+        if (next >= 0) {
+            g_slots[slot].state = SlotState::Ready;
+            claim(static_cast<unsigned>(next));
+        }
     }
     if (c.slice_over && next < 0) program_timer(cpu, true);
     c.slice_over = false;
@@ -456,7 +687,6 @@ void before_entry() {
         ARMVCPU_WRITE_SYSREG(hcr_el2, hcr | kHcrTwi | kHcrTwe);
     }
     if (next < 0) return;
-    g_slots[slot].state = SlotState::Ready;
     switch_to(cpu, slot, static_cast<unsigned>(next), why);
 }
 

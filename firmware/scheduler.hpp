@@ -13,6 +13,10 @@
 // loads the incoming one's (world_switch.hpp's order); FP/SIMD/SVE follow
 // lazily on the first trapped use (after_exit).
 //
+// A CPU that would wait idle pulls a Ready vCPU of another CPU first (load
+// balancing, within the vCPU's phys_cpu_set): threads move between CPUs,
+// and g_where follows them.
+//
 // Without sharing (every slot s alone on CPU s) none of this runs: every
 // hook is one load of g_sharing.
 #pragma once
@@ -26,7 +30,7 @@
 namespace fw::sched {
 
 extern bool g_sharing;                  // set by CPU 0 before any vCPU runs
-extern std::uint8_t g_where[kMaxCpus];  // each slot's physical CPU
+extern std::uint8_t g_where[kMaxCpus];  // each slot's physical CPU (now: pulls move it)
 
 [[gnu::always_inline]] inline bool sharing() {
     return __atomic_load_n(&g_sharing, __ATOMIC_RELAXED);
@@ -40,6 +44,12 @@ extern std::uint8_t g_where[kMaxCpus];  // each slot's physical CPU
 // CPU 0, once the VMs exist: places their vCPUs on `cpus` CPUs; true when
 // some share a CPU. Powers off when the host's sets name no existing CPU.
 bool place(unsigned cpus);
+
+// Each slot's EL2 thread stack: a guard page (at thread_guard_page(slot),
+// left unmapped by the EL2 MMU), then the stack.
+inline constexpr std::uint64_t kThreadGuard = 4096;
+inline constexpr std::uint64_t kThreadStack = 32 * 1024;
+std::uint64_t thread_guard_page(unsigned slot);
 
 // Every CPU after its bring-up (CPU 0's call publishes place()'s answer to
 // the others): returns at once without sharing, otherwise runs the threads

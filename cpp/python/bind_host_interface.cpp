@@ -204,7 +204,9 @@ to_bytes() after changing .action and .frame.
     py::enum_<ExitLogHandler>(m, "ExitLogHandler", "Who answered an exit in the exit log.")
         .value("Firmware", ExitLogHandler::Firmware)
         .value("FastRule", ExitLogHandler::FastRule)
-        .value("Host", ExitLogHandler::Host);
+        .value("Host", ExitLogHandler::Host)
+        .value("Scheduler", ExitLogHandler::Scheduler);
+    m.attr("EXIT_LOG_WORLD_SWITCH") = kExitLogWorldSwitch;
     m.def(
         "exit_log_layout",
         []() {

@@ -1,5 +1,6 @@
 // The scheduler's host interface: SchedConfig (placement the host asks for)
-// and the switch log (which vCPU ran where, for how long).
+// and the switch log's counters; the switches themselves are exit-log
+// entries (which vCPU ran where, for how long).
 #include <pybind11/stl.h>
 
 #include <array>
@@ -67,10 +68,22 @@ void bind_sched(py::module_& m) {
 
     m.attr("NO_FAVOR") = as::kNoFavor;
     py::dict sizes;
-    sizes["entry"] = sizeof(as::SwitchLogEntry);
-    sizes["entries"] = as::kSwitchLogEntries;
-    sizes["header"] = offsetof(as::SwitchLog, entries);
+    sizes["size"] = sizeof(as::SwitchLog);
+    sizes["ran_mask"] = as::kSwitchRanMask;
     m.attr("SWITCH_LOG_LAYOUT") = sizes;
+    m.def(
+        "switch_log_entry",
+        [](std::uint64_t time, std::uint64_t ran, unsigned cpu, std::array<unsigned, 3> from,
+           std::array<unsigned, 3> to, unsigned reason) {
+            const ExitLogEntry e =
+                as::switch_log_entry(time, ran, cpu, {from[0], from[1], from[2]},
+                                     {to[0], to[1], to[2]}, static_cast<as::SwitchReason>(reason));
+            return py::bytes(reinterpret_cast<const char*>(&e), sizeof(e));
+        },
+        py::arg("time"), py::arg("ran"), py::arg("cpu"), py::arg("from_"), py::arg("to"),
+        py::arg("reason"),
+        "The exit-log entry (bytes) the firmware writes for one world switch; from_ and to are "
+        "(slot, VM id, vCPU index).");
     py::list reasons;
     for (unsigned r = 0; r <= static_cast<unsigned>(as::SwitchReason::Yield); ++r) {
         reasons.append(as::switch_reason_name(static_cast<as::SwitchReason>(r)));

@@ -204,3 +204,62 @@ TEST(PickNext, RoundRobinOnItsCpu) {
 }
 
 }  // namespace
+
+namespace {
+struct GichRecorder {
+    std::uint32_t regs[0x200 / 4] = {};
+    std::vector<std::uint32_t> reads, writes;
+    std::uint32_t read_gich(std::uint32_t off) {
+        reads.push_back(off);
+        return regs[off / 4];
+    }
+    void write_gich(std::uint32_t off, std::uint32_t v) {
+        writes.push_back(off);
+        regs[off / 4] = v;
+    }
+};
+static_assert(GichHal<GichRecorder>);
+}  // namespace
+
+// GICv2 architecture specification 5.3: GICH_HCR 0x000 (En [0]), GICH_VMCR
+// 0x008, GICH_APR 0x0F0, GICH_LR<n> 0x100 + 4n, State [29:28].
+TEST(GichWorld, SavesAndRestoresInOrderEnLast) {
+    GichRecorder hal;
+    hal.regs[0x000 / 4] = 1;           // En
+    hal.regs[0x008 / 4] = 0xf0000003;  // VMCR: PMR, both groups
+    hal.regs[0x0f0 / 4] = 0x1;
+    hal.regs[0x100 / 4] = (1u << 28) | 27;  // LR0: pending, vINTID 27
+    hal.regs[0x104 / 4] = (2u << 28) | 33;  // LR1: active
+    GichWorld w;
+    w.save(hal, 2);
+    EXPECT_EQ(hal.reads, (std::vector<std::uint32_t>{0x100, 0x104, 0x0f0, 0x008, 0x000}));
+    EXPECT_TRUE(w.pending(2));
+    EXPECT_EQ(w.lr[1], (2u << 28) | 33);
+    GichRecorder other;
+    w.restore(other, 2);
+    EXPECT_EQ(other.writes, (std::vector<std::uint32_t>{0x100, 0x104, 0x0f0, 0x008, 0x000}));
+    EXPECT_EQ(other.regs[0], 1u);
+    EXPECT_EQ(other.regs[0x008 / 4], 0xf0000003u);
+    GichWorld idle;
+    idle.lr[0] = (2u << 28) | 27;  // active only: no event
+    EXPECT_FALSE(idle.pending(4));
+    idle.lr[3] = (3u << 28) | 30;  // pending and active
+    EXPECT_TRUE(idle.pending(4));
+    EXPECT_FALSE(idle.pending(3));
+}
+
+// A world switch as an exit-log entry (the layout scheduler.hpp documents).
+TEST(SwitchLogEntry, PacksBothSides) {
+    const ExitLogEntry e =
+        sched::switch_log_entry(1000, 250, 3, {1, 1, 1}, {4, 2, 0}, sched::SwitchReason::Yield);
+    EXPECT_EQ(e.time, 1000u);
+    EXPECT_EQ(e.arg & sched::kSwitchRanMask, 250u);
+    EXPECT_EQ(e.arg >> 56, 3u);
+    EXPECT_EQ(e.esr, 4u | (2u << 8) | (0u << 16) | (4u << 24));
+    EXPECT_EQ(e.kind, kExitLogWorldSwitch);
+    EXPECT_EQ(e.vm_id, 1u);
+    EXPECT_EQ(e.vcpu_id, 1u);
+    EXPECT_EQ(e.handler, ExitLogHandler::Scheduler);
+    EXPECT_EQ(sched::switch_log_entry(0, ~0ull, 0, {}, {}, sched::SwitchReason::Slice).arg,
+              sched::kSwitchRanMask);
+}

@@ -165,7 +165,15 @@ inline constexpr std::uint32_t kFeatureSnapshot = 1u << 16;
 // ever made (published with release ordering) and the host keeps its own
 // read position, so a slow reader loses the oldest entries, never the
 // firmware's time.
-enum class ExitLogHandler : std::uint8_t { Firmware = 0, FastRule = 1, Host = 2 };
+//
+// The EL2 scheduler's world switches (vCPUs time-sharing physical CPUs) are
+// entries of the same rings, so a reader sees them in order with the exits:
+// kind kExitLogWorldSwitch (no ExitKind), handler Scheduler, vm_id/vcpu_id
+// the vCPU switched out, in that vCPU's slot's ring (sched::switch_log_entry
+// packs the rest).
+enum class ExitLogHandler : std::uint8_t { Firmware = 0, FastRule = 1, Host = 2, Scheduler = 3 };
+inline constexpr std::uint8_t kExitLogWorldSwitch = 0xff;
+static_assert(kExitLogWorldSwitch >= kNumExitKinds);
 
 struct ExitLogEntry {
     std::uint64_t time;  // CNTPCT_EL0 at the exit (the counter runs at CNTFRQ_EL0)

@@ -2,7 +2,8 @@
 // runs (the seeds' affinity hints favor_phys_cpu and phys_cpu_set), which
 // vCPU a physical CPU runs next (round-robin among the runnable), and the
 // shared-memory layouts the host fills in (SchedConfig) and reads back
-// (SwitchLog). The firmware (firmware/scheduler.cpp) does the switching.
+// (SwitchLog, and each switch's exit-log entry). The firmware
+// (firmware/scheduler.cpp) does the switching.
 //
 // A vCPU "slot" is its place among all vCPUs of all VMs (VM 1's vCPUs
 // first, then VM 2's ...), the index of its exit record. Without time
@@ -12,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+
+#include "armvcpu/host_interface.hpp"
 
 namespace armvcpu::sched {
 
@@ -101,18 +104,6 @@ constexpr int pick_next(const std::uint8_t* where, unsigned slots, unsigned cpu,
     return -1;
 }
 
-// One world switch on one physical CPU, as the host reads it.
-struct SwitchLogEntry {
-    std::uint64_t time;   // CNTPCT_EL0 when the incoming vCPU was switched in
-    std::uint64_t ran;    // counter ticks the outgoing vCPU had been on the CPU
-    std::uint8_t cpu;     // the physical CPU
-    std::uint8_t from;    // slot switched out
-    std::uint8_t to;      // slot switched in
-    std::uint8_t reason;  // SwitchReason
-    std::uint32_t reserved;
-};
-static_assert(sizeof(SwitchLogEntry) == 24);
-
 enum class SwitchReason : std::uint8_t {
     Slice = 0,    // its time slice ended (the EL2 physical timer)
     Blocked = 1,  // it halted (WFI, CPU_SUSPEND)
@@ -132,23 +123,50 @@ constexpr const char* switch_reason_name(SwitchReason r) {
     return nullptr;
 }
 
-// A ring of the last kSwitchLogEntries switches of every CPU; `count` is
-// how many were ever written (entry i lives at i % kSwitchLogEntries).
-inline constexpr unsigned kSwitchLogEntries = 1024;
-// With the firmware counting its own instructions (kSelfTestCountEl2), it
-// also adds up those of each world switch it can measure (from the outgoing
-// vCPU's save to the incoming one's return into its thread) and of each
-// lazy FP/SIMD/SVE hand-over.
+// One world switch as an exit-log entry (host_interface.hpp's ExitLog):
+// physical CPU `cpu` took vCPU slot `from` (VM from_vm, vCPU from_vcpu) off,
+// after `ran` counter ticks on it, and put slot `to` (VM to_vm, vCPU to_vcpu)
+// on at counter time `time`, for `why`. It goes into `from`'s ring:
+//   time   when `to` went on the CPU (CNTPCT_EL0)
+//   arg    [55:0] ticks `from` had run, [63:56] the physical CPU
+//   esr    [7:0] `to`'s slot, [15:8] its VM id, [23:16] its vCPU index,
+//          [31:24] the SwitchReason
+//   kind kExitLogWorldSwitch, vm_id/vcpu_id `from`'s, handler Scheduler.
+inline constexpr std::uint64_t kSwitchRanMask = (1ull << 56) - 1;
+
+struct SwitchSide {
+    unsigned slot, vm, vcpu;
+};
+
+constexpr ExitLogEntry switch_log_entry(std::uint64_t time, std::uint64_t ran, unsigned cpu,
+                                        SwitchSide from, SwitchSide to, SwitchReason why) {
+    ExitLogEntry e{};
+    e.time = time;
+    // A vCPU that ran 2^56 ticks (36 years at 62.5 MHz) saturates.
+    e.arg = (ran > kSwitchRanMask ? kSwitchRanMask : ran) | (std::uint64_t{cpu & 0xff} << 56);
+    e.esr = (to.slot & 0xff) | ((to.vm & 0xff) << 8) | ((to.vcpu & 0xff) << 16) |
+            (static_cast<std::uint32_t>(why) << 24);
+    e.kind = kExitLogWorldSwitch;
+    e.vm_id = static_cast<std::uint8_t>(from.vm);
+    e.vcpu_id = static_cast<std::uint8_t>(from.vcpu);
+    e.handler = ExitLogHandler::Scheduler;
+    return e;
+}
+
+// The scheduler's counters the host reads (the switches themselves are in
+// the exit log). With the firmware counting its own instructions
+// (kSelfTestCountEl2), it also adds up those of each world switch it can
+// measure (from the outgoing vCPU's save to the incoming one's return into
+// its thread) and of each lazy FP/SIMD/SVE hand-over.
 struct SwitchLog {
-    std::uint64_t count;              // atomic
+    std::uint64_t count;              // world switches ever made (atomic)
     std::uint64_t counter_frequency;  // CNTFRQ_EL0, to turn ticks into seconds
     std::uint64_t measured;           // switches whose instructions were counted
     std::uint64_t instructions;       // EL2 instructions of those switches
     std::uint64_t fp_switches;        // lazy FP hand-overs counted
     std::uint64_t fp_instructions;    // EL2 instructions of those
-    SwitchLogEntry entries[kSwitchLogEntries];
 };
 static_assert(offsetof(SwitchLog, measured) == 16);
-static_assert(offsetof(SwitchLog, entries) == 48);
+static_assert(sizeof(SwitchLog) == 48);
 
 }  // namespace armvcpu::sched

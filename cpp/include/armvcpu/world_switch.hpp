@@ -5,9 +5,11 @@
 // only matters once two vCPUs share one CPU:
 //
 //   - the GICv3 virtual CPU interface (ICH_*_EL2): list registers, active
-//     priorities, ICH_VMCR_EL2 and ICH_HCR_EL2;
+//     priorities, ICH_VMCR_EL2 and ICH_HCR_EL2; on a GICv2 the same state
+//     in GICH's registers (GichWorld);
 //   - the pointer-authentication keys (AP*Key*_EL1), with FEAT_PAuth;
 //   - the MTE tag state (GCR_EL1, RGSR_EL1, TFSRE0_EL1, TFSR_EL1), with MTE2;
+//   - (the PMU state the guest owns: firmware/scheduler.cpp's PmuState);
 //   - FP/SIMD (V0-V31, FPSR, FPCR), or with SVE Z0-Z31, P0-P15, FFR and
 //     ZCR_EL1: switched lazily (LazyFpOwner below), because most exits and
 //     most switches never see the guest touch them.
@@ -182,6 +184,67 @@ struct GuestWorld {
             const auto r = static_cast<WorldReg>(i);
             if (present(f, r)) hal.write_world(r, regs[i]);
         }
+    }
+};
+
+// The GICv2 virtual interface control (GICH, memory-mapped at kGichBase on
+// QEMU virt: the GIC architecture specification v2.0, 5.3): what a vCPU owns
+// of it on a machine with a GICv2, in place of the ICH_*_EL2 registers.
+// Offsets: GICH_HCR 0x000, GICH_VMCR 0x008, GICH_APR 0x0F0, GICH_LR<n>
+// 0x100 + 4n (up to 64, GICH_VTR.ListRegs + 1).
+inline constexpr unsigned kMaxGichLrs = 64;
+namespace gich {
+inline constexpr std::uint32_t HCR = 0x000;
+inline constexpr std::uint32_t VMCR = 0x008;
+inline constexpr std::uint32_t APR = 0x0F0;
+inline constexpr std::uint32_t LR0 = 0x100;
+}  // namespace gich
+
+// A Hal that reaches GICH by offset; the tests' records the order.
+template <class H>
+concept GichHal = requires(H h, std::uint32_t offset, std::uint32_t value) {
+    { h.read_gich(offset) } -> std::same_as<std::uint32_t>;
+    h.write_gich(offset, value);
+};
+
+struct GichWorld {
+    std::uint32_t hcr = 0, vmcr = 0, apr = 0;
+    std::uint32_t lr[kMaxGichLrs] = {};
+
+    // Loads the virtual interface's registers (reads have no side effects;
+    // `list_regs` of them exist).
+    template <class H>
+        requires GichHal<H>
+    constexpr void save(H& hal, unsigned list_regs) {
+        for (unsigned n = 0; n < list_regs && n < kMaxGichLrs; ++n) {
+            lr[n] = hal.read_gich(gich::LR0 + 4 * n);
+        }
+        apr = hal.read_gich(gich::APR);
+        vmcr = hal.read_gich(gich::VMCR);
+        hcr = hal.read_gich(gich::HCR);
+    }
+
+    // Writes them back in GuestWorld::restore's order: list registers, the
+    // active priorities and GICH_VMCR first, GICH_HCR (its En bit) last.
+    template <class H>
+        requires GichHal<H>
+    constexpr void restore(H& hal, unsigned list_regs) const {
+        for (unsigned n = 0; n < list_regs && n < kMaxGichLrs; ++n) {
+            hal.write_gich(gich::LR0 + 4 * n, lr[n]);
+        }
+        hal.write_gich(gich::APR, apr);
+        hal.write_gich(gich::VMCR, vmcr);
+        hal.write_gich(gich::HCR, hcr);
+    }
+
+    // A list register holds a pending interrupt (GICH_LR.State [29:28]:
+    // pending 01 or pending and active 11): an event the vCPU sees the
+    // moment it is back.
+    [[nodiscard]] constexpr bool pending(unsigned list_regs) const {
+        for (unsigned n = 0; n < list_regs && n < kMaxGichLrs; ++n) {
+            if (((lr[n] >> 28) & 1) != 0) return true;
+        }
+        return false;
     }
 };
 

@@ -1,15 +1,16 @@
-"""The EL2 scheduler's switch log: which vCPU ran on which physical CPU, and
-for how long (the firmware's ``armvcpu_switch_log``, laid out by the core's
-``SwitchLog``)."""
+"""The EL2 scheduler's world switches: which vCPU ran on which physical CPU,
+and for how long. The switches are entries of the exit log (see
+:mod:`armvcpu.analysis.exitlog`); the firmware's ``armvcpu_switch_log``
+(the core's ``SwitchLog``) keeps only their count and instruction costs."""
 
 from __future__ import annotations
 
 import struct
 from typing import NamedTuple
 
-from .. import _core
+import numpy as np
 
-_ENTRY = struct.Struct("<QQBBBBI")  # time, ran, cpu, from, to, reason, reserved
+from . import exitlog
 
 
 class WorldSwitch(NamedTuple):
@@ -22,7 +23,7 @@ class WorldSwitch(NamedTuple):
     to_slot: int  #: the incoming vCPU's slot
     from_vcpu: tuple[int, int]  #: (VM id, vCPU index) switched out
     to_vcpu: tuple[int, int]  #: (VM id, vCPU index) switched in
-    reason: str  #: "slice", "blocked" (WFI, CPU_SUSPEND), "off" or "wake"
+    reason: str  #: "slice", "blocked" (WFI, CPU_SUSPEND), "off", "wake" or "yield"
 
 
 class SwitchCosts(NamedTuple):
@@ -54,29 +55,23 @@ def parse_switch_costs(raw: bytes) -> SwitchCosts:
     return SwitchCosts(*struct.unpack_from("<4Q", raw, 16))
 
 
-def parse_switch_log(raw: bytes, slots: list[tuple[int, int]]) -> list[WorldSwitch]:
-    """The switches in a copy of the log, oldest first; ``slots[s]`` names
-    slot s as (VM id, vCPU index).
+def world_switches(log: np.ndarray, slots: list[tuple[int, int]]) -> list[WorldSwitch]:
+    """The world switches among exit-log rows (:mod:`armvcpu.analysis.exitlog`),
+    oldest first; ``slots[s]`` names slot s as (VM id, vCPU index).
 
-    >>> parse_switch_log(bytes(48 + 24 * 1024), [(1, 0)])
+    >>> world_switches(np.empty(0, dtype=exitlog.DTYPE), [(1, 0)])
     []
     """
-    layout = _core.SWITCH_LOG_LAYOUT
-    header, entry, capacity = int(layout["header"]), int(layout["entry"]), int(layout["entries"])
-    if len(raw) < header + entry * capacity:
-        raise ValueError(f"a switch log is {header + entry * capacity} bytes, not {len(raw)}")
-    count, frequency = struct.unpack_from("<QQ", raw, 0)
-    if count == 0 or frequency == 0:
-        return []
-    reasons = list(_core.SWITCH_REASONS)
+    rows = exitlog.switch_rows(log)
+    to_slots = log["esr"][log["kind"] == exitlog.WORLD_SWITCH] & 0xFF
+    reasons = exitlog.SWITCH_REASONS
     out: list[WorldSwitch] = []
-    for i in range(max(0, count - capacity), count):
-        time, ran, cpu, src, dst, why, _ = _ENTRY.unpack_from(raw, header + (i % capacity) * entry)
-        name = reasons[why] if why < len(reasons) else f"reason {why}"
-        out.append(WorldSwitch(time / frequency, ran / frequency, cpu, src, dst,
-                               _name(slots, src), _name(slots, dst), name))  # fmt: skip
+    for row, to_slot in zip(rows, to_slots, strict=True):
+        src = (int(row["from_vm"]), int(row["from_vcpu"]))
+        dst = (int(row["to_vm"]), int(row["to_vcpu"]))
+        why = int(row["reason"])
+        reason = reasons[why] if why < len(reasons) else f"reason {why}"
+        from_slot = slots.index(src) if src in slots else -1
+        out.append(WorldSwitch(float(row["time_s"]), float(row["ran_s"]), int(row["cpu"]),
+                               from_slot, int(to_slot), src, dst, reason))  # fmt: skip
     return out
-
-
-def _name(slots: list[tuple[int, int]], slot: int) -> tuple[int, int]:
-    return slots[slot] if slot < len(slots) else (0, slot)

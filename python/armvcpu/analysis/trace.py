@@ -33,10 +33,8 @@ FORMAT = "armvcpu-trace"
 VERSION = 1
 #: A trace's world switches: when (counter seconds), how long the outgoing
 #: vCPU had run, on which physical CPU, from and to which (VM, vCPU), why.
-SWITCH_DTYPE = np.dtype([("time_s", "<f8"), ("ran_s", "<f8"), ("cpu", "u1"),
-                         ("from_vm", "u1"), ("from_vcpu", "u1"), ("to_vm", "u1"),
-                         ("to_vcpu", "u1"), ("reason", "u1")])  # fmt: skip
-SWITCH_REASONS: list[str] = list(_core.SWITCH_REASONS)
+SWITCH_DTYPE = exitlog.SWITCH_DTYPE
+SWITCH_REASONS: list[str] = exitlog.SWITCH_REASONS
 
 
 @dataclass(frozen=True)
@@ -68,12 +66,11 @@ class Trace:
         self._frozen: dict[str, np.ndarray] | None = None
         self._start_ns = time.perf_counter_ns()
         #: Every exit the firmware logged, including the ones it answered
-        #: itself (see :mod:`armvcpu.analysis.exitlog`); empty unless the run had
+        #: itself, and the world switches in order with them (see
+        #: :mod:`armvcpu.analysis.exitlog`); empty unless the run had
         #: ``Hypervisor.enable_exit_log()``.
         self.firmware_log: np.ndarray = np.empty(0, dtype=exitlog.DTYPE)
-        #: The EL2 scheduler's world switches (vCPUs time-sharing CPUs): one
-        #: row per switch, :data:`SWITCH_DTYPE`; empty without time sharing.
-        self.world_switches: np.ndarray = np.empty(0, dtype=SWITCH_DTYPE)
+        self._added_switches: np.ndarray = np.empty(0, dtype=SWITCH_DTYPE)
 
     # -- recording ----------------------------------------------------------------
 
@@ -93,11 +90,23 @@ class Trace:
         self.firmware_log = np.concatenate([self.firmware_log, rows.astype(exitlog.DTYPE)])
 
     def add_world_switches(self, switches: Iterable[WorldSwitch]) -> None:
-        """Append the scheduler's switches (``Hypervisor.world_switches()``)."""
+        """Append the scheduler's switches (``Hypervisor.world_switches()``),
+        for a run without the exit log (with it, :meth:`add_firmware_log`
+        brings them; one added both ways counts once)."""
         rows = np.array([(s.time_s, s.ran_s, s.cpu, *s.from_vcpu, *s.to_vcpu,
                           SWITCH_REASONS.index(s.reason) if s.reason in SWITCH_REASONS else 255)
                          for s in switches], dtype=SWITCH_DTYPE)  # fmt: skip
-        self.world_switches = np.concatenate([self.world_switches, rows])
+        self._added_switches = np.concatenate([self._added_switches, rows])
+
+    @property
+    def world_switches(self) -> np.ndarray:
+        """The EL2 scheduler's world switches (vCPUs time-sharing CPUs), oldest
+        first: one row per switch, :data:`SWITCH_DTYPE`; empty without time
+        sharing."""
+        logged = exitlog.switch_rows(self.firmware_log)
+        if not len(self._added_switches):
+            return logged
+        return np.unique(np.concatenate([logged, self._added_switches]))
 
     def firmware_summary(self) -> list[exitlog.LogKindSummary]:
         """The firmware log's exits per kind and handler, with their rates."""
@@ -242,12 +251,29 @@ class Trace:
                          "args": {"name": "firmware exit log (counter time)"}})  # fmt: skip
             t0 = float(log["time_s"].min())
             for row in log:
+                kind = int(row["kind"])
+                args: dict[str, Any]
+                if kind == exitlog.WORLD_SWITCH:
+                    # The vCPU left its CPU here (the span is on the CPU's track).
+                    esr = int(row["esr"])
+                    why = esr >> 24
+                    args = {
+                        "cpu": int(row["cpu"]),
+                        "ran_us": int(row["arg"]) / 1000.0,
+                        "to": f"VM {(esr >> 8) & 0xFF} vCPU {(esr >> 16) & 0xFF}",
+                        "why": SWITCH_REASONS[why] if why < len(SWITCH_REASONS) else "?",
+                    }
+                else:
+                    args = {
+                        "esr": hex(int(row["esr"])),
+                        "arg": hex(int(row["arg"])),
+                        "cpu": int(row["cpu"]),
+                        "by": exitlog.HANDLERS.get(int(row["handler"]), "?"),
+                    }
                 events.append({
-                    "name": _core.ExitKind(int(row["kind"])).name, "cat": "firmware",
+                    "name": exitlog.kind_name(kind), "cat": "firmware",
                     "ph": "i", "s": "t", "ts": (float(row["time_s"]) - t0) * 1e6,
-                    "pid": pid, "tid": int(row["vm"]) * 100 + int(row["vcpu"]),
-                    "args": {"esr": hex(int(row["esr"])), "arg": hex(int(row["arg"])),
-                             "by": exitlog.HANDLERS.get(int(row["handler"]), "?")},
+                    "pid": pid, "tid": int(row["vm"]) * 100 + int(row["vcpu"]), "args": args,
                 })  # fmt: skip
         switches = self.world_switches
         if len(switches):
@@ -337,5 +363,5 @@ class Trace:
         trace.firmware_log = firmware_log
         if switches.dtype != SWITCH_DTYPE:
             raise ValueError(f"{p}: its world switches have an unknown layout ({switches.dtype})")
-        trace.world_switches = switches
+        trace._added_switches = switches
         return trace

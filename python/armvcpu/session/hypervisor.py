@@ -700,14 +700,18 @@ class Hypervisor:
             self._publish_config(vm)
         from ..analysis.exitlog import ExitLogReader
 
-        self._exit_log = ExitLogReader(self._read_phys, self.firmware.exit_log, self.smp)
+        self._exit_log = ExitLogReader(self._read_phys, self.firmware.exit_log, self.smp,
+                                       placement=self.placement)  # fmt: skip
 
     def firmware_exits(self) -> Any:
         """Every logged exit so far (after :meth:`enable_exit_log`), oldest
         first: a numpy structured array with ``time_s``, ``cpu``, ``vm``,
         ``vcpu``, ``kind`` (ExitKind), ``handler`` (ExitLogHandler), ``esr``
         and ``arg`` (the MMIO address, system register, hypercall number or
-        INTID). See :mod:`armvcpu.analysis.exitlog`."""
+        INTID). With vCPUs time-sharing CPUs the EL2 scheduler's world
+        switches are rows too, in order with the exits (kind
+        ``exitlog.WORLD_SWITCH``, handler ``Scheduler``; :meth:`world_switches`
+        decodes them). See :mod:`armvcpu.analysis.exitlog`."""
         import numpy as np
 
         from ..analysis.exitlog import DTYPE
@@ -1031,26 +1035,33 @@ class Hypervisor:
 
     def world_switches(self) -> list[WorldSwitch]:
         """The EL2 scheduler's world switches so far, oldest first: which vCPU
-        left which physical CPU for which, why, and how long it had run
-        (the firmware keeps the last 1024). Empty without time sharing.
+        left which physical CPU for which, why, and how long it had run.
+        They are entries of the exit log: with :meth:`enable_exit_log` every
+        one :meth:`firmware_exits` holds, otherwise the last 4096 of each
+        vCPU's ring. Empty without time sharing.
 
         >>> with Hypervisor(smp=2, host_cpus=1) as hv:      # doctest: +SKIP
         ...     hv.load(guest); hv.run()
         ...     for s in hv.world_switches(): print(s.cpu, s.from_vcpu, s.to_vcpu, s.ran_s)
         """
-        address = getattr(self.firmware, "switch_log", None)
-        if address is None:
-            return []
-        layout = _core.SWITCH_LOG_LAYOUT
-        size = int(layout["header"]) + int(layout["entry"]) * int(layout["entries"])
+        if getattr(self.firmware, "switch_log", None) is None:
+            return []  # a firmware without the scheduler
         slots: list[tuple[int, int]] = []
         for vm in sorted(self._vms):
             slots += [(vm, i) for i in range(int(self._vm_config(vm).num_vcpus) or 1)]
         # Here, not at the top: the analysis package brings numpy, which a
         # plain run does without.
-        from ..analysis.switchlog import parse_switch_log
+        from ..analysis.exitlog import ExitLogReader
+        from ..analysis.switchlog import world_switches
 
-        return parse_switch_log(self._read_phys(address, size), slots)
+        if self._exit_log is not None:
+            rows = self.firmware_exits()
+        else:
+            # Nobody drains the rings: they hold only switches, read whole.
+            reader = ExitLogReader(self._read_phys, self.firmware.exit_log, self.smp,
+                                   placement=self.placement)  # fmt: skip
+            rows = reader.drain()
+        return world_switches(rows, slots)
 
     def world_switch_costs(self) -> SwitchCosts:
         """EL2 instructions per world switch and per lazy FP hand-over, as the

@@ -401,6 +401,8 @@ def _trace(args: argparse.Namespace) -> int:
             for s in trace.firmware_summary():
                 fw.add_row(s.kind, s.handler, str(s.count), f"{s.per_second:.0f}")
             out.print(fw)
+    elif args.action == "show" and args.firmware:
+        return _show_firmware_log(out, trace, args)
     elif args.action == "show":
         t_ns = trace.columns["t_ns"]
         if args.json:
@@ -425,6 +427,43 @@ def _trace(args: argparse.Namespace) -> int:
     else:
         Path(args.out).write_text(json.dumps(trace.to_chrome_trace()))
         print(f"wrote {args.out}: open it at https://ui.perfetto.dev or chrome://tracing")
+    return 0
+
+
+def _show_firmware_log(out: Any, trace: Any, args: argparse.Namespace) -> int:
+    """The firmware's exit log in order, the EL2 scheduler's world switches
+    among the exits."""
+    from rich.table import Table
+
+    from ..analysis import exitlog
+
+    log = trace.firmware_log
+    rows: list[dict[str, Any]] = []
+    for row in log[: max(args.limit, 0)]:
+        kind = int(row["kind"])
+        if kind == exitlog.WORLD_SWITCH:
+            esr = int(row["esr"])
+            why = esr >> 24
+            reason = exitlog.SWITCH_REASONS[why] if why < len(exitlog.SWITCH_REASONS) else "?"
+            detail = (f"to VM {(esr >> 8) & 0xFF} vCPU {(esr >> 16) & 0xFF} after "
+                      f"{int(row['arg']) / 1e6:.3f} ms ({reason})")  # fmt: skip
+        else:
+            detail = f"arg={int(row['arg']):#x} esr={int(row['esr']):#x}"
+        rows.append({"time_s": float(row["time_s"]), "cpu": int(row["cpu"]), "vm": int(row["vm"]),
+                     "vcpu": int(row["vcpu"]), "entry": exitlog.kind_name(kind),
+                     "by": exitlog.HANDLERS.get(int(row["handler"]), "?"),
+                     "detail": detail})  # fmt: skip
+    if args.json:
+        print_json(rows)
+        return 0
+    table = Table(title=f"{args.file}: the firmware's exit log, first {len(rows)} of {len(log)}")
+    for col in ("t (ms)", "cpu", "vCPU", "entry", "by", "detail"):
+        table.add_column(col, justify="right" if col in ("t (ms)", "cpu") else "left")
+    t0 = rows[0]["time_s"] if rows else 0.0
+    for r in rows:
+        table.add_row(f"{(r['time_s'] - t0) * 1e3:.3f}", str(r["cpu"]), f"{r['vm']}.{r['vcpu']}",
+                      r["entry"], r["by"], r["detail"])  # fmt: skip
+    out.print(table)
     return 0
 
 
@@ -615,6 +654,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("file", help="the trace (.npz)")
     show.add_argument("--limit", type=int, default=50, help="show at most this many exits")
+    show.add_argument("--firmware", action="store_true",
+                      help="the firmware's exit log instead (a run with it: every exit, and the "
+                      "world switches of vCPUs time-sharing CPUs, in order)")  # fmt: skip
     add_json_option(show, "the exits")
     summary = _sub(tsub, "summary", "exits per kind and handling times",
                    "Exits per kind with their share and handling times; with the firmware's "

@@ -32,9 +32,56 @@ _CHECK = "\n".join(
 _SYSREGS = ("tpidr_el1", "tpidr_el0", "contextidr_el1", "S3_0_C2_C1_0", "S3_0_C2_C3_0")
 
 
-def state_guest(sve: bool, rounds: int = 4) -> str:
+#: QEMU virt's GICv2 CPU interface: on a GICv2 the guest's is the GICV there.
+GICC = 0x0801_0000
+
+
+# The MTE tag-check state (FEAT_MTE2, -M virt,mte=on): per vCPU, GCR_EL1
+# (Exclude 0xff, RRND [16] for vCPU 1), RGSR_EL1 (SEED [23:8] 0xabcd or
+# 0xabde, TAG [3:0] 5), TFSR_EL1 and TFSRE0_EL1 (TF0 [0] / TF1 [1]), each
+# value computed into x9 from the vCPU index in x19 (Arm ARM D24.2).
+_MTE_VALUES = (
+    ("S3_0_C1_C0_6", "    mov x9, #0xff\n    add x9, x9, x19, lsl #16"),
+    ("S3_0_C1_C0_5", "    ldr x9, =0xabcd05\n    mov x10, #0x1100\n    madd x9, x19, x10, x9"),
+    ("S3_0_C5_C6_0", "    add x9, x19, #1"),
+    ("S3_0_C5_C6_1", "    mov x9, #2\n    sub x9, x9, x19"),
+)
+
+
+def state_guest(sve: bool, rounds: int = 4, gic: int = 3, mte: bool = False) -> str:
     """Assembly for vCPUs 0 and 1 (vCPU 0 starts 1 with PSCI CPU_ON); ``sve``
-    adds Z31 and ZCR_EL1, which needs a CPU with SVE."""
+    adds Z31 and ZCR_EL1, which needs a CPU with SVE. The priority mask is
+    ICC_PMR_EL1 on a GICv3 (``gic=3``) and GICC_PMR (memory-mapped, kept in
+    GICH_VMCR) on a GICv2. ``mte`` adds the MTE tag-check registers (a
+    machine with ``mte=True``)."""
+    mte_fill = "\n".join(f"{value}\n    msr {reg}, x9" for reg, value in _MTE_VALUES) if mte else ""
+    mte_check = (
+        "\n".join(
+            f"{value}\n    mrs x11, {reg}\n    cmp x11, x9\n    cinc x24, x24, ne"
+            for reg, value in _MTE_VALUES
+        )
+        if mte
+        else ""
+    )
+    if gic == 2:
+        pmr_set = f"""
+    ldr x9, ={GICC:#x}
+    mov x10, #0xf0
+    sub x10, x10, x19, lsl #4       // priority mask 0xf0 or 0xe0
+    str w10, [x9, #4]               // GICC_PMR"""
+        pmr_get = f"""
+    ldr x9, ={GICC:#x}
+    ldr w10, [x9, #4]"""
+    else:
+        pmr_set = """
+    mov x9, #1                      // ICC_SRE_EL1.SRE: the GIC's system registers
+    msr icc_sre_el1, x9
+    isb
+    mov x9, #0xf0
+    sub x9, x9, x19, lsl #4         // priority mask 0xf0 or 0xe0
+    msr icc_pmr_el1, x9"""
+        pmr_get = """
+    mrs x10, icc_pmr_el1"""
     sve_fill = (
         """
     lsl x9, x19, #1
@@ -87,12 +134,8 @@ common:
 {_FILL}
 {sve_fill}
 {sys_fill}
-    mov x9, #1                      // ICC_SRE_EL1.SRE: the GIC's system registers
-    msr icc_sre_el1, x9
-    isb
-    mov x9, #0xf0
-    sub x9, x9, x19, lsl #4         // priority mask 0xf0 or 0xe0
-    msr icc_pmr_el1, x9
+{mte_fill}
+{pmr_set}
     lsl x9, x20, #4                 // a virtual timer far away, masked
     lsr x9, x9, #8
     msr cntv_cval_el0, x9
@@ -111,7 +154,8 @@ loop:
 {_CHECK}
 {sve_check}
 {sys_check}
-    mrs x10, icc_pmr_el1
+{mte_check}
+{pmr_get}
     mov x9, #0xf0
     sub x9, x9, x19, lsl #4
     cmp x10, x9
