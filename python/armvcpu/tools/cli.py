@@ -20,7 +20,6 @@ last line, after the guest's console).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import shutil
@@ -423,6 +422,8 @@ def _trace(args: argparse.Namespace) -> int:
                           repr(record.reason), f"{record.instruction_address:#x}")  # fmt: skip
         out.print(table)
     else:
+        import json
+
         Path(args.out).write_text(json.dumps(trace.to_chrome_trace()))
         print(f"wrote {args.out}: open it at https://ui.perfetto.dev or chrome://tracing")
     return 0
