@@ -173,7 +173,9 @@ class QemuProcess:
                 raise QemuError(f"QEMU failed to start: {self.describe_exit()}")
             if time.monotonic() > deadline:
                 raise QemuError(f"QEMU did not open its gdbstub socket within {timeout:.0f} s")
-            time.sleep(0.01)
+            # Short steps: every session waits here once, for ~50-100 ms of
+            # QEMU's start-up, and a 10 ms step added 5 ms to each on average.
+            time.sleep(0.002)
         if self.console_socket is not None:
             self._connect_console(deadline)
 
