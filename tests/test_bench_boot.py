@@ -63,6 +63,7 @@ def test_runs_both_sides_alternately_and_reports_every_run(qemu_args, no_leaked_
         assert [r["side"] for r in runs] == [side, side]
         assert all(r["status"] == 0 and r["wall_s"] > 0 and r["cpu_s"] > 0 for r in runs)
         assert all(r["cpu_s"] == pytest.approx(r["user_s"] + r["system_s"]) for r in runs)
+        assert all(r["load"] >= 0 for r in runs)  # the 1-minute load average at its end
         assert result[side]["wall_s"] == statistics.median(r["wall_s"] for r in runs)
         assert result[side]["cpu_s"] == statistics.median(r["cpu_s"] for r in runs)
     assert result["wall_ratio"] == pytest.approx(result["armvcpu"]["wall_s"]
@@ -73,6 +74,9 @@ def test_runs_both_sides_alternately_and_reports_every_run(qemu_args, no_leaked_
     order = [line.split()[2].rstrip(":") for line in out.stderr.splitlines()
              if line.startswith("pair ")]  # fmt: skip
     assert order == ["qemu", "armvcpu", "qemu", "armvcpu"]
+    # The machine's load averages (1, 5, 15 minutes) around the runs.
+    for when in ("load_before", "load_after"):
+        assert len(result[when]) == 3 and all(x >= 0 for x in result[when])
 
 
 def test_prints_a_table_with_the_runs_and_the_ratios(qemu_args, no_leaked_qemu):
@@ -84,6 +88,7 @@ def test_prints_a_table_with_the_runs_and_the_ratios(qemu_args, no_leaked_qemu):
         assert column in out.stdout
     assert "median" in out.stdout
     assert "ratio of the medians (B/A): wall" in out.stdout
+    assert "load average (1, 5, 15 min):" in out.stdout
 
 
 def test_a_run_without_the_marker_is_an_error_naming_it(qemu_args, no_leaked_qemu):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,6 +112,23 @@ def test_missing_or_bad_firmware(tmp_path, no_leaked_qemu):
         Hypervisor(firmware=junk)
     with pytest.raises(armvcpu.FirmwareError, match="not an AArch64 image"):
         Hypervisor(firmware="/bin/true")
+
+
+def test_truncated_or_stripped_firmware(tmp_path, no_leaked_qemu):
+    # The symbols are read with a small ELF reader of our own: a cut-off
+    # image and one without .symtab are named as such, never an IndexError.
+    real = armvcpu.assets.firmware_path().read_bytes()
+    cut = tmp_path / "cut.elf"
+    cut.write_bytes(real[:4096])
+    with pytest.raises(armvcpu.FirmwareError, match="not a valid ELF file: its section headers"):
+        Hypervisor(firmware=cut)
+    strip = shutil.which("aarch64-linux-gnu-strip") or shutil.which("llvm-strip")
+    if strip is None:
+        pytest.skip("no strip for AArch64 ELF (binutils-aarch64-linux-gnu or llvm)")
+    stripped = tmp_path / "stripped.elf"
+    subprocess.run([strip, "-o", str(stripped), str(armvcpu.assets.firmware_path())], check=True)
+    with pytest.raises(armvcpu.FirmwareError, match="has no symbol table; was it stripped"):
+        Hypervisor(firmware=stripped)
 
 
 def test_unknown_transport():

@@ -6,9 +6,6 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from ..errors import GuestImageError
 
 #: Where guest RAM starts as the guest sees it (QEMU virt's RAM base).
@@ -99,6 +96,11 @@ class Guest:
             except OSError as exc:
                 raise GuestImageError(f"cannot read guest image {path}: {exc}") from exc
             name = path.stem
+        # Imported here: pyelftools costs every session (a Linux boot loads no
+        # ELF) about 30 ms of start-up.
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+
         try:
             elf = ELFFile(io.BytesIO(raw))
             if elf.elfclass != 64 or not elf.little_endian:

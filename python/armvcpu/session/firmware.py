@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
 
 from .. import _core
 from ..assets import firmware_path
@@ -52,27 +49,70 @@ class Firmware:
     def load(cls, path: Path | str | None = None) -> Firmware:
         p = Path(path) if path is not None else firmware_path()
         try:
-            with p.open("rb") as f:
-                elf = ELFFile(f)
-                if elf["e_machine"] != "EM_AARCH64":
-                    raise FirmwareError(f"{p} is not an AArch64 image ({elf['e_machine']})")
-                symtab = elf.get_section_by_name(".symtab")
-                if not isinstance(symtab, SymbolTableSection):
-                    raise FirmwareError(f"{p} has no symbol table; was it stripped?")
-                wanted = dict(_core.FIRMWARE_SYMBOLS)
-                found: dict[str, int] = {}
-                for key, name in wanted.items():
-                    syms = symtab.get_symbol_by_name(name)
-                    if not syms:
-                        raise FirmwareError(f"{p} lacks the symbol {name}; is it armvcpu firmware?")
-                    found[key] = int(syms[0]["st_value"])
-                optional = {**dict(_core.FIRMWARE_OPTIONAL_SYMBOLS), **dict(_core.SCHED_SYMBOLS)}
-                for key, name in optional.items():
-                    syms = symtab.get_symbol_by_name(name)
-                    if syms:
-                        found[key] = int(syms[0]["st_value"])
+            raw = p.read_bytes()
         except OSError as exc:
             raise FirmwareError(f"cannot read firmware {p}: {exc}") from exc
-        except ELFError as exc:
-            raise FirmwareError(f"{p} is not a valid ELF file: {exc}") from exc
+        symbols = elf_symbols(raw, str(p))
+        found: dict[str, int] = {}
+        for key, name in dict(_core.FIRMWARE_SYMBOLS).items():
+            if name not in symbols:
+                raise FirmwareError(f"{p} lacks the symbol {name}; is it armvcpu firmware?")
+            found[key] = symbols[name]
+        optional = {**dict(_core.FIRMWARE_OPTIONAL_SYMBOLS), **dict(_core.SCHED_SYMBOLS)}
+        for key, name in optional.items():
+            if name in symbols:
+                found[key] = symbols[name]
         return cls(path=p, **found)
+
+
+# ELF64 (System V gABI, "Object Files"): the header's fields this reader needs,
+# a section header, a symbol. All little-endian: the firmware is AArch64.
+_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")  # e_ident .. e_shstrndx (64 bytes)
+_SHDR = struct.Struct("<IIQQQQIIQQ")  # sh_name .. sh_entsize (64 bytes)
+_SYM = struct.Struct("<IBBHQQ")  # st_name, st_info, st_other, st_shndx, st_value, st_size
+_EM_AARCH64 = 183
+_SHT_SYMTAB = 2
+
+
+def elf_symbols(raw: bytes, name: str) -> dict[str, int]:
+    """Every named symbol of a 64-bit little-endian AArch64 ELF image and its
+    value (the first one of a name wins).
+
+    A plain ``struct`` reading of the section headers and ``.symtab``: pyelftools
+    took about a tenth of a second to import and parse the firmware's table,
+    which every session paid before QEMU started."""
+
+    def bad(why: str) -> FirmwareError:
+        return FirmwareError(f"{name} is not a valid ELF file: {why}")
+
+    if len(raw) < _EHDR.size or raw[:4] != b"\x7fELF":
+        raise bad("no ELF header")
+    ident, _type, machine, _ver, _entry, _phoff, shoff, _flags, _ehsize, _phentsize, _phnum, \
+        shentsize, shnum, _shstrndx = _EHDR.unpack_from(raw)  # fmt: skip
+    if ident[4] != 2 or ident[5] != 1:  # EI_CLASS ELFCLASS64, EI_DATA ELFDATA2LSB
+        raise bad("not a 64-bit little-endian image")
+    if machine != _EM_AARCH64:
+        raise FirmwareError(f"{name} is not an AArch64 image (e_machine {machine})")
+    if shentsize != _SHDR.size or shoff + shnum * _SHDR.size > len(raw):
+        raise bad("its section headers lie outside the file")
+    sections = [_SHDR.unpack_from(raw, shoff + i * _SHDR.size) for i in range(shnum)]
+    symtab = next((s for s in sections if s[1] == _SHT_SYMTAB), None)
+    if symtab is None:
+        raise FirmwareError(f"{name} has no symbol table; was it stripped?")
+    _, _, _, _, offset, size, link, _, _, entsize = symtab
+    if entsize != _SYM.size or link >= shnum or offset + size > len(raw):
+        raise bad("its symbol table is malformed")
+    str_offset, str_size = sections[link][4], sections[link][5]
+    if str_offset + str_size > len(raw):
+        raise bad("its string table lies outside the file")
+    strings = raw[str_offset : str_offset + str_size]
+    symbols: dict[str, int] = {}
+    for st_name, _info, _other, _shndx, value, _size in _SYM.iter_unpack(
+        raw[offset : offset + size - size % _SYM.size]
+    ):
+        if st_name == 0 or st_name >= len(strings):
+            continue
+        end = strings.find(b"\0", st_name)
+        sym = strings[st_name : end if end >= 0 else len(strings)].decode("ascii", "replace")
+        symbols.setdefault(sym, value)
+    return symbols

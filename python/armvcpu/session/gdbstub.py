@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from .. import _core
@@ -332,6 +331,10 @@ class GdbRemote:
         regs: dict[str, Register] = {}
         number = 0
         pending = ["target.xml"]
+        # Imported here: only the gdb transport reads the target description,
+        # and every session would pay for the XML parser at start-up.
+        from xml.etree import ElementTree
+
         seen: set[str] = set()
         while pending:
             annex = pending.pop(0)
@@ -340,7 +343,7 @@ class GdbRemote:
             seen.add(annex)
             # QEMU writes <xi:include> without declaring the xi prefix.
             text = self._read_xfer(annex).replace(b"xi:include", b"include")
-            root = ET.fromstring(text)
+            root = ElementTree.fromstring(text)
             includes = []
             for el in root.iter():
                 tag = el.tag.rsplit("}", 1)[-1]

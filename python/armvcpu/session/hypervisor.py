@@ -15,7 +15,6 @@ import collections
 import contextlib
 import mmap
 import os
-import secrets
 import time
 import types
 import weakref
@@ -440,7 +439,7 @@ class Hypervisor:
                 time.sleep(0.005)
 
     def _create_ram_file(self) -> Path:
-        path = ram_file_dir() / f"armvcpu-{os.getpid()}-{secrets.token_hex(4)}"
+        path = ram_file_dir() / f"armvcpu-{os.getpid()}-{os.urandom(4).hex()}"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.ftruncate(fd, self.config.memory_mb << 20)

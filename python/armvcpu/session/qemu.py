@@ -24,6 +24,10 @@ from .. import _core
 from .._process import die_with_parent
 from ..errors import QemuError, ToolNotFoundError
 
+#: How long the console copy waits after each chunk so that the next one is
+#: a batch (readers poll the console file; 5 ms adds nothing they can see).
+_CONSOLE_BATCH_S = 0.005
+
 
 @dataclass
 class QemuConfig:
@@ -174,7 +178,9 @@ class QemuProcess:
                 raise QemuError(f"QEMU failed to start: {self.describe_exit()}")
             if time.monotonic() > deadline:
                 raise QemuError(f"QEMU did not open its gdbstub socket within {timeout:.0f} s")
-            time.sleep(0.01)
+            # Short steps: every session waits here once, for ~50-100 ms of
+            # QEMU's start-up, and a 10 ms step added 5 ms to each on average.
+            time.sleep(0.002)
         if self.console_socket is not None:
             self._connect_console(deadline)
 
@@ -206,6 +212,11 @@ class QemuProcess:
                         return
                     out.write(data)
                     out.flush()
+                    # QEMU sends the PL011's output a character at a time:
+                    # without a pause this thread woke (recv, write, the GIL)
+                    # once per character, ~12 000 times in a Linux boot. The
+                    # next recv takes what came meanwhile.
+                    time.sleep(_CONSOLE_BATCH_S)
 
         self._console_thread = threading.Thread(target=copy, name="armvcpu-console", daemon=True)
         self._console_thread.start()

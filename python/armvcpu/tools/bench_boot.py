@@ -54,6 +54,8 @@ class Run:
     user_s: float
     system_s: float
     status: int
+    #: The 1-minute load average when the run ended.
+    load: float = 0.0
 
 
 @dataclass
@@ -77,6 +79,11 @@ class Result:
     #: The median of the pairs' own ratios (each pair ran back to back).
     pair_wall_ratio: float
     pair_cpu_ratio: float
+    #: The machine's load averages (1, 5, 15 minutes, as ``uptime`` prints
+    #: them) when the first run started and when the last one ended: the
+    #: figures describe a machine this busy.
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def split(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -148,7 +155,7 @@ def measure(side: str, argv: list[str], cwd: Path, timeout: float,
                          f"(status {proc.returncode}); its last lines:\n"
                          + "\n".join(console.splitlines()[-10:]))  # fmt: skip
     run = Run(side, wall, usage.ru_utime + usage.ru_stime, usage.ru_utime, usage.ru_stime,
-              proc.returncode)  # fmt: skip
+              proc.returncode, os.getloadavg()[0])  # fmt: skip
     return run, console
 
 
@@ -163,6 +170,7 @@ def compare(qemu_args: list[str], *, pairs: int = DEFAULT_PAIRS, marker: str | N
     where = cwd if cwd is not None else Path.cwd()
     bare: list[Run] = []
     ours: list[Run] = []
+    load_before = os.getloadavg()
     for i in range(pairs):
         for side, argv, runs in (("qemu", bare_cmd, bare), ("armvcpu", ours_cmd, ours)):
             run, console = measure(side, argv, where, timeout, marker)
@@ -174,17 +182,20 @@ def compare(qemu_args: list[str], *, pairs: int = DEFAULT_PAIRS, marker: str | N
             runs.append(run)
             if progress is not None:
                 print(f"pair {i + 1}/{pairs} {side}: wall {run.wall_s:.3f} s, "
-                      f"cpu {run.cpu_s:.3f} s", file=progress, flush=True)  # fmt: skip
+                      f"cpu {run.cpu_s:.3f} s, load {run.load:.2f}",
+                      file=progress, flush=True)  # fmt: skip
 
     def summary(command: list[str], runs: list[Run]) -> Side:
         return Side(command, statistics.median(r.wall_s for r in runs),
                     statistics.median(r.cpu_s for r in runs), runs)  # fmt: skip
 
+    load_after = os.getloadavg()
     a, b = summary(bare_cmd, bare), summary(ours_cmd, ours)
     return Result(
         pairs, a, b, b.wall_s / a.wall_s, b.cpu_s / a.cpu_s,
         statistics.median(y.wall_s / x.wall_s for x, y in zip(bare, ours, strict=True)),
         statistics.median(y.cpu_s / x.cpu_s for x, y in zip(bare, ours, strict=True)),
+        load_before, load_after,
     )  # fmt: skip
 
 
@@ -208,6 +219,10 @@ def print_table(result: Result) -> None:
     console.print(table)
     console.print(f"ratio of the medians (B/A): wall {result.wall_ratio:.3f}x, "
                   f"cpu {result.cpu_ratio:.3f}x", highlight=False)  # fmt: skip
+    console.print("load average (1, 5, 15 min): "
+                  f"{', '.join(f'{x:.2f}' for x in result.load_before)} before, "
+                  f"{', '.join(f'{x:.2f}' for x in result.load_after)} after",
+                  highlight=False)  # fmt: skip
     console.print(f"A: {' '.join(result.qemu.command)}", highlight=False, soft_wrap=True)
     console.print(f"B: {' '.join(result.armvcpu.command)}", highlight=False, soft_wrap=True)
 
