@@ -160,3 +160,38 @@ def test_a_missing_coverage_build_is_a_clear_error(tmp_path):
     with pytest.raises(OSError):
         CoverageMap.load(missing)
     assert qemu_pids() == before and shm_files() == files
+
+
+@pytest.mark.timeout(300)
+def test_a_resumed_campaign_reloads_its_corpus(tmp_path, no_leaked_qemu):
+    config = fuzz.FuzzConfig(seed=11, programs=GENERATION, workers=2, timeout=2.0,
+                             coverage=True, corpus=str(tmp_path))  # fmt: skip
+    first = fuzz.run_campaign(config)
+    assert first.corpus_reloaded == 0 and first.corpus_size > 0
+    before = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    reached = set().union(*(e["points"] for e in before.values()))
+    assert reached == first.covered
+    # An entry of another seed in the same directory is left alone.
+    (tmp_path / "99-1.json").write_text(json.dumps({**next(iter(before.values())),
+                                                    "ident": "99:1"}))  # fmt: skip
+    second = fuzz.run_campaign(config)
+    assert second.corpus_reloaded == len(before)
+    # Its first generation already mutates the reloaded entries (a fresh
+    # corpus has none to mutate until a generation has ended)...
+    reloaded = {parse_ident(e["ident"])[1] for e in before.values()}
+    mutated = [parse_ident(i)[1] for i in second.ran_on if "/" in i]
+    assert mutated and all(lineage[:-1] in reloaded for lineage in mutated)
+    # ...and a program joins the corpus only for points no reloaded entry reached.
+    after = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    for name in after.keys() - before.keys() - {"99-1.json"}:
+        assert set(after[name]["points"]) - reached, name
+    assert second.corpus_size == len(after) - 1
+    assert second.as_dict()["coverage"]["corpus_reloaded"] == len(before)
+
+
+def test_a_corpus_directory_with_a_foreign_json_is_a_clear_error(tmp_path, no_leaked_qemu):
+    (tmp_path / "notes.json").write_text('{"hello": 1}')
+    config = fuzz.FuzzConfig(seed=11, programs=4, workers=1, coverage=True,
+                             corpus=str(tmp_path))  # fmt: skip
+    with pytest.raises(ValueError, match=r"notes\.json is not a corpus entry"):
+        fuzz.run_campaign(config)

@@ -9,6 +9,9 @@ no snapshot is a clear error; and nothing (QEMU, /dev/shm file) stays behind.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from armvcpu import Guest, Hypervisor, SnapshotError
 from armvcpu.errors import ArmvcpuError
@@ -47,17 +50,20 @@ def comparable(o: fuzz.Outcome) -> tuple[object, ...]:
 def test_a_fixed_seed_batch_ends_the_same_with_the_reset_as_with_fresh_qemu(no_leaked_qemu):
     # Length 16 and a 3 s timeout: a program that keeps making exits uses up
     # its budget on a busy machine too, instead of racing the clock.
+    # The watchdog at 2 s of guest time for the same reason.
     programs = [fuzz.generate(11, i, 16) for i in range(30)]
-    with Runner(timeout=3.0, reuse=False) as runner:
+    with Runner(timeout=3.0, watchdog=2.0, reuse=False) as runner:
         fresh = [runner.run(p) for p in programs]
     assert runner.sessions == len(programs)
-    with Runner(timeout=3.0, reuse=True) as runner:
+    with Runner(timeout=3.0, watchdog=2.0, reuse=True) as runner:
         reset = [runner.run(p) for p in programs]
         status = runner.hv.snapshot.status() if runner.hv is not None else None
     assert [comparable(o) for o in reset] == [comparable(o) for o in fresh]
     assert not any(o.failure for o in fresh + reset)
     # Only a program that left no exit to answer (a hang) costs a new QEMU.
-    hangs = sum(o.outcome == fuzz.TIMEOUT for o in reset[:-1])
+    # Only a hang the watchdog cannot end (a vCPU off, or stuck in EL2) costs
+    # a new QEMU.
+    hangs = sum(o.outcome == fuzz.TIMEOUT and "in EL2" in o.detail for o in reset[:-1])
     assert runner.sessions <= 1 + hangs
     assert runner.reused_programs >= len(programs) - 1 - hangs
     assert {o.flavor for o in programs} >= {"mixed", "memory", "sysreg"}  # it saw variety
@@ -224,3 +230,38 @@ def test_a_program_that_writes_more_pages_than_the_firmware_saves_gets_a_fresh_s
     assert status.page_capacity < pages
     assert second.outcome == fuzz.COMPLETED and second.fresh_session
     assert runner.sessions == 2
+
+
+def test_the_watchdog_ends_hangs_without_a_new_qemu(no_leaked_qemu):
+    # Hangs with no exit to answer: a loop at EL1, a WFI that nothing wakes
+    # (Group 1 off, so the prologue's pending interrupt is not signalled),
+    # and CPU_SUSPEND with nothing to wake the vCPU in EL2. The firmware's
+    # watchdog (the EL2 physical timer) takes each one back to EL2 after its
+    # guest time, as an exit the next program's restore answers.
+    group1_off = msr(REG["ICC_IGRPEN1_EL1"], 31)
+    hangs = {
+        "no exit in time, guest looping at EL1": [branch(0)],
+        "no exit in time, guest at EL1 in a WFI nothing wakes": [group1_off, fuzz.WFI],
+        "vCPU halted in EL2 (PSCI CPU_SUSPEND), no interrupt wakes it":
+            [group1_off, *mov64(0, 0xC400_0001), hvc(0)],
+    }  # fmt: skip
+    programs = []
+    for words in hangs.values():
+        programs += [Program.from_words(words), _counter_program()]
+    # A host timeout far beyond the watchdog's: only the watchdog ends these.
+    with Runner(timeout=60.0, watchdog=0.05) as runner:
+        outs = [runner.run(p) for p in programs]
+        fired = runner.hv.snapshot.status().restores if runner.hv is not None else 0
+    assert [(o.outcome, o.detail) for o in outs[::2]] == [(fuzz.TIMEOUT, d) for d in hangs]
+    assert [o.outcome for o in outs[1::2]] == [fuzz.COMPLETED] * 3
+    assert runner.sessions == 1 and [o.fresh_session for o in outs[1:]] == [False] * 5
+    assert fired == 5
+
+
+def test_a_bad_watchdog_is_a_clear_error(no_leaked_qemu):
+    with pytest.raises(ValueError, match="watchdog"):
+        Runner(watchdog=0)
+    out = subprocess.run([sys.executable, "-m", "armvcpu", "fuzz", "--programs", "1",
+                          "--watchdog", "-5"], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 2 and "--watchdog" in out.stderr

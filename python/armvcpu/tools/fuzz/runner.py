@@ -54,6 +54,13 @@ class CoverageSource(Protocol):
 #: x0 of the hypercall a hung guest is sent to (Runner._recover), so that its
 #: session can go on with the next program.
 RECOVER_NR = 0xF0DE
+#: The firmware's watchdog (firmware/watchdog.hpp): its control block (the
+#: host's request), its state (the firmware's report), and the interrupt
+#: (CNTHP's PPI) of the exit it ends a run with.
+_WATCHDOG_SYMBOLS = ("armvcpu_watchdog", "armvcpu_watchdog_state")
+WATCHDOG_PPI = 26
+#: Guest time a program may run without an exit before the watchdog ends it.
+DEFAULT_WATCHDOG = 0.1
 #: The guest RAM every program runs in (the generator's GUEST_RAM window).
 GUEST_RAM_MB = (GUEST_RAM[1] - GUEST_RAM[0]) >> 20
 
@@ -146,6 +153,9 @@ class _FirmwareFacts:
 
     protected: list[tuple[int, int]]
     functions: list[tuple[int, int, str]]
+    #: armvcpu_watchdog's and armvcpu_watchdog_state's addresses (None: an
+    #: image without the watchdog).
+    watchdog: tuple[int, int] | None = None
 
     @classmethod
     def load(cls, path: Path) -> _FirmwareFacts:
@@ -173,7 +183,10 @@ class _FirmwareFacts:
                 protected.append((value, value + size))
             if kind == 2 and size:  # STT_FUNC
                 functions.append((value, size, name))
-        return cls(protected, sorted(functions))
+        watchdog = None
+        if all(name in by_name for name in _WATCHDOG_SYMBOLS):
+            watchdog = (by_name[_WATCHDOG_SYMBOLS[0]], by_name[_WATCHDOG_SYMBOLS[1]])
+        return cls(protected, sorted(functions), watchdog)
 
     def function_at(self, pc: int) -> str:
         for addr, size, name in self.functions:
@@ -210,13 +223,26 @@ class Runner:
     or when the snapshot could not be kept. ``reuse=False`` starts a fresh
     QEMU for every program (what the reset is checked against).
 
+    A hang costs no wall-clock wait: the firmware's watchdog ends a guest
+    that runs ``watchdog`` seconds of guest time without an exit to the host
+    (the EL2 physical timer; it also wakes a guest from a WFI nothing else
+    would end), and that exit is answered by the next restore like any
+    other. ``timeout`` is the host's own limit on a program's wall time (a
+    program still making exits then, or a CPU the watchdog cannot reach:
+    off with CPU_OFF, or stuck in EL2). ``watchdog=None``: the host's
+    timeout alone, the CPU then sampled through the gdbstub.
+
     ``on_exit(exit, answer)`` sees every exit with a description of the answer.
     """
 
     def __init__(self, *, timeout: float = 0.5, budget: int = 200, reuse: bool = True,
                  max_per_session: int | None = None,
                  on_exit: Callable[[Exit, str], None] | None = None,
-                 coverage: CoverageSource | None = None) -> None:  # fmt: skip
+                 coverage: CoverageSource | None = None,
+                 watchdog: float | None = DEFAULT_WATCHDOG) -> None:  # fmt: skip
+        if watchdog is not None and not 0.001 <= watchdog <= 3600:
+            raise ValueError(f"watchdog={watchdog!r}: from 0.001 to 3600 seconds, or None")
+        self.watchdog = watchdog
         self.timeout = timeout
         self.budget = budget
         self.reuse = reuse
@@ -264,6 +290,9 @@ class Runner:
             )
             try:
                 hv.start()
+                if self._facts is None:
+                    self._facts = _FirmwareFacts.load(hv.firmware.path)
+                self._arm_watchdog(hv)
                 if program.traps != (0, 0):
                     hv.set_traps(hcr_el2=program.traps[0], mdcr_el2=program.traps[1])
                 hv.load(Guest.from_binary(self._padded(program), ENTRY, name=program.ident))
@@ -280,8 +309,19 @@ class Runner:
         self._traps = program.traps
         self._in_session = 0
         self._digest = None
-        if self._facts is None:
-            self._facts = _FirmwareFacts.load(hv.firmware.path)
+
+    def _arm_watchdog(self, hv: Any) -> None:
+        """Ask the firmware for the watchdog before it boots (its control
+        block is in .data, which the boot does not clear)."""
+        if self.watchdog is None or self._facts is None or self._facts.watchdog is None:
+            return
+        ms = max(1, round(self.watchdog * 1000))
+        hv._write_phys(self._facts.watchdog[0], ms.to_bytes(8, "little"))
+
+    @property
+    def _watchdog_on(self) -> bool:
+        return self.watchdog is not None and self._facts is not None and (
+            self._facts.watchdog is not None)  # fmt: skip
 
     def _padded(self, program: Program) -> bytes:
         """The program, padded over everything an earlier program of the
@@ -361,7 +401,12 @@ class Runner:
     def _drive(self, program: Program, result: Outcome, started: float) -> None:
         hv = self.hv
         deadline = started + self.timeout
-        exits = hv.exits(timeout=max(0.05, deadline - time.monotonic()))
+        # With the watchdog a hang ends at an exit; the host waits longer than it.
+        wait = max(0.05, deadline - time.monotonic())
+        if self._watchdog_on:
+            assert self.watchdog is not None
+            wait = max(wait, self.watchdog + 1.0)
+        exits = hv.exits(timeout=wait)
         try:
             for exit in exits:
                 result.exits += 1
@@ -415,7 +460,36 @@ class Runner:
                 raise _ProgramEnd(STOPPED, f"GuestException EC {ec:#04x} {_ec_name(ec)}", True)
         elif kind == ExitKind.NestedPageFault and exit.reason.access_flags & 4:
             raise _ProgramEnd(STOPPED, "NestedPageFault (instruction fetch)", True)
+        elif (kind == ExitKind.ExternalInterrupt and self._watchdog_on
+              and int(exit.reason.vector) == WATCHDOG_PPI):  # fmt: skip
+            self._watchdog_fired(program, exit)
         return None
+
+    def _watchdog_fired(self, program: Program, exit: Exit) -> None:
+        """The watchdog ended the run: a hang, told apart by where the CPU was
+        (the firmware says whether it woke a vCPU halted in EL2)."""
+        assert self._facts is not None and self._facts.watchdog is not None
+        hv = self.hv
+        halted = int.from_bytes(hv._read_phys(self._facts.watchdog[1] + 8, 8), "little")
+        if halted:
+            if program.interrupt_pending:
+                # A pending interrupt is a wake-up event (see run()).
+                raise _ProgramEnd(NOT_WOKEN, "halted in EL2 with its virtual timer interrupt "
+                                  "pending", False)  # fmt: skip
+            raise _ProgramEnd(TIMEOUT, "vCPU halted in EL2 (PSCI CPU_SUSPEND), no interrupt "
+                              "wakes it", True)  # fmt: skip
+        spsr, pc = exit.regs.spsr, exit.pc
+        if spsr & 0x10:
+            raise _ProgramEnd(TIMEOUT, "no exit in time, guest looping in AArch32", True)
+        el = (spsr >> 2) & 3
+        # QEMU takes the interrupt past a WFI it was halted in.
+        before = pc - 4 - GUEST_RAM[0]
+        ram = hv.ram
+        if (ram is not None and 0 <= before < len(ram) - 4
+                and int.from_bytes(ram[before : before + 4], "little") == WFI):  # fmt: skip
+            raise _ProgramEnd(TIMEOUT, f"no exit in time, guest at EL{el} in a WFI nothing wakes",
+                              True)  # fmt: skip
+        raise _ProgramEnd(TIMEOUT, f"no exit in time, guest looping at EL{el}", True)
 
     def _el1_exception(self, program: Program, exit: Exit, k: int) -> tuple[int, int, str]:
         """The vector table reported exception ``k``: x1 = ESR_EL1, x2 =
