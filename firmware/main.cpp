@@ -12,6 +12,7 @@
 #include "el2_fault.hpp"
 #include "el2_mmu.hpp"
 #include "exit_log.hpp"
+#include "fuzz_answers.hpp"
 #include "gic.hpp"
 #include "host_link.hpp"
 #include "power.hpp"
@@ -67,6 +68,7 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         if (fw::try_fast_rules(run, result, frame, log)) continue;
         if (fw::try_emulated_uart(run, reason, frame)) continue;
         if (fw::try_unclaimed_hypercall(result, frame)) continue;
+        if (fw::fuzz::try_answer(reason, fw::exit_instruction(result), frame)) continue;
 
         log.set_handler(armvcpu::ExitLogHandler::Host);
         const armvcpu::HostAction action = fw::ask_host(cpu, run.vm, run.index, result, frame);

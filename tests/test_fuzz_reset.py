@@ -265,3 +265,43 @@ def test_a_bad_watchdog_is_a_clear_error(no_leaked_qemu):
                           "--watchdog", "-5"], capture_output=True, text=True,
                          timeout=120)  # fmt: skip
     assert out.returncode == 2 and "--watchdog" in out.stderr
+
+
+def test_the_firmware_answers_a_restored_programs_exits_as_the_host_would(no_leaked_qemu):
+    # Two EL1 exceptions the program goes on from (UDF, and SVC, whose
+    # ELR_EL1 is past it already), an MMIO read and write (the PL011) and a
+    # load from unmapped IPA space, then the epilogue.
+    udf = 0x0000_0000  # UDF #0
+    words = [
+        udf,
+        fuzz.svc(0),
+        *mov64(2, 0x0900_0000),
+        ldst_uimm(2, 1, 0, 2, 1),  # ldr w1, [x2]
+        ldst_uimm(2, 0, 0, 2, 1),  # str w1, [x2]
+        *mov64(3, 0x4800_0000),
+        ldst_uimm(3, 1, 0, 3, 4),  # ldr x4, [x3]
+    ]
+    program = Program.from_words(words, name="answers")
+    outs = {}
+    for el2 in (False, True):
+        with Runner(timeout=10.0, el2_answers=el2) as runner:
+            outs[el2] = [runner.run(program) for _ in range(2)]
+    host, firmware = outs[False][1], outs[True][1]
+    assert not host.fresh_session and not firmware.fresh_session
+    assert (firmware.outcome, firmware.exits, firmware.el1_skipped) == (
+        host.outcome, host.exits, host.el1_skipped)  # fmt: skip
+    assert host.outcome == fuzz.COMPLETED
+    assert sorted(host.el1_skipped) == ["EC 0x00 Unknown", "EC 0x15 SVC64"]
+    # Only the epilogue's hypercall reached the host; a fresh session's
+    # first program is the host's alone.
+    assert host.answered_in_el2 == outs[True][0].answered_in_el2 == 0
+    assert firmware.answered_in_el2 == firmware.exits - 1
+
+
+def test_the_firmware_leaves_the_exit_budget_to_the_host(no_leaked_qemu):
+    # 1: udf ; b 1b (the vector table returns past the UDF each time)
+    loop = Program.from_words([0x0000_0000, branch(-4)], name="udf loop")
+    with Runner(timeout=10.0, budget=50) as runner:
+        first, second = runner.run(loop), runner.run(loop)
+    assert (first.outcome, first.exits) == (second.outcome, second.exits) == (fuzz.BUDGET, 50)
+    assert first.answered_in_el2 == 0 and second.answered_in_el2 == 49

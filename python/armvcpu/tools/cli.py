@@ -689,6 +689,9 @@ def _parser() -> argparse.ArgumentParser:
                       "by the firmware (0: off, the host's --timeout alone)")  # fmt: skip
     fuzz.add_argument("--budget", type=int, default=200, help="exits per program")
     fuzz.add_argument("--no-reuse", action="store_true", help="a fresh QEMU for every program")
+    fuzz.add_argument("--host-answers", action="store_true",
+                      help="answer and check every exit in the host (by default the firmware "
+                      "answers those that do not end a program, in a reused session)")  # fmt: skip
     add_json_option(fuzz, "the campaign summary")
     fuzz.add_argument("--save-failures", metavar="DIR", help="write each failure's program here")
     fuzz.add_argument("--replay", metavar="SEED:INDEX", help="rerun one program, verbosely")

@@ -50,6 +50,9 @@ class FuzzConfig:
     #: Seconds of guest time without an exit before the firmware ends a hang
     #: (None: the host's timeout alone).
     watchdog: float | None = DEFAULT_WATCHDOG
+    #: The firmware answers the exits that do not end a program (False: the
+    #: host answers and checks every exit).
+    el2_answers: bool = True
     #: Run the coverage build of the firmware and guide the campaign by it.
     coverage: bool = False
     #: Where a guided campaign writes its corpus (None: kept in memory only).
@@ -149,6 +152,7 @@ class Summary:
             "timeout": self.config.timeout,
             "budget": self.config.budget,
             "watchdog": self.config.watchdog,
+            "el2_answers": self.config.el2_answers,
             "reuse": self.config.reuse,
             "wall_seconds": round(self.wall_seconds, 3),
             "programs_per_second": round(self.programs_per_second, 2),
@@ -184,7 +188,8 @@ def _make_runner(config: FuzzConfig) -> Runner:
 
         coverage = CoverageMap.load()
     return Runner(timeout=config.timeout, budget=config.budget, reuse=config.reuse,
-                  coverage=coverage, watchdog=config.watchdog)  # fmt: skip
+                  coverage=coverage, watchdog=config.watchdog,
+                  el2_answers=config.el2_answers)  # fmt: skip
 
 
 def _outcome_from_dict(d: dict[str, Any]) -> Outcome:

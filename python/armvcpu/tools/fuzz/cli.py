@@ -109,6 +109,7 @@ def main(args: Any) -> int:
     config = FuzzConfig(seed=seed, programs=args.programs, workers=args.workers,
                         length=args.length, timeout=args.timeout, budget=args.budget,
                         reuse=not args.no_reuse, watchdog=_watchdog(args),
+                        el2_answers=not getattr(args, "host_answers", False),
                         coverage=bool(args.coverage or args.coverage_report or args.corpus),
                         corpus=args.corpus, scheduler=args.scheduler)  # fmt: skip
     cmap = None

@@ -61,6 +61,12 @@ _WATCHDOG_SYMBOLS = ("armvcpu_watchdog", "armvcpu_watchdog_state")
 WATCHDOG_PPI = 26
 #: Guest time a program may run without an exit before the watchdog ends it.
 DEFAULT_WATCHDOG = 0.1
+#: The block through which the firmware answers exits as the host would
+#: (firmware/fuzz_answers.hpp): its fields, then the EL1 exception counts.
+_ANSWERS_SYMBOL = "armvcpu_fuzz_answers"
+_ANSWERS_FIELDS = struct.Struct("<9Q")
+_ANSWERS_HOST_EXITS, _ANSWERS_ANSWERED = 56, 64
+_ANSWERS_SKIPPED = struct.Struct("<192Q")
 #: The guest RAM every program runs in (the generator's GUEST_RAM window).
 GUEST_RAM_MB = (GUEST_RAM[1] - GUEST_RAM[0]) >> 20
 
@@ -100,6 +106,8 @@ class Outcome:
     outcome: str
     detail: str = ""
     exits: int = 0
+    #: Of ``exits``, those the firmware answered itself (``el2_answers``).
+    answered_in_el2: int = 0
     seconds: float = 0.0
     fresh_session: bool = True
     flavor: str = ""
@@ -156,6 +164,8 @@ class _FirmwareFacts:
     #: armvcpu_watchdog's and armvcpu_watchdog_state's addresses (None: an
     #: image without the watchdog).
     watchdog: tuple[int, int] | None = None
+    #: armvcpu_fuzz_answers' address (None: an image without it).
+    answers: int | None = None
 
     @classmethod
     def load(cls, path: Path) -> _FirmwareFacts:
@@ -186,7 +196,7 @@ class _FirmwareFacts:
         watchdog = None
         if all(name in by_name for name in _WATCHDOG_SYMBOLS):
             watchdog = (by_name[_WATCHDOG_SYMBOLS[0]], by_name[_WATCHDOG_SYMBOLS[1]])
-        return cls(protected, sorted(functions), watchdog)
+        return cls(protected, sorted(functions), watchdog, by_name.get(_ANSWERS_SYMBOL))
 
     def function_at(self, pc: int) -> str:
         for addr, size, name in self.functions:
@@ -232,6 +242,16 @@ class Runner:
     off with CPU_OFF, or stuck in EL2). ``watchdog=None``: the host's
     timeout alone, the CPU then sampled through the gdbstub.
 
+    In a restored session (``el2_answers``) the firmware itself answers the
+    exits that do not end a program, as :meth:`_answer` and
+    :meth:`_el1_exception` would: EL1 exceptions the program goes on from,
+    MMIO, data accesses to unmapped IPA space. It counts them, and stops
+    answering when the program has one exit left before the budget, so the
+    outcome (exits, EL1 exceptions skipped, the budget) is the same as with
+    every exit answered here; those exits are not shown to ``on_exit`` nor
+    checked one by one. A fresh session's first program is answered here in
+    full.
+
     ``on_exit(exit, answer)`` sees every exit with a description of the answer.
     """
 
@@ -239,10 +259,14 @@ class Runner:
                  max_per_session: int | None = None,
                  on_exit: Callable[[Exit, str], None] | None = None,
                  coverage: CoverageSource | None = None,
-                 watchdog: float | None = DEFAULT_WATCHDOG) -> None:  # fmt: skip
+                 watchdog: float | None = DEFAULT_WATCHDOG,
+                 el2_answers: bool = True) -> None:  # fmt: skip
         if watchdog is not None and not 0.001 <= watchdog <= 3600:
             raise ValueError(f"watchdog={watchdog!r}: from 0.001 to 3600 seconds, or None")
         self.watchdog = watchdog
+        self.el2_answers = el2_answers
+        self._el2 = False  # the firmware answers for the running program
+        self._host_exits = 0
         self.timeout = timeout
         self.budget = budget
         self.reuse = reuse
@@ -338,6 +362,13 @@ class Runner:
         assert hv is not None and exit is not None
         self._pending = None
         traps = program.traps if program.traps != self._traps else None
+        self._el2 = (self.el2_answers and self.on_exit is None and self._facts is not None
+                     and self._facts.answers is not None)  # fmt: skip
+        if self._el2:
+            assert self._facts is not None and self._facts.answers is not None
+            block = _ANSWERS_FIELDS.pack(1, VECTORS, REPORT_NR, 4 * REPORT_HVC_INDEX, BODY,
+                                         program.epilogue, self.budget, 0, 0)  # fmt: skip
+            hv._write_phys(self._facts.answers, block + bytes(_ANSWERS_SKIPPED.size))
         hv.snapshot.restore(exit, load=(ENTRY, self._padded(program)), traps=traps)
         self._traps = program.traps
 
@@ -351,6 +382,7 @@ class Runner:
     def run(self, program: Program) -> Outcome:
         t0 = time.monotonic()
         fresh = not self._can_reuse()
+        self._el2, self._host_exits = False, 0
         result = Outcome(program.ident, "", flavor=program.flavor, fresh_session=fresh)
         keep = False
         try:
@@ -393,6 +425,7 @@ class Runner:
         except Exception as exc:  # the host library itself failed
             result.outcome, result.detail = HOST_ERROR, f"{type(exc).__name__}: {exc}"
             result.log = traceback.format_exc()
+        self._el2_end(result)
         result.seconds = time.monotonic() - t0
         self._coverage_end(result)
         self._after(program, result, keep)
@@ -409,7 +442,8 @@ class Runner:
         exits = hv.exits(timeout=wait)
         try:
             for exit in exits:
-                result.exits += 1
+                self._host_exits += 1
+                result.exits = self._host_exits + self._el2_answered()
                 if self._digest is None:  # the firmware's tables are built by now
                     self._digest = self._firmware_digest()
                 self._check(exit)
@@ -437,6 +471,39 @@ class Runner:
             raise
         finally:
             exits.close()
+
+    def _el2_answered(self) -> int:
+        """Exits of this program the firmware has answered so far; tells it
+        how many the host has seen (its budget is what both leave)."""
+        if not self._el2:
+            return 0
+        assert self._facts is not None and self._facts.answers is not None
+        hv, base = self.hv, self._facts.answers
+        hv._write_phys(base + _ANSWERS_HOST_EXITS, self._host_exits.to_bytes(8, "little"))
+        return int.from_bytes(hv._read_phys(base + _ANSWERS_ANSWERED, 8), "little")
+
+    def _el2_end(self, result: Outcome) -> None:
+        """The program is over: the firmware's answers join its outcome."""
+        if not self._el2:
+            return
+        self._el2 = False
+        assert self._facts is not None and self._facts.answers is not None
+        hv = self.hv
+        if hv is None or hv.ram is None or hv.ram.closed:
+            return
+        base = self._facts.answers
+        answered = int.from_bytes(hv._read_phys(base + _ANSWERS_ANSWERED, 8), "little")
+        result.exits = self._host_exits + answered
+        result.answered_in_el2 = answered
+        counts = _ANSWERS_SKIPPED.unpack(
+            hv._read_phys(base + _ANSWERS_FIELDS.size, _ANSWERS_SKIPPED.size)
+        )
+        for i, n in enumerate(counts):
+            if n:
+                group, ec = divmod(i, 64)
+                label = f"EC {ec:#04x} {_ec_name(ec)}" + (
+                    f" (from {_VECTOR_FROM[group]})" if group == 2 else "")  # fmt: skip
+                result.el1_skipped[label] = result.el1_skipped.get(label, 0) + n
 
     def _classify_end(self, program: Program, exit: Exit) -> tuple[int, int, str] | None:
         """Raise _ProgramEnd when this exit ends the program; for an EL1
