@@ -8,7 +8,9 @@ builder that turns ``(seed, index)`` into a program's bytes.
 
 from __future__ import annotations
 
+import array
 import hashlib
+import sys as _sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -268,7 +270,11 @@ class Program:
 
 
 def _words_bytes(words: Iterable[int]) -> bytes:
-    return b"".join((w & 0xFFFF_FFFF).to_bytes(4, "little") for w in words)
+    # array packs in C: a program's image is built for every program run.
+    out = array.array("I", [w & 0xFFFF_FFFF for w in words])
+    if _sys.byteorder != "little":
+        out.byteswap()
+    return out.tobytes()
 
 
 def prologue_words(epilogue: int) -> list[int]:

@@ -434,11 +434,12 @@ class Runner:
     def _drive(self, program: Program, result: Outcome, started: float) -> None:
         hv = self.hv
         deadline = started + self.timeout
-        # With the watchdog a hang ends at an exit; the host waits longer than it.
+        # With the watchdog a hang ends at an exit; the host waits a little
+        # longer than it (a hang it cannot end, e.g. CPU_OFF, costs this wait).
         wait = max(0.05, deadline - time.monotonic())
         if self._watchdog_on:
             assert self.watchdog is not None
-            wait = max(wait, self.watchdog + 1.0)
+            wait = max(wait, 2 * self.watchdog + 0.25)
         exits = hv.exits(timeout=wait)
         try:
             for exit in exits:
