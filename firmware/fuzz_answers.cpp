@@ -36,33 +36,46 @@ bool try_report(Answers& a, const armvcpu::exit::Hypercall& call, std::uint64_t 
     return true;
 }
 
+// An access to IPA space with nothing behind it (the RAM window past the
+// guest's RAM, as on a machine without memory there) is an external abort.
+bool aborts(const Answers& a, std::uint64_t ipa) { return ipa >= a.abort_lo && ipa < a.abort_hi; }
+
 }  // namespace
 
-bool try_answer(const armvcpu::ExitReason& reason, std::uint64_t instruction,
-                armvcpu::TrapFrame& frame) {
+Answer try_answer(const armvcpu::ExitReason& reason, std::uint64_t instruction,
+                  armvcpu::TrapFrame& frame) {
     Answers& a = armvcpu_fuzz_answers;
-    if (a.enabled == 0 || a.host_exits + a.answered + 1 >= a.budget) return false;
-    bool answered = false;
+    if (a.enabled == 0 || a.host_exits + a.answered + 1 >= a.budget) return Answer::Host;
+    Answer answer = Answer::Host;
     switch (reason.kind) {
         case armvcpu::ExitKind::Hypercall:
-            answered = try_report(a, reason.hypercall, instruction, frame);
+            if (try_report(a, reason.hypercall, instruction, frame)) answer = Answer::Answered;
             break;
         case armvcpu::ExitKind::MmioRead:  // reads return 0
-            armvcpu::complete_mmio_read(frame, reason.mmio_read, 0);
-            answered = true;
+            if (aborts(a, reason.mmio_read.addr)) {
+                answer = Answer::InjectAbort;
+            } else {
+                armvcpu::complete_mmio_read(frame, reason.mmio_read, 0);
+                answer = Answer::Answered;
+            }
             break;
-        case armvcpu::ExitKind::MmioWrite: answered = true; break;  // ignored
+        case armvcpu::ExitKind::MmioWrite:  // ignored
+            answer = aborts(a, reason.mmio_write.addr) ? Answer::InjectAbort : Answer::Answered;
+            break;
         case armvcpu::ExitKind::NestedPageFault:
             // A data access nobody emulates is skipped; a fetch ends the program.
-            if ((reason.nested_page_fault.access_flags & armvcpu::exit::kAccessExecute) == 0) {
+            if ((reason.nested_page_fault.access_flags & armvcpu::exit::kAccessExecute) != 0) break;
+            if (aborts(a, reason.nested_page_fault.addr)) {
+                answer = Answer::InjectAbort;
+            } else {
                 frame.set_exception_pc(instruction + 4);
-                answered = true;
+                answer = Answer::Answered;
             }
             break;
         default: break;
     }
-    if (answered) ++a.answered;
-    return answered;
+    if (answer != Answer::Host) ++a.answered;
+    return answer;
 }
 
 }  // namespace fw::fuzz

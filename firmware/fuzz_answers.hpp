@@ -27,7 +27,11 @@ struct Answers {
     std::uint64_t report_offset;  // host: that HVC's offset in each 0x80-byte entry
     std::uint64_t body_lo;        // host: [body_lo, body_hi) is the program's body
     std::uint64_t body_hi;
-    std::uint64_t budget;      // host: the program's exit budget
+    std::uint64_t budget;  // host: the program's exit budget
+    // host: [abort_lo, abort_hi) is IPA space with nothing behind it: a data
+    // access there is answered with a synchronous external abort.
+    std::uint64_t abort_lo;
+    std::uint64_t abort_hi;
     std::uint64_t host_exits;  // host: exits it has seen of this program
     std::uint64_t answered;    // firmware: exits of this program answered here
     // firmware: EL1 exceptions returned from, by vector group (current EL
@@ -35,10 +39,16 @@ struct Answers {
     std::uint64_t skipped[3][64];
 };
 
+enum class Answer : std::uint8_t {
+    Host,        // not answered here: the host's
+    Answered,    // answered in the frame
+    InjectAbort  // the caller takes the synchronous external abort for it
+};
+
 // Answers the exit (with `instruction`, the address of the instruction
-// that made it) as the host would; false when it is the host's.
-bool try_answer(const armvcpu::ExitReason& reason, std::uint64_t instruction,
-                armvcpu::TrapFrame& frame);
+// that made it) as the host would.
+Answer try_answer(const armvcpu::ExitReason& reason, std::uint64_t instruction,
+                  armvcpu::TrapFrame& frame);
 
 }  // namespace fw::fuzz
 

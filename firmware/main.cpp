@@ -68,7 +68,12 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         if (fw::try_fast_rules(run, result, frame, log)) continue;
         if (fw::try_emulated_uart(run, reason, frame)) continue;
         if (fw::try_unclaimed_hypercall(result, frame)) continue;
-        if (fw::fuzz::try_answer(reason, fw::exit_instruction(result), frame)) continue;
+        const fw::fuzz::Answer fuzz =
+            fw::fuzz::try_answer(reason, fw::exit_instruction(result), frame);
+        if (fuzz == fw::fuzz::Answer::InjectAbort) {
+            fw::inject_abort(run, result, frame, result.syndrome.far);
+        }
+        if (fuzz != fw::fuzz::Answer::Host) continue;
 
         log.set_handler(armvcpu::ExitLogHandler::Host);
         const armvcpu::HostAction action = fw::ask_host(cpu, run.vm, run.index, result, frame);

@@ -64,8 +64,13 @@ DEFAULT_WATCHDOG = 0.1
 #: The block through which the firmware answers exits as the host would
 #: (firmware/fuzz_answers.hpp): its fields, then the EL1 exception counts.
 _ANSWERS_SYMBOL = "armvcpu_fuzz_answers"
-_ANSWERS_FIELDS = struct.Struct("<9Q")
-_ANSWERS_HOST_EXITS, _ANSWERS_ANSWERED = 56, 64
+_ANSWERS_FIELDS = struct.Struct("<11Q")
+_ANSWERS_HOST_EXITS, _ANSWERS_ANSWERED = 72, 80
+#: QEMU virt's RAM window: what the guest's RAM does not fill has nothing
+#: behind it, so a data access there that reaches an answer is a synchronous
+#: external abort, as on a machine without memory there (device windows the
+#: guest lacks are answered with 0 / skipped).
+ABORT_WINDOW = (0x4000_0000, 0x40_0000_0000)
 _ANSWERS_SKIPPED = struct.Struct("<192Q")
 #: The guest RAM every program runs in (the generator's GUEST_RAM window).
 GUEST_RAM_MB = (GUEST_RAM[1] - GUEST_RAM[0]) >> 20
@@ -367,7 +372,8 @@ class Runner:
         if self._el2:
             assert self._facts is not None and self._facts.answers is not None
             block = _ANSWERS_FIELDS.pack(1, VECTORS, REPORT_NR, 4 * REPORT_HVC_INDEX, BODY,
-                                         program.epilogue, self.budget, 0, 0)  # fmt: skip
+                                         program.epilogue, self.budget, *ABORT_WINDOW,
+                                         0, 0)  # fmt: skip
             hv._write_phys(self._facts.answers, block + bytes(_ANSWERS_SKIPPED.size))
         hv.snapshot.restore(exit, load=(ENTRY, self._padded(program)), traps=traps)
         self._traps = program.traps
@@ -605,6 +611,10 @@ class Runner:
             # An SMC nobody implements (the core returns past it): SMCCC's answer.
             Policy.answer(exit, SMCCC_NOT_SUPPORTED)
             return "x0=NOT_SUPPORTED"
+        data_access = (ExitKind.MmioRead, ExitKind.MmioWrite, ExitKind.NestedPageFault)
+        if kind in data_access and ABORT_WINDOW[0] <= int(exit.reason.addr) < ABORT_WINDOW[1]:
+            exit.inject_abort("data")  # nothing there (a fetch ended the program already)
+            return "external abort"
         if kind in (ExitKind.Hypercall, ExitKind.MmioRead, ExitKind.SysRegRead):
             Policy.answer(exit, 0)  # x0 = 0, the read returns 0, Rt = 0
             return "0"
