@@ -195,3 +195,40 @@ def test_a_corpus_directory_with_a_foreign_json_is_a_clear_error(tmp_path, no_le
                              corpus=str(tmp_path))  # fmt: skip
     with pytest.raises(ValueError, match=r"notes\.json is not a corpus entry"):
         fuzz.run_campaign(config)
+
+
+def _functions(cmap: CoverageMap, outcomes: list[fuzz.Outcome]) -> set[str]:
+    return {cmap.lines.function_at(cmap.address(p)) for o in outcomes for p in o.coverage}
+
+
+def _programs_naming(target: str, count: int, seed: int = 9) -> list[fuzz.Program]:
+    """The first programs of a seed with an access to the generator's ``target``."""
+    found = (fuzz.generate(seed, i) for i in range(400))
+    return [p for p in found if any(target in note for _, note in p.notes)][:count]
+
+
+@pytest.mark.timeout(300)
+def test_a_gicv2_batch_reaches_the_firmwares_gicv2_code(cmap, no_leaked_qemu):
+    programs = _programs_naming("GIC distributor", 3)
+    with fuzz.Runner(timeout=2.0, gic=2, coverage=cmap) as runner:
+        outs = [runner.run(p) for p in programs]
+    assert not any(o.failure for o in outs), [(o.outcome, o.detail) for o in outs]
+    assert all(o.fresh_session for o in outs)  # snapshots need a GICv3
+    functions = _functions(cmap, outs)
+    # The emulated distributor (the prologue's and the bodies' GICD accesses)
+    # and the virtual timer's interrupt through the GICv2's list registers.
+    assert {"fw::emulate_vgic2", "armvcpu::vgic2::Distributor::write_reg",
+            "fw::gicv2::inject", "fw::gicv2::acknowledge"} <= functions  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_accesses_to_ipa_space_with_nothing_behind_it_reach_abort_injection(cmap, no_leaked_qemu):
+    programs = _programs_naming("another VM's RAM", 3)
+    with fuzz.Runner(timeout=2.0, coverage=cmap) as runner:
+        outs = [runner.run(p) for p in programs]
+    assert not any(o.failure for o in outs)
+    # The first program's abort is the host's answer, the others' the
+    # firmware's own: both take the abort to the guest in EL2.
+    assert [o.answered_in_el2 > 0 for o in outs] == [False, True, True]
+    for o in outs:
+        assert "fw::inject_exception" in _functions(cmap, [o]), o.ident

@@ -348,3 +348,24 @@ def test_policy_answers_a_trapped_mrs_to_xzr(no_leaked_qemu):
     """Found by the fuzzer (seed 1, index 50), fixed in Exit/Policy."""
     out = run_one([fuzz.mrs(31, REG["ID_AA64PFR0_EL1"])], traps=(1 << 18, 0))
     assert out.outcome == fuzz.COMPLETED, out.detail
+
+
+def test_programs_reach_pcie_config_space(no_leaked_qemu):
+    # ECAM is not the guest's (no PCIe passed through): its accesses are exits.
+    programs = [
+        p
+        for p in (fuzz.generate(9, i) for i in range(400))
+        if any("PCIe ECAM 0x3f" in n for _, n in p.notes)
+    ]
+    addresses: list[int] = []
+
+    def record(exit, answer):
+        reason = exit.reason
+        if exit.kind.name in ("MmioRead", "MmioWrite", "NestedPageFault"):
+            addresses.append(int(reason.addr))
+
+    with Runner(timeout=2.0, on_exit=record) as runner:
+        for program in programs[:6]:
+            assert not runner.run(program).failure
+    low = [a for a in addresses if 0x3F00_0000 <= a < 0x4000_0000]
+    assert low, [hex(a) for a in addresses]

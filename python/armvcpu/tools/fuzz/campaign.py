@@ -53,6 +53,9 @@ class FuzzConfig:
     #: The firmware answers the exits that do not end a program (False: the
     #: host answers and checks every exit).
     el2_answers: bool = True
+    #: The machine's GIC version: 3, or 2 (its distributor emulated in EL2;
+    #: a fresh session per program, as snapshots need a GICv3).
+    gic: int = 3
     #: Run the coverage build of the firmware and guide the campaign by it.
     coverage: bool = False
     #: Where a guided campaign writes its corpus (None: kept in memory only).
@@ -153,6 +156,7 @@ class Summary:
             "budget": self.config.budget,
             "watchdog": self.config.watchdog,
             "el2_answers": self.config.el2_answers,
+            "gic": self.config.gic,
             "reuse": self.config.reuse,
             "wall_seconds": round(self.wall_seconds, 3),
             "programs_per_second": round(self.programs_per_second, 2),
@@ -189,7 +193,7 @@ def _make_runner(config: FuzzConfig) -> Runner:
         coverage = CoverageMap.load()
     return Runner(timeout=config.timeout, budget=config.budget, reuse=config.reuse,
                   coverage=coverage, watchdog=config.watchdog,
-                  el2_answers=config.el2_answers)  # fmt: skip
+                  el2_answers=config.el2_answers, gic=config.gic)  # fmt: skip
 
 
 def _outcome_from_dict(d: dict[str, Any]) -> Outcome:
@@ -510,6 +514,8 @@ def run_campaign(
     """
     if config.workers < 1 or config.programs < 0 or config.length < 0:
         raise ValueError("workers must be at least 1; programs and length not negative")
+    if config.gic not in (2, 3):
+        raise ValueError(f"gic={config.gic!r}: QEMU's virt has a GICv2 (2) or a GICv3 (3)")
     if config.coverage:
         from .coverage import coverage_firmware_path
 

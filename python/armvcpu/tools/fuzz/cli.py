@@ -48,7 +48,8 @@ def save_failure(directory: Path, outcome: Outcome, length: int) -> Path:
 
 
 def replay(seed: int, index: int | tuple[int, ...], length: int, timeout: float,
-           budget: int, watchdog: float | None = DEFAULT_WATCHDOG) -> int:  # fmt: skip
+           budget: int, watchdog: float | None = DEFAULT_WATCHDOG,
+           gic: int = 3) -> int:  # fmt: skip
     """Run one program (an index, or a mutated program's lineage) alone in a
     fresh session and show everything."""
     from rich.console import Console
@@ -66,7 +67,7 @@ def replay(seed: int, index: int | tuple[int, ...], length: int, timeout: float,
                   markup=False)  # fmt: skip
 
     with Runner(
-        timeout=timeout, budget=budget, reuse=False, on_exit=show, watchdog=watchdog
+        timeout=timeout, budget=budget, reuse=False, on_exit=show, watchdog=watchdog, gic=gic
     ) as runner:
         out.print("exits:")
         result = runner.run(program)
@@ -104,12 +105,21 @@ def main(args: Any) -> int:
 
     if args.replay:
         seed, lineage = parse_ident(args.replay)
-        return replay(seed, lineage, args.length, args.timeout, args.budget, _watchdog(args))
+        return replay(
+            seed,
+            lineage,
+            args.length,
+            args.timeout,
+            args.budget,
+            _watchdog(args),
+            getattr(args, "gic", 3),
+        )
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 32)
     config = FuzzConfig(seed=seed, programs=args.programs, workers=args.workers,
                         length=args.length, timeout=args.timeout, budget=args.budget,
                         reuse=not args.no_reuse, watchdog=_watchdog(args),
                         el2_answers=not getattr(args, "host_answers", False),
+                        gic=getattr(args, "gic", 3),
                         coverage=bool(args.coverage or args.coverage_report or args.corpus),
                         corpus=args.corpus, scheduler=args.scheduler)  # fmt: skip
     cmap = None

@@ -248,8 +248,15 @@ class Program:
 
     @cached_property
     def image(self) -> bytes:
-        """Prologue, vector table, body and epilogue, from ENTRY."""
-        out = bytearray(_words_bytes(prologue_words(self.epilogue)))
+        """Prologue, vector table, body and epilogue, from ENTRY (on a GICv3)."""
+        return self.image_for(3)
+
+    def image_for(self, gic: int) -> bytes:
+        """The image for a machine with GIC version ``gic`` (2 or 3): the
+        prologue sets up that GIC's CPU interface; the rest is the same."""
+        if gic not in (2, 3):
+            raise ValueError(f"gic={gic!r}: 2 or 3")
+        out = bytearray(_words_bytes(prologue_words(self.epilogue, gic)))
         if len(out) > VECTORS - ENTRY:
             raise AssertionError("the prologue overlaps the vector table")
         out += bytes(VECTORS - ENTRY - len(out))
@@ -277,7 +284,12 @@ def _words_bytes(words: Iterable[int]) -> bytes:
     return out.tobytes()
 
 
-def prologue_words(epilogue: int) -> list[int]:
+#: A GICv2's distributor and CPU interface on QEMU virt (gic-version=2); the
+#: guest's CPU interface is the GICV behind GICC's address.
+GICD_V2, GICC_V2 = 0x0800_0000, 0x0801_0000
+
+
+def prologue_words(epilogue: int, gic: int = 3) -> list[int]:
     """What runs before every body, from a known state to a known state.
 
     Masks interrupts, enables FP/SIMD, points VBAR_EL1 at the reporting
@@ -286,6 +298,9 @@ def prologue_words(epilogue: int) -> list[int]:
     fires the virtual timer once, then waits for it with WFI: its interrupt
     stays pending (IRQs are masked), so every later WFI returns at once.
     Then it zeroes the scratch ranges, sets the stacks and clears x0..x30.
+    On a GICv2 (``gic=2``, its distributor emulated in EL2) the interface is
+    MMIO: the distributor enabled with the virtual timer's PPI, GICC_PMR and
+    GICC_CTLR (both groups) through the GICV.
     """
     r = BY_NAME.__getitem__
     w = [msr_pstate(3, 6, 0xF)]  # msr daifset, #0xf
@@ -294,8 +309,14 @@ def prologue_words(epilogue: int) -> list[int]:
     w += [*mov64(0, epilogue), msr(r("ELR_EL1"), 0)]
     w += [movz(0, SPSR_EL1H_MASKED), msr(r("SPSR_EL1"), 0)]
     w += [msr(r("FPCR"), XZR), msr(r("FPSR"), XZR)] + [fmov_d_xzr(d) for d in range(32)]
-    w += [movz(0, 1), msr(r("ICC_SRE_EL1"), 0), ISB]
-    w += [movz(0, 0xFF), msr(r("ICC_PMR_EL1"), 0), movz(0, 1), msr(r("ICC_IGRPEN1_EL1"), 0)]
+    if gic == 2:
+        w += [*mov64(0, GICD_V2), movz(1, 1), ldst_uimm(2, 0, 0, 0, 1)]  # GICD_CTLR = 1
+        w += [*mov64(1, 1 << 27), ldst_uimm(2, 0, 0x100 >> 2, 0, 1)]  # GICD_ISENABLER0: PPI 27
+        w += [*mov64(0, GICC_V2), movz(1, 0xFF), ldst_uimm(2, 0, 4 >> 2, 0, 1)]  # GICC_PMR
+        w += [movz(1, 3), ldst_uimm(2, 0, 0, 0, 1)]  # GICC_CTLR: groups 0 and 1
+    else:
+        w += [movz(0, 1), msr(r("ICC_SRE_EL1"), 0), ISB]
+        w += [movz(0, 0xFF), msr(r("ICC_PMR_EL1"), 0), movz(0, 1), msr(r("ICC_IGRPEN1_EL1"), 0)]
     w += [msr(r("CNTV_TVAL_EL0"), XZR), movz(0, 1), msr(r("CNTV_CTL_EL0"), 0), ISB, WFI]
     for start, length in ZERO_RANGES:
         w += mov64(0, start) + mov64(1, length // 16)

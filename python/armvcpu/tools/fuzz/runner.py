@@ -265,9 +265,17 @@ class Runner:
                  on_exit: Callable[[Exit, str], None] | None = None,
                  coverage: CoverageSource | None = None,
                  watchdog: float | None = DEFAULT_WATCHDOG,
-                 el2_answers: bool = True) -> None:  # fmt: skip
+                 el2_answers: bool = True, gic: int = 3) -> None:  # fmt: skip
         if watchdog is not None and not 0.001 <= watchdog <= 3600:
             raise ValueError(f"watchdog={watchdog!r}: from 0.001 to 3600 seconds, or None")
+        if gic not in (2, 3):
+            raise ValueError(f"gic={gic!r}: QEMU's virt has a GICv2 (gic=2) or a GICv3 (gic=3)")
+        #: The machine's GIC: on a GICv2 its distributor is emulated in EL2
+        #: (``vgic``), and programs set up its MMIO CPU interface. Snapshots
+        #: need a GICv3: on a GICv2 every program has a fresh session.
+        self.gic = gic
+        if gic == 2:
+            reuse = False
         self.watchdog = watchdog
         self.el2_answers = el2_answers
         self._el2 = False  # the firmware answers for the running program
@@ -316,6 +324,8 @@ class Runner:
                 timeout=self.timeout,
                 memory_mb=GUEST_RAM_MB,
                 firmware=self.coverage.path if self.coverage else None,
+                gic=self.gic,
+                vgic=self.gic == 2,
             )
             try:
                 hv.start()
@@ -355,7 +365,7 @@ class Runner:
     def _padded(self, program: Program) -> bytes:
         """The program, padded over everything an earlier program of the
         session wrote there (the snapshot's bytes are the first program's)."""
-        image = program.image
+        image = program.image_for(self.gic)
         size = max(len(image), PROGRAM_AREA, self._written)
         self._written = size
         return image + bytes(size - len(image))
@@ -415,7 +425,7 @@ class Runner:
             result.outcome, result.detail, keep = end.outcome, end.detail, end.keep
         except GuestTimeout:
             detail, halted = self._where_stuck()
-            if halted and program.interrupt_pending:
+            if halted and program.interrupt_pending and self.gic == 3:
                 # A pending interrupt is a wake-up event (DEN0022 5.4.2 for
                 # CPU_SUSPEND's standby; WFI wake-up in the Arm ARM): the
                 # firmware should have let the vCPU go on.
@@ -546,7 +556,7 @@ class Runner:
         hv = self.hv
         halted = int.from_bytes(hv._read_phys(self._facts.watchdog[1] + 8, 8), "little")
         if halted:
-            if program.interrupt_pending:
+            if program.interrupt_pending and self.gic == 3:
                 # A pending interrupt is a wake-up event (see run()).
                 raise _ProgramEnd(NOT_WOKEN, "halted in EL2 with its virtual timer interrupt "
                                   "pending", False)  # fmt: skip
