@@ -369,3 +369,21 @@ def test_programs_reach_pcie_config_space(no_leaked_qemu):
             assert not runner.run(program).failure
     low = [a for a in addresses if 0x3F00_0000 <= a < 0x4000_0000]
     assert low, [hex(a) for a in addresses]
+
+
+def test_an_injected_abort_into_vectors_that_are_not_there_stops_the_program(no_leaked_qemu):
+    """Found by the fuzzer (seed 1, index 3364) once unmapped accesses became
+    aborts: the firmware marks the fetch fault at the vector of the abort it
+    just injected (ACCESS_AT_INJECTED_VECTOR), which the syndrome alone cannot
+    say; the host's check took the mark for a disagreement."""
+    words = [
+        *mov64(1, 0x1_0000_0000),  # beyond the guest's RAM: nothing to fetch there
+        msr(REG["VBAR_EL1"], 1),
+        *mov64(2, 0x4800_0000),  # the RAM window past the guest's RAM
+        ldst_uimm(3, 1, 0, 2, 3),  # ldr x3, [x2]: an external abort, to VBAR_EL1
+    ]
+    program = Program.from_words(words)
+    with Runner(timeout=5.0) as runner:
+        outs = [runner.run(program) for _ in range(2)]  # the host's answer, then the firmware's
+    for out in outs:
+        assert (out.outcome, out.detail) == (fuzz.STOPPED, "NestedPageFault (instruction fetch)")
