@@ -226,6 +226,9 @@ enum class El2Answer {
         return El2Answer::Handled;
     }
     if (reason.kind == ExitKind::CpuDown) {
+        // Back into the guest once the watchdog has fired: its interrupt
+        // takes the CPU straight back to EL2, as the host's exit.
+        if (watchdog::park_off(run.vm)) return El2Answer::Handled;
         run.vcpu.unbind();  // the core marked it OFF
         watchdog::disarm();
         return El2Answer::VcpuOff;

@@ -56,4 +56,13 @@ void note_halt_ended() {
         (ARMVCPU_READ_SYSREG(cnthp_ctl_el2) & (kEnable | kIstatus)) == (kEnable | kIstatus) ? 1 : 0;
 }
 
+bool park_off(const Vm& vm) {
+    if (armvcpu_watchdog_state.armed == 0 || vm.num_vcpus != 1) return false;
+    // WFI ends at any pending interrupt (masked here in EL2 or not); only the
+    // watchdog's ends the wait.
+    while ((ARMVCPU_READ_SYSREG(cnthp_ctl_el2) & kIstatus) == 0) asm volatile("wfi");
+    armvcpu_watchdog_state.halted = 2;
+    return true;
+}
+
 }  // namespace fw::watchdog

@@ -26,7 +26,7 @@ struct Control {
 // What the firmware reports (in .bss).
 struct State {
     std::uint64_t fired;   // how many times it ended a run
-    std::uint64_t halted;  // 1 when the last one woke a vCPU halted in EL2
+    std::uint64_t halted;  // 1: the last one woke a vCPU halted in EL2; 2: one off
     std::uint64_t armed;   // 1 while the timer is set
 };
 
@@ -43,6 +43,12 @@ void disarm();
 bool take(std::uint32_t intid);
 // A halted vCPU's wait ended: note whether the watchdog ended it.
 void note_halt_ended();
+// The only vCPU of `vm` turned itself off (CPU_OFF) while the watchdog
+// runs: instead of leaving the CPU, wait here for the watchdog (so the host
+// gets its exit, and may restore the VM, instead of a CPU lost in EL2) and
+// mark it (State::halted = 2). False when it does not apply: the caller
+// lets the vCPU go as usual.
+bool park_off(const Vm& vm);
 
 }  // namespace fw::watchdog
 

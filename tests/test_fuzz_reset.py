@@ -235,15 +235,17 @@ def test_a_program_that_writes_more_pages_than_the_firmware_saves_gets_a_fresh_s
 def test_the_watchdog_ends_hangs_without_a_new_qemu(no_leaked_qemu):
     # Hangs with no exit to answer: a loop at EL1, a WFI that nothing wakes
     # (Group 1 off, so the prologue's pending interrupt is not signalled),
-    # and CPU_SUSPEND with nothing to wake the vCPU in EL2. The firmware's
-    # watchdog (the EL2 physical timer) takes each one back to EL2 after its
-    # guest time, as an exit the next program's restore answers.
+    # CPU_SUSPEND with nothing to wake the vCPU in EL2, and CPU_OFF of the
+    # only vCPU. The firmware's watchdog (the EL2 physical timer) takes each
+    # one back to EL2 after its guest time, as an exit the next program's
+    # restore answers (turning the vCPU on again).
     group1_off = msr(REG["ICC_IGRPEN1_EL1"], 31)
     hangs = {
         "no exit in time, guest looping at EL1": [branch(0)],
         "no exit in time, guest at EL1 in a WFI nothing wakes": [group1_off, fuzz.WFI],
         "vCPU halted in EL2 (PSCI CPU_SUSPEND), no interrupt wakes it":
             [group1_off, *mov64(0, 0xC400_0001), hvc(0)],
+        "vCPU off (PSCI CPU_OFF), its CPU waits in EL2": [*mov64(0, 0x8400_0002), hvc(0)],
     }  # fmt: skip
     programs = []
     for words in hangs.values():
@@ -253,9 +255,9 @@ def test_the_watchdog_ends_hangs_without_a_new_qemu(no_leaked_qemu):
         outs = [runner.run(p) for p in programs]
         fired = runner.hv.snapshot.status().restores if runner.hv is not None else 0
     assert [(o.outcome, o.detail) for o in outs[::2]] == [(fuzz.TIMEOUT, d) for d in hangs]
-    assert [o.outcome for o in outs[1::2]] == [fuzz.COMPLETED] * 3
-    assert runner.sessions == 1 and [o.fresh_session for o in outs[1:]] == [False] * 5
-    assert fired == 5
+    assert [o.outcome for o in outs[1::2]] == [fuzz.COMPLETED] * 4
+    assert runner.sessions == 1 and [o.fresh_session for o in outs[1:]] == [False] * 7
+    assert fired == 7
 
 
 def test_a_bad_watchdog_is_a_clear_error(no_leaked_qemu):

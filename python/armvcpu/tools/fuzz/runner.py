@@ -569,6 +569,8 @@ class Runner:
         assert self._facts is not None and self._facts.watchdog is not None
         hv = self.hv
         halted = int.from_bytes(hv._read_phys(self._facts.watchdog[1] + 8, 8), "little")
+        if halted == 2:  # it waited for the watchdog instead of leaving the CPU
+            raise _ProgramEnd(TIMEOUT, "vCPU off (PSCI CPU_OFF), its CPU waits in EL2", True)
         if halted:
             if program.interrupt_pending and self.gic == 3:
                 # A pending interrupt is a wake-up event (see run()).
