@@ -282,7 +282,8 @@ enum class El2Answer {
                                                   const armvcpu::VCpuRunResult& result,
                                                   armvcpu::TrapFrame& frame) {
     if (!is_icc_group1_access(result.reason)) return false;
-    if (!emulate_icc_group1(result.reason, frame)) inject_undef(run, result, frame);
+    if (!emulate_icc_group1(run.vm, run.cpu, run.index, result.reason, frame))
+        inject_undef(run, result, frame);
     return true;
 }
 

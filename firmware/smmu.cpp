@@ -16,16 +16,23 @@ namespace fw::smmu {
 
 namespace {
 
-// Stream IDs are PCI requester IDs (QEMU's iommu-map is the identity): 256
-// entries cover bus 0, where QEMU puts -device's PCI devices by default.
-// Streams beyond it get C_BAD_STREAMID and their DMA is aborted.
-constexpr unsigned kStreamLog2 = 8;
+// Stream IDs are PCI requester IDs, bus << 8 | devfn (QEMU's iommu-map is
+// the identity). Every bus the guest can number (the ECAM's 256: a device
+// behind a root port or switch gets bus 1 and up when the guest enumerates)
+// translates through the VM's map: a 2-level stream table whose 256
+// level-1 descriptors (one per bus) all point at one level-2 array of 256
+// identical STEs (one per devfn), 18 KiB where a linear table of 2^16 STEs
+// would take 4 MiB. An SMMU without the 2-level format gets the linear
+// table of bus 0 only (other buses: C_BAD_STREAMID, their DMA aborted).
+constexpr unsigned kSplit = 8;
+constexpr unsigned kStreamLog2 = 16;
 constexpr unsigned kEventqLog2 = 6;
 // The device's address space: 40 bits, like the VM's IPA space.
 constexpr unsigned kVaBits = 40;
 constexpr unsigned kIps40Bits = 2;
 
-alignas(1u << (kStreamLog2 + 6)) sm::Ste g_stream_table[1u << kStreamLog2];
+alignas(1u << (kSplit + 6)) sm::Ste g_stream_table[1u << kSplit];
+alignas(8u << (kStreamLog2 - kSplit)) std::uint64_t g_stream_l1[1u << (kStreamLog2 - kSplit)];
 alignas(64) sm::Cd g_context;
 alignas(32u << kEventqLog2) sm::EventRecord g_eventq[1u << kEventqLog2];
 // Stage-1 tables: level 0 (VA[39]), level 1 (1 GiB each), level 2 for the
@@ -81,13 +88,20 @@ void init(const Vm& vm) {
     }
     g_context = sm::context_descriptor(addr(g_level0), kVaBits, kIps40Bits, 1);
     for (sm::Ste& ste : g_stream_table) ste = sm::stream_table_entry(addr(&g_context));
+    // Span 9: 2^8 STEs behind each level-1 descriptor.
+    for (std::uint64_t& d : g_stream_l1)
+        d = sm::l1_stream_descriptor(addr(g_stream_table), kSplit + 1);
+    const bool two_level =
+        sm::idr0_two_level_stream_table(idr0) && sm::idr1_sid_bits(reg32(sm::kIdr1)) >= kStreamLog2;
     // Everything in memory before the SMMU is told where it is.
     asm volatile("dsb sy" ::: "memory");
     reg32(sm::kCr0) = 0;
     while (reg32(sm::kCr0Ack) != 0) {
     }
-    reg64(sm::kStrtabBase) = sm::kBaseRa | (addr(g_stream_table) & 0x000fffffffffffc0ull);
-    reg32(sm::kStrtabBaseCfg) = sm::strtab_base_cfg_linear(kStreamLog2);
+    const std::uint64_t table = two_level ? addr(g_stream_l1) : addr(g_stream_table);
+    reg64(sm::kStrtabBase) = sm::kBaseRa | (table & 0x000fffffffffffc0ull);
+    reg32(sm::kStrtabBaseCfg) = two_level ? sm::strtab_base_cfg_2level(kStreamLog2, kSplit)
+                                          : sm::strtab_base_cfg_linear(kSplit);
     reg64(sm::kEventqBase) = sm::queue_base(addr(g_eventq), kEventqLog2);
     reg32(sm::kEventqProd) = 0;
     reg32(sm::kEventqCons) = 0;

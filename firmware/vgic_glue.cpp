@@ -8,6 +8,9 @@ std::uint32_t g_vgic_dirty[kMaxCpus];
 
 std::uint64_t g_lr_shadow[kMaxCpus][kShadowLrs];
 
+armvcpu::vgic::LrWriteLog g_lr_writes[kMaxCpus];
+std::uint32_t g_lr_writes_waiting[kMaxCpus];
+
 namespace {
 
 // True for an address in a pending or active register block (ISPENDR ..
@@ -28,11 +31,12 @@ bool reads_live_state(std::uint64_t addr) {
 }
 
 // The list registers of vCPU `vcpu`: this CPU's own, live; another CPU's as
-// it published them at its last exit.
+// it published them at its last exit, with the writes waiting for it
+// applied (they took effect when they were made).
 std::uint64_t list_register_of(const Vm& vm, unsigned vcpu, unsigned self_cpu, unsigned n) {
     const unsigned cpu = vm.first_cpu + vcpu;
     if (cpu == self_cpu) return gic::list_register(n);
-    return __atomic_load_n(&g_lr_shadow[cpu][n], __ATOMIC_RELAXED);
+    return g_lr_writes[cpu].apply(__atomic_load_n(&g_lr_shadow[cpu][n], __ATOMIC_RELAXED)).lr;
 }
 
 // What the model does not hold for a read at `addr`: the interrupts in the
@@ -58,6 +62,10 @@ void collect_live_state(const Vm& vm, unsigned self_cpu, std::uint64_t addr,
         constexpr std::uint32_t kTimers =
             (1u << vg::kVirtualTimerPpi) | (1u << vg::kPhysicalTimerPpi);
         live.line[0] = gic::pending_bits(vm.first_cpu + redist, 0) & kTimers;
+        // SGIs sent to it that its CPU has not put in a list register yet
+        // (one it has not enabled waits there) are pending too.
+        live.lr_pending[0] |=
+            static_cast<std::uint32_t>(pending_sgis(vm.first_cpu + redist)) & 0xffffu;
     }
     for (unsigned bank = 1; bank < vg::kNumBanks; ++bank) {
         std::uint32_t owned = 0;
@@ -68,39 +76,65 @@ void collect_live_state(const Vm& vm, unsigned self_cpu, std::uint64_t addr,
     }
 }
 
-// Carries a guest's clear-pending, set-active or clear-active write to an
-// interrupt this CPU holds in a list register (its own private INTIDs, or an
-// SPI): clearing pending or active leaves it invalid, or in the other state;
-// a hardware-linked one's physical interrupt is deactivated, so a level
-// line still asserted signals it again (IHI 0069H 4.1.2: a level
-// interrupt's pending state follows its line).
+// Applies a write's clear-pending, set-active or clear-active bits to this
+// CPU's list registers (the core's apply_lr_write says how).
+void write_list_registers(Vm& vm, unsigned self_index, const armvcpu::vgic::LrWriteLog& w) {
+    namespace vg = armvcpu::vgic;
+    for (unsigned n = 0; n < gic::num_list_registers(); ++n) {
+        const std::uint64_t lr = gic::list_register(n);
+        const vg::LrWriteResult r = w.apply(lr);
+        if (r.lr == lr) continue;
+        gic::set_list_register(n, r.lr);
+        if (r.took_active) vm.dist.clear_active(self_index, vg::lr_vintid(lr));
+        if (r.deactivate_physical) gic::deactivate(vg::lr_pintid(lr));
+    }
+}
+
+// True when vCPU `vcpu`'s published list registers hold an interrupt of
+// bank `bank` named in `bits`.
+bool shadow_holds(unsigned cpu, unsigned bank, std::uint32_t bits) {
+    namespace vg = armvcpu::vgic;
+    for (unsigned n = 0; n < kShadowLrs; ++n) {
+        const std::uint64_t lr = __atomic_load_n(&g_lr_shadow[cpu][n], __ATOMIC_RELAXED);
+        const std::uint32_t intid = vg::lr_vintid(lr);
+        if (vg::lr_state(lr) != vg::LrState::Invalid && intid / 32 == bank &&
+            ((bits >> (intid % 32)) & 1) != 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+// Carries a guest's clear-pending, set-active or clear-active write to the
+// list registers that may hold what it names: this CPU's at once; another
+// vCPU's (its redistributor's SGIs and PPIs, or an SPI any vCPU may hold)
+// recorded for its CPU, which applies them before it enters the guest again
+// (kicked out of the guest when its published list registers hold one).
+// An SGI another vCPU sent and this one's CPU has not injected yet is
+// cleared where it waits.
 void apply_to_list_registers(Vm& vm, unsigned self_index, const armvcpu::vgic::WriteEffect& e) {
     namespace vg = armvcpu::vgic;
     const std::uint32_t touched = e.pending_cleared | e.active_set | e.active_cleared;
-    if (touched == 0 || (e.bank == 0 && e.vcpu != self_index)) return;
-    for (unsigned n = 0; n < gic::num_list_registers(); ++n) {
-        std::uint64_t lr = gic::list_register(n);
-        const std::uint32_t intid = vg::lr_vintid(lr);
-        if (vg::lr_state(lr) == vg::LrState::Invalid || intid / 32 != e.bank) continue;
-        const std::uint32_t bit = 1u << (intid % 32);
-        if ((touched & bit) == 0) continue;
-        const bool hw = (lr & vg::kLrHwBit) != 0;
-        bool deactivate = false;
-        if ((e.pending_cleared & bit) != 0 && (lr & vg::kLrPendingBit) != 0) {
-            lr &= ~vg::kLrPendingBit;
-            deactivate = hw && (lr & vg::kLrActiveBit) == 0;
+    if (e.bank == 0 && (e.pending_cleared & 0xffff) != 0) {
+        clear_pending_sgi(vm.first_cpu + e.vcpu, e.pending_cleared & 0xffff);
+    }
+    if (touched == 0 && e.pending_set == 0) return;
+    for (unsigned v = 0; v < vm.num_vcpus; ++v) {
+        if (e.bank == 0 && v != e.vcpu) continue;
+        const unsigned cpu = vm.first_cpu + v;
+        if (v == self_index) {
+            if (touched == 0) continue;
+            vg::LrWriteLog now;
+            now.record(e);
+            write_list_registers(vm, self_index, now);
+            continue;
         }
-        if ((e.active_cleared & bit) != 0 && (lr & vg::kLrActiveBit) != 0) {
-            lr &= ~vg::kLrActiveBit;
-            deactivate = hw;
-            if (hw) lr &= ~vg::kLrPendingBit;  // the physical interrupt signals again if it must
-        }
-        if ((e.active_set & bit) != 0 && !hw && vg::lr_state(lr) == vg::LrState::Pending) {
-            lr |= vg::kLrActiveBit;
-            vm.dist.clear_active(self_index, intid);
-        }
-        gic::set_list_register(n, lr);
-        if (deactivate) gic::deactivate(vg::lr_pintid(lr));
+        // A set-pending only cancels a clear-pending still waiting.
+        const bool recorded = g_lr_writes[cpu].record(e);
+        if (!recorded) continue;
+        __atomic_store_n(&g_lr_writes_waiting[cpu], 1, __ATOMIC_RELEASE);
+        set_vgic_dirty(cpu);
+        if (shadow_holds(cpu, e.bank, touched)) gic::kick(cpu);
     }
 }
 
@@ -114,8 +148,21 @@ void mark_vgic_dirty(const Vm& vm, unsigned vcpu, unsigned self_cpu) {
 
 }  // namespace
 
-bool emulate_icc_group1(const armvcpu::ExitReason& reason, armvcpu::TrapFrame& frame) {
+void apply_lr_writes_locked(Vm& vm, unsigned cpu, unsigned index) {
+    write_list_registers(vm, index, g_lr_writes[cpu]);
+    g_lr_writes[cpu].clear();
+    __atomic_store_n(&g_lr_writes_waiting[cpu], 0, __ATOMIC_RELEASE);
+    publish_list_registers(cpu);
+}
+
+bool emulate_icc_group1(Vm& vm, unsigned cpu, unsigned index, const armvcpu::ExitReason& reason,
+                        armvcpu::TrapFrame& frame) {
     namespace vg = armvcpu::vgic;
+    if (lr_writes_waiting(cpu)) {
+        // What another vCPU wrote before this access must show in it.
+        SpinLock lock(vm.dist_lock);
+        apply_lr_writes_locked(vm, cpu, index);
+    }
     const bool is_read = reason.kind == armvcpu::ExitKind::SysRegRead;
     vg::IcvState s;
     gic::load_icv(s);
@@ -128,6 +175,9 @@ bool emulate_icc_group1(const armvcpu::ExitReason& reason, armvcpu::TrapFrame& f
     // one, as the virtual interface does by itself (the firmware already
     // dropped its priority when it took it).
     if (a.deactivate_pintid != vg::kNoInterrupt) gic::deactivate(a.deactivate_pintid);
+    // An acknowledge or an end changed the list registers since the exit
+    // published them: other vCPUs' GICD/GICR reads see the new state.
+    if ((vm.features & armvcpu::kFeatureVgic) != 0 && !gic::v2()) publish_list_registers(cpu);
     if (is_read) frame.set_gpr(reason.sysreg_read.reg, a.value);
     return true;
 }
@@ -142,6 +192,8 @@ void emulate_vgic(Vm& vm, unsigned self_cpu, const armvcpu::ExitReason& reason,
                   armvcpu::TrapFrame& frame) {
     namespace vg = armvcpu::vgic;
     SpinLock lock(vm.dist_lock);
+    const unsigned self_index = self_cpu - vm.first_cpu;
+    if (lr_writes_waiting(self_cpu)) apply_lr_writes_locked(vm, self_cpu, self_index);
     if (reason.kind == armvcpu::ExitKind::MmioRead) {
         const auto& r = reason.mmio_read;
         vg::LiveState live;
@@ -151,7 +203,7 @@ void emulate_vgic(Vm& vm, unsigned self_cpu, const armvcpu::ExitReason& reason,
     }
     const auto& w = reason.mmio_write;
     const vg::WriteEffect e = vm.dist.write(w.addr, w.width, w.data).effect;
-    apply_to_list_registers(vm, self_cpu - vm.first_cpu, e);
+    apply_to_list_registers(vm, self_index, e);
     if (w.addr == vg::kGicdBase + vg::gicd::CTLR) {
         // Group enables change what every interrupt's delivery means.
         for (std::uint32_t intid = 32; intid < vg::kNumIntids; ++intid) {

@@ -10,6 +10,7 @@
 #include "armvcpu/trap_frame.hpp"
 #include "armvcpu/vgic.hpp"
 #include "armvcpu/vgic_icv.hpp"
+#include "armvcpu/vgic_lr_write.hpp"
 #include "gic.hpp"
 #include "host_link.hpp"
 #include "passthrough.hpp"
@@ -38,6 +39,21 @@ inline constexpr unsigned kShadowLrs = 4;
 extern std::uint64_t g_lr_shadow[kMaxCpus][kShadowLrs];
 void publish_list_registers(unsigned cpu);
 
+// Guest writes (ICPENDR, ISACTIVER, ICACTIVER) to interrupts another CPU's
+// vCPU holds in its list registers, waiting for that CPU (index: the vCPU's
+// CPU slot; under its VM's dist_lock). g_lr_writes_waiting says there are
+// some without taking the lock.
+extern armvcpu::vgic::LrWriteLog g_lr_writes[kMaxCpus];
+extern std::uint32_t g_lr_writes_waiting[kMaxCpus];
+
+inline bool lr_writes_waiting(unsigned cpu) {
+    return __atomic_load_n(&g_lr_writes_waiting[cpu], __ATOMIC_ACQUIRE) != 0;
+}
+
+// Applies them to this CPU's list registers (vCPU `index` of `vm`, run on
+// slot `cpu`) and publishes the result. Called with vm.dist_lock held.
+void apply_lr_writes_locked(Vm& vm, unsigned cpu, unsigned index);
+
 // True when the exit is an access to the VM's emulated GICD/GICR frames.
 inline bool is_vgic_access(const Vm& vm, const armvcpu::ExitReason& reason) {
     using armvcpu::ExitKind;
@@ -61,9 +77,12 @@ inline bool is_icc_group1_access(const armvcpu::ExitReason& reason) {
 }
 
 // Answers it from this CPU's virtual CPU interface with the architecture's
-// rules (the core's vgic_icv.hpp). Returns false when the access is
-// UNDEFINED (the caller takes the exception to the guest).
-bool emulate_icc_group1(const armvcpu::ExitReason& reason, armvcpu::TrapFrame& frame);
+// rules (the core's vgic_icv.hpp), after the writes other vCPUs made to
+// what its list registers hold (vCPU `index` of `vm` on slot `cpu`).
+// Returns false when the access is UNDEFINED (the caller takes the
+// exception to the guest).
+bool emulate_icc_group1(Vm& vm, unsigned cpu, unsigned index, const armvcpu::ExitReason& reason,
+                        armvcpu::TrapFrame& frame);
 
 // Answers a guest access to its GICD/GICR frames from the VM's emulated GIC
 // and carries the consequences to the physical GIC and the other vCPUs.
@@ -91,6 +110,9 @@ struct TimerPpis {
     const bool dirty = __atomic_exchange_n(&g_vgic_dirty[cpu], 0, __ATOMIC_ACQ_REL);
     if (!dirty && sgis == 0) return waiting;
     SpinLock lock(vm.dist_lock);
+    // Other vCPUs' writes to what the list registers hold come first: what
+    // is injected below is the model's state after them.
+    if (lr_writes_waiting(cpu)) apply_lr_writes_locked(vm, cpu, index);
     const armvcpu::vgic::Distributor& dist = vm.dist;
     for (unsigned t = 0; t < 2; ++t) {
         if (dist.deliverable(index, TimerPpis::kIntid[t]) != timers.on[t]) {
@@ -115,6 +137,9 @@ struct TimerPpis {
         }
     }
     if (waiting) set_vgic_dirty(cpu);
+    // What went into the list registers shows in other vCPUs' reads at once
+    // (the exit published them before).
+    publish_list_registers(cpu);
     return waiting;
 }
 
@@ -141,10 +166,16 @@ struct TimerPpis {
         bool deliver = true;
         std::uint8_t priority = vg::kDefaultPriority;
         if (vgic) {
+            // Under the lock, after the writes other vCPUs left: one they
+            // make later must find this interrupt in the list register.
             SpinLock lock(vm.dist_lock);
+            if (lr_writes_waiting(cpu)) apply_lr_writes_locked(vm, cpu, index);
             deliver = vm.dist.deliverable(index, intid);
             priority = vm.dist.priority(index, intid);
             if (!deliver && intid >= 32) gic::set_enabled(cpu, intid, false);
+            if (!deliver || !gic::inject(intid, true, priority)) gic::deactivate(intid);
+            publish_list_registers(cpu);
+            return true;
         }
         if (!deliver || !gic::inject(intid, true, priority)) gic::deactivate(intid);
         return true;

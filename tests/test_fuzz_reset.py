@@ -315,11 +315,11 @@ def test_the_firmware_leaves_the_exit_budget_to_the_host(no_leaked_qemu):
 def test_a_snapshot_on_a_gicv2_machine_is_a_clear_error(no_leaked_qemu):
     # The firmware keeps a GICv3's virtual CPU interface; asking on a GICv2
     # used to end in a FATAL exception in EL2 at the first guest entry.
-    with Hypervisor(memory_mb=64, timeout=10, gic=2, vgic=True) as hv:
+    with Hypervisor(memory_mb=64, timeout=10, gic=2) as hv:
         hv.load(_guest())
         with pytest.raises(ArmvcpuError, match="needs a GICv3"):
             hv.snapshot.request()
     with pytest.raises(ValueError, match="gic=4"):
         fuzz.run_campaign(fuzz.FuzzConfig(seed=1, programs=1, gic=4))
-    with pytest.raises(ValueError, match="gic=4"):
+    with pytest.raises(ValueError, match="not 4"):
         Runner(gic=4)

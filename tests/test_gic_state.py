@@ -316,7 +316,8 @@ def test_list_register_state_reads_and_writes_as_on_bare_qemu(tmp_path, no_leake
     assert ours == bare
 
 
-# Priorities (byte and word), ICFGR and IROUTER of SPI 40; the identity
+# Priorities (byte and word), ICFGR and IROUTER of SPIs 40 (64-bit) and 41
+# (32-bit halves); the identity
 # registers: GICD_TYPER/IIDR/PIDR2, GICR_TYPER/IIDR/PIDR2/CTLR; and halfword
 # and byte accesses QEMU's GICv3 does not implement (they read as zero and
 # writes are ignored: only IPRIORITYR is byte-accessible).
@@ -337,6 +338,15 @@ REGISTERS = r"""
     ldr x2, [x12, #(40 * 8)]
     bl p32
     ldr w2, [x12, #(40 * 8 + 4)]
+    bl p32
+    ldr w0, =0x7f000001         // GICD_IROUTER41 in 32-bit halves, RES0 bits set
+    str w0, [x12, #(41 * 8)]
+    ldr w0, =0xffffff00
+    str w0, [x12, #(41 * 8 + 4)]
+    ldr x6, [x12, #(41 * 8)]    // read back 64-bit (p32 keeps x6)
+    mov x2, x6
+    bl p32
+    lsr x2, x6, #32
     bl p32
     nl
     rd32 x9, 0x4
@@ -367,13 +377,13 @@ REGISTERS = r"""
 
 def test_registers_read_back_as_on_bare_qemu(tmp_path, no_leaked_qemu):
     bare, ours = _bare_and_ours(tmp_path, "regs", REGISTERS)
-    assert bare[0] == "5c00a800 000000a8 aaaaaaaa ffffffff ffffffff"
+    # IROUTER: bare QEMU keeps every bit written, RES0 ([30:24], [63:40])
+    # included, and so does the emulated GIC.
+    assert bare[0] == "5c00a800 000000a8 aaaaaaaa ffffffff ffffffff 7f000001 ffffff00"
+    assert ours[0] == bare[0]
     # Bare QEMU's identity registers; the emulated GIC has no LPIs, so its
     # GICD_TYPER.LPIS [17] and GICR_TYPER.PLPIS [0] are 0 where QEMU's are 1.
     assert bare[1] == "037a0007 0000043b 0000003b 01000011 00000000 0000043b 0000003b"
-    # IROUTER: bare QEMU keeps every bit written; the specification makes
-    # [30:24] and [63:40] RES0, and the emulated GIC keeps them 0.
-    assert ours[0] == "5c00a800 000000a8 aaaaaaaa 80ffffff 000000ff"
     assert ours[1] == "03780007 0000043b 0000003b 01000010 00000000 0000043b 0000003b"
     assert bare[2] == "00000000 00000000 00000000 00000000"
     assert ours[2] == bare[2]
@@ -524,3 +534,183 @@ def test_a_bpr1_write_with_res0_bits_no_longer_kills_qemu(tmp_path, no_leaked_qe
     image = _image(tmp_path, "bpr1", BPR1)
     ours = _run([*ARMVCPU, *MACHINE, "-kernel", image.name], tmp_path).split("\n")
     assert ours == ["00000003 000003ff 00000006"]
+
+
+# Two vCPUs. CPU 1 (`secondary`, PSTATE.I masked) wakes its redistributor,
+# enables SGI 1 and then serves CPU 0's requests through `mbox`: 1 reads
+# ICC_HPPIR1_EL1, 2 acknowledges (ICC_IAR1_EL1), 3 ends INTID `arg`
+# (ICC_EOIR1_EL1). CPU 0 writes CPU 1's redistributor and an SPI routed to
+# CPU 1 while CPU 1 holds the interrupt (under armvcpu: in CPU 1's list
+# registers, which CPU 0 cannot reach), then reads the state back and asks
+# CPU 1 what its CPU interface sees.
+# Line 1: SGI 1 pended through GICR1_ISPENDR0: CPU 1's highest pending;
+# GICR1_ISPENDR0/ISACTIVER0; cleared through GICR1_ICPENDR0: ISPENDR0, and
+# CPU 1 sees nothing pending.
+# Line 2: pended again and acknowledged by CPU 1: ISPENDR0/ISACTIVER0;
+# GICR1_ICACTIVER0: ISACTIVER0; CPU 1 ends it: ISACTIVER0, HPPIR1.
+# Line 3: SPI 40 routed to CPU 1, pended and acknowledged there: GICD
+# ISPENDR1/ISACTIVER1; pended once more (pending and active): ISPENDR1;
+# GICD_ICPENDR1: ISPENDR1; GICD_ICACTIVER1: ISACTIVER1; CPU 1 ends it and
+# sees nothing pending.
+# Line 4: SPI 40 pended (CPU 1's highest pending); GICD_ISACTIVER1:
+# ISACTIVER1, ISPENDR1; GICD_ICACTIVER1 and ICPENDR1: both, and CPU 1 sees
+# nothing pending.
+OTHER_VCPU = r"""
+    .macro ask cmd, arg=0
+    add x15, x15, #1
+    mov x0, #\cmd
+    str x0, [x14, #8]
+    mov x0, #\arg
+    str x0, [x14, #16]
+    dsb sy
+    str x15, [x14]
+    dsb sy
+1:  ldr x0, [x14, #32]
+    cmp x0, x15
+    b.ne 1b
+    ldr x2, [x14, #24]
+    bl p32
+    .endm
+    .macro wr32 base, off, value
+    ldr w0, =\value
+    str w0, [\base, #\off]
+    dsb sy
+    .endm
+    bl gic_on
+    adr x14, mbox
+    mov x15, #0
+    ldr x0, =0xc4000003         // PSCI CPU_ON: CPU 1 at `secondary`
+    mov x1, #1
+    adr x2, secondary
+    mov x3, #0
+    hvc #0
+1:  ldr x0, [x14, #40]          // CPU 1 ready
+    cbz x0, 1b
+    ldr x16, =0x080D0000        // CPU 1's SGI_base frame
+
+    wr32 x16, 0x200, 2          // GICR1_ISPENDR0: SGI 1
+    ask 1
+    rd32 x16, 0x200
+    rd32 x16, 0x300
+    wr32 x16, 0x280, 2          // GICR1_ICPENDR0
+    rd32 x16, 0x200
+    ask 1
+    nl
+
+    wr32 x16, 0x200, 2
+    ask 2
+    rd32 x16, 0x200
+    rd32 x16, 0x300
+    wr32 x16, 0x380, 2          // GICR1_ICACTIVER0
+    rd32 x16, 0x300
+    ask 3, 1
+    rd32 x16, 0x300
+    ask 1
+    nl
+
+    wr32 x9, 0x84, 0x100        // GICD_IGROUPR1: INTID 40 Group 1
+    mov w0, #0x80
+    strb w0, [x9, #(0x400 + 40)]
+    add x12, x9, #0x6000
+    mov x0, #1
+    str x0, [x12, #(40 * 8)]    // GICD_IROUTER40: CPU 1
+    wr32 x9, 0x104, 0x100       // GICD_ISENABLER1
+    wr32 x9, 0x204, 0x100       // GICD_ISPENDR1
+    ask 2
+    rd32 x9, 0x204
+    rd32 x9, 0x304
+    wr32 x9, 0x204, 0x100
+    rd32 x9, 0x204
+    wr32 x9, 0x284, 0x100       // GICD_ICPENDR1
+    rd32 x9, 0x204
+    wr32 x9, 0x384, 0x100       // GICD_ICACTIVER1
+    rd32 x9, 0x304
+    ask 3, 40
+    ask 1
+    nl
+
+    wr32 x9, 0x204, 0x100
+    ask 1
+    wr32 x9, 0x304, 0x100       // GICD_ISACTIVER1
+    rd32 x9, 0x304
+    rd32 x9, 0x204
+    wr32 x9, 0x384, 0x100
+    wr32 x9, 0x284, 0x100
+    rd32 x9, 0x304
+    rd32 x9, 0x204
+    ask 1
+    nl
+    b off
+
+secondary:
+    ldr x9, =0x08000000
+    ldr x10, =0x080C0000        // CPU 1's RD_base
+    add x11, x10, #0x10000
+    ldr w0, [x10, #0x14]
+    bic w0, w0, #2
+    str w0, [x10, #0x14]        // GICR_WAKER.ProcessorSleep = 0
+2:  ldr w0, [x10, #0x14]
+    tbnz w0, #2, 2b
+    mov w0, #-1
+    str w0, [x11, #0x80]        // GICR_IGROUPR0
+    mov w0, #0x80
+    strb w0, [x11, #(0x400 + 1)]
+    mov w0, #2
+    str w0, [x11, #0x100]       // GICR_ISENABLER0: SGI 1
+    mov x0, #1
+    msr icc_sre_el1, x0
+    isb
+    mov x0, #0xff
+    msr icc_pmr_el1, x0
+    mov x0, #1
+    msr icc_igrpen1_el1, x0
+    isb
+    adr x12, mbox
+    mov x13, #0
+    mov x0, #1
+    str x0, [x12, #40]
+    dsb sy
+3:  ldr x0, [x12]               // the next request
+    cmp x0, x13
+    b.eq 3b
+    mov x13, x0
+    ldr x1, [x12, #8]
+    mov x2, #0
+    cmp x1, #1
+    b.ne 4f
+    mrs x2, icc_hppir1_el1
+4:  cmp x1, #2
+    b.ne 5f
+    mrs x2, icc_iar1_el1
+5:  cmp x1, #3
+    b.ne 6f
+    ldr x3, [x12, #16]
+    msr icc_eoir1_el1, x3
+    isb
+6:  str x2, [x12, #24]
+    dsb sy
+    str x13, [x12, #32]
+    dsb sy
+    b 3b
+
+    .balign 64
+mbox:
+    .quad 0, 0, 0, 0, 0, 0      // seq, cmd, arg, result, ack, ready
+"""
+
+
+def test_writes_to_another_vcpus_interrupts_apply_as_on_bare_qemu(tmp_path, no_leaked_qemu):
+    """ICPENDR/ISACTIVER/ICACTIVER writes whose interrupt sits in the other
+    vCPU's list registers take effect at once, for its SGIs (its
+    redistributor) and for an SPI routed to it."""
+    image = _image(tmp_path, "other", OTHER_VCPU)
+    args = [*MACHINE, "-smp", "2", "-kernel", image.name]
+    bare = _run(["qemu-system-aarch64", *args], tmp_path).split("\n")
+    assert bare == [
+        "00000001 00000002 00000000 00000000 000003ff",
+        "00000001 00000000 00000002 00000000 00000000 00000000 000003ff",
+        "00000028 00000000 00000100 00000100 00000000 00000000 00000000 000003ff",
+        "00000028 00000100 00000100 00000000 00000000 000003ff",
+    ]
+    ours = _run([*ARMVCPU, *args], tmp_path).split("\n")
+    assert ours == bare

@@ -5,10 +5,16 @@ class must be recognised from a handcrafted program; a small campaign on two
 workers must classify every program with no hypervisor failure; session
 reuse (the firmware's snapshot restore) must not change outcomes; and
 stopping a run must leave no QEMU and no /dev/shm file behind.
+
+Handcrafted programs run on both GIC versions (``Runner(gic=2)``: a GICv2
+machine, the prologue sets up GICC); what depends on the GICv3 (its ICC_*
+registers, the snapshot's GICv3 virtual interface behind session reuse, the
+campaigns and the command line, which run GICv3 sessions) stays GICv3-only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,8 +40,10 @@ from armvcpu.tools.fuzz import (
     msr_pstate,
     smc,
 )
+from armvcpu.tools.fuzz.generator import GICC
 
 from .conftest import qemu_pids, shm_files
+from .test_interrupts import GICS
 
 REG = {r.name: r for r in fuzz.SYSREGS}
 
@@ -119,76 +127,112 @@ def test_what_may_leave_state_behind():
     assert not fuzz.touches_gic_cpu_interface(msr(REG["VBAR_EL1"], 0))
 
 
+def test_the_gicv2_prologue_uses_gicc_not_the_icc_registers():
+    """On a GICv2 the ICC_* registers do not exist (UNDEFINED at EL1): the
+    prologue enables the CPU interface through GICC_PMR and GICC_CTLR."""
+    v2 = fuzz.prologue_words(0x4000_2000, gic=2)
+    assert not any(fuzz.touches_gic_cpu_interface(w) for w in v2)
+    text = [disassemble(w.to_bytes(4, "little")) for w in v2]
+    assert "movk x0, #0x801, lsl #16" in text  # GICC = 0x0801_0000
+    assert "str w1, [x0, #4]" in text and "str w1, [x0]" in text
+    assert any(fuzz.touches_gic_cpu_interface(w) for w in fuzz.prologue_words(0x4000_2000))
+    # The same program, for a GICv2: only the prologue differs.
+    program = Program.from_words([WFI])
+    assert dataclasses.replace(program, gic=2).image != program.image
+
+
+def test_a_runner_refuses_a_gic_version_the_machine_has_not():
+    with pytest.raises(ValueError, match="gic must be 2 or 3, not 4"):
+        Runner(gic=4)
+
+
 # -- each outcome class, from a handcrafted program -------------------------------------------
 
 
-def test_an_empty_body_completes_with_one_exit(no_leaked_qemu):
-    out = run_one([])
+@GICS
+def test_an_empty_body_completes_with_one_exit(gic, no_leaked_qemu):
+    out = run_one([], gic=gic)
     assert (out.outcome, out.exits, out.failure) == (fuzz.COMPLETED, 1, False)
 
 
-def test_system_off_stops_the_program(no_leaked_qemu):
-    out = run_one([*mov64(0, 0x8400_0008), hvc(0)])
+@GICS
+def test_system_off_stops_the_program(gic, no_leaked_qemu):
+    out = run_one([*mov64(0, 0x8400_0008), hvc(0)], gic=gic)
     assert (out.outcome, out.detail) == (fuzz.STOPPED, "SystemDown (off)")
 
 
-def test_an_undefined_instruction_is_an_el1_exception(no_leaked_qemu):
+@GICS
+def test_an_undefined_instruction_is_an_el1_exception(gic, no_leaked_qemu):
     # Inside the body the host returns past it, and the program goes on ...
-    out = run_one([0x0000_0000, WFI])
+    out = run_one([0x0000_0000, WFI], gic=gic)
     assert out.outcome == fuzz.COMPLETED
     assert out.el1_skipped == {"EC 0x00 Unknown": 1}
     # ... but not once control has left the body (here into zeroed RAM).
-    out = run_one([branch(0x2000)])
+    out = run_one([branch(0x2000)], gic=gic)
     assert (out.outcome, out.detail) == (fuzz.EL1_EXCEPTION, "EC 0x00 Unknown outside the body")
 
 
-def test_an_unmasked_interrupt_is_an_el1_exception(no_leaked_qemu):
+@GICS
+def test_an_unmasked_interrupt_is_an_el1_exception(gic, no_leaked_qemu):
     # The prologue leaves the virtual timer's interrupt pending, IRQs masked.
-    out = run_one([msr_pstate(3, 7, 2)])  # msr daifclr, #2
+    out = run_one([msr_pstate(3, 7, 2)], gic=gic)  # msr daifclr, #2
     assert (out.outcome, out.detail) == (fuzz.EL1_EXCEPTION, "IRQ (from EL1h)")
 
 
-def test_a_loop_without_exits_is_a_timeout(no_leaked_qemu):
-    out = run_one([branch(0)])  # b .
+@GICS
+def test_a_loop_without_exits_is_a_timeout(gic, no_leaked_qemu):
+    out = run_one([branch(0)], gic=gic)  # b .
     assert (out.outcome, out.detail) == (fuzz.TIMEOUT, "no exit in time, guest looping at EL1")
     assert not out.failure
 
 
-def test_an_mmio_loop_uses_up_the_exit_budget(no_leaked_qemu):
+@GICS
+def test_an_mmio_loop_uses_up_the_exit_budget(gic, no_leaked_qemu):
     # x2 = the PL011; 1: ldr w1, [x2] ; b 1b
-    out = run_one([*mov64(2, 0x0900_0000), ldst_uimm(2, 1, 0, 2, 1), branch(-4)], budget=30)
+    out = run_one(
+        [*mov64(2, 0x0900_0000), ldst_uimm(2, 1, 0, 2, 1), branch(-4)], budget=30, gic=gic
+    )
     assert (out.outcome, out.exits) == (fuzz.BUDGET, 30)
 
 
-def test_a_jump_to_unmapped_memory_stops_at_the_fetch_fault(no_leaked_qemu):
-    out = run_one([*mov64(1, 0x1000_0000), 0xD61F_0020])  # br x1
+@GICS
+def test_a_jump_to_unmapped_memory_stops_at_the_fetch_fault(gic, no_leaked_qemu):
+    out = run_one([*mov64(1, 0x1000_0000), 0xD61F_0020], gic=gic)  # br x1
     assert (out.outcome, out.detail) == (fuzz.STOPPED, "NestedPageFault (instruction fetch)")
 
 
-def test_cpu_off_of_the_only_vcpu_is_the_guests_doing(no_leaked_qemu):
-    out = run_one([*mov64(0, 0x8400_0002), hvc(0)])
+@GICS
+def test_cpu_off_of_the_only_vcpu_is_the_guests_doing(gic, no_leaked_qemu):
+    out = run_one([*mov64(0, 0x8400_0002), hvc(0)], gic=gic)
     assert out.outcome == fuzz.TIMEOUT
     assert out.detail == "vCPU off (PSCI CPU_OFF), its CPU waits in EL2"
 
 
-def test_cpu_suspend_without_a_signalled_interrupt_is_a_timeout(no_leaked_qemu):
-    # Group 1 disabled first: nothing can wake the vCPU, as on hardware.
-    disable = msr(REG["ICC_IGRPEN1_EL1"], 31)
-    out = run_one([disable, *mov64(0, 0xC400_0001), hvc(0)])
+@GICS
+def test_cpu_suspend_without_a_signalled_interrupt_is_a_timeout(gic, no_leaked_qemu):
+    # The CPU interface's group disabled first (GICv3: ICC_IGRPEN1_EL1 = 0;
+    # GICv2: str wzr, [GICC_CTLR]): nothing can wake the vCPU, as on hardware.
+    if gic == 2:
+        disable = [*mov64(1, GICC), ldst_uimm(2, 0, 0, 1, 31)]
+    else:
+        disable = [msr(REG["ICC_IGRPEN1_EL1"], 31)]
+    out = run_one([*disable, *mov64(0, 0xC400_0001), hvc(0)], gic=gic)
     assert out.outcome == fuzz.TIMEOUT
     assert out.detail.startswith("vCPU halted in EL2")
 
 
-def test_cpu_suspend_returns_when_an_interrupt_is_pending(no_leaked_qemu):
+@GICS
+def test_cpu_suspend_returns_when_an_interrupt_is_pending(gic, no_leaked_qemu):
     """Found by the fuzzer (seed 1, index 276), fixed in the firmware: a
     virtual interrupt pending in a list register wakes a halted vCPU."""
-    out = run_one([*mov64(0, 0xC400_0001), hvc(0)], timeout=30)
+    out = run_one([*mov64(0, 0xC400_0001), hvc(0)], timeout=30, gic=gic)
     assert out.outcome == fuzz.COMPLETED, out.detail
 
 
-def test_unknown_smc_is_answered_not_supported(no_leaked_qemu):
+@GICS
+def test_unknown_smc_is_answered_not_supported(gic, no_leaked_qemu):
     seen = []
-    out = run_one([*mov64(0, 0x1234), smc(0), WFI], on_exit=lambda e, a: seen.append(a))
+    out = run_one([*mov64(0, 0x1234), smc(0), WFI], on_exit=lambda e, a: seen.append(a), gic=gic)
     assert out.outcome == fuzz.COMPLETED
     assert seen[0] == "x0=NOT_SUPPORTED"  # a Hypercall exit, already past the SMC
 
@@ -336,17 +380,21 @@ def test_qemu_survives_a_bpr1_write_with_res0_bits(no_leaked_qemu):
     assert out.outcome == fuzz.COMPLETED, (out.outcome, out.detail)
 
 
-def test_trapped_system_register_reads_reach_the_host(no_leaked_qemu):
+@GICS
+def test_trapped_system_register_reads_reach_the_host(gic, no_leaked_qemu):
     seen = []
     body = [fuzz.mrs(5, REG["ID_AA64PFR0_EL1"])]
-    out = run_one(body, traps=(1 << 18, 0), on_exit=lambda e, a: seen.append(repr(e.reason)))
+    out = run_one(
+        body, traps=(1 << 18, 0), on_exit=lambda e, a: seen.append(repr(e.reason)), gic=gic
+    )
     assert out.outcome == fuzz.COMPLETED
     assert seen[0].startswith("SysRegRead") and "ID_AA64PFR0_EL1" in seen[0]
 
 
-def test_policy_answers_a_trapped_mrs_to_xzr(no_leaked_qemu):
+@GICS
+def test_policy_answers_a_trapped_mrs_to_xzr(gic, no_leaked_qemu):
     """Found by the fuzzer (seed 1, index 50), fixed in Exit/Policy."""
-    out = run_one([fuzz.mrs(31, REG["ID_AA64PFR0_EL1"])], traps=(1 << 18, 0))
+    out = run_one([fuzz.mrs(31, REG["ID_AA64PFR0_EL1"])], traps=(1 << 18, 0), gic=gic)
     assert out.outcome == fuzz.COMPLETED, out.detail
 
 

@@ -1,6 +1,10 @@
-"""The emulated GICv3 (Hypervisor(vgic=True)) seen from real guests: its
+"""The emulated GIC (Hypervisor(vgic=True)) seen from real guests: its
 registers read back as the GICv3 specification (IHI 0069H, chapter 12) says,
 and interrupts reach a guest only as its own GIC programming allows.
+
+What is not GICv3-specific runs on both GIC versions (``gic`` 3 and 2: on a
+GICv2 machine the guest gets a vGICv2, IHI 0048B); the GICv2 distributor's
+registers against bare QEMU are tests/test_gicv2.py's.
 
 All of it is answered inside EL2: the guests' GICD/GICR accesses never reach
 the host, which sees only their hypercalls.
@@ -11,7 +15,7 @@ from __future__ import annotations
 import pytest
 from armvcpu import ExitKind, Guest, Hypervisor
 
-from .test_interrupts import GIC_SETUP, VECTORS
+from .test_interrupts import GIC_SETUP, GICS, VECTORS, gic_program
 from .test_smp import SGI_PRIMARY
 
 GICD = 0x0800_0000
@@ -67,6 +71,8 @@ REGISTERS = """
 
 
 def test_gic_registers_read_back_per_the_specification(transport, no_leaked_qemu):
+    """GICv3 only: the redistributors and their identity registers (the
+    vGICv2's distributor is compared with bare QEMU in test_gicv2.py)."""
     with Hypervisor(vgic=True, transport=transport) as hv:
         hv.load(Guest.from_asm(REGISTERS))
         exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
@@ -94,9 +100,9 @@ def test_gic_registers_read_back_per_the_specification(transport, no_leaked_qemu
     assert icfgr0 == 0xAAAA_AAAA
 
 
-TIMER_GATED = (
-    GIC_SETUP
-    + """
+# The virtual timer fires while its PPI is disabled in the guest's GIC: no
+# interrupt until the guest enables it (GIC_ENABLE_PPI_27), then at once.
+TIMER_GATED_BODY = """
     mrs x20, cntfrq_el0
     mov x0, #200
     udiv x23, x20, x0           // 5 ms of counter ticks
@@ -114,6 +120,17 @@ TIMER_GATED = (
     mov x0, #1
     mov x1, x21                 // no interrupt yet: PPI 27 is disabled
     hvc #0
+GIC_ENABLE_PPI_27
+2:  cbz x21, 2b                 // taken at once: the timer fired long ago
+    mov x0, #2
+    mov x1, x21
+    hvc #0
+    ldr x0, =0x84000008
+    hvc #0
+"""
+
+ENABLE_PPI_27 = {
+    3: """
     ldr x9, =0x08000000
     mov w5, #2
     str w5, [x9]                // GICD_CTLR.EnableGrp1
@@ -124,20 +141,29 @@ TIMER_GATED = (
     strb w5, [x10, #0x41b]      // GICR_IPRIORITYR: PPI 27's priority
     mov w5, #(1 << 27)
     str w5, [x10, #0x100]       // GICR_ISENABLER0: the virtual timer's PPI
-2:  cbz x21, 2b                 // taken at once: the timer fired long ago
-    mov x0, #2
-    mov x1, x21
-    hvc #0
-    ldr x0, =0x84000008
-    hvc #0
-"""
-    + VECTORS
-)
+""",
+    # GICv2: the PPIs are banked in the distributor; the guest's CPU
+    # interface takes Group 0 (GIC_SETUP_V2).
+    2: """
+    ldr x9, =0x08000000
+    mov w5, #1
+    str w5, [x9]                // GICD_CTLR.EnableGrp0
+    mov w5, #0xa0
+    strb w5, [x9, #0x41b]       // GICD_IPRIORITYR: PPI 27's priority
+    mov w5, #(1 << 27)
+    str w5, [x9, #0x100]        // GICD_ISENABLER0: the virtual timer's PPI
+""",
+}
 
 
-def test_timer_interrupt_waits_until_the_guest_enables_its_ppi(transport, no_leaked_qemu):
-    with Hypervisor(vgic=True, transport=transport) as hv:
-        hv.load(Guest.from_asm(TIMER_GATED))
+def timer_gated(gic: int) -> str:
+    return gic_program(gic, TIMER_GATED_BODY.replace("GIC_ENABLE_PPI_27\n", ENABLE_PPI_27[gic]))
+
+
+@GICS
+def test_timer_interrupt_waits_until_the_guest_enables_its_ppi(gic, transport, no_leaked_qemu):
+    with Hypervisor(vgic=True, gic=gic, transport=transport) as hv:
+        hv.load(Guest.from_asm(timer_gated(gic)))
         exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
     calls = [(e.reason.nr, e.reason.args[0]) for e in exits if e.kind == ExitKind.Hypercall]
     assert calls == [(1, 0), (2, 27)]
@@ -193,6 +219,9 @@ done: .quad 0
 
 @pytest.mark.parametrize("trap_wfi", [False, True], ids=["wfi-native", "wfi-trapped"])
 def test_sgi_waits_until_the_target_enables_it(trap_wfi, transport, no_leaked_qemu):
+    """GICv3 only: a GICv2's SGIs are always enabled (GICD_ISENABLER0
+    [15:0] RAO/WI in QEMU's GICv2 and the vGICv2), so there is nothing to
+    wait for there."""
     with Hypervisor(smp=2, vgic=True, transport=transport) as hv:
         hv.load(Guest.from_asm(SGI_GATED))
         if trap_wfi:
@@ -226,12 +255,13 @@ SMCCC_QUERIES = """
 """
 
 
+@GICS
 @pytest.mark.parametrize("logged", [False, True], ids=["fast-path", "exit-log"])
-def test_psci_and_smccc_versions_answer_the_same_with_or_without_the_fast_path(logged):
+def test_psci_and_smccc_versions_answer_the_same_with_or_without_the_fast_path(logged, gic):
     """PSCI_VERSION and SMCCC_VERSION are answered in the vector code unless
     the exit log must see every exit; the guest gets the core's answers
     (PSCI 1.1, SMCCC 1.1: 0x10001) either way, and the log shows the calls."""
-    with Hypervisor() as hv:
+    with Hypervisor(gic=gic) as hv:
         if logged:
             hv.enable_exit_log()
         hv.load(Guest.from_asm(SMCCC_QUERIES))
@@ -288,6 +318,9 @@ def _physical_gic(hv: Hypervisor) -> tuple[int, int, int, int]:
 
 
 def test_guest_gic_writes_never_reach_the_machines_gic(no_leaked_qemu):
+    """GICv3 only: the machine state checked is its redistributor's and the
+    guest's way in is ICH_VTR_EL2 (tests/test_gicv2.py checks that a GICv2
+    guest cannot reach GICH)."""
     with Hypervisor(vgic=True, transport="gdb") as hv:
         hv.load(Guest.from_asm(HOSTILE_GIC))
         after = None

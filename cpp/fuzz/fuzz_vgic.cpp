@@ -6,9 +6,14 @@
 // never change; GICD_CTLR keeps ARE and DS; reads of the pending and active
 // registers include every live bit given; ICV_BPR1_EL1 never holds a value
 // below its minimum once written; an acknowledge changes at most one list
-// register and returns an INTID that was in it, or 1023.
+// register and returns an INTID that was in it, or 1023. Writes logged for
+// another vCPU's list registers (vgic_lr_write.hpp) change only a list
+// register's State field, never add pending, add active only to a pending
+// software interrupt, and a clear-pending or clear-active last written
+// leaves that state cleared.
 #include "armvcpu/vgic_dist.hpp"
 #include "armvcpu/vgic_icv.hpp"
+#include "armvcpu/vgic_lr_write.hpp"
 #include "fuzz_input.hpp"
 
 using namespace armvcpu;
@@ -154,12 +159,51 @@ void fuzz_cpu_interface(fuzz::Input& in) {
     }
 }
 
+void fuzz_lr_writes(fuzz::Input& in) {
+    const std::uint64_t mpidr[kMaxVcpus] = {0x80000000, 0x80000001};
+    Distributor d;
+    d.reset(2, mpidr);
+    LrWriteLog log;
+    WriteEffect last{};
+    for (unsigned step = 0; step < 16 && !in.empty(); ++step) {
+        // The effects the distributor reports for its set/clear registers.
+        const std::uint64_t off = gicd::ISPENDR + (in.take<std::uint16_t>() % 0x200);
+        const std::uint64_t base =
+            (in.take<std::uint8_t>() & 1) != 0 ? kGicdBase : kGicrBase + kGicrSgiFrame;
+        const WriteEffect e = d.write(base + (off & ~3ull), 4, in.take<std::uint32_t>()).effect;
+        log.record(e);
+        last = e;
+    }
+    for (unsigned i = 0; i < 8 && !in.empty(); ++i) {
+        const std::uint64_t lr = in.take<std::uint64_t>();
+        const LrWriteResult r = log.apply(lr);
+        constexpr std::uint64_t kState = kLrPendingBit | kLrActiveBit;
+        ARMVCPU_FUZZ_CHECK((r.lr & ~kState) == (lr & ~kState));
+        const bool hw = (lr & kLrHwBit) != 0;
+        ARMVCPU_FUZZ_CHECK(!r.deactivate_physical || hw);
+        if (lr_state(lr) == LrState::Invalid) ARMVCPU_FUZZ_CHECK(r.lr == lr);
+        ARMVCPU_FUZZ_CHECK((r.lr & kLrPendingBit) == 0 || (lr & kLrPendingBit) != 0);
+        if ((r.lr & kLrActiveBit) != 0 && (lr & kLrActiveBit) == 0) {
+            ARMVCPU_FUZZ_CHECK(r.took_active && !hw && lr_state(lr) == LrState::Pending);
+        }
+        const std::uint32_t intid = lr_vintid(lr);
+        if (intid < kNumIntids && intid / 32 == last.bank) {
+            const std::uint32_t bit = 1u << (intid % 32);
+            if ((last.pending_cleared & bit) != 0) ARMVCPU_FUZZ_CHECK((r.lr & kLrPendingBit) == 0);
+            if ((last.active_cleared & bit) != 0) ARMVCPU_FUZZ_CHECK((r.lr & kLrActiveBit) == 0);
+        }
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     fuzz::Input in(data, size);
-    if ((in.take<std::uint8_t>() & 1) != 0) {
+    const std::uint8_t which = in.take<std::uint8_t>();
+    if ((which & 1) != 0) {
         fuzz_distributor(in);
+    } else if ((which & 2) != 0) {
+        fuzz_lr_writes(in);
     } else {
         fuzz_cpu_interface(in);
     }

@@ -44,6 +44,27 @@ TEST(Smmu, ContextDescriptorFields) {
     EXPECT_EQ(c.dword[3] & 0xff, 0xffu);      // MAIR0 Attr0: Normal write-back
 }
 
+TEST(Smmu, TwoLevelStreamTable) {
+    // SMMU_STRTAB_BASE_CFG (6.3.25): FMT [17:16] = 0b01 (2-level), SPLIT
+    // [10:6], LOG2SIZE [5:0].
+    const std::uint32_t cfg = strtab_base_cfg_2level(16, 8);
+    EXPECT_EQ((cfg >> 16) & 3u, 1u);
+    EXPECT_EQ((cfg >> 6) & 0x1fu, 8u);
+    EXPECT_EQ(cfg & 0x3fu, 16u);
+    EXPECT_EQ(cfg & ~((3u << 16) | (0x1fu << 6) | 0x3fu), 0u);  // the rest RES0
+    // Level-1 descriptor (5.1.1): Span [4:0]; L2Ptr [51:6].
+    const std::uint64_t d = l1_stream_descriptor(0x2'0004'c000ull, 9);
+    EXPECT_EQ(d & 0x1fu, 9u);
+    EXPECT_EQ(d & 0x000fffffffffffc0ull, 0x2'0004'c000ull);
+    EXPECT_EQ((d >> 5) & 1u, 0u);  // [5] RES0
+    EXPECT_EQ(d >> 52, 0u);
+    // SMMU_IDR0.ST_LEVEL [28:27] (6.3.1); SMMU_IDR1.SIDSIZE [5:0] (6.3.2).
+    EXPECT_TRUE(idr0_two_level_stream_table(1u << 27));
+    EXPECT_FALSE(idr0_two_level_stream_table(0));
+    EXPECT_FALSE(idr0_two_level_stream_table(2u << 27));  // reserved
+    EXPECT_EQ(idr1_sid_bits(0x0000'0010u | (1u << 6)), 16u);
+}
+
 TEST(Smmu, QueueBaseRegister) {
     // SMMU_EVENTQ_BASE: RA [62], ADDR [51:5], LOG2SIZE [4:0].
     EXPECT_EQ(queue_base(0x2'0000'8000ull, 6), (1ull << 62) | 0x2'0000'8000ull | 6u);

@@ -47,6 +47,23 @@ constexpr std::uint64_t queue_base(std::uint64_t addr, unsigned log2size) {
 }
 // SMMU_STRTAB_BASE_CFG: linear format (FMT 0), LOG2SIZE [5:0].
 constexpr std::uint32_t strtab_base_cfg_linear(unsigned log2size) { return log2size & 0x3f; }
+// ... and the 2-level format (FMT [17:16] = 0b01): StreamID bits above
+// SPLIT [10:6] index the level-1 table of descriptors, the low SPLIT bits a
+// level-2 array of STEs.
+constexpr std::uint32_t strtab_base_cfg_2level(unsigned log2size, unsigned split) {
+    return (1u << 16) | ((split & 0x1f) << 6) | (log2size & 0x3f);
+}
+// SMMU_IDR0.ST_LEVEL [28:27]: 0b01 when the 2-level stream table is supported.
+constexpr bool idr0_two_level_stream_table(std::uint32_t idr0) { return ((idr0 >> 27) & 3u) == 1u; }
+// SMMU_IDR1.SIDSIZE [5:0]: the StreamID's width in bits.
+constexpr unsigned idr1_sid_bits(std::uint32_t idr1) { return idr1 & 0x3f; }
+
+// A level-1 stream table descriptor (5.1.1 "Level 1 Stream Table
+// Descriptor"): L2Ptr [51:6] of a level-2 array of 2^(span - 1) STEs, Span
+// [4:0] (0: no level-2 array, every StreamID of it is invalid).
+constexpr std::uint64_t l1_stream_descriptor(std::uint64_t l2ptr, unsigned span) {
+    return (l2ptr & 0x000fffffffffffc0ull) | (span & 0x1f);
+}
 
 // ---- Stream Table Entry: 64 bytes ----
 inline constexpr std::uint64_t kSteValid = 1u << 0;

@@ -496,14 +496,15 @@ private:
             (width == 4 || width == 8)) {
             const auto intid = static_cast<unsigned>((off - gicd::IROUTER) / 8);
             std::uint64_t& r = irouter_[intid - 32];
-            // Aff0-2 [23:0], IRM [31], Aff3 [39:32]; the rest is RES0.
-            constexpr std::uint64_t kMask = 0xff'80ff'ffffull;
+            // Aff0-2 [23:0], IRM [31], Aff3 [39:32]; the rest is RES0, which
+            // QEMU's GICv3 keeps as written (a guest reads back what it
+            // wrote there, as on bare QEMU); route_of reads only the fields.
             if (width == 8) {
-                r = value & kMask;
+                r = value;
             } else if (off % 8 == 0) {
-                r = (r & ~0xffff'ffffull) | (value & kMask & 0xffff'ffffull);
+                r = (r & ~0xffff'ffffull) | (value & 0xffff'ffffull);
             } else {
-                r = (r & 0xffff'ffffull) | ((value << 32) & kMask);
+                r = (r & 0xffff'ffffull) | (value << 32);
             }
             e.route_changed_intid = intid;
             return e;
@@ -521,7 +522,10 @@ private:
                     b.pending |= bit;
                     e.bank = intid / 32;
                 } else {
+                    // Like ICPENDR: the interrupt may sit in a list register.
                     b.pending &= ~bit;
+                    e.pending_cleared = bit;
+                    e.bank = intid / 32;
                 }
             }
         }

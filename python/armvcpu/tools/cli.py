@@ -690,8 +690,8 @@ def _parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--budget", type=int, default=200, help="exits per program")
     fuzz.add_argument("--no-reuse", action="store_true", help="a fresh QEMU for every program")
     fuzz.add_argument("--gic", type=int, choices=(2, 3), default=3,
-                      help="the machine's GIC version (2: a GICv2, its distributor emulated "
-                      "in EL2; each program in a fresh QEMU)")  # fmt: skip
+                      help="the machine's GIC version (2: a GICv2; each program in a fresh "
+                      "QEMU)")  # fmt: skip
     fuzz.add_argument("--host-answers", action="store_true",
                       help="answer and check every exit in the host (by default the firmware "
                       "answers those that do not end a program, in a reused session)")  # fmt: skip

@@ -53,8 +53,8 @@ class FuzzConfig:
     #: The firmware answers the exits that do not end a program (False: the
     #: host answers and checks every exit).
     el2_answers: bool = True
-    #: The machine's GIC version: 3, or 2 (its distributor emulated in EL2;
-    #: a fresh session per program, as snapshots need a GICv3).
+    #: The machine's GIC version: 3, or 2 (a fresh session per program, as
+    #: snapshots need a GICv3).
     gic: int = 3
     #: Run the coverage build of the firmware and guide the campaign by it.
     coverage: bool = False

@@ -204,6 +204,7 @@ class Program:
     ``clean`` is True when the program cannot leave state behind that a
     following program could observe (then a session may run the next program
     after it). ``traps`` are extra HCR_EL2/MDCR_EL2 trap bits its session runs with.
+    ``gic`` is the GIC version the prologue sets up (a Runner's own).
     """
 
     body: tuple[int, ...]
@@ -214,6 +215,7 @@ class Program:
     traps: tuple[int, int] = (0, 0)
     notes: tuple[tuple[int, str], ...] = ()  # (word index, what the item is)
     name: str = ""
+    gic: int = 3
 
     @classmethod
     def from_words(cls, words: Iterable[int], *, name: str = "custom",
@@ -234,7 +236,11 @@ class Program:
     def interrupt_pending(self) -> bool:
         """True when the prologue's virtual timer interrupt is still pending
         (and signalled) wherever the body is: no word touches the GIC CPU
-        interface, so nothing acknowledges, masks or disables it."""
+        interface, so nothing acknowledges, masks or disables it. A GICv2's
+        CPU interface is memory-mapped (GICC): there, no word may load or
+        store either (A64 encoding group op0 = x1x0)."""
+        if self.gic == 2 and any((w >> 25) & 0b0101 == 0b0100 for w in self.body):
+            return False
         return not any(touches_gic_cpu_interface(w) for w in self.body)
 
     @property
@@ -248,15 +254,8 @@ class Program:
 
     @cached_property
     def image(self) -> bytes:
-        """Prologue, vector table, body and epilogue, from ENTRY (on a GICv3)."""
-        return self.image_for(3)
-
-    def image_for(self, gic: int) -> bytes:
-        """The image for a machine with GIC version ``gic`` (2 or 3): the
-        prologue sets up that GIC's CPU interface; the rest is the same."""
-        if gic not in (2, 3):
-            raise ValueError(f"gic={gic!r}: 2 or 3")
-        out = bytearray(_words_bytes(prologue_words(self.epilogue, gic)))
+        """Prologue, vector table, body and epilogue, from ENTRY."""
+        out = bytearray(_words_bytes(prologue_words(self.epilogue, self.gic)))
         if len(out) > VECTORS - ENTRY:
             raise AssertionError("the prologue overlaps the vector table")
         out += bytes(VECTORS - ENTRY - len(out))
@@ -284,9 +283,8 @@ def _words_bytes(words: Iterable[int]) -> bytes:
     return out.tobytes()
 
 
-#: A GICv2's distributor and CPU interface on QEMU virt (gic-version=2); the
-#: guest's CPU interface is the GICV behind GICC's address.
-GICD_V2, GICC_V2 = 0x0800_0000, 0x0801_0000
+#: QEMU virt's GICv2 CPU interface, where a GICv2 guest finds the hardware GICV.
+GICC = 0x0801_0000
 
 
 def prologue_words(epilogue: int, gic: int = 3) -> list[int]:
@@ -294,13 +292,12 @@ def prologue_words(epilogue: int, gic: int = 3) -> list[int]:
 
     Masks interrupts, enables FP/SIMD, points VBAR_EL1 at the reporting
     vector table and ELR_EL1/SPSR_EL1 at the epilogue (a bare ERET ends the
-    program), zeroes FP state, enables the virtual GIC CPU interface and
-    fires the virtual timer once, then waits for it with WFI: its interrupt
-    stays pending (IRQs are masked), so every later WFI returns at once.
-    Then it zeroes the scratch ranges, sets the stacks and clears x0..x30.
-    On a GICv2 (``gic=2``, its distributor emulated in EL2) the interface is
-    MMIO: the distributor enabled with the virtual timer's PPI, GICC_PMR and
-    GICC_CTLR (both groups) through the GICV.
+    program), zeroes FP state, enables the virtual GIC CPU interface (GICv3:
+    its ICC_* registers; ``gic`` 2: GICC_PMR and GICC_CTLR at the GICC
+    address) and fires the virtual timer once, then waits for it with WFI:
+    its interrupt stays pending (IRQs are masked), so every later WFI returns
+    at once. Then it zeroes the scratch ranges, sets the stacks and clears
+    x0..x30.
     """
     r = BY_NAME.__getitem__
     w = [msr_pstate(3, 6, 0xF)]  # msr daifset, #0xf
@@ -310,10 +307,9 @@ def prologue_words(epilogue: int, gic: int = 3) -> list[int]:
     w += [movz(0, SPSR_EL1H_MASKED), msr(r("SPSR_EL1"), 0)]
     w += [msr(r("FPCR"), XZR), msr(r("FPSR"), XZR)] + [fmov_d_xzr(d) for d in range(32)]
     if gic == 2:
-        w += [*mov64(0, GICD_V2), movz(1, 1), ldst_uimm(2, 0, 0, 0, 1)]  # GICD_CTLR = 1
-        w += [*mov64(1, 1 << 27), ldst_uimm(2, 0, 0x100 >> 2, 0, 1)]  # GICD_ISENABLER0: PPI 27
-        w += [*mov64(0, GICC_V2), movz(1, 0xFF), ldst_uimm(2, 0, 4 >> 2, 0, 1)]  # GICC_PMR
-        w += [movz(1, 3), ldst_uimm(2, 0, 0, 0, 1)]  # GICC_CTLR: groups 0 and 1
+        # str w1, [x0, #4] (GICC_PMR) ; str w1, [x0] (GICC_CTLR.EnableGrp0)
+        w += [*mov64(0, GICC), movz(1, 0xFF), ldst_uimm(2, 0, 1, 0, 1)]
+        w += [movz(1, 1), ldst_uimm(2, 0, 0, 0, 1)]
     else:
         w += [movz(0, 1), msr(r("ICC_SRE_EL1"), 0), ISB]
         w += [movz(0, 0xFF), msr(r("ICC_PMR_EL1"), 0), movz(0, 1), msr(r("ICC_IGRPEN1_EL1"), 0)]

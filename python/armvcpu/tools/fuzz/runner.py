@@ -272,6 +272,11 @@ class Runner:
     full.
 
     ``on_exit(exit, answer)`` sees every exit with a description of the answer.
+
+    ``gic`` is the machine's GIC version (QEMU's ``gic-version``); programs
+    run with the prologue for it. On a GICv2 every program gets a fresh
+    session: the firmware's snapshot saves the GICv3 virtual CPU interface
+    only.
     """
 
     def __init__(self, *, timeout: float = 0.5, budget: int = 200, reuse: bool = True,
@@ -283,20 +288,15 @@ class Runner:
         if watchdog is not None and not 0.001 <= watchdog <= 3600:
             raise ValueError(f"watchdog={watchdog!r}: from 0.001 to 3600 seconds, or None")
         if gic not in (2, 3):
-            raise ValueError(f"gic={gic!r}: QEMU's virt has a GICv2 (gic=2) or a GICv3 (gic=3)")
-        #: The machine's GIC: on a GICv2 its distributor is emulated in EL2
-        #: (``vgic``), and programs set up its MMIO CPU interface. Snapshots
-        #: need a GICv3: on a GICv2 every program has a fresh session.
-        self.gic = gic
-        if gic == 2:
-            reuse = False
+            raise ValueError(f"gic must be 2 or 3, not {gic!r}")
         self.watchdog = watchdog
         self.el2_answers = el2_answers
         self._el2 = False  # the firmware answers for the running program
         self._host_exits = 0
         self.timeout = timeout
         self.budget = budget
-        self.reuse = reuse
+        self.gic = gic
+        self.reuse = reuse and gic == 3
         self.max_per_session = max_per_session
         self.on_exit = on_exit
         #: With a coverage map, sessions run its image (the coverage build) and
@@ -339,7 +339,6 @@ class Runner:
                 memory_mb=GUEST_RAM_MB,
                 firmware=self.coverage.path if self.coverage else None,
                 gic=self.gic,
-                vgic=self.gic == 2,
             )
             try:
                 hv.start()
@@ -379,7 +378,7 @@ class Runner:
     def _padded(self, program: Program) -> bytes:
         """The program, padded over everything an earlier program of the
         session wrote there (the snapshot's bytes are the first program's)."""
-        image = program.image_for(self.gic)
+        image = program.image
         size = max(len(image), PROGRAM_AREA, self._written)
         self._written = size
         return image + bytes(size - len(image))
@@ -410,6 +409,8 @@ class Runner:
     # -- one program --------------------------------------------------------------------
 
     def run(self, program: Program) -> Outcome:
+        if program.gic != self.gic:
+            program = dataclasses.replace(program, gic=self.gic)  # its prologue for this GIC
         t0 = time.monotonic()
         fresh = not self._can_reuse()
         self._el2, self._host_exits = False, 0
@@ -439,7 +440,7 @@ class Runner:
             result.outcome, result.detail, keep = end.outcome, end.detail, end.keep
         except GuestTimeout:
             detail, halted = self._where_stuck()
-            if halted and program.interrupt_pending and self.gic == 3:
+            if halted and program.interrupt_pending:
                 # A pending interrupt is a wake-up event (DEN0022 5.4.2 for
                 # CPU_SUSPEND's standby; WFI wake-up in the Arm ARM): the
                 # firmware should have let the vCPU go on.
@@ -572,7 +573,7 @@ class Runner:
         if halted == 2:  # it waited for the watchdog instead of leaving the CPU
             raise _ProgramEnd(TIMEOUT, "vCPU off (PSCI CPU_OFF), its CPU waits in EL2", True)
         if halted:
-            if program.interrupt_pending and self.gic == 3:
+            if program.interrupt_pending:
                 # A pending interrupt is a wake-up event (see run()).
                 raise _ProgramEnd(NOT_WOKEN, "halted in EL2 with its virtual timer interrupt "
                                   "pending", False)  # fmt: skip
