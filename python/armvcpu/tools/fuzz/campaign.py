@@ -191,9 +191,14 @@ def _make_runner(config: FuzzConfig) -> Runner:
         from .coverage import CoverageMap
 
         coverage = CoverageMap.load()
+    # A guided campaign answers every exit in the host: a session's first
+    # program is the host's alone, so with answers in EL2 a program's coverage
+    # would depend on whether it began a session, i.e. on the scheduling, and
+    # the corpus with it (the same seed must pick the same corpus on any engine).
     return Runner(timeout=config.timeout, budget=config.budget, reuse=config.reuse,
                   coverage=coverage, watchdog=config.watchdog,
-                  el2_answers=config.el2_answers, gic=config.gic)  # fmt: skip
+                  el2_answers=config.el2_answers and not config.coverage,
+                  gic=config.gic)  # fmt: skip
 
 
 def _outcome_from_dict(d: dict[str, Any]) -> Outcome:
