@@ -12,6 +12,7 @@
 #include "el2_fault.hpp"
 #include "el2_mmu.hpp"
 #include "exit_log.hpp"
+#include "fuzz_answers.hpp"
 #include "gic.hpp"
 #include "host_link.hpp"
 #include "power.hpp"
@@ -45,8 +46,11 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         if (run.vgic && !fw::gic::v2()) fw::publish_list_registers(cpu);
         if (run.step.armed()) fw::end_step(run);
         if (!fw::is_exit(result)) continue;
-        // A first write to a page a snapshot tracks: saved, then retried.
-        if (fw::snapshot::absorb_write_fault(run.vm, result.syndrome)) {
+        // A first write to a page a snapshot tracks: saved, then retried. Only
+        // a synchronous exit has a syndrome of its own: an interrupt's is the
+        // last abort's, and taking it for one would swallow the interrupt.
+        if (result.type == armvcpu::ExceptionType::Synchronous &&
+            fw::snapshot::absorb_write_fault(run.vm, result.syndrome)) {
             run.vcpu.context().set_exception_pc(result.exception_pc);
             continue;
         }
@@ -64,10 +68,18 @@ void run_vcpu(unsigned cpu, std::uint64_t entry, std::uint64_t context) {
         if (fw::try_fast_rules(run, result, frame, log)) continue;
         if (fw::try_emulated_uart(run, reason, frame)) continue;
         if (fw::try_unclaimed_hypercall(result, frame)) continue;
+        const fw::fuzz::Answer fuzz =
+            fw::fuzz::try_answer(reason, fw::exit_instruction(result), frame);
+        if (fuzz == fw::fuzz::Answer::InjectAbort) {
+            fw::inject_abort(run, result, frame, result.syndrome.far);
+        }
+        if (fuzz != fw::fuzz::Answer::Host) continue;
 
         log.set_handler(armvcpu::ExitLogHandler::Host);
         const armvcpu::HostAction action = fw::ask_host(cpu, run.vm, run.index, result, frame);
+        fw::watchdog::arm(run.vm, cpu);  // the guest's time starts again
         if (!fw::apply_host_action(run, action, result, frame)) {
+            fw::watchdog::disarm();
             fw::stop_vm(run.vm, reason);
             run.vcpu.unbind();
             return;

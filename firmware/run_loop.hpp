@@ -33,6 +33,7 @@
 #include "vgic_glue.hpp"
 #include "vgic_v2_glue.hpp"
 #include "vm.hpp"
+#include "watchdog.hpp"
 
 namespace fw {
 
@@ -138,6 +139,7 @@ struct VcpuRun {
     if (run.vgic) set_vgic_dirty(cpu);
     armvcpu_fast_path[cpu] = run.fast_path;
     snapshot::take_if_asked(vm, run.vcpu, cpu);
+    watchdog::arm(vm, cpu);
     return run;
 }
 
@@ -200,6 +202,11 @@ enum class El2Answer {
         const auto intid = static_cast<std::uint32_t>(reason.external_interrupt.vector);
         // A DMA the SMMU blocked: logged for the host, and (not ours) an exit.
         if (intid == armvcpu::smmu::kVirtEventqIntid) smmu::drain_events();
+        // The guest ran too long without an exit: the host's to answer.
+        if (watchdog::take(intid)) {
+            gic::deactivate(intid);
+            return El2Answer::NotMine;
+        }
         const bool handled = gic::v2()
                                  ? handle_physical_interrupt_v2(run.vm, run.cpu, run.index, intid)
                                  : handle_physical_interrupt(run.vm, run.cpu, run.index, intid);
@@ -208,6 +215,7 @@ enum class El2Answer {
     if (reason.kind == ExitKind::Halt) {
         // WFI (trapped) or CPU_SUSPEND: Blocked until a wake-up event.
         wait_for_wake_up(run.cpu);
+        watchdog::note_halt_ended();
         run.vcpu.wake();
         return El2Answer::Handled;
     }
@@ -220,7 +228,11 @@ enum class El2Answer {
         return El2Answer::Handled;
     }
     if (reason.kind == ExitKind::CpuDown) {
+        // Back into the guest once the watchdog has fired: its interrupt
+        // takes the CPU straight back to EL2, as the host's exit.
+        if (watchdog::park_off(run.vm)) return El2Answer::Handled;
         run.vcpu.unbind();  // the core marked it OFF
+        watchdog::disarm();
         return El2Answer::VcpuOff;
     }
     return El2Answer::NotMine;

@@ -312,6 +312,8 @@ bool restore(Vm& vm, Vcpu& vcpu, unsigned cpu) {
     g_hal[cpu].write_sysreg(armvcpu::SysReg::mdcr_el2, vm.cfg.mdcr_el2 | mdcr_el2_bits());
     sysregs.restore(g_hal[cpu]);
     if (vcpu.state() == armvcpu::VCpuState::Blocked) vcpu.wake();
+    // On again if the program turned it off (CPU_OFF, parked by the watchdog).
+    vm.power.store(0, armvcpu::psci::AffinityState::On);
     restore_virtual_interface(g_vif);
     clear_pending_sgi(cpu, ~0ull);
     if ((vm.features & armvcpu::kFeatureVgic) != 0) {

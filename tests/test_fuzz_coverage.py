@@ -160,3 +160,75 @@ def test_a_missing_coverage_build_is_a_clear_error(tmp_path):
     with pytest.raises(OSError):
         CoverageMap.load(missing)
     assert qemu_pids() == before and shm_files() == files
+
+
+@pytest.mark.timeout(300)
+def test_a_resumed_campaign_reloads_its_corpus(tmp_path, no_leaked_qemu):
+    config = fuzz.FuzzConfig(seed=11, programs=GENERATION, workers=2, timeout=2.0,
+                             coverage=True, corpus=str(tmp_path))  # fmt: skip
+    first = fuzz.run_campaign(config)
+    assert first.corpus_reloaded == 0 and first.corpus_size > 0
+    before = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    reached = set().union(*(e["points"] for e in before.values()))
+    assert reached == first.covered
+    # An entry of another seed in the same directory is left alone.
+    (tmp_path / "99-1.json").write_text(json.dumps({**next(iter(before.values())),
+                                                    "ident": "99:1"}))  # fmt: skip
+    second = fuzz.run_campaign(config)
+    assert second.corpus_reloaded == len(before)
+    # Its first generation already mutates the reloaded entries (a fresh
+    # corpus has none to mutate until a generation has ended)...
+    reloaded = {parse_ident(e["ident"])[1] for e in before.values()}
+    mutated = [parse_ident(i)[1] for i in second.ran_on if "/" in i]
+    assert mutated and all(lineage[:-1] in reloaded for lineage in mutated)
+    # ...and a program joins the corpus only for points no reloaded entry reached.
+    after = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    for name in after.keys() - before.keys() - {"99-1.json"}:
+        assert set(after[name]["points"]) - reached, name
+    assert second.corpus_size == len(after) - 1
+    assert second.as_dict()["coverage"]["corpus_reloaded"] == len(before)
+
+
+def test_a_corpus_directory_with_a_foreign_json_is_a_clear_error(tmp_path, no_leaked_qemu):
+    (tmp_path / "notes.json").write_text('{"hello": 1}')
+    config = fuzz.FuzzConfig(seed=11, programs=4, workers=1, coverage=True,
+                             corpus=str(tmp_path))  # fmt: skip
+    with pytest.raises(ValueError, match=r"notes\.json is not a corpus entry"):
+        fuzz.run_campaign(config)
+
+
+def _functions(cmap: CoverageMap, outcomes: list[fuzz.Outcome]) -> set[str]:
+    return {cmap.lines.function_at(cmap.address(p)) for o in outcomes for p in o.coverage}
+
+
+def _programs_naming(target: str, count: int, seed: int = 9) -> list[fuzz.Program]:
+    """The first programs of a seed with an access to the generator's ``target``."""
+    found = (fuzz.generate(seed, i) for i in range(400))
+    return [p for p in found if any(target in note for _, note in p.notes)][:count]
+
+
+@pytest.mark.timeout(300)
+def test_a_gicv2_batch_reaches_the_firmwares_gicv2_code(cmap, no_leaked_qemu):
+    programs = _programs_naming("GIC distributor", 3)
+    with fuzz.Runner(timeout=2.0, gic=2, coverage=cmap) as runner:
+        outs = [runner.run(p) for p in programs]
+    assert not any(o.failure for o in outs), [(o.outcome, o.detail) for o in outs]
+    assert all(o.fresh_session for o in outs)  # snapshots need a GICv3
+    functions = _functions(cmap, outs)
+    # The GICv2 driver, and the virtual timer's interrupt taken from the
+    # distributor and put in the GICv2's list registers for the guest's GICV.
+    assert {"fw::gicv2::init_cpu", "fw::gicv2::acknowledge",
+            "fw::gicv2::inject"} <= functions, sorted(functions)  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_accesses_to_ipa_space_with_nothing_behind_it_reach_abort_injection(cmap, no_leaked_qemu):
+    programs = _programs_naming("another VM's RAM", 3)
+    with fuzz.Runner(timeout=2.0, coverage=cmap) as runner:
+        outs = [runner.run(p) for p in programs]
+    assert not any(o.failure for o in outs)
+    # The first program's abort is the host's answer, the others' the
+    # firmware's own: both take the abort to the guest in EL2.
+    assert [o.answered_in_el2 > 0 for o in outs] == [False, True, True]
+    for o in outs:
+        assert "fw::inject_exception" in _functions(cmap, [o]), o.ident

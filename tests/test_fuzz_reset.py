@@ -9,6 +9,9 @@ no snapshot is a clear error; and nothing (QEMU, /dev/shm file) stays behind.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from armvcpu import Guest, Hypervisor, SnapshotError
 from armvcpu.errors import ArmvcpuError
@@ -47,17 +50,20 @@ def comparable(o: fuzz.Outcome) -> tuple[object, ...]:
 def test_a_fixed_seed_batch_ends_the_same_with_the_reset_as_with_fresh_qemu(no_leaked_qemu):
     # Length 16 and a 3 s timeout: a program that keeps making exits uses up
     # its budget on a busy machine too, instead of racing the clock.
+    # The watchdog at 2 s of guest time for the same reason.
     programs = [fuzz.generate(11, i, 16) for i in range(30)]
-    with Runner(timeout=3.0, reuse=False) as runner:
+    with Runner(timeout=3.0, watchdog=2.0, reuse=False) as runner:
         fresh = [runner.run(p) for p in programs]
     assert runner.sessions == len(programs)
-    with Runner(timeout=3.0, reuse=True) as runner:
+    with Runner(timeout=3.0, watchdog=2.0, reuse=True) as runner:
         reset = [runner.run(p) for p in programs]
         status = runner.hv.snapshot.status() if runner.hv is not None else None
     assert [comparable(o) for o in reset] == [comparable(o) for o in fresh]
     assert not any(o.failure for o in fresh + reset)
     # Only a program that left no exit to answer (a hang) costs a new QEMU.
-    hangs = sum(o.outcome == fuzz.TIMEOUT for o in reset[:-1])
+    # Only a hang the watchdog cannot end (a vCPU off, or stuck in EL2) costs
+    # a new QEMU.
+    hangs = sum(o.outcome == fuzz.TIMEOUT and "in EL2" in o.detail for o in reset[:-1])
     assert runner.sessions <= 1 + hangs
     assert runner.reused_programs >= len(programs) - 1 - hangs
     assert {o.flavor for o in programs} >= {"mixed", "memory", "sysreg"}  # it saw variety
@@ -224,3 +230,96 @@ def test_a_program_that_writes_more_pages_than_the_firmware_saves_gets_a_fresh_s
     assert status.page_capacity < pages
     assert second.outcome == fuzz.COMPLETED and second.fresh_session
     assert runner.sessions == 2
+
+
+def test_the_watchdog_ends_hangs_without_a_new_qemu(no_leaked_qemu):
+    # Hangs with no exit to answer: a loop at EL1, a WFI that nothing wakes
+    # (Group 1 off, so the prologue's pending interrupt is not signalled),
+    # CPU_SUSPEND with nothing to wake the vCPU in EL2, and CPU_OFF of the
+    # only vCPU. The firmware's watchdog (the EL2 physical timer) takes each
+    # one back to EL2 after its guest time, as an exit the next program's
+    # restore answers (turning the vCPU on again).
+    group1_off = msr(REG["ICC_IGRPEN1_EL1"], 31)
+    hangs = {
+        "no exit in time, guest looping at EL1": [branch(0)],
+        "no exit in time, guest at EL1 in a WFI nothing wakes": [group1_off, fuzz.WFI],
+        "vCPU halted in EL2 (PSCI CPU_SUSPEND), no interrupt wakes it":
+            [group1_off, *mov64(0, 0xC400_0001), hvc(0)],
+        "vCPU off (PSCI CPU_OFF), its CPU waits in EL2": [*mov64(0, 0x8400_0002), hvc(0)],
+    }  # fmt: skip
+    programs = []
+    for words in hangs.values():
+        programs += [Program.from_words(words), _counter_program()]
+    # A host timeout far beyond the watchdog's: only the watchdog ends these.
+    with Runner(timeout=60.0, watchdog=0.05) as runner:
+        outs = [runner.run(p) for p in programs]
+        fired = runner.hv.snapshot.status().restores if runner.hv is not None else 0
+    assert [(o.outcome, o.detail) for o in outs[::2]] == [(fuzz.TIMEOUT, d) for d in hangs]
+    assert [o.outcome for o in outs[1::2]] == [fuzz.COMPLETED] * 4
+    assert runner.sessions == 1 and [o.fresh_session for o in outs[1:]] == [False] * 7
+    assert fired == 7
+
+
+def test_a_bad_watchdog_is_a_clear_error(no_leaked_qemu):
+    with pytest.raises(ValueError, match="watchdog"):
+        Runner(watchdog=0)
+    out = subprocess.run([sys.executable, "-m", "armvcpu", "fuzz", "--programs", "1",
+                          "--watchdog", "-5"], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 2 and "--watchdog" in out.stderr
+
+
+def test_the_firmware_answers_a_restored_programs_exits_as_the_host_would(no_leaked_qemu):
+    # Two EL1 exceptions the program goes on from (UDF, and SVC, whose
+    # ELR_EL1 is past it already), an MMIO read and write (the PL011) and a
+    # load from IPA space with nothing behind it (answered with an external
+    # abort, which the program goes on from too), then the epilogue.
+    udf = 0x0000_0000  # UDF #0
+    words = [
+        udf,
+        fuzz.svc(0),
+        *mov64(2, 0x0900_0000),
+        ldst_uimm(2, 1, 0, 2, 1),  # ldr w1, [x2]
+        ldst_uimm(2, 0, 0, 2, 1),  # str w1, [x2]
+        *mov64(3, 0x4800_0000),
+        ldst_uimm(3, 1, 0, 3, 4),  # ldr x4, [x3]
+    ]
+    program = Program.from_words(words, name="answers")
+    outs = {}
+    for el2 in (False, True):
+        with Runner(timeout=10.0, el2_answers=el2) as runner:
+            outs[el2] = [runner.run(program) for _ in range(2)]
+    host, firmware = outs[False][1], outs[True][1]
+    assert not host.fresh_session and not firmware.fresh_session
+    assert (firmware.outcome, firmware.exits, firmware.el1_skipped) == (
+        host.outcome, host.exits, host.el1_skipped)  # fmt: skip
+    assert host.outcome == fuzz.COMPLETED
+    labels = sorted(host.el1_skipped)
+    assert labels[:2] == ["EC 0x00 Unknown", "EC 0x15 SVC64"] and len(labels) == 3
+    assert labels[2].startswith("EC 0x25 ")  # a data abort from the current EL
+    # Only the epilogue's hypercall reached the host; a fresh session's
+    # first program is the host's alone.
+    assert host.answered_in_el2 == outs[True][0].answered_in_el2 == 0
+    assert firmware.answered_in_el2 == firmware.exits - 1
+
+
+def test_the_firmware_leaves_the_exit_budget_to_the_host(no_leaked_qemu):
+    # 1: udf ; b 1b (the vector table returns past the UDF each time)
+    loop = Program.from_words([0x0000_0000, branch(-4)], name="udf loop")
+    with Runner(timeout=10.0, budget=50) as runner:
+        first, second = runner.run(loop), runner.run(loop)
+    assert (first.outcome, first.exits) == (second.outcome, second.exits) == (fuzz.BUDGET, 50)
+    assert first.answered_in_el2 == 0 and second.answered_in_el2 == 49
+
+
+def test_a_snapshot_on_a_gicv2_machine_is_a_clear_error(no_leaked_qemu):
+    # The firmware keeps a GICv3's virtual CPU interface; asking on a GICv2
+    # used to end in a FATAL exception in EL2 at the first guest entry.
+    with Hypervisor(memory_mb=64, timeout=10, gic=2) as hv:
+        hv.load(_guest())
+        with pytest.raises(ArmvcpuError, match="needs a GICv3"):
+            hv.snapshot.request()
+    with pytest.raises(ValueError, match="gic=4"):
+        fuzz.run_campaign(fuzz.FuzzConfig(seed=1, programs=1, gic=4))
+    with pytest.raises(ValueError, match="not 4"):
+        Runner(gic=4)

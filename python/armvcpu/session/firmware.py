@@ -48,6 +48,20 @@ class Firmware:
     @classmethod
     def load(cls, path: Path | str | None = None) -> Firmware:
         p = Path(path) if path is not None else firmware_path()
+        # pyelftools takes about 0.3 s to find the symbols; a fuzzer starts a
+        # session per hang. The image is read again when its file changed.
+        try:
+            st = p.stat()
+        except OSError as exc:
+            raise FirmwareError(f"cannot read firmware {p}: {exc}") from exc
+        key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+        cached = _LOADED.get(key)
+        if cached is None or cached.path != p:
+            cached = _LOADED[key] = cls._load(p)
+        return cached
+
+    @classmethod
+    def _load(cls, p: Path) -> Firmware:
         try:
             raw = p.read_bytes()
         except OSError as exc:
@@ -116,3 +130,7 @@ def elf_symbols(raw: bytes, name: str) -> dict[str, int]:
         sym = strings[st_name : end if end >= 0 else len(strings)].decode("ascii", "replace")
         symbols.setdefault(sym, value)
     return symbols
+
+
+#: Images already read, by (resolved path, mtime, size): Firmware is immutable.
+_LOADED: dict[tuple[str, int, int], Firmware] = {}

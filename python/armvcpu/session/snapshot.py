@@ -92,6 +92,10 @@ class Snapshots:
                 "snapshot.request() must come before the first exits() call: the "
                 "snapshot is taken at VM 1's first guest entry"
             )
+        if hv.gic != 3:
+            # The firmware keeps the GICv3 virtual CPU interface (ICH_*
+            # registers); a GICv2's (GICH) is not saved.
+            raise ArmvcpuError("a snapshot needs a GICv3 machine (gic=3); this one has a GICv2")
         if int(hv.guest_config.num_vcpus) != 1:
             raise ArmvcpuError(
                 f"a snapshot is of a VM with one vCPU; VM 1 has {hv.guest_config.num_vcpus}"

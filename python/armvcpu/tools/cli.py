@@ -534,8 +534,10 @@ def _doctor(as_json: bool) -> int:
 def _fuzz(args: argparse.Namespace) -> int:
     from .fuzz.cli import main as fuzz_main
 
-    if args.workers < 1 or args.programs < 0 or args.length < 0 or args.timeout <= 0:
-        raise ValueError("--workers must be at least 1, --timeout positive, the rest >= 0")
+    if (args.workers < 1 or args.programs < 0 or args.length < 0 or args.timeout <= 0
+            or not 0 <= args.watchdog <= 3_600_000):  # fmt: skip
+        raise ValueError("--workers must be at least 1, --timeout positive, --watchdog 0 to "
+                         "3600000 ms, the rest >= 0")  # fmt: skip
     return fuzz_main(args)
 
 
@@ -722,16 +724,31 @@ def _parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--programs", type=int, default=1000, help="how many programs")
     fuzz.add_argument("--workers", type=int, default=2, help="QEMU instances at once")
     fuzz.add_argument("--length", type=int, default=32, help="items per program body")
-    fuzz.add_argument("--timeout", type=float, default=0.5, help="seconds per program (a hang)")
+    fuzz.add_argument("--timeout", type=float, default=0.5,
+                      help="wall seconds per program (one still making exits, or a hang the "
+                      "watchdog cannot end)")  # fmt: skip
+    fuzz.add_argument("--watchdog", type=float, default=100, metavar="MS",
+                      help="milliseconds of guest time without an exit that make a hang, ended "
+                      "by the firmware (0: off, the host's --timeout alone)")  # fmt: skip
     fuzz.add_argument("--budget", type=int, default=200, help="exits per program")
     fuzz.add_argument("--no-reuse", action="store_true", help="a fresh QEMU for every program")
+    fuzz.add_argument("--gic", type=int, choices=(2, 3), default=3,
+                      help="the machine's GIC version (2: a GICv2; each program in a fresh "
+                      "QEMU)")  # fmt: skip
+    fuzz.add_argument("--host-answers", action="store_true",
+                      help="answer and check every exit in the host (by default the firmware "
+                      "answers those that do not end a program, in a reused session)")  # fmt: skip
     add_json_option(fuzz, "the campaign summary")
     fuzz.add_argument("--save-failures", metavar="DIR", help="write each failure's program here")
     fuzz.add_argument("--replay", metavar="SEED:INDEX", help="rerun one program, verbosely")
     fuzz.add_argument("--coverage", action="store_true",
                       help="run the firmware's coverage build; keep and mutate programs that "
                       "reach new code (coverage-guided)")  # fmt: skip
-    fuzz.add_argument("--corpus", metavar="DIR", help="write the guided campaign's corpus here")
+    fuzz.add_argument(
+        "--corpus",
+        metavar="DIR",
+        help="keep the guided campaign's corpus here (reloaded if it exists)",
+    )
     fuzz.add_argument("--coverage-report", metavar="DIR",
                       help="write the firmware's coverage by source line (HTML and text); "
                       "implies --coverage")  # fmt: skip

@@ -33,7 +33,7 @@ from ...errors import (
     ArmvcpuError,
 )
 from .corpus import GENERATION, Corpus, build_program, ident_of, parse_ident
-from .runner import FAILURES, HOST_ERROR, Outcome, Runner
+from .runner import DEFAULT_WATCHDOG, FAILURES, HOST_ERROR, Outcome, Runner
 
 # -- campaigns ------------------------------------------------------------------------------
 
@@ -47,6 +47,15 @@ class FuzzConfig:
     timeout: float = 0.5
     budget: int = 200
     reuse: bool = True
+    #: Seconds of guest time without an exit before the firmware ends a hang
+    #: (None: the host's timeout alone).
+    watchdog: float | None = DEFAULT_WATCHDOG
+    #: The firmware answers the exits that do not end a program (False: the
+    #: host answers and checks every exit).
+    el2_answers: bool = True
+    #: The machine's GIC version: 3, or 2 (a fresh session per program, as
+    #: snapshots need a GICv3).
+    gic: int = 3
     #: Run the coverage build of the firmware and guide the campaign by it.
     coverage: bool = False
     #: Where a guided campaign writes its corpus (None: kept in memory only).
@@ -87,6 +96,8 @@ class Summary:
     #: (seconds, programs, points) after each generation of a guided campaign
     timeline: list[dict[str, Any]] = field(default_factory=list)
     corpus_size: int = 0
+    #: corpus entries taken back from ``--corpus DIR`` (a resumed campaign)
+    corpus_reloaded: int = 0
     #: programs run by each worker (a local worker process or a Dask worker)
     hosts: Counter[str] = field(default_factory=Counter)
     ran_on: dict[str, str] = field(default_factory=dict)
@@ -143,6 +154,9 @@ class Summary:
             "length": self.config.length,
             "timeout": self.config.timeout,
             "budget": self.config.budget,
+            "watchdog": self.config.watchdog,
+            "el2_answers": self.config.el2_answers,
+            "gic": self.config.gic,
             "reuse": self.config.reuse,
             "wall_seconds": round(self.wall_seconds, 3),
             "programs_per_second": round(self.programs_per_second, 2),
@@ -161,6 +175,7 @@ class Summary:
             report["coverage"] = {
                 "points_covered": len(self.covered),
                 "corpus": self.corpus_size,
+                "corpus_reloaded": self.corpus_reloaded,
                 "timeline": self.timeline,
             }
         return report
@@ -176,8 +191,14 @@ def _make_runner(config: FuzzConfig) -> Runner:
         from .coverage import CoverageMap
 
         coverage = CoverageMap.load()
+    # A guided campaign answers every exit in the host: a session's first
+    # program is the host's alone, so with answers in EL2 a program's coverage
+    # would depend on whether it began a session, i.e. on the scheduling, and
+    # the corpus with it (the same seed must pick the same corpus on any engine).
     return Runner(timeout=config.timeout, budget=config.budget, reuse=config.reuse,
-                  coverage=coverage)  # fmt: skip
+                  coverage=coverage, watchdog=config.watchdog,
+                  el2_answers=config.el2_answers and not config.coverage,
+                  gic=config.gic)  # fmt: skip
 
 
 def _outcome_from_dict(d: dict[str, Any]) -> Outcome:
@@ -498,13 +519,21 @@ def run_campaign(
     """
     if config.workers < 1 or config.programs < 0 or config.length < 0:
         raise ValueError("workers must be at least 1; programs and length not negative")
+    if config.gic not in (2, 3):
+        raise ValueError(f"gic={config.gic!r}: QEMU's virt has a GICv2 (2) or a GICv3 (3)")
     if config.coverage:
         from .coverage import coverage_firmware_path
 
         coverage_firmware_path()  # a clear error here, not one per program
     summary = Summary(config)
     corpus = Corpus(config.seed, config.length, Path(config.corpus) if config.corpus else None)
-    guided: set[int] = set()  # points the corpus decisions have seen
+    if config.coverage:
+        # A resumed campaign goes on from the corpus it left: its entries are
+        # mutated from the first generation on, and only points none of them
+        # reached add new ones.
+        summary.corpus_reloaded = corpus.reload()
+        summary.corpus_size = len(corpus.entries)
+    guided: set[int] = set(corpus.reloaded_points)  # points the corpus decisions have seen
     t0 = time.monotonic()
     engine: _LocalEngine | _DaskEngine
     if config.scheduler:

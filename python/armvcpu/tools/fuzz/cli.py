@@ -10,7 +10,7 @@ from ...exits import Exit
 from .campaign import FuzzConfig, Summary, run_campaign
 from .corpus import build_program, parse_ident
 from .generator import ENTRY
-from .runner import FAILURES, Outcome, Runner
+from .runner import DEFAULT_WATCHDOG, FAILURES, Outcome, Runner
 
 # -- the command line ------------------------------------------------------------------------
 
@@ -48,7 +48,8 @@ def save_failure(directory: Path, outcome: Outcome, length: int) -> Path:
 
 
 def replay(seed: int, index: int | tuple[int, ...], length: int, timeout: float,
-           budget: int) -> int:  # fmt: skip
+           budget: int, watchdog: float | None = DEFAULT_WATCHDOG,
+           gic: int = 3) -> int:  # fmt: skip
     """Run one program (an index, or a mutated program's lineage) alone in a
     fresh session and show everything."""
     from rich.console import Console
@@ -65,7 +66,9 @@ def replay(seed: int, index: int | tuple[int, ...], length: int, timeout: float,
         out.print(f"  exit #{exit.seq:<4} {exit.reason!r}  pc={exit.pc:#x}  -> {answer}",
                   markup=False)  # fmt: skip
 
-    with Runner(timeout=timeout, budget=budget, reuse=False, on_exit=show) as runner:
+    with Runner(
+        timeout=timeout, budget=budget, reuse=False, on_exit=show, watchdog=watchdog, gic=gic
+    ) as runner:
         out.print("exits:")
         result = runner.run(program)
     out.print(f"outcome: {result.outcome}" + (f" ({result.detail})" if result.detail else "")
@@ -75,6 +78,12 @@ def replay(seed: int, index: int | tuple[int, ...], length: int, timeout: float,
     if result.log:
         out.print(result.log, markup=False)
     return 1 if result.failure else 0
+
+
+def _watchdog(args: Any) -> float | None:
+    """--watchdog MS as the Runner takes it (seconds; 0 ms: off)."""
+    ms = getattr(args, "watchdog", DEFAULT_WATCHDOG * 1000)
+    return ms / 1000 if ms else None
 
 
 def main(args: Any) -> int:
@@ -96,11 +105,21 @@ def main(args: Any) -> int:
 
     if args.replay:
         seed, lineage = parse_ident(args.replay)
-        return replay(seed, lineage, args.length, args.timeout, args.budget)
+        return replay(
+            seed,
+            lineage,
+            args.length,
+            args.timeout,
+            args.budget,
+            _watchdog(args),
+            getattr(args, "gic", 3),
+        )
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 32)
     config = FuzzConfig(seed=seed, programs=args.programs, workers=args.workers,
                         length=args.length, timeout=args.timeout, budget=args.budget,
-                        reuse=not args.no_reuse,
+                        reuse=not args.no_reuse, watchdog=_watchdog(args),
+                        el2_answers=not getattr(args, "host_answers", False),
+                        gic=getattr(args, "gic", 3),
                         coverage=bool(args.coverage or args.coverage_report or args.corpus),
                         corpus=args.corpus, scheduler=args.scheduler)  # fmt: skip
     cmap = None
@@ -169,7 +188,9 @@ def main(args: Any) -> int:
         _print_summary(out, summary, Table)
         if cmap is not None:
             out.print(f"firmware coverage: {len(summary.covered)} of {len(cmap.points)} points "
-                  f"(basic blocks) reached; corpus of {summary.corpus_size} programs")  # fmt: skip
+                  f"(basic blocks) reached; corpus of {summary.corpus_size} programs"
+                  + (f" ({summary.corpus_reloaded} reloaded from {config.corpus})"
+                     if summary.corpus_reloaded else ""))  # fmt: skip
         for path in saved:
             err.print(f"saved {path}")
         for path in report_files:

@@ -153,6 +153,44 @@ class Corpus:
     length: int
     directory: Path | None = None
     entries: list[CorpusEntry] = field(default_factory=list)
+    #: Coverage points the entries reloaded from ``directory`` reached.
+    reloaded_points: set[int] = field(default_factory=set)
+    #: Files in ``directory`` not reloaded, and why (another seed or length).
+    skipped: list[str] = field(default_factory=list)
+
+    def reload(self) -> int:
+        """Take back the entries a campaign of this seed and length left in
+        ``directory`` (a resumed campaign goes on from its corpus instead of
+        rediscovering it), in the order they were found; returns how many.
+        An entry of another seed or length is skipped (its lineage names
+        programs of that seed and length) and listed in :attr:`skipped`; a
+        file that is not a corpus entry is an error."""
+        if self.directory is None or not self.directory.is_dir():
+            return 0
+        found: list[tuple[int, CorpusEntry, list[int]]] = []
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+                seed, lineage = parse_ident(str(record["ident"]))
+                length, new_points = int(record["length"]), int(record["new_points"])
+                order = int(record.get("order", len(found)))
+                points = [int(x) for x in record.get("points", [])]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path} is not a corpus entry of armvcpu fuzz: {exc}") from exc
+            if (seed, length) != (self.seed, self.length):
+                self.skipped.append(f"{path.name}: seed {seed}, length {length}")
+                continue
+            found.append((order, CorpusEntry(ident_of(seed, lineage), lineage, new_points),
+                          points))  # fmt: skip
+        known = {e.lineage for e in self.entries}
+        added = 0
+        for _, entry, points in sorted(found, key=lambda f: (f[0], f[1].lineage)):
+            self.reloaded_points.update(points)
+            if entry.lineage not in known:
+                known.add(entry.lineage)
+                self.entries.append(entry)
+                added += 1
+        return added
 
     def pick_lineage(self, index: int) -> tuple[int, ...]:
         """Program ``index``'s lineage: a new program or a mutated entry."""
@@ -166,6 +204,7 @@ class Corpus:
     def add(self, lineage: tuple[int, ...], new_points: int, outcome: dict[str, Any]) -> None:
         entry = CorpusEntry(ident_of(self.seed, lineage), lineage, new_points)
         self.entries.append(entry)
+        order = len(self.entries) - 1
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -173,7 +212,9 @@ class Corpus:
         stem = self.directory / f"{self.seed}-{'-'.join(str(i) for i in lineage)}"
         stem.with_suffix(".bin").write_bytes(program.image)
         record = {"ident": entry.ident, "lineage": list(lineage), "length": self.length,
-                  "new_points": new_points, "outcome": outcome.get("outcome", ""),
+                  "new_points": new_points, "order": order,
+                  "points": sorted(outcome.get("coverage", ())),
+                  "outcome": outcome.get("outcome", ""),
                   "detail": outcome.get("detail", ""),
                   "replay": f"armvcpu fuzz --replay {entry.ident} --length {self.length}",
                   "flavor": program.flavor, "traps": list(program.traps),

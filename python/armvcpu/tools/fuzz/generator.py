@@ -8,7 +8,9 @@ builder that turns ``(seed, index)`` into a program's bytes.
 
 from __future__ import annotations
 
+import array
 import hashlib
+import sys as _sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -274,7 +276,11 @@ class Program:
 
 
 def _words_bytes(words: Iterable[int]) -> bytes:
-    return b"".join((w & 0xFFFF_FFFF).to_bytes(4, "little") for w in words)
+    # array packs in C: a program's image is built for every program run.
+    out = array.array("I", [w & 0xFFFF_FFFF for w in words])
+    if _sys.byteorder != "little":
+        out.byteswap()
+    return out.tobytes()
 
 
 #: QEMU virt's GICv2 CPU interface, where a GICv2 guest finds the hardware GICV.
@@ -355,6 +361,14 @@ TARGETS: tuple[tuple[str, int, int, int, bool], ...] = (
     ("virtio-mmio", 2, 0x0A00_0000, 0x4000, True),
     ("flash", 3, 0x0000_0000, 0x0800_0000, True),
     ("PCIe", 2, 0x1000_0000, 0x2F00_0000, True),
+    # Config space: ECAM low (bus 0's headers at its start: the BARs at
+    # 0x10..0x27 of each function) and high.
+    ("PCIe ECAM", 3, 0x3F00_0000, 0x0100_0000, True),
+    ("PCIe ECAM header (BARs)", 2, 0x3F00_0000, 0x40, True),
+    ("PCIe ECAM (high)", 1, 0x40_1000_0000, 0x1000_0000, True),
+    # A GICv2's CPU interface (GICC; the guest's is the GICV behind it);
+    # nothing there on a GICv3.
+    ("GICv2 CPU interface", 2, 0x0801_0000, 0x2000, True),
     ("just past guest RAM", 4, GUEST_RAM[1], 0x0400_0000, True),
     ("another VM's RAM", 4, _core.EXTRA_VM_RAM_BASE, 0x0800_0000, True),
     ("unmapped below 4 GiB", 4, 0x4800_0000, 0xB800_0000, True),

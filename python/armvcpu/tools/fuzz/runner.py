@@ -54,6 +54,24 @@ class CoverageSource(Protocol):
 #: x0 of the hypercall a hung guest is sent to (Runner._recover), so that its
 #: session can go on with the next program.
 RECOVER_NR = 0xF0DE
+#: The firmware's watchdog (firmware/watchdog.hpp): its control block (the
+#: host's request), its state (the firmware's report), and the interrupt
+#: (CNTHP's PPI) of the exit it ends a run with.
+_WATCHDOG_SYMBOLS = ("armvcpu_watchdog", "armvcpu_watchdog_state")
+WATCHDOG_PPI = 26
+#: Guest time a program may run without an exit before the watchdog ends it.
+DEFAULT_WATCHDOG = 0.1
+#: The block through which the firmware answers exits as the host would
+#: (firmware/fuzz_answers.hpp): its fields, then the EL1 exception counts.
+_ANSWERS_SYMBOL = "armvcpu_fuzz_answers"
+_ANSWERS_FIELDS = struct.Struct("<11Q")
+_ANSWERS_HOST_EXITS, _ANSWERS_ANSWERED = 72, 80
+#: QEMU virt's RAM window: what the guest's RAM does not fill has nothing
+#: behind it, so a data access there that reaches an answer is a synchronous
+#: external abort, as on a machine without memory there (device windows the
+#: guest lacks are answered with 0 / skipped).
+ABORT_WINDOW = (0x4000_0000, 0x40_0000_0000)
+_ANSWERS_SKIPPED = struct.Struct("<192Q")
 #: The guest RAM every program runs in (the generator's GUEST_RAM window).
 GUEST_RAM_MB = (GUEST_RAM[1] - GUEST_RAM[0]) >> 20
 
@@ -93,6 +111,8 @@ class Outcome:
     outcome: str
     detail: str = ""
     exits: int = 0
+    #: Of ``exits``, those the firmware answered itself (``el2_answers``).
+    answered_in_el2: int = 0
     seconds: float = 0.0
     fresh_session: bool = True
     flavor: str = ""
@@ -126,6 +146,20 @@ _ENDS_PROGRAM = frozenset({0x0E, 0x20, 0x21, 0x22, 0x32, 0x33})
 _RETURNS_PAST = frozenset({0x11, 0x15})
 
 
+def _marks_injected_vector(firmware: Any, host: Any) -> bool:
+    """The firmware's classification is the host's but for the mark it adds
+    to a fetch fault at the vector of the exception it just injected
+    (ACCESS_AT_INJECTED_VECTOR: the syndrome alone cannot say so)."""
+    mark = int(_core.ACCESS_AT_INJECTED_VECTOR)
+    host = getattr(host, "value", host)  # the core's ExitReason holds the payload
+    try:  # both NestedPageFaults
+        flags, host_flags = int(firmware.access_flags), int(host.access_flags)
+        same_address = int(firmware.addr) == int(host.addr)
+    except AttributeError:
+        return False
+    return same_address and flags & mark != 0 and flags & ~mark == host_flags
+
+
 def _ec_name(ec: int) -> str:
     return str(_core.exception_class_name(ec) or "reserved")
 
@@ -146,6 +180,11 @@ class _FirmwareFacts:
 
     protected: list[tuple[int, int]]
     functions: list[tuple[int, int, str]]
+    #: armvcpu_watchdog's and armvcpu_watchdog_state's addresses (None: an
+    #: image without the watchdog).
+    watchdog: tuple[int, int] | None = None
+    #: armvcpu_fuzz_answers' address (None: an image without it).
+    answers: int | None = None
 
     @classmethod
     def load(cls, path: Path) -> _FirmwareFacts:
@@ -173,7 +212,10 @@ class _FirmwareFacts:
                 protected.append((value, value + size))
             if kind == 2 and size:  # STT_FUNC
                 functions.append((value, size, name))
-        return cls(protected, sorted(functions))
+        watchdog = None
+        if all(name in by_name for name in _WATCHDOG_SYMBOLS):
+            watchdog = (by_name[_WATCHDOG_SYMBOLS[0]], by_name[_WATCHDOG_SYMBOLS[1]])
+        return cls(protected, sorted(functions), watchdog, by_name.get(_ANSWERS_SYMBOL))
 
     def function_at(self, pc: int) -> str:
         for addr, size, name in self.functions:
@@ -210,6 +252,25 @@ class Runner:
     or when the snapshot could not be kept. ``reuse=False`` starts a fresh
     QEMU for every program (what the reset is checked against).
 
+    A hang costs no wall-clock wait: the firmware's watchdog ends a guest
+    that runs ``watchdog`` seconds of guest time without an exit to the host
+    (the EL2 physical timer; it also wakes a guest from a WFI nothing else
+    would end), and that exit is answered by the next restore like any
+    other. ``timeout`` is the host's own limit on a program's wall time (a
+    program still making exits then, or a CPU the watchdog cannot reach:
+    off with CPU_OFF, or stuck in EL2). ``watchdog=None``: the host's
+    timeout alone, the CPU then sampled through the gdbstub.
+
+    In a restored session (``el2_answers``) the firmware itself answers the
+    exits that do not end a program, as :meth:`_answer` and
+    :meth:`_el1_exception` would: EL1 exceptions the program goes on from,
+    MMIO, data accesses to unmapped IPA space. It counts them, and stops
+    answering when the program has one exit left before the budget, so the
+    outcome (exits, EL1 exceptions skipped, the budget) is the same as with
+    every exit answered here; those exits are not shown to ``on_exit`` nor
+    checked one by one. A fresh session's first program is answered here in
+    full.
+
     ``on_exit(exit, answer)`` sees every exit with a description of the answer.
 
     ``gic`` is the machine's GIC version (QEMU's ``gic-version``); programs
@@ -221,9 +282,17 @@ class Runner:
     def __init__(self, *, timeout: float = 0.5, budget: int = 200, reuse: bool = True,
                  max_per_session: int | None = None,
                  on_exit: Callable[[Exit, str], None] | None = None,
-                 coverage: CoverageSource | None = None, gic: int = 3) -> None:  # fmt: skip
+                 coverage: CoverageSource | None = None,
+                 watchdog: float | None = DEFAULT_WATCHDOG,
+                 el2_answers: bool = True, gic: int = 3) -> None:  # fmt: skip
+        if watchdog is not None and not 0.001 <= watchdog <= 3600:
+            raise ValueError(f"watchdog={watchdog!r}: from 0.001 to 3600 seconds, or None")
         if gic not in (2, 3):
             raise ValueError(f"gic must be 2 or 3, not {gic!r}")
+        self.watchdog = watchdog
+        self.el2_answers = el2_answers
+        self._el2 = False  # the firmware answers for the running program
+        self._host_exits = 0
         self.timeout = timeout
         self.budget = budget
         self.gic = gic
@@ -273,6 +342,9 @@ class Runner:
             )
             try:
                 hv.start()
+                if self._facts is None:
+                    self._facts = _FirmwareFacts.load(hv.firmware.path)
+                self._arm_watchdog(hv)
                 if program.traps != (0, 0):
                     hv.set_traps(hcr_el2=program.traps[0], mdcr_el2=program.traps[1])
                 hv.load(Guest.from_binary(self._padded(program), ENTRY, name=program.ident))
@@ -289,8 +361,19 @@ class Runner:
         self._traps = program.traps
         self._in_session = 0
         self._digest = None
-        if self._facts is None:
-            self._facts = _FirmwareFacts.load(hv.firmware.path)
+
+    def _arm_watchdog(self, hv: Any) -> None:
+        """Ask the firmware for the watchdog before it boots (its control
+        block is in .data, which the boot does not clear)."""
+        if self.watchdog is None or self._facts is None or self._facts.watchdog is None:
+            return
+        ms = max(1, round(self.watchdog * 1000))
+        hv._write_phys(self._facts.watchdog[0], ms.to_bytes(8, "little"))
+
+    @property
+    def _watchdog_on(self) -> bool:
+        return self.watchdog is not None and self._facts is not None and (
+            self._facts.watchdog is not None)  # fmt: skip
 
     def _padded(self, program: Program) -> bytes:
         """The program, padded over everything an earlier program of the
@@ -307,6 +390,14 @@ class Runner:
         assert hv is not None and exit is not None
         self._pending = None
         traps = program.traps if program.traps != self._traps else None
+        self._el2 = (self.el2_answers and self.on_exit is None and self._facts is not None
+                     and self._facts.answers is not None)  # fmt: skip
+        if self._el2:
+            assert self._facts is not None and self._facts.answers is not None
+            block = _ANSWERS_FIELDS.pack(1, VECTORS, REPORT_NR, 4 * REPORT_HVC_INDEX, BODY,
+                                         program.epilogue, self.budget, *ABORT_WINDOW,
+                                         0, 0)  # fmt: skip
+            hv._write_phys(self._facts.answers, block + bytes(_ANSWERS_SKIPPED.size))
         hv.snapshot.restore(exit, load=(ENTRY, self._padded(program)), traps=traps)
         self._traps = program.traps
 
@@ -322,6 +413,7 @@ class Runner:
             program = dataclasses.replace(program, gic=self.gic)  # its prologue for this GIC
         t0 = time.monotonic()
         fresh = not self._can_reuse()
+        self._el2, self._host_exits = False, 0
         result = Outcome(program.ident, "", flavor=program.flavor, fresh_session=fresh)
         keep = False
         try:
@@ -364,6 +456,7 @@ class Runner:
         except Exception as exc:  # the host library itself failed
             result.outcome, result.detail = HOST_ERROR, f"{type(exc).__name__}: {exc}"
             result.log = traceback.format_exc()
+        self._el2_end(result)
         result.seconds = time.monotonic() - t0
         self._coverage_end(result)
         self._after(program, result, keep)
@@ -372,10 +465,17 @@ class Runner:
     def _drive(self, program: Program, result: Outcome, started: float) -> None:
         hv = self.hv
         deadline = started + self.timeout
-        exits = hv.exits(timeout=max(0.05, deadline - time.monotonic()))
+        # With the watchdog a hang ends at an exit; the host waits a little
+        # longer than it (a hang it cannot end, e.g. CPU_OFF, costs this wait).
+        wait = max(0.05, deadline - time.monotonic())
+        if self._watchdog_on:
+            assert self.watchdog is not None
+            wait = max(wait, 2 * self.watchdog + 0.25)
+        exits = hv.exits(timeout=wait)
         try:
             for exit in exits:
-                result.exits += 1
+                self._host_exits += 1
+                result.exits = self._host_exits + self._el2_answered()
                 if self._digest is None:  # the firmware's tables are built by now
                     self._digest = self._firmware_digest()
                 self._check(exit)
@@ -404,6 +504,39 @@ class Runner:
         finally:
             exits.close()
 
+    def _el2_answered(self) -> int:
+        """Exits of this program the firmware has answered so far; tells it
+        how many the host has seen (its budget is what both leave)."""
+        if not self._el2:
+            return 0
+        assert self._facts is not None and self._facts.answers is not None
+        hv, base = self.hv, self._facts.answers
+        hv._write_phys(base + _ANSWERS_HOST_EXITS, self._host_exits.to_bytes(8, "little"))
+        return int.from_bytes(hv._read_phys(base + _ANSWERS_ANSWERED, 8), "little")
+
+    def _el2_end(self, result: Outcome) -> None:
+        """The program is over: the firmware's answers join its outcome."""
+        if not self._el2:
+            return
+        self._el2 = False
+        assert self._facts is not None and self._facts.answers is not None
+        hv = self.hv
+        if hv is None or hv.ram is None or hv.ram.closed:
+            return
+        base = self._facts.answers
+        answered = int.from_bytes(hv._read_phys(base + _ANSWERS_ANSWERED, 8), "little")
+        result.exits = self._host_exits + answered
+        result.answered_in_el2 = answered
+        counts = _ANSWERS_SKIPPED.unpack(
+            hv._read_phys(base + _ANSWERS_FIELDS.size, _ANSWERS_SKIPPED.size)
+        )
+        for i, n in enumerate(counts):
+            if n:
+                group, ec = divmod(i, 64)
+                label = f"EC {ec:#04x} {_ec_name(ec)}" + (
+                    f" (from {_VECTOR_FROM[group]})" if group == 2 else "")  # fmt: skip
+                result.el1_skipped[label] = result.el1_skipped.get(label, 0) + n
+
     def _classify_end(self, program: Program, exit: Exit) -> tuple[int, int, str] | None:
         """Raise _ProgramEnd when this exit ends the program; for an EL1
         exception the program goes on from, return (pc, spsr, label)."""
@@ -426,7 +559,38 @@ class Runner:
                 raise _ProgramEnd(STOPPED, f"GuestException EC {ec:#04x} {_ec_name(ec)}", True)
         elif kind == ExitKind.NestedPageFault and exit.reason.access_flags & 4:
             raise _ProgramEnd(STOPPED, "NestedPageFault (instruction fetch)", True)
+        elif (kind == ExitKind.ExternalInterrupt and self._watchdog_on
+              and int(exit.reason.vector) == WATCHDOG_PPI):  # fmt: skip
+            self._watchdog_fired(program, exit)
         return None
+
+    def _watchdog_fired(self, program: Program, exit: Exit) -> None:
+        """The watchdog ended the run: a hang, told apart by where the CPU was
+        (the firmware says whether it woke a vCPU halted in EL2)."""
+        assert self._facts is not None and self._facts.watchdog is not None
+        hv = self.hv
+        halted = int.from_bytes(hv._read_phys(self._facts.watchdog[1] + 8, 8), "little")
+        if halted == 2:  # it waited for the watchdog instead of leaving the CPU
+            raise _ProgramEnd(TIMEOUT, "vCPU off (PSCI CPU_OFF), its CPU waits in EL2", True)
+        if halted:
+            if program.interrupt_pending:
+                # A pending interrupt is a wake-up event (see run()).
+                raise _ProgramEnd(NOT_WOKEN, "halted in EL2 with its virtual timer interrupt "
+                                  "pending", False)  # fmt: skip
+            raise _ProgramEnd(TIMEOUT, "vCPU halted in EL2 (PSCI CPU_SUSPEND), no interrupt "
+                              "wakes it", True)  # fmt: skip
+        spsr, pc = exit.regs.spsr, exit.pc
+        if spsr & 0x10:
+            raise _ProgramEnd(TIMEOUT, "no exit in time, guest looping in AArch32", True)
+        el = (spsr >> 2) & 3
+        # QEMU takes the interrupt past a WFI it was halted in.
+        before = pc - 4 - GUEST_RAM[0]
+        ram = hv.ram
+        if (ram is not None and 0 <= before < len(ram) - 4
+                and int.from_bytes(ram[before : before + 4], "little") == WFI):  # fmt: skip
+            raise _ProgramEnd(TIMEOUT, f"no exit in time, guest at EL{el} in a WFI nothing wakes",
+                              True)  # fmt: skip
+        raise _ProgramEnd(TIMEOUT, f"no exit in time, guest looping at EL{el}", True)
 
     def _el1_exception(self, program: Program, exit: Exit, k: int) -> tuple[int, int, str]:
         """The vector table reported exception ``k``: x1 = ESR_EL1, x2 =
@@ -456,7 +620,7 @@ class Runner:
             raise _ProgramEnd(UNCLASSIFIED, f"unknown exit kind {exit.kind!r}", False)
         if exit.record.exception_type == _core.ExceptionType.Synchronous:
             host = exit.reclassify()
-            if repr(host) != repr(exit.reason):
+            if repr(host) != repr(exit.reason) and not _marks_injected_vector(exit.reason, host):
                 raise _ProgramEnd(UNCLASSIFIED, f"firmware says {exit.reason!r}, the host's core "
                                   f"says {host!r}", False)  # fmt: skip
         if exit.kind == ExitKind.GuestException and int(exit.reason.ec) in (0x21, 0x25):
@@ -474,6 +638,10 @@ class Runner:
             # An SMC nobody implements (the core returns past it): SMCCC's answer.
             Policy.answer(exit, SMCCC_NOT_SUPPORTED)
             return "x0=NOT_SUPPORTED"
+        data_access = (ExitKind.MmioRead, ExitKind.MmioWrite, ExitKind.NestedPageFault)
+        if kind in data_access and ABORT_WINDOW[0] <= int(exit.reason.addr) < ABORT_WINDOW[1]:
+            exit.inject_abort("data")  # nothing there (a fetch ended the program already)
+            return "external abort"
         if kind in (ExitKind.Hypercall, ExitKind.MmioRead, ExitKind.SysRegRead):
             Policy.answer(exit, 0)  # x0 = 0, the read returns 0, Rt = 0
             return "0"
