@@ -43,4 +43,16 @@ void put_dec(std::uint64_t value) {
     while (n > 0) put_char(digits[--n]);
 }
 
+namespace {
+std::uint32_t g_line_lock = 0;
+}  // namespace
+
+LineLock::LineLock() {
+    while (__atomic_exchange_n(&g_line_lock, 1, __ATOMIC_ACQUIRE) != 0) {
+        while (__atomic_load_n(&g_line_lock, __ATOMIC_RELAXED) != 0) asm volatile("yield");
+    }
+}
+
+LineLock::~LineLock() { __atomic_store_n(&g_line_lock, 0, __ATOMIC_RELEASE); }
+
 }  // namespace fw::uart

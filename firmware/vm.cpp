@@ -156,6 +156,7 @@ void setup_vms(unsigned cpus) {
 void stop_vm(Vm& vm, const armvcpu::ExitReason& reason) {
     if (__atomic_exchange_n(&vm.stopped, 1, __ATOMIC_ACQ_REL) != 0) return;
     if (!quiet()) {
+        const uart::LineLock line;
         put_str("armvcpu: VM ");
         put_dec(vm.id);
         put_str(" stopped after ");
