@@ -34,7 +34,7 @@ GICD = (0x0800_0000, 0x1_0000)
 GICR_BASE = 0x080A_0000
 # Everything QEMU's virt tree has at its root that is a device of no use to
 # a guest here: all of it must go.
-NEVER_KEPT = ("pcie@", "flash@", "fw-cfg@", "pl061@", "gpio-keys", "platform-bus@")
+NEVER_KEPT = ("pcie@", "flash@", "fw-cfg@", "pl061@", "gpio-keys")
 
 
 def dtb_temp_dirs() -> set[str]:
@@ -144,11 +144,30 @@ def test_cpus_are_the_guests_and_started_by_psci(guest_tree):
     assert guest_tree.find("/cpus/cpu-map") is None
 
 
-def test_psci_is_1_0_by_hvc_without_0_1_ids(guest_tree):
+def test_psci_is_1_0_by_hvc_with_qemus_0_1_ids(guest_tree, qemu_dtb):
     psci = guest_tree.node("/psci")
     assert psci.strings("compatible") == ["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]
     assert psci.string("method") == "hvc"
-    assert not {"cpu_on", "cpu_off", "cpu_suspend", "migrate"} & set(psci.properties)
+    # QEMU writes PSCI 0.1's ids too (the 0.2 function ids, DEN0022); they
+    # stay, so the guest's tree is as large as on bare QEMU.
+    source = DeviceTree.from_bytes(qemu_dtb).node("/psci")
+    for name in ("cpu_on", "cpu_off", "cpu_suspend", "migrate"):
+        assert psci.properties[name] == source.properties[name]
+    assert psci.u32("cpu_on") == 0xC400_0003 and psci.u32("cpu_off") == 0x8400_0002
+
+
+def test_the_cpu_map_and_the_empty_platform_bus_stay_when_the_cpus_are_qemus(qemu_dtb):
+    """With as many CPUs as QEMU's -smp, the guest unflattens QEMU's own tree:
+    Linux then reserves the same memory as on bare QEMU (its "Memory:" line,
+    compared in test_dropin)."""
+    same = guest(qemu_dtb, num_cpus=4)
+    source = DeviceTree.from_bytes(qemu_dtb)
+    assert {p for p, _ in same.walk() if p.startswith("/cpus/cpu-map")} == {
+        p for p, _ in source.walk() if p.startswith("/cpus/cpu-map")
+    }
+    assert any(n.name.startswith("platform-bus@") for n in same.root.children)
+    # Fewer CPUs than QEMU's: the map would name CPUs the guest lacks.
+    assert guest(qemu_dtb, num_cpus=2).find("/cpus/cpu-map") is None
 
 
 def test_psci_method_smc(qemu_dtb):
@@ -247,7 +266,7 @@ def test_chosen_has_fresh_random_seeds_as_qemu_gives_each_boot(qemu_dtb, guest_t
 def test_only_the_uart_and_its_clock_stay(guest_tree):
     assert root_names(guest_tree) == {
         "psci", "memory@40000000", "pl011@9000000", "pmu", "intc@8000000", "cpus",
-        "timer", "apb-pclk", "chosen",
+        "timer", "apb-pclk", "chosen", "platform-bus@c000000",
     }  # fmt: skip
     uart = guest_tree.node("/pl011@9000000")
     assert guest_tree.by_phandle()[uart.u32s("clocks")[0]].name == "apb-pclk"
@@ -270,6 +289,7 @@ def test_no_devices_no_clock(qemu_dtb):
     tree = guest(qemu_dtb, devices=(), initrd=None, bootargs="")
     assert root_names(tree) == {
         "psci", "memory@40000000", "pmu", "intc@8000000", "cpus", "timer", "chosen",
+        "platform-bus@c000000",
     }  # fmt: skip
     chosen = tree.node("/chosen").properties
     assert chosen["bootargs"] == b"\0" and "stdout-path" not in chosen
@@ -446,7 +466,7 @@ def test_dtc_reads_the_guest_tree(qemu_dtb, dtc, tmp_path):
         "apb-pclk {",
     ):
         assert line in dts, line
-    gone = ("cpu@2", "cpu-map", "its@", "msi-", "cpu_on", "pl031@", "virtio_mmio@")
+    gone = ("cpu@2", "cpu-map", "its@", "msi-", "pl031@", "virtio_mmio@")
     for absent in gone + NEVER_KEPT:
         assert absent not in dts, absent
 

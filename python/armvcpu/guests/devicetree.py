@@ -449,8 +449,6 @@ GICV2_CPU_INTERFACE_SIZE = 0x2000
 GICV2_COMPATIBLE = ("arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a7-gic", "arm,cortex-a9-gic")
 RAM_ALIGNMENT = 2 << 20  # Linux places its image 2 MiB aligned
 PSCI_COMPATIBLE = ("arm,psci-1.0", "arm,psci-0.2", "arm,psci")
-# PSCI 0.1's function ids: meaningless once compatible says 0.2 or later.
-_PSCI_0_1_IDS = ("cpu_on", "cpu_off", "cpu_suspend", "migrate")
 # What points PCIe devices at the ITS; dropped with it (a guest without
 # passed-through PCIe has no MSI controller).
 _MSI_PROPERTIES = ("msi-parent", "msi-map", "msi-map-mask")
@@ -472,9 +470,10 @@ def guest_device_tree(
 
     - ``/memory`` becomes ``memory@<ram_base>`` with ``reg`` = the guest's RAM;
     - ``/cpus`` keeps ``cpu@0`` .. ``cpu@<num_cpus - 1>`` (``reg`` 0..n-1,
-      made from cpu@0 where the source has fewer), all started by PSCI; no
-      ``cpu-map``;
-    - ``/psci`` is PSCI 1.0 (0.2 and 0.1 compatible) called by ``psci_method``;
+      made from cpu@0 where the source has fewer), all started by PSCI; the
+      source's ``cpu-map`` only when it names exactly those CPUs;
+    - ``/psci`` is PSCI 1.0 (0.2 and 0.1 compatible) called by ``psci_method``,
+      keeping the source's 0.1 function ids;
     - a GICv3 keeps its distributor and has one redistributor region, one
       frame pair per CPU; its ITS (QEMU's, which the hypervisor passes
       through with the PCIe devices) stays with ``pcie`` in ``devices``,
@@ -482,7 +481,8 @@ def guest_device_tree(
       its distributor and CPU interface (8 KiB, what the hypervisor maps
       there); its virtual interface regions, maintenance interrupt and GICv2m
       frame go (they are the hypervisor's);
-    - ``/timer``, ``/pmu`` and the root's own properties stay;
+    - ``/timer``, ``/pmu``, an empty platform bus and the root's own
+      properties stay;
     - ``/chosen`` has ``bootargs``, ``stdout-path`` (with the UART) and
       ``linux,initrd-start``/``-end`` (one cell, as QEMU writes them, or two
       above 4 GiB) when ``initrd`` = (start, end)
@@ -490,9 +490,9 @@ def guest_device_tree(
       ``kaslr-seed``), fresh ones of the same sizes, as QEMU makes new ones
       for every boot (so Linux randomises its layout as on bare QEMU);
     - of the devices, only those in ``devices`` (see ``GUEST_DEVICES``) stay,
-      with the clocks they use; the rest (the platform bus, the secure
-      devices, ...) go. PCIe keeps its ``interrupt-map`` (INTx) and, with the
-      ITS, its ``msi-map`` (MSI and MSI-X).
+      with the clocks they use; the rest (the secure devices, ...) go. PCIe
+      keeps its ``interrupt-map`` (INTx) and, with the ITS, its ``msi-map``
+      (MSI and MSI-X).
 
     Addresses are read and written with the root's ``#address-cells`` and
     ``#size-cells``. Raises :class:`DeviceTreeError` for a malformed source,
@@ -524,7 +524,9 @@ def guest_device_tree(
             gic = node
         elif role == "memory" and memory is None:
             memory = node
-        elif role in ("timer", "pmu"):
+        elif role in ("timer", "pmu", "platform-bus"):
+            # The empty platform bus too: nothing behind it to reach, and the
+            # guest unflattens the same tree as on bare QEMU.
             keep.append(node)
         elif role == "chosen":
             chosen = node
@@ -555,8 +557,9 @@ def guest_device_tree(
     memory.properties["reg"] = cells(ram_base, acells) + cells(ram_size, scells)
     if psci is None:
         psci = Node("psci")
-    for old in _PSCI_0_1_IDS:
-        psci.properties.pop(old, None)
+    # PSCI 0.1's function ids (cpu_on, ...) stay as the source has them:
+    # a guest reading compatible 0.2 or later ignores them, and the guest
+    # unflattens the same tree as on bare QEMU (so reserves the same memory).
     psci.properties["compatible"] = strings(*PSCI_COMPATIBLE)
     psci.properties["method"] = string(psci_method)
     keep += [gic, cpus, memory, psci]
@@ -698,6 +701,8 @@ def _role(node: Node, acells: int, scells: int) -> str:
         return "uart"
     if "arm,pl031" in compatible and _base(node, acells, scells) == RTC_BASE:
         return "rtc"
+    if "qemu,platform" in compatible and not node.children:
+        return "platform-bus"
     return "other"
 
 
@@ -786,8 +791,27 @@ def _make_cpus(tree: DeviceTree, cpus: Node, num_cpus: int) -> None:
         node.properties.pop("cpu-release-addr", None)  # spin-table's, not PSCI's
         made.append(node)
     old = {id(c) for c in _cpu_nodes(cpus)}
-    others = [c for c in cpus.children if id(c) not in old and c.name != "cpu-map"]
+    # QEMU's cpu-map stays when it names exactly the guest's CPUs (the same
+    # count as QEMU's -smp): Linux unflattens it, and so reserves the same
+    # memory as on bare QEMU. Otherwise it would name CPUs the guest lacks.
+    mapped = {
+        p
+        for _, n in _walk_nodes(cpus.child("cpu-map"))
+        for p in decode_u32(n.properties.get("cpu", b""))
+    }
+    ours = {_number(n.properties["phandle"]) for n in made if "phandle" in n.properties}
+    keep_map = bool(mapped) and mapped == ours and len(ours) == num_cpus
+    others = [c for c in cpus.children if id(c) not in old and (c.name != "cpu-map" or keep_map)]
     cpus.children = others + made
+
+
+def _walk_nodes(node: Node | None) -> Iterator[tuple[str, Node]]:
+    """``node`` and every node below it (nothing for None)."""
+    if node is None:
+        return
+    yield node.name, node
+    for child in node.children:
+        yield from _walk_nodes(child)
 
 
 def _clocks_used_by(nodes: list[Node], by_phandle: dict[int, Node]) -> list[Node]:
