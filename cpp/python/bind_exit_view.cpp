@@ -264,17 +264,12 @@ PyObject* resume_vectorcall(PyObject* self, PyObject* const* args, Py_ssize_t na
     return nullptr;
 }
 
-// The fields a loop or a policy reads on every exit, as C getters (see
-// add_c_property).
+// A C entry point's body: a C++ exception becomes the Python error it
+// stands for, and the call returns NULL.
 template <class F>
-PyObject* get_field(PyObject* self, F&& field) {
+PyObject* guarded(F&& body) {
     try {
-        const auto* type = reinterpret_cast<PyTypeObject*>(exit_view_type_info()->type);
-        if (PyObject_TypeCheck(self, const_cast<PyTypeObject*>(type)) == 0) {
-            throw py::type_error("an ExitView's field, read from a " +
-                                 std::string(Py_TYPE(self)->tp_name));
-        }
-        return field(view_of(self));
+        return body();
     } catch (py::error_already_set& e) {
         e.restore();
     } catch (const py::builtin_exception& e) {
@@ -283,6 +278,20 @@ PyObject* get_field(PyObject* self, F&& field) {
         PyErr_SetString(PyExc_RuntimeError, e.what());
     }
     return nullptr;
+}
+
+// The fields a loop or a policy reads on every exit, as C getters (see
+// add_c_property).
+template <class F>
+PyObject* get_field(PyObject* self, F&& field) {
+    return guarded([&]() -> PyObject* {
+        const auto* type = reinterpret_cast<PyTypeObject*>(exit_view_type_info()->type);
+        if (PyObject_TypeCheck(self, const_cast<PyTypeObject*>(type)) == 0) {
+            throw py::type_error("an ExitView's field, read from a " +
+                                 std::string(Py_TYPE(self)->tp_name));
+        }
+        return field(view_of(self));
+    });
 }
 
 PyObject* get_kind(PyObject* /*module*/, PyObject* self) {
@@ -431,20 +440,6 @@ PyObject* make_exit(StreamState& s, const MappingView& mapping, std::size_t slot
         new_exit_object(reinterpret_cast<PyTypeObject*>(s.exit_type.ptr()), std::move(value));
     s.previous = py::reinterpret_borrow<py::object>(obj);
     return obj;
-}
-
-template <class F>
-PyObject* guarded(F&& body) {
-    try {
-        return body();
-    } catch (py::error_already_set& e) {
-        e.restore();
-    } catch (const py::builtin_exception& e) {
-        e.set_error();
-    } catch (const std::exception& e) {
-        PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
-    return nullptr;
 }
 
 // How many looks next() takes before it releases the GIL to wait: about
