@@ -50,29 +50,27 @@ def run(argv: list[str], cwd: Path) -> dict[str, float]:
     return figures
 
 
-LINUX_INIT = """#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys /dev
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t sysfs sysfs /sys
-/bin/busybox mount -t devtmpfs dev /dev
-for m in virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
-    /bin/busybox insmod /lib/$m.ko
-done
-start=$(/bin/busybox cut -d' ' -f1 /proc/uptime)
+LINUX_INIT_BODY = """start=$(/bin/busybox cut -d' ' -f1 /proc/uptime)
 /bin/busybox dd if=/dev/vda of=/dev/null bs=1M 2>/dev/null
 end=$(/bin/busybox cut -d' ' -f1 /proc/uptime)
 echo "received=05 bench_dd_start=${start%.*}${start#*.}0 bench_dd_end=${end%.*}${end#*.}0"
 /bin/busybox grep ITS-MSI /proc/interrupts
-/bin/busybox poweroff -f
 """
 
 
 def linux_setup(work: Path) -> None:
-    from armvcpu.guests.debian import build_initramfs, fetch_linux_assets
+    from armvcpu.guests.debian import (
+        VIRTIO_PCI_DISK,
+        build_initramfs,
+        device_init,
+        fetch_linux_assets,
+    )
 
     assets = fetch_linux_assets()
     files = {f"lib/{m.name}": m.read_bytes() for m in assets.modules}
-    (work / "initrd.gz").write_bytes(build_initramfs(assets.busybox, LINUX_INIT, files))
+    (work / "initrd.gz").write_bytes(
+        build_initramfs(assets.busybox, device_init(LINUX_INIT_BODY, VIRTIO_PCI_DISK), files)
+    )
     with (work / "disk.img").open("wb") as disk:
         disk.truncate(64 << 20)
     args = ["-M", "virt,gic-version=3", "-cpu", "cortex-a57", "-m", "512M", "-nographic",

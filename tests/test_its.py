@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from armvcpu import Guest
+from armvcpu.guests.debian import VIRTIO_PCI_DISK, device_init
 from armvcpu.guests.devicetree import DeviceTree, guest_device_tree, qemu_device_tree
 
 ARMVCPU = [sys.executable, "-m", "armvcpu", "run"]
@@ -103,19 +104,13 @@ def test_its_off_is_honoured_and_the_gic_reads_as_on_bare_qemu(tmp_path, no_leak
 
 # -- Debian's kernel: a virtio-pci disk interrupting by MSI-X ------------------------------
 
-_LINUX_INIT = """#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys /dev
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t sysfs sysfs /sys
-/bin/busybox mount -t devtmpfs dev /dev
-for m in virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
-    /bin/busybox insmod /lib/$m.ko
-done
-echo "DISK=$(/bin/busybox head -c 24 /dev/vda)"
+_LINUX_INIT = device_init(
+    """echo "DISK=$(/bin/busybox head -c 24 /dev/vda)"
 /bin/busybox cat /proc/interrupts
 echo "MARKER"
-/bin/busybox poweroff -f
-"""
+""",
+    VIRTIO_PCI_DISK,
+)
 
 
 def _its_msi_counts(console: str) -> dict[str, int]:

@@ -19,7 +19,13 @@ import pytest
 from armvcpu import Hypervisor, _core
 from armvcpu.analysis.trace import Trace
 from armvcpu.errors import GuestImageError
-from armvcpu.guests.debian import MARKER, build_initramfs, fetch_linux_assets
+from armvcpu.guests.debian import (
+    MARKER,
+    VIRTIO_MMIO_DISK,
+    build_initramfs,
+    device_init,
+    fetch_linux_assets,
+)
 from armvcpu.guests.linux import IMAGE_MAGIC, BootPlan, LinuxImage
 
 # Linux boots in seconds on these CPU models (-cpu max emulates pointer
@@ -210,18 +216,13 @@ def test_cli_refuses_linux_options_for_an_elf(no_leaked_qemu):
 
 # -- passed-through devices: the PL031 and a virtio block disk ----------------------------
 
-DEVICES_INIT = f"""#!/bin/busybox sh
-/bin/busybox mkdir -p /proc /sys /dev
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t sysfs sysfs /sys
-/bin/busybox mount -t devtmpfs dev /dev
-/bin/busybox insmod /lib/virtio_mmio.ko
-/bin/busybox insmod /lib/virtio_blk.ko
-echo "RTC=$(/bin/busybox cat /sys/class/rtc/rtc0/date)"
+DEVICES_INIT = device_init(
+    f"""echo "RTC=$(/bin/busybox cat /sys/class/rtc/rtc0/date)"
 echo "DISK=$(/bin/busybox head -c 24 /dev/vda)"
 echo "{MARKER} kernel=$(/bin/busybox uname -r) cpus=$(/bin/busybox nproc)"
-/bin/busybox poweroff -f
-"""
+""",
+    VIRTIO_MMIO_DISK,
+)
 
 
 @pytest.mark.parametrize("gic", [3, 2], ids=["gicv3", "gicv2"])

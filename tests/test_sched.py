@@ -370,6 +370,23 @@ ASK = 0x40
 MAX_ASKS = 20000
 
 
+# After the work: vCPU 0 (x19 = 0) waits until the other one says it is done,
+# then powers the machine off; the other one says so and turns itself off.
+_FINISH = f"""    adr x10, done
+    cbnz x19, 3f
+4:  ldr x11, [x10]
+    cbz x11, 4b
+    ldr x0, ={SYSTEM_OFF:#x}
+    hvc #0
+3:  mov x11, #1
+    str x11, [x10]
+    ldr x0, ={CPU_OFF:#x}
+    hvc #0
+    .balign 8
+done: .quad 0
+"""
+
+
 def _work(label: str) -> str:
     return f"""
 {label}:
@@ -407,19 +424,7 @@ off:
 even:
     mov x19, #2
 {_work("work")}
-    adr x10, done
-    cbnz x19, 3f
-4:  ldr x11, [x10]                  // vCPU 0 waits for vCPU 2, then powers off
-    cbz x11, 4b
-    ldr x0, ={SYSTEM_OFF:#x}
-    hvc #0
-3:  mov x11, #1
-    str x11, [x10]
-    ldr x0, ={CPU_OFF:#x}
-    hvc #0
-    .balign 8
-done: .quad 0
-"""
+{_FINISH}"""
 
 
 def _asks(hv: Hypervisor, stop) -> tuple[list, list]:
@@ -475,19 +480,7 @@ TWO_PINNED = f"""
 second:
     mov x19, #1
 {_work("work")}
-    adr x10, done
-    cbnz x19, 3f
-4:  ldr x11, [x10]
-    cbz x11, 4b
-    ldr x0, ={SYSTEM_OFF:#x}
-    hvc #0
-3:  mov x11, #1
-    str x11, [x10]
-    ldr x0, ={CPU_OFF:#x}
-    hvc #0
-    .balign 8
-done: .quad 0
-"""
+{_FINISH}"""
 
 
 def test_an_idle_cpu_pulls_no_vcpu_its_set_forbids(no_leaked_qemu):

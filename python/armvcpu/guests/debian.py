@@ -55,6 +55,31 @@ MODULES = (
 )
 _CACHE_FORMAT = "2"
 
+#: What a virtio block disk needs loaded, in order, on each transport.
+VIRTIO_MMIO_DISK = ("virtio_mmio", "virtio_blk")
+VIRTIO_PCI_DISK = ("virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "virtio_blk")
+
+
+def device_init(body: str, modules: tuple[str, ...] = ()) -> str:
+    """An /init that mounts proc, sysfs and devtmpfs, loads ``modules`` from
+    /lib (the files :func:`build_initramfs` is given as ``lib/NAME.ko``), runs
+    the shell lines ``body`` and powers off.
+
+    >>> print(device_init('echo hi', VIRTIO_MMIO_DISK).splitlines()[-3])
+    /bin/busybox insmod /lib/virtio_blk.ko
+    """
+    lines = [
+        "#!/bin/busybox sh",
+        "/bin/busybox mkdir -p /proc /sys /dev",
+        "/bin/busybox mount -t proc proc /proc",
+        "/bin/busybox mount -t sysfs sysfs /sys",
+        "/bin/busybox mount -t devtmpfs dev /dev",
+        *(f"/bin/busybox insmod /lib/{m}.ko" for m in modules),
+        body.strip("\n"),
+        "/bin/busybox poweroff -f",
+    ]
+    return "\n".join(lines) + "\n"
+
 
 @dataclass(frozen=True)
 class LinuxAssets:
