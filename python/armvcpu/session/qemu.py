@@ -57,7 +57,8 @@ class QemuConfig:
     #: with -kernel, QEMU would boot the flash instead.
     bios: Path | None = None
     #: The console also takes input (QemuProcess.send_console): the PL011 is a
-    #: socket the host copies into the console file, instead of the file itself.
+    #: pair of FIFOs, the host copying one into the console file, instead of
+    #: the file itself.
     console_input: bool = False
     #: The shared-memory transport's doorbell: QEMU's semihosting output goes
     #: to a socket the host sleeps on, and the firmware writes a byte there
@@ -65,7 +66,7 @@ class QemuConfig:
     doorbell: bool = False
 
     def command(self, firmware: Path, gdb_socket: Path, console: Path,
-                console_socket: Path | None = None,
+                console_fifo: Path | None = None,
                 doorbell_socket: Path | None = None) -> list[str]:  # fmt: skip
         machine = f"virt,virtualization=on,gic-version={self.gic_version}"
         if self.mte:
@@ -93,9 +94,8 @@ class QemuConfig:
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             *(["-bios", str(self.bios), "-device", f"loader,file={firmware},cpu-num=0"]
               if self.bios is not None else ["-kernel", str(firmware)]),
-            *(["-chardev", f"socket,id=console,path={console_socket},server=on,wait=off",
-               "-serial", "chardev:console"]
-              if console_socket is not None else ["-serial", f"file:{console}"]),
+            *(["-chardev", f"pipe,id=console,path={console_fifo}", "-serial", "chardev:console"]
+              if console_fifo is not None else ["-serial", f"file:{console}"]),
             *(["-chardev",
                f"socket,id=armvcpu-doorbell,path={doorbell_socket},server=on,wait=off",
                "-semihosting-config", "enable=on,target=native,chardev=armvcpu-doorbell"]
@@ -121,13 +121,22 @@ class QemuProcess:
         self.gdb_socket = self.workdir / "gdb.sock"
         self.console_path = self.workdir / "console.log"
         self.stderr_path = self.workdir / "qemu.stderr"
-        self.console_socket = self.workdir / "console.sock" if config.console_input else None
+        # With input, the console is a pair of FIFOs (QEMU's pipe chardev:
+        # console.in, console.out), not a socket. QEMU sends the PL011's
+        # output a byte per write; a Unix socket holds only ~240 such writes
+        # (each counts its whole buffer), so QEMU stalled whenever the copy
+        # below paused: a Debian boot printed its log 0.1 s slower than on
+        # bare QEMU. A pipe packs the bytes, 64 KiB of them.
+        self.console_fifo = self.workdir / "console" if config.console_input else None
+        if self.console_fifo is not None:
+            os.mkfifo(self.console_fifo.with_suffix(".in"), 0o600)
+            os.mkfifo(self.console_fifo.with_suffix(".out"), 0o600)
         self.doorbell_socket = self.workdir / "doorbell.sock" if config.doorbell else None
         self.command = config.command(firmware, self.gdb_socket, self.console_path,
-                                      self.console_socket, self.doorbell_socket)  # fmt: skip
+                                      self.console_fifo, self.doorbell_socket)  # fmt: skip
         self.command[0] = binary
         self._console_cache: str | None = None
-        self._console_conn: socket.socket | None = None
+        self._console_in: int | None = None  # console.in, written by send_console
         self._console_thread: threading.Thread | None = None
         self._doorbell_conn: socket.socket | None = None
         with self.stderr_path.open("wb") as err:
@@ -181,41 +190,43 @@ class QemuProcess:
             # Short steps: every session waits here once, for ~50-100 ms of
             # QEMU's start-up, and a 10 ms step added 5 ms to each on average.
             time.sleep(0.002)
-        if self.console_socket is not None:
+        if self.console_fifo is not None:
             self._connect_console(deadline)
 
     def _connect_console(self, deadline: float) -> None:
-        """Connect to the console socket (QEMU is halted, so nothing is lost)
-        and copy what QEMU writes there into the console file."""
-        assert self.console_socket is not None
-        while True:
-            try:
-                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                conn.connect(str(self.console_socket))
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                conn.close()
-                if not self.alive() or time.monotonic() > deadline:
-                    raise QemuError(f"QEMU's console socket did not open: "
-                                    f"{self.describe_exit()}") from None  # fmt: skip
-                time.sleep(0.01)
-        self._console_conn = conn
+        """Open the console FIFOs (QEMU opened its ends before its gdbstub,
+        and is halted, so nothing is lost) and copy what QEMU writes into the
+        console file."""
+        assert self.console_fifo is not None
+        # Non-blocking opens: a FIFO's blocking open would wait forever for a
+        # QEMU that died; a dead QEMU's console.out reads as end of file.
+        try:
+            out_fd = os.open(self.console_fifo.with_suffix(".out"),
+                             os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # fmt: skip
+            os.set_blocking(out_fd, True)
+            self._console_in = os.open(self.console_fifo.with_suffix(".in"),
+                                       os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # fmt: skip
+            os.set_blocking(self._console_in, True)
+        except OSError as exc:  # ENXIO: nobody reads console.in, so QEMU is gone
+            raise QemuError(
+                f"QEMU's console did not open ({exc}): {self.describe_exit()}"
+            ) from None
 
         def copy() -> None:
-            with self.console_path.open("ab") as out:
+            with os.fdopen(out_fd, "rb", buffering=0) as src, self.console_path.open("ab") as out:
                 while True:
                     try:
-                        data = conn.recv(65536)
+                        data = src.read(65536)
                     except OSError:
                         return
                     if not data:
                         return
                     out.write(data)
                     out.flush()
-                    # QEMU sends the PL011's output a character at a time:
-                    # without a pause this thread woke (recv, write, the GIL)
-                    # once per character, ~12 000 times in a Linux boot. The
-                    # next recv takes what came meanwhile.
+                    # QEMU writes the PL011's output a byte at a time: without
+                    # a pause this thread woke (read, write, the GIL) once per
+                    # byte, ~12 000 times in a Linux boot. The pipe keeps
+                    # what comes meanwhile for the next read.
                     time.sleep(_CONSOLE_BATCH_S)
 
         self._console_thread = threading.Thread(target=copy, name="armvcpu-console", daemon=True)
@@ -237,17 +248,19 @@ class QemuProcess:
         return conn
 
     def console_settled(self, timeout: float = 2.0) -> None:
-        """Once QEMU has exited: wait until what it wrote to a console socket
-        is in the console file (the copy ends at the socket's EOF)."""
+        """Once QEMU has exited: wait until what it wrote to the console FIFO
+        is in the console file (the copy ends at the FIFO's end of file)."""
         if self._console_thread is not None and self.proc.poll() is not None:
             self._console_thread.join(timeout)
 
     def send_console(self, data: bytes) -> None:
         """Type ``data`` into the console (``QemuConfig(console_input=True)``)."""
-        if self._console_conn is None:
+        if self._console_in is None:
             raise QemuError("this QEMU's console takes no input (console_input=False)")
+        view = memoryview(data)
         with contextlib.suppress(OSError):  # QEMU may have gone: nothing to type into
-            self._console_conn.sendall(data)
+            while view:
+                view = view[os.write(self._console_in, view) :]
 
     def wait(self, timeout: float) -> int | None:
         try:
@@ -284,8 +297,9 @@ class QemuProcess:
                 self._reap(10.0)
         if self._console_thread is not None:
             self._console_thread.join(2.0)  # QEMU is gone: its last output, then EOF
-        if self._console_conn is not None:
-            self._console_conn.close()
+        if self._console_in is not None:
+            os.close(self._console_in)
+            self._console_in = None
         if self._doorbell_conn is not None:
             self._doorbell_conn.close()
         if self._console_cache is None:
