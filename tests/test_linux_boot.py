@@ -131,6 +131,8 @@ def test_linux_through_the_python_api_with_a_given_device_tree(linux, no_leaked_
         )
         assert plan.kernel_end <= plan.initrd < plan.initrd_end
         assert hv.read_guest(plan.dtb, 4) == b"\xd0\x0d\xfe\xed"
+        kernel = assets.kernel.read_bytes()  # copied from the file by the host kernel
+        assert hv.read_guest(plan.kernel, len(kernel)) == kernel
         exits = hv.run()
     assert exits[-1].kind.name == "SystemDown"
     assert f"{MARKER} kernel={assets.release} cpus=1" in hv.console
@@ -169,6 +171,31 @@ def test_image_header_is_read_per_booting_rst():
 def test_bad_kernels_are_refused_with_a_reason(data, message):
     with pytest.raises(GuestImageError, match=message):
         LinuxImage.parse(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        image_header(text_offset=0x80000, image_size=0x1234000, flags=0xA) + bytes(0x1000),
+        image_header(text_offset=0, image_size=0) + bytes(0x1000),
+        image_header()[:60],
+        image_header(flags=1),
+        image_header(image_size=0x10),
+    ],
+)
+def test_an_image_files_header_alone_says_what_the_whole_file_says(data):
+    """A kernel file is copied into RAM without being read into Python: its
+    first 64 bytes and its size must give the same placement, or the same
+    refusal, as the whole file."""
+    try:
+        whole = LinuxImage.parse(data)
+    except GuestImageError as exc:
+        with pytest.raises(GuestImageError, match=re.escape(str(exc))):
+            LinuxImage.parse_header(data[:64], len(data))
+        return
+    head = LinuxImage.parse_header(data[:64], len(data))
+    assert (head.text_offset, head.image_size, head.anywhere) == (
+        whole.text_offset, whole.image_size, whole.anywhere)  # fmt: skip
 
 
 def test_a_kernel_that_does_not_fit_asks_for_more_memory():

@@ -62,13 +62,26 @@ class LinuxImage:
                 data = gzip.decompress(data)
             except (OSError, EOFError, zlib.error) as exc:
                 raise GuestImageError(f"the kernel looks gzip-compressed but isn't: {exc}") from exc
-        if len(data) < _HEADER.size:
-            raise GuestImageError(f"a {len(data)}-byte file is too short for an arm64 Image")
+        return cls._from_header(data, len(data), data)
+
+    @classmethod
+    def parse_header(cls, head: bytes, file_size: int) -> LinuxImage:
+        """What :meth:`parse` says of an uncompressed Image file of
+        ``file_size`` bytes, from its first bytes alone; ``data`` is left empty
+        for the caller to copy the file itself (a distribution kernel is tens
+        of MiB, and reading it into Python costs a boot more than copying it
+        into guest RAM in the kernel does)."""
+        return cls._from_header(head, file_size, b"")
+
+    @classmethod
+    def _from_header(cls, head: bytes, length: int, data: bytes) -> LinuxImage:
+        if length < _HEADER.size or len(head) < _HEADER.size:
+            raise GuestImageError(f"a {length}-byte file is too short for an arm64 Image")
         _code0, _code1, text_offset, image_size, flags, _r2, _r3, _r4, magic, _r5 = (
-            _HEADER.unpack_from(data)
+            _HEADER.unpack_from(head)
         )
         if magic != IMAGE_MAGIC:
-            if data[:2] == b"MZ" and data[4:8] == b"zimg":
+            if head[:2] == b"MZ" and head[4:8] == b"zimg":
                 raise GuestImageError(
                     "this is an EFI zboot kernel (vmlinuz.efi); armvcpu boots the plain or "
                     "gzip-compressed arm64 Image"
@@ -78,13 +91,13 @@ class LinuxImage:
             )
         if image_size == 0:
             # Kernels before 3.17 leave image_size zero; text_offset is then 0x80000.
-            text_offset, image_size = 0x80000, len(data)
+            text_offset, image_size = 0x80000, length
         if flags & 1:
             raise GuestImageError("this Image is big-endian; armvcpu runs little-endian guests")
-        if image_size < len(data):
+        if image_size < length:
             raise GuestImageError(
                 f"the Image header says it needs {image_size:#x} bytes but the file has "
-                f"{len(data):#x}: the image is malformed"
+                f"{length:#x}: the image is malformed"
             )
         return cls(data, text_offset, image_size, False, bool(flags & 8))
 
