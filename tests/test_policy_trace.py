@@ -94,6 +94,10 @@ def test_trace_columns_summary_export_and_replay(tmp_path, no_leaked_qemu):
     assert set(trace.columns["handle_ns"]) != {0}
 
     path = trace.save(tmp_path / "run")
+    assert path == tmp_path / "run.npz"
+    # By the name it was saved under too, as `armvcpu run --trace run` then
+    # `armvcpu trace show run` use it.
+    assert Trace.load(tmp_path / "run").meta == Trace.load(path).meta
     loaded = Trace.load(path)
     assert loaded.meta["guest"] == "uart"
     assert np.array_equal(loaded.columns["records"], trace.columns["records"])

@@ -318,10 +318,10 @@ class Trace:
     # -- files ----------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
-        """Save as a compressed .npz: the columns plus JSON metadata."""
-        p = Path(path)
-        if p.suffix != ".npz":
-            p = p.with_suffix(p.suffix + ".npz") if p.suffix else p.with_suffix(".npz")
+        """Save as a compressed .npz: the columns plus JSON metadata. A name
+        without the suffix gets it (``run`` -> ``run.npz``); :meth:`load`
+        takes either name."""
+        p = _npz_name(path)
         meta = {**self.meta, "record_size": RECORD_SIZE,
                 "exit_record_version": int(_core.EXIT_RECORD_VERSION)}  # fmt: skip
         c = self.columns
@@ -333,8 +333,11 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        """Load a trace saved by :meth:`save`; errors name what is wrong."""
+        """Load a trace saved by :meth:`save`, by the name given to it or the
+        one it returned; errors name what is wrong."""
         p = Path(path)
+        if not p.exists() and _npz_name(p).exists():
+            p = _npz_name(p)
         try:
             with np.load(p, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
@@ -365,3 +368,11 @@ class Trace:
             raise ValueError(f"{p}: its world switches have an unknown layout ({switches.dtype})")
         trace._added_switches = switches
         return trace
+
+
+def _npz_name(path: str | Path) -> Path:
+    """Where :meth:`Trace.save` writes ``path``: numpy adds ``.npz``."""
+    p = Path(path)
+    if p.suffix == ".npz":
+        return p
+    return p.with_suffix(p.suffix + ".npz") if p.suffix else p.with_suffix(".npz")
