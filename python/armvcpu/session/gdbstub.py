@@ -109,7 +109,7 @@ class GdbRemote:
         self.timeout = timeout
         self.packet_size = 4096
         self.packets_sent = 0
-        self.registers: dict[str, Register] = {}
+        self._registers: dict[str, Register] | None = None
         self.features: dict[str, str] = {}  # qSupported: name -> "+", "-", "?" or a value
         self.no_ack = False  # QStartNoAckMode is in force
         self.use_no_ack = True  # ask for it when the target offers it
@@ -137,7 +137,8 @@ class GdbRemote:
             self._sock.close()
 
     def handshake(self) -> None:
-        """Negotiate features, learn the register layout and stop state."""
+        """Negotiate features and learn the stop state (the register layout
+        waits for :attr:`registers`' first use)."""
         reply = self.request("qSupported:multiprocess-;swbreak+;hwbreak+;xmlRegisters=aarch64")
         for feature in reply.split(";"):
             if "=" in feature:
@@ -152,7 +153,16 @@ class GdbRemote:
         # '?' first: QEMU clears every breakpoint when it answers '?', so it
         # must come before any breakpoint is set.
         self.request("?")
-        self.registers = self._read_target_description()
+
+    @property
+    def registers(self) -> dict[str, Register]:
+        """The target's registers by name, from its target description, read
+        on first use: a session that reads no register by number (``armvcpu
+        run`` on the shared-memory transport) skips the dozen packets it takes
+        (~5 ms before the guest starts)."""
+        if self._registers is None:
+            self._registers = self._read_target_description()
+        return self._registers
 
     def start_no_ack(self) -> bool:
         """``QStartNoAckMode``: no more '+'/'-' either way. True if in force."""
