@@ -1,3 +1,3 @@
-from .tools.cli import main
+from .tools.cli import program
 
-raise SystemExit(main())
+program()
