@@ -200,16 +200,17 @@ def test_debians_kernel_boots_with_the_bare_qemu_command_line(gic, tmp_path, no_
         assert line is not None, out[-2000:]
         return line.group(0)
 
-    if gic == 3:
-        assert memory(ours.stdout) == memory(bare.stdout)
-    else:
-        # A GICv2 guest's tree lacks QEMU's GICv2m frame (no MSI on GICv2,
-        # docs/dropin.md): Linux unflattens one node less, 4 KiB less reserved.
-        (available, reserved), (bare_available, bare_reserved) = (
-            re.search(r"Memory: (\S+) .*, (\d+)K reserved", run).groups()
-            for run in (memory(ours.stdout), memory(bare.stdout))
-        )
-        assert available == bare_available and 0 <= int(bare_reserved) - int(reserved) <= 4
+    # Linux's reserved figure varies by a page from boot to boot of the same
+    # command line on bare QEMU itself (KASLR's random offset: 45184K in 7 of 8
+    # boots, 45188K in the eighth), so it may differ by 4 KiB either way. A
+    # GICv2 guest's tree lacks QEMU's GICv2m frame (no MSI on GICv2,
+    # docs/dropin.md): Linux unflattens one node less, 4 KiB less reserved.
+    pattern = re.compile(r"Memory: (\S+) available (.*), (\d+)K reserved(.*)")
+    ours_line, bare_line = (pattern.search(memory(run.stdout)) for run in (ours, bare))
+    assert ours_line is not None and bare_line is not None
+    assert ours_line.group(1, 2, 4) == bare_line.group(1, 2, 4)  # all but reserved
+    fewer = int(bare_line.group(3)) - int(ours_line.group(3))
+    assert abs(fewer - (0 if gic == 3 else 4)) <= 4, (memory(ours.stdout), memory(bare.stdout))
     for run in (ours, bare):
         assert "kernel page table isolation forced ON by KASLR" in run.stdout
 
