@@ -81,6 +81,32 @@ def test_int_commands_arrive_as_the_lpis_the_guest_mapped(no_leaked_qemu):
     assert got[-1] == 1023
 
 
+def test_lpis_stay_off_until_both_lpi_tables_are_in_the_vms_ram(no_leaked_qemu):
+    """Found by the ITS surface: GICR_PENDBASER aimed outside the VM's RAM
+    is refused (the register keeps its reset value, PA 0), and a following
+    GICR_CTLR.EnableLPIs used to go through: the redistributor then kept its
+    pending bits at PA 0 (the flash), and an INT started a storm of LPIs
+    nobody raised (tens of thousands, the guest starved). Now EnableLPIs
+    reads 0 until both tables name the VM's RAM, the INT raises nothing;
+    with the pending table where it belongs, the next INT is the LPI."""
+    from armvcpu.tools.fuzz.its import GICR, GICR_CTLR, GICR_PENDBASER, LPI_PENDING, _store
+
+    b = _ItsBuilder(Rng(0, 0))
+    b.setup(wrong=1)  # a GICR_PENDBASER outside the RAM, then EnableLPIs
+    read_ctlr = [*fuzz.mov64(9, GICR + GICR_CTLR), fuzz.ldst_uimm(2, 1, 0, 9, 20)]
+    b.emit("x20 = GICR_CTLR", read_ctlr)
+    b.write_commands([("INT", command("INT", 0, 0))])
+    b.emit("x21 = ICC_IAR1_EL1", [fuzz.mrs(21, IAR1), fuzz.mrs(21, IAR1)])
+    b.emit("PENDBASER", _store(GICR + GICR_PENDBASER, LPI_PENDING))
+    b.emit("EnableLPIs", _store(GICR + GICR_CTLR, 1, 2))
+    b.emit("x22 = GICR_CTLR", [*read_ctlr[:-1], fuzz.ldst_uimm(2, 1, 0, 9, 22)])
+    b.write_commands([("INT", command("INT", 0, 0))])
+    out, regs = _run(b, 3)
+    assert (out.outcome, out.lpis) == (fuzz.COMPLETED, 1), (out.outcome, out.detail, out.lpis)
+    assert (regs.x20 & 1, regs.x21, regs.x22 & 1) == (0, 1023, 1)
+    assert FIRST_LPI in (regs.x12, regs.x13, regs.x14)
+
+
 @pytest.fixture(scope="module")
 def cmap() -> CoverageMap:
     return CoverageMap.load()
