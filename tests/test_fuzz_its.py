@@ -119,9 +119,8 @@ def _its_lines(cmap: CoverageMap, outcomes: list[fuzz.Outcome]) -> set[tuple[str
 
 @pytest.mark.timeout(300)
 def test_a_fixed_seed_its_batch_reaches_the_firmwares_lpi_code(cmap, no_leaked_qemu):
-    indices = range(24)
-    its = [fuzz.build_program(1, (i,), its=True) for i in indices if fuzz.is_its_program(1, i)]
-    plain = [fuzz.generate(1, i) for i in indices][: len(its)]
+    its = [fuzz.build_program(1, (i,), its=True) for i in range(40) if fuzz.is_its_program(1, i)]
+    plain = [fuzz.generate(1, i) for i in range(len(its))]
     with fuzz.Runner(timeout=2.0, coverage=cmap) as runner:
         its_outs = [runner.run(p) for p in its]
         plain_outs = [runner.run(p) for p in plain]
@@ -137,10 +136,34 @@ def test_a_fixed_seed_its_batch_reaches_the_firmwares_lpi_code(cmap, no_leaked_q
     reached, without = _its_lines(cmap, its_outs), _its_lines(cmap, plain_outs)
     functions = {cmap.lines.function_at(cmap.address(p)) for o in its_outs for p in o.coverage}
     # The LPI register checks and forwarding, the physical LPI made virtual
-    # with the guest's priority: none of it without ITS programs.
-    assert {"fw::its::access_lpi_register", "fw::its::take_lpi",
-            "fw::its::lpi_priority"} <= functions, sorted(functions)  # fmt: skip
+    # with the guest's priority, LPIs that waited for a free list register:
+    # none of it without ITS programs.
+    assert {"fw::its::access_lpi_register", "fw::its::take_lpi", "fw::its::lpi_priority",
+            "fw::its::inject_waiting_lpis"} <= functions, sorted(functions)  # fmt: skip
     assert len(reached - without) > 10, sorted(reached - without)
+
+
+@pytest.mark.timeout(600)
+def test_a_batch_with_its_programs_ends_the_same_with_the_reset_as_with_fresh_qemu(
+    no_leaked_qemu,
+):
+    """test_fuzz_reset's differential check with the ITS surface: an ITS
+    program gets a fresh QEMU of its own either way (the restore does not
+    reset the ITS), and the session of the other programs is still reused
+    around it."""
+    from .test_fuzz_reset import comparable
+
+    programs = [fuzz.build_program(11, (i,), 16, its=True) for i in range(30)]
+    its = sum(p.its for p in programs)
+    assert 3 <= its < len(programs)
+    with fuzz.Runner(timeout=3.0, watchdog=2.0, reuse=False) as runner:
+        fresh = [runner.run(p) for p in programs]
+    with fuzz.Runner(timeout=3.0, watchdog=2.0, reuse=True) as runner:
+        reset = [runner.run(p) for p in programs]
+    assert [comparable(o) for o in reset] == [comparable(o) for o in fresh]
+    assert not any(o.failure for o in fresh + reset)
+    assert all(o.fresh_session for o, p in zip(reset, programs, strict=True) if p.its)
+    assert runner.reused_programs >= len(programs) - its - 3
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -149,12 +172,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_its_campaign_and_replay(no_leaked_qemu):
-    out = run_cli("--its", "--seed", "1", "--programs", "12", "--workers", "2", "--json")
+    out = run_cli("--its", "--seed", "1", "--programs", "30", "--workers", "2", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["its"] is True and report["programs_run"] == 12 and report["lpis"] > 0
+    assert report["its"] is True and report["programs_run"] == 30 and report["lpis"] > 0
     assert report["failures_total"] == 0
-    ident = next(f"1:{i}" for i in range(12) if fuzz.is_its_program(1, i))
+    ident = next(f"1:{i}" for i in range(30) if fuzz.is_its_program(1, i))
     replay = run_cli("--replay", ident, "--its")
     assert replay.returncode == 0, replay.stderr
     assert f"program {ident} (length 32): flavor its (ITS program)" in replay.stdout

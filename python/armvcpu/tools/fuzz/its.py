@@ -73,8 +73,8 @@ _BAD_LPI_TABLES = (HYP_ALIAS, HYP_ALIAS + 0x1_0000, GUEST_RAM[1], GUEST_RAM[1] -
 _BAD_ITS_TABLES = (0, 0x0800_0000, 0x0900_0000, 0xF_FFFF_FFFF_F000, 0x1_0000_0000_0000 - 0x1000,
                    0x0808_0000)  # fmt: skip
 
-_ITEMS = (("commands", 40), ("ack", 12), ("take", 6), ("config", 6), ("gits", 6),
-          ("gicr", 5), ("translater", 3), ("wait", 4), ("sysreg", 3))  # fmt: skip
+_ITEMS = (("commands", 40), ("burst", 5), ("ack", 12), ("take", 6), ("config", 6),
+          ("gits", 6), ("gicr", 5), ("translater", 3), ("wait", 4), ("sysreg", 3))  # fmt: skip
 
 #: Share of a campaign's programs that are ITS programs with ``--its``.
 ITS_SHARE = 0.3
@@ -196,6 +196,19 @@ class _ItsBuilder(_Builder):
             cwriter = int(rng.pick((after + 8, after | 1, 0x1000, 0xF_FFE0, rng.bits(20),
                                     32 * self.queue_at)))  # fmt: skip
         self.write_commands(batch, cwriter)
+
+    def burst(self) -> None:
+        """More LPIs at once than the four list registers hold: device 0's
+        events mapped to distinct LPIs and each raised by INT (the firmware
+        keeps those without a free list register for the underflow
+        interrupt)."""
+        rng = self.rng
+        n = 5 + rng.below(8)
+        first = rng.below(64 - n)
+        batch = [("MAPTI", command("MAPTI", 0, (FIRST_LPI + first + e) << 32 | e, 0))
+                 for e in range(n)]  # fmt: skip
+        batch += [("INT", command("INT", 0, e)) for e in range(n)]
+        self.write_commands(batch)
 
     def ack(self) -> None:
         """Acknowledge and end up to k interrupts with IRQs masked (a
