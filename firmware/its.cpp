@@ -79,8 +79,21 @@ bool access_lpi_register(const Vm& vm, unsigned vcpu, std::uint64_t off, unsigne
             // Only EnableLPIs is the guest's to write; QEMU ignores it once
             // set unless CES says clearing is supported.
             const std::uint64_t ctlr = gic::read_redistributor(slot, gicr::CTLR, 4);
-            gic::write_redistributor(slot, gicr::CTLR, 4,
-                                     (ctlr & ~kCtlrEnableLpis) | (value & kCtlrEnableLpis));
+            std::uint64_t enable = value & kCtlrEnableLpis;
+            // With LPIs on, the redistributor reads and writes the tables the
+            // registers name, whatever they hold: the reset value (PA 0, the
+            // flash) when the guest never wrote them or its writes were
+            // refused. LPIs stay off until both name the VM's RAM (found by
+            // `armvcpu fuzz --its`: a refused PENDBASER, then EnableLPIs and
+            // an INT, put the pending table on the flash at PA 0, and LPIs the
+            // guest never raised stormed in, tens of thousands a second).
+            const bool tables_ok =
+                table_in_vm_ram(vm, gicr::PROPBASER,
+                                gic::read_redistributor(slot, gicr::PROPBASER, 8)) &&
+                table_in_vm_ram(vm, gicr::PENDBASER,
+                                gic::read_redistributor(slot, gicr::PENDBASER, 8));
+            if ((ctlr & kCtlrEnableLpis) == 0 && !tables_ok) enable = 0;
+            gic::write_redistributor(slot, gicr::CTLR, 4, (ctlr & ~kCtlrEnableLpis) | enable);
         } else {
             value = gic::read_redistributor(slot, gicr::CTLR, 4) & kCtlrGuestBits;
         }

@@ -542,6 +542,8 @@ def _fuzz(args: argparse.Namespace) -> int:
             or not 0 <= args.watchdog <= 3_600_000):  # fmt: skip
         raise ValueError("--workers must be at least 1, --timeout positive, --watchdog 0 to "
                          "3600000 ms, the rest >= 0")  # fmt: skip
+    if args.its and args.gic != 3:
+        raise ValueError("--its needs a GICv3: QEMU's virt has no ITS with --gic 2")
     return fuzz_main(args)
 
 
@@ -739,6 +741,9 @@ def _parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--gic", type=int, choices=(2, 3), default=3,
                       help="the machine's GIC version (2: a GICv2; each program in a fresh "
                       "QEMU)")  # fmt: skip
+    fuzz.add_argument("--its", action="store_true",
+                      help="the ITS surface: some programs drive the GICv3 ITS (LPI tables, "
+                      "ITS commands, LPIs), each in a fresh QEMU")  # fmt: skip
     fuzz.add_argument("--host-answers", action="store_true",
                       help="answer and check every exit in the host (by default the firmware "
                       "answers those that do not end a program, in a reused session)")  # fmt: skip

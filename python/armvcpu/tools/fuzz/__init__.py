@@ -17,7 +17,8 @@ return 0, writes are ignored) and classifies how the program ended:
   memory changed, a halted vCPU was not woken by its pending interrupt, or
   the host library raised.
 
-See docs/fuzzing.md (coverage-guided campaigns and Dask clusters too).
+See docs/fuzzing.md (coverage-guided campaigns, Dask clusters and the ITS
+surface of :mod:`.its` too).
 
 """
 
@@ -106,6 +107,7 @@ from .generator import (
     vector_words,
     word_leaves_state,
 )
+from .its import ITS_SHARE, generate_its, is_its_program
 from .runner import (
     BUDGET,
     COMPLETED,
@@ -149,6 +151,7 @@ __all__ = [
     "INTERESTING",
     "ISB",
     "ISOLATION",
+    "ITS_SHARE",
     "MASK64",
     "NOP",
     "NOT_WOKEN",
@@ -201,8 +204,10 @@ __all__ = [
     "failure_signature",
     "fmov_d_xzr",
     "generate",
+    "generate_its",
     "hlt",
     "hvc",
+    "is_its_program",
     "ldar",
     "ldst_imm9",
     "ldst_pair",

@@ -56,6 +56,9 @@ class FuzzConfig:
     #: The machine's GIC version: 3, or 2 (a fresh session per program, as
     #: snapshots need a GICv3).
     gic: int = 3
+    #: The ITS surface: some programs (:data:`.its.ITS_SHARE`) are ITS
+    #: programs, each in a fresh session with the ITS (GICv3 only).
+    its: bool = False
     #: Run the coverage build of the firmware and guide the campaign by it.
     coverage: bool = False
     #: Where a guided campaign writes its corpus (None: kept in memory only).
@@ -89,6 +92,8 @@ class Summary:
     done: int = 0
     fresh_sessions: int = 0
     exits: int = 0
+    #: LPIs the firmware delivered to ITS programs
+    lpis: int = 0
     wall_seconds: float = 0.0
     interrupted: bool = False
     #: coverage points of the firmware reached so far (coverage build only)
@@ -110,6 +115,7 @@ class Summary:
             self.examples[key] = outcome.ident
         self.done += 1
         self.exits += outcome.exits
+        self.lpis += outcome.lpis
         self.fresh_sessions += outcome.fresh_session
         self.el1_skipped.update(outcome.el1_skipped)
         self.covered.update(outcome.coverage)
@@ -157,11 +163,13 @@ class Summary:
             "watchdog": self.config.watchdog,
             "el2_answers": self.config.el2_answers,
             "gic": self.config.gic,
+            "its": self.config.its,
             "reuse": self.config.reuse,
             "wall_seconds": round(self.wall_seconds, 3),
             "programs_per_second": round(self.programs_per_second, 2),
             "fresh_sessions": self.fresh_sessions,
             "exits": self.exits,
+            "lpis": self.lpis,
             "outcomes": [
                 {"outcome": o, "detail": d, "count": n, "example": ex, "failure": o in FAILURES}
                 for o, d, n, ex in self.rows()
@@ -241,7 +249,7 @@ def _worker(wid: int, config: FuzzConfig, tasks: Any, results: Any, parent: int)
                 break
             seed, lineage = spec
             results.put(("start", wid, ident_of(seed, lineage)))
-            program = build_program(seed, lineage, config.length)
+            program = build_program(seed, lineage, config.length, its=config.its)
             results.put(("result", wid, runner.run(program).as_dict()))
     except KeyboardInterrupt:
         pass
@@ -386,7 +394,7 @@ def _dask_task(
         _THREAD.runner, _THREAD.config = runner, config
         with _RUNNERS_LOCK:
             _RUNNERS.append(runner)
-    outcome = runner.run(build_program(seed, lineage, config.length))
+    outcome = runner.run(build_program(seed, lineage, config.length, its=config.its))
     return outcome.as_dict(), str(get_worker().address)
 
 
@@ -521,12 +529,16 @@ def run_campaign(
         raise ValueError("workers must be at least 1; programs and length not negative")
     if config.gic not in (2, 3):
         raise ValueError(f"gic={config.gic!r}: QEMU's virt has a GICv2 (2) or a GICv3 (3)")
+    if config.its and config.gic != 3:
+        raise ValueError("the ITS surface needs a GICv3: QEMU's virt has no ITS with gic=2")
     if config.coverage:
         from .coverage import coverage_firmware_path
 
         coverage_firmware_path()  # a clear error here, not one per program
     summary = Summary(config)
-    corpus = Corpus(config.seed, config.length, Path(config.corpus) if config.corpus else None)
+    corpus = Corpus(
+        config.seed, config.length, Path(config.corpus) if config.corpus else None, its=config.its
+    )
     if config.coverage:
         # A resumed campaign goes on from the corpus it left: its entries are
         # mutated from the first generation on, and only points none of them

@@ -23,22 +23,23 @@ def parse_replay(text: str) -> tuple[int, int]:
     return int(seed), int(index)
 
 
-def save_failure(directory: Path, outcome: Outcome, length: int) -> Path:
+def save_failure(directory: Path, outcome: Outcome, length: int, its: bool = False) -> Path:
     """Write what reproduces a failure: a JSON report and the raw image
     (``armvcpu run FILE.bin`` runs it without the fuzzer's answers)."""
     import json
 
     directory.mkdir(parents=True, exist_ok=True)
     seed, lineage = parse_ident(outcome.ident)
-    program = build_program(seed, lineage, length)
+    program = build_program(seed, lineage, length, its=its)
     stem = directory / f"fuzz-{seed}-{'-'.join(str(i) for i in lineage)}"
     stem.with_suffix(".bin").write_bytes(program.image)
     report = {
         "outcome": outcome.as_dict(),
-        "replay": f"armvcpu fuzz --replay {outcome.ident} --length {length}",
+        "replay": f"armvcpu fuzz --replay {outcome.ident} --length {length}"
+                  + (" --its" if its else ""),
         "program": {"seed": seed, "index": lineage[-1], "lineage": list(lineage),
                     "length": length, "flavor": program.flavor,
-                    "clean": program.clean, "traps": list(program.traps),
+                    "clean": program.clean, "traps": list(program.traps), "its": program.its,
                     "load_address": ENTRY, "image": program.image.hex(),
                     "body": program.listing().splitlines()},
     }  # fmt: skip
@@ -49,16 +50,20 @@ def save_failure(directory: Path, outcome: Outcome, length: int) -> Path:
 
 def replay(seed: int, index: int | tuple[int, ...], length: int, timeout: float,
            budget: int, watchdog: float | None = DEFAULT_WATCHDOG,
-           gic: int = 3) -> int:  # fmt: skip
+           gic: int = 3, its: bool = False) -> int:  # fmt: skip
     """Run one program (an index, or a mutated program's lineage) alone in a
-    fresh session and show everything."""
+    fresh session and show everything (``its``: of a campaign with the ITS
+    surface)."""
     from rich.console import Console
 
     out = Console(highlight=False)
-    program = build_program(seed, index if isinstance(index, tuple) else (index,), length)
+    if its and gic != 3:
+        raise ValueError("the ITS surface needs a GICv3: QEMU's virt has no ITS with gic=2")
+    program = build_program(seed, index if isinstance(index, tuple) else (index,), length, its=its)
     traps = "default" if program.traps == (0, 0) else (
         f"HCR_EL2 |= {program.traps[0]:#x}, MDCR_EL2 = {program.traps[1]:#x}")  # fmt: skip
-    out.print(f"program {program.ident} (length {length}): flavor {program.flavor}, "
+    out.print(f"program {program.ident} (length {length}): flavor {program.flavor}"
+              f"{' (ITS program)' if program.its else ''}, "
               f"{'clean' if program.clean else 'may leave state'}, traps {traps}")  # fmt: skip
     out.print(program.listing(), markup=False)
 
@@ -75,6 +80,8 @@ def replay(seed: int, index: int | tuple[int, ...], length: int, timeout: float,
               + f" after {result.exits} exits in {result.seconds:.3f} s", markup=False)  # fmt: skip
     if result.el1_skipped:
         out.print(f"EL1 exceptions returned from: {result.el1_skipped}", markup=False)
+    if program.its:
+        out.print(f"LPIs the firmware delivered: {result.lpis}")
     if result.log:
         out.print(result.log, markup=False)
     return 1 if result.failure else 0
@@ -113,13 +120,14 @@ def main(args: Any) -> int:
             args.budget,
             _watchdog(args),
             getattr(args, "gic", 3),
+            getattr(args, "its", False),
         )
     seed = args.seed if args.seed is not None else secrets.randbelow(1 << 32)
     config = FuzzConfig(seed=seed, programs=args.programs, workers=args.workers,
                         length=args.length, timeout=args.timeout, budget=args.budget,
                         reuse=not args.no_reuse, watchdog=_watchdog(args),
                         el2_answers=not getattr(args, "host_answers", False),
-                        gic=getattr(args, "gic", 3),
+                        gic=getattr(args, "gic", 3), its=getattr(args, "its", False),
                         coverage=bool(args.coverage or args.coverage_report or args.corpus),
                         corpus=args.corpus, scheduler=args.scheduler)  # fmt: skip
     cmap = None
@@ -170,7 +178,8 @@ def main(args: Any) -> int:
         summary = run_campaign(config, on_result)
     if args.save_failures:  # one per signature: the reproducer with the lowest index
         for outcome, _ in summary.distinct_failures():
-            saved.append(save_failure(Path(args.save_failures), outcome, config.length))
+            saved.append(save_failure(Path(args.save_failures), outcome, config.length,
+                                      config.its))  # fmt: skip
     report_files: list[Path] = []
     if args.coverage_report and cmap is not None:
         cov_report = cmap.report(summary.covered, timeline=summary.timeline,
@@ -217,7 +226,8 @@ def _print_summary(out: Any, summary: Summary, table_cls: Any) -> None:
              else f"{c.workers} workers")  # fmt: skip
     out.print(f"{summary.done} programs in {summary.wall_seconds:.1f} s "
               f"({summary.programs_per_second:.1f} programs/s) on {where}; "
-              f"{summary.fresh_sessions} fresh QEMU sessions, {summary.exits} exits")  # fmt: skip
+              f"{summary.fresh_sessions} fresh QEMU sessions, {summary.exits} exits"
+              + (f", {summary.lpis} LPIs delivered to ITS programs" if c.its else ""))  # fmt: skip
     if c.coverage and summary.timeline:
         steps = summary.timeline[:: max(1, len(summary.timeline) // 8)]
         if steps[-1] is not summary.timeline[-1]:
@@ -236,7 +246,8 @@ def _print_summary(out: Any, summary: Summary, table_cls: Any) -> None:
             failures.add_column(col)
         for f, n in distinct:
             failures.add_row(f.ident, f.outcome, f.detail, str(n),
-                             f"armvcpu fuzz --replay {f.ident} --length {c.length}")  # fmt: skip
+                             f"armvcpu fuzz --replay {f.ident} --length {c.length}"
+                             + (" --its" if c.its else ""))  # fmt: skip
         out.print(failures)
     else:
         out.print("no hypervisor failures")

@@ -17,14 +17,13 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .generator import _FLAVORS, TRAPS_HCR, TRAPS_MDCR, Program, Rng, _Builder, generate
+from .generator import _FLAVORS, TRAPS_HCR, TRAPS_MDCR, Program, _Builder, generate, tagged_rng
 from .generator import word_leaves_state as _leaves_state
 
 #: How many programs a guided campaign runs between corpus updates. The
@@ -39,12 +38,7 @@ MUTATE_SHARE = 0.6
 MAX_DEPTH = 16
 
 
-def _rng(tag: str, seed: int, index: int) -> Rng:
-    """A random stream of its own for ``tag`` (not the generator's for ``index``)."""
-    rng = Rng(seed, index)
-    digest = hashlib.sha256(f"armvcpu-fuzz-{tag}/{seed}/{index}".encode()).digest()
-    rng.state = int.from_bytes(digest[:8], "little")
-    return rng
+_rng = tagged_rng
 
 
 def ident_of(seed: int, lineage: tuple[int, ...]) -> str:
@@ -84,6 +78,10 @@ def mutate(parent: Program, seed: int, index: int, length: int) -> Program:
     limit = max(1, 2 * length)
 
     def new_item() -> tuple[str, tuple[int, ...]]:
+        if parent.its:  # an ITS program's new items are ITS items
+            from .its import its_item
+
+            return its_item(rng)
         b = _Builder(rng)
         getattr(b, rng.weighted(kinds))()
         return (b.notes[0][1] if b.notes else "?"), tuple(b.words)
@@ -119,21 +117,30 @@ def mutate(parent: Program, seed: int, index: int, length: int) -> Program:
         traps=traps,
         notes=tuple(notes),
         name="",
+        its=parent.its,
     )
 
 
-def build_program(seed: int, lineage: tuple[int, ...], length: int = 32) -> Program:
-    """The program of a lineage (see the module's docstring)."""
+def build_program(seed: int, lineage: tuple[int, ...], length: int = 32, *,
+                  its: bool = False) -> Program:  # fmt: skip
+    """The program of a lineage (see the module's docstring). With ``its``
+    (a campaign with the ITS surface) some roots are ITS programs
+    (:func:`.its.is_its_program`); the other programs are the same as without."""
     if not lineage:
         raise ValueError("a lineage names at least one program index")
-    program = generate(seed, lineage[0], length)
+    from .its import generate_its, is_its_program
+
+    if its and is_its_program(seed, lineage[0]):
+        program = generate_its(seed, lineage[0], length)
+    else:
+        program = generate(seed, lineage[0], length)
     if len(lineage) == 1:
         return program
     for index in lineage[1:]:
         program = mutate(program, seed, index, length)
     return Program(program.body, flavor=program.flavor, clean=program.clean,
                    traps=program.traps, notes=program.notes,
-                   name=ident_of(seed, lineage))  # fmt: skip
+                   name=ident_of(seed, lineage), its=program.its)  # fmt: skip
 
 
 @dataclass
@@ -157,6 +164,8 @@ class Corpus:
     reloaded_points: set[int] = field(default_factory=set)
     #: Files in ``directory`` not reloaded, and why (another seed or length).
     skipped: list[str] = field(default_factory=list)
+    #: The campaign has the ITS surface (its lineages name ITS programs too).
+    its: bool = False
 
     def reload(self) -> int:
         """Take back the entries a campaign of this seed and length left in
@@ -208,7 +217,7 @@ class Corpus:
         if self.directory is None:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        program = build_program(self.seed, lineage, self.length)
+        program = build_program(self.seed, lineage, self.length, its=self.its)
         stem = self.directory / f"{self.seed}-{'-'.join(str(i) for i in lineage)}"
         stem.with_suffix(".bin").write_bytes(program.image)
         record = {"ident": entry.ident, "lineage": list(lineage), "length": self.length,
@@ -216,7 +225,8 @@ class Corpus:
                   "points": sorted(outcome.get("coverage", ())),
                   "outcome": outcome.get("outcome", ""),
                   "detail": outcome.get("detail", ""),
-                  "replay": f"armvcpu fuzz --replay {entry.ident} --length {self.length}",
+                  "replay": f"armvcpu fuzz --replay {entry.ident} --length {self.length}"
+                            + (" --its" if self.its else ""),
                   "flavor": program.flavor, "traps": list(program.traps),
                   "image": program.image.hex(), "body": program.listing().splitlines()}  # fmt: skip
         stem.with_suffix(".json").write_text(json.dumps(record, indent=2))

@@ -161,6 +161,14 @@ class Rng:
         raise AssertionError("unreachable")
 
 
+def tagged_rng(tag: str, seed: int, index: int) -> Rng:
+    """A random stream of its own for ``tag`` (not the generator's for ``index``)."""
+    rng = Rng(seed, index)
+    digest = hashlib.sha256(f"armvcpu-fuzz-{tag}/{seed}/{index}".encode()).digest()
+    rng.state = int.from_bytes(digest[:8], "little")
+    return rng
+
+
 # -- what a word can leave behind ----------------------------------------------------------
 
 
@@ -205,6 +213,8 @@ class Program:
     following program could observe (then a session may run the next program
     after it). ``traps`` are extra HCR_EL2/MDCR_EL2 trap bits its session runs with.
     ``gic`` is the GIC version the prologue sets up (a Runner's own).
+    ``its``: an ITS program (:mod:`.its`): it runs with the ITS and the
+    emulated GIC, in a session of its own, and its prologue fires no timer.
     """
 
     body: tuple[int, ...]
@@ -216,6 +226,7 @@ class Program:
     notes: tuple[tuple[int, str], ...] = ()  # (word index, what the item is)
     name: str = ""
     gic: int = 3
+    its: bool = False
 
     @classmethod
     def from_words(cls, words: Iterable[int], *, name: str = "custom",
@@ -238,7 +249,10 @@ class Program:
         (and signalled) wherever the body is: no word touches the GIC CPU
         interface, so nothing acknowledges, masks or disables it. A GICv2's
         CPU interface is memory-mapped (GICC): there, no word may load or
-        store either (A64 encoding group op0 = x1x0)."""
+        store either (A64 encoding group op0 = x1x0). An ITS program's
+        prologue fires no timer."""
+        if self.its:
+            return False
         if self.gic == 2 and any((w >> 25) & 0b0101 == 0b0100 for w in self.body):
             return False
         return not any(touches_gic_cpu_interface(w) for w in self.body)
@@ -255,7 +269,7 @@ class Program:
     @cached_property
     def image(self) -> bytes:
         """Prologue, vector table, body and epilogue, from ENTRY."""
-        out = bytearray(_words_bytes(prologue_words(self.epilogue, self.gic)))
+        out = bytearray(_words_bytes(prologue_words(self.epilogue, self.gic, its=self.its)))
         if len(out) > VECTORS - ENTRY:
             raise AssertionError("the prologue overlaps the vector table")
         out += bytes(VECTORS - ENTRY - len(out))
@@ -287,7 +301,7 @@ def _words_bytes(words: Iterable[int]) -> bytes:
 GICC = 0x0801_0000
 
 
-def prologue_words(epilogue: int, gic: int = 3) -> list[int]:
+def prologue_words(epilogue: int, gic: int = 3, *, its: bool = False) -> list[int]:
     """What runs before every body, from a known state to a known state.
 
     Masks interrupts, enables FP/SIMD, points VBAR_EL1 at the reporting
@@ -297,7 +311,9 @@ def prologue_words(epilogue: int, gic: int = 3) -> list[int]:
     address) and fires the virtual timer once, then waits for it with WFI:
     its interrupt stays pending (IRQs are masked), so every later WFI returns
     at once. Then it zeroes the scratch ranges, sets the stacks and clears
-    x0..x30.
+    x0..x30. With ``its`` (an ITS program, whose VM has the emulated GIC,
+    where the timer's interrupt waits for enables the prologue does not
+    make) no timer and no WFI: the only interrupts are the program's LPIs.
     """
     r = BY_NAME.__getitem__
     w = [msr_pstate(3, 6, 0xF)]  # msr daifset, #0xf
@@ -313,7 +329,8 @@ def prologue_words(epilogue: int, gic: int = 3) -> list[int]:
     else:
         w += [movz(0, 1), msr(r("ICC_SRE_EL1"), 0), ISB]
         w += [movz(0, 0xFF), msr(r("ICC_PMR_EL1"), 0), movz(0, 1), msr(r("ICC_IGRPEN1_EL1"), 0)]
-    w += [msr(r("CNTV_TVAL_EL0"), XZR), movz(0, 1), msr(r("CNTV_CTL_EL0"), 0), ISB, WFI]
+    if not its:
+        w += [msr(r("CNTV_TVAL_EL0"), XZR), movz(0, 1), msr(r("CNTV_CTL_EL0"), 0), ISB, WFI]
     for start, length in ZERO_RANGES:
         w += mov64(0, start) + mov64(1, length // 16)
         # 1: stp xzr, xzr, [x0], #16 ; subs x1, x1, #1 ; b.ne 1b

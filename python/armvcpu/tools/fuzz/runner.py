@@ -121,6 +121,9 @@ class Outcome:
     log: str = ""  # for failures: what the firmware printed, the last exits, a traceback
     #: With a coverage build: the firmware's coverage points the program reached.
     coverage: tuple[int, ...] = ()
+    #: ITS programs: the LPIs the firmware put into list registers for it
+    #: (``armvcpu_lpis_delivered``; its session is its own).
+    lpis: int = 0
 
     @property
     def failure(self) -> bool:
@@ -185,6 +188,8 @@ class _FirmwareFacts:
     watchdog: tuple[int, int] | None = None
     #: armvcpu_fuzz_answers' address (None: an image without it).
     answers: int | None = None
+    #: fw::its::armvcpu_lpis_delivered's address (CPU 0's count first).
+    lpis: int | None = None
 
     @classmethod
     def load(cls, path: Path) -> _FirmwareFacts:
@@ -199,9 +204,12 @@ class _FirmwareFacts:
             # takes about half a second for the image, at every worker's start.
             names, raw = strtab.data(), symtab.data()
         symbols = []
+        lpis = None
         for st_name, st_info, _other, _shndx, value, size in struct.iter_unpack("<IBBHQQ", raw):
             name = names[st_name : names.index(b"\0", st_name)].decode()
             symbols.append((name, st_info & 0xF, value, size))
+            if "armvcpu_lpis_delivered" in name:  # in namespace fw::its: mangled
+                lpis = value
         by_name = {name: value for name, _, value, _ in symbols}
         if "__image_start" not in by_name or "__bss_start" not in by_name:
             raise ArmvcpuError(f"{path} lacks __image_start/__bss_start")
@@ -215,7 +223,7 @@ class _FirmwareFacts:
         watchdog = None
         if all(name in by_name for name in _WATCHDOG_SYMBOLS):
             watchdog = (by_name[_WATCHDOG_SYMBOLS[0]], by_name[_WATCHDOG_SYMBOLS[1]])
-        return cls(protected, sorted(functions), watchdog, by_name.get(_ANSWERS_SYMBOL))
+        return cls(protected, sorted(functions), watchdog, by_name.get(_ANSWERS_SYMBOL), lpis)
 
     def function_at(self, pc: int) -> str:
         for addr, size, name in self.functions:
@@ -277,6 +285,13 @@ class Runner:
     run with the prologue for it. On a GICv2 every program gets a fresh
     session: the firmware's snapshot saves the GICv3 virtual CPU interface
     only.
+
+    ITS programs (``Program.its``) run in sessions of their own, one fresh
+    QEMU each (an inner Runner with ``its=True``; the main session stays):
+    their VM has the emulated GIC and the PCIe devices, so the firmware
+    passes QEMU's ITS through to it, and the state a program leaves in the
+    ITS and the redistributors (tables, enables, pending LPIs) is outside
+    what a snapshot restores (docs/fuzzing.md, "The ITS surface").
     """
 
     def __init__(self, *, timeout: float = 0.5, budget: int = 200, reuse: bool = True,
@@ -284,7 +299,7 @@ class Runner:
                  on_exit: Callable[[Exit, str], None] | None = None,
                  coverage: CoverageSource | None = None,
                  watchdog: float | None = DEFAULT_WATCHDOG,
-                 el2_answers: bool = True, gic: int = 3) -> None:  # fmt: skip
+                 el2_answers: bool = True, gic: int = 3, its: bool = False) -> None:  # fmt: skip
         if watchdog is not None and not 0.001 <= watchdog <= 3600:
             raise ValueError(f"watchdog={watchdog!r}: from 0.001 to 3600 seconds, or None")
         if gic not in (2, 3):
@@ -296,7 +311,12 @@ class Runner:
         self.timeout = timeout
         self.budget = budget
         self.gic = gic
-        self.reuse = reuse and gic == 3
+        if its and gic != 3:
+            raise ValueError("the ITS needs a GICv3 (gic=3)")
+        #: This Runner's sessions have the ITS (the one ITS programs run in).
+        self.its = its
+        self.reuse = reuse and gic == 3 and not its
+        self._its_runner: Runner | None = None
         self.max_per_session = max_per_session
         self.on_exit = on_exit
         #: With a coverage map, sessions run its image (the coverage build) and
@@ -316,6 +336,8 @@ class Runner:
 
     def close(self) -> None:
         self._pending = None
+        if self._its_runner is not None:
+            self._its_runner.close()
         if self.hv is not None:
             hv, self.hv = self.hv, None
             hv.close()
@@ -339,11 +361,14 @@ class Runner:
                 memory_mb=GUEST_RAM_MB,
                 firmware=self.coverage.path if self.coverage else None,
                 gic=self.gic,
+                vgic=self.its,
             )
             try:
                 hv.start()
                 if self._facts is None:
                     self._facts = _FirmwareFacts.load(hv.firmware.path)
+                if self.its:  # the PCIe devices, and with them the ITS (load() publishes it)
+                    hv.vms[1].config.features |= int(_core.FEATURE_PCIE)
                 self._arm_watchdog(hv)
                 if program.traps != (0, 0):
                     hv.set_traps(hcr_el2=program.traps[0], mdcr_el2=program.traps[1])
@@ -409,6 +434,8 @@ class Runner:
     # -- one program --------------------------------------------------------------------
 
     def run(self, program: Program) -> Outcome:
+        if program.its and not self.its:
+            return self._run_its(program)
         if program.gic != self.gic:
             program = dataclasses.replace(program, gic=self.gic)  # its prologue for this GIC
         t0 = time.monotonic()
@@ -457,10 +484,33 @@ class Runner:
             result.outcome, result.detail = HOST_ERROR, f"{type(exc).__name__}: {exc}"
             result.log = traceback.format_exc()
         self._el2_end(result)
+        self._lpis_end(result)
         result.seconds = time.monotonic() - t0
         self._coverage_end(result)
         self._after(program, result, keep)
         return result
+
+    def _run_its(self, program: Program) -> Outcome:
+        """An ITS program, in the inner Runner's fresh session."""
+        if self.gic != 3:
+            raise ValueError(f"{program.ident} is an ITS program: the ITS needs a GICv3 (gic=3)")
+        if self._its_runner is None:
+            self._its_runner = Runner(timeout=self.timeout, budget=self.budget, reuse=False,
+                                      on_exit=self.on_exit, coverage=self.coverage,
+                                      watchdog=self.watchdog, el2_answers=self.el2_answers,
+                                      its=True)  # fmt: skip
+            self._its_runner._facts = self._facts
+        result = self._its_runner.run(program)
+        self.sessions += 1
+        return result
+
+    def _lpis_end(self, result: Outcome) -> None:
+        """An ITS session: the LPIs the firmware delivered (its only program's)."""
+        hv, facts = self.hv, self._facts
+        if not self.its or hv is None or hv.ram is None or hv.ram.closed:
+            return
+        if facts is not None and facts.lpis is not None:
+            result.lpis = int.from_bytes(hv._read_phys(facts.lpis, 8), "little")
 
     def _drive(self, program: Program, result: Outcome, started: float) -> None:
         hv = self.hv
