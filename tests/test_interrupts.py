@@ -88,10 +88,13 @@ VTIMER_BODY = """
     mov x0, #1                  // CNTV_CTL_EL0.ENABLE, not masked
     msr cntv_ctl_el0, x0
     isb
-    msr daifclr, #2
-1:  wfi
-    cbz x21, 1b
-    mrs x22, cntvct_el0
+1:  cbnz x21, 2f                // checked with PSTATE.I masked, so the
+    wfi                         // interrupt cannot be taken between the
+    msr daifclr, #2             // check and the WFI (which a pending
+    isb                         // interrupt ends, masked or not) and
+    msr daifset, #2             // leave the WFI waiting for nothing
+    b 1b
+2:  mrs x22, cntvct_el0
     mov x0, #3
     sub x1, x22, x19
     mov x2, x21

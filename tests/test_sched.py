@@ -92,10 +92,13 @@ secondary:
     mov x0, #1                      // CNTV_CTL_EL0.ENABLE, not masked
     msr cntv_ctl_el0, x0
     isb
+2:  cbnz x21, 3f                    // checked with PSTATE.I masked: see
+    wfi                             // test_interrupts.VTIMER_BODY
     msr daifclr, #2
-2:  wfi
-    cbz x21, 2b
-    mrs x22, cntvct_el0
+    isb
+    msr daifset, #2
+    b 2b
+3:  mrs x22, cntvct_el0
     mov x0, #0x20
     mov x1, x21                     // the INTID taken
     sub x2, x22, x24                // how long after the deadline it woke (>= 0)

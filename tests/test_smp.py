@@ -148,13 +148,16 @@ secondary:
 SGI_PRIMARY = SGI_PRIMARY_TEMPLATE.replace("SEND_SGI_3", send_sgi(3, "#3"))
 
 SGI_SECONDARY = """
-    msr daifclr, #2
     adr x10, ready
     mov x11, #1
     str x11, [x10]
-3:  wfi
-    cbz x21, 3b
-    mov x0, #7
+3:  cbnz x21, 8f                // checked with PSTATE.I masked, so the SGI
+    wfi                         // cannot be taken between the check and
+    msr daifclr, #2             // the WFI and leave it waiting for nothing
+    isb
+    msr daifset, #2
+    b 3b
+8:  mov x0, #7
     mov x1, x21
     hvc #0                      // report the INTID taken
     adr x10, done
@@ -230,13 +233,15 @@ secondary:
     adr x10, sent
 4:  ldr x11, [x10]              // wait, IRQs masked, until all 8 were sent
     cbz x11, 4b
-    msr daifclr, #2
     mov x23, #0x1fe             // INTIDs 1..8
-5:  cmp x22, x23
-    b.eq 6f
+5:  cmp x22, x23                // checked with PSTATE.I masked (see
+    b.eq 6f                     // SGI_SECONDARY)
     wfi
+    msr daifclr, #2
+    isb
+    msr daifset, #2
     b 5b
-6:  msr daifset, #2
+6:
     mov x0, #7
     mov x1, x22
     hvc #0
