@@ -1,4 +1,6 @@
-"""Shared helpers: real QEMU, real cross toolchain, and process-leak checks."""
+"""Shared helpers: real QEMU, real cross toolchain, and leak checks (processes,
+/dev/shm files, and temporary files: the run fails if tests leave any of
+armvcpu's ``armvcpu-*`` entries in its own TMPDIR, see ``leftovers``)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import armvcpu
@@ -78,6 +82,64 @@ def shm_files() -> set[str]:
     """armvcpu's shared guest-RAM files that this test process's sessions (and
     its children's) made and have not removed."""
     return {p.name for p in SHM_DIR.glob("armvcpu-*")}
+
+
+class Leftovers:
+    """armvcpu's entries (``armvcpu-*``) in this test process's own TMPDIR and
+    /dev/shm directory, and which test made each one."""
+
+    def __init__(self, tmpdir: Path) -> None:
+        self.dirs = (tmpdir, SHM_DIR)
+        self.made_by: dict[Path, str] = {}
+
+    def listing(self) -> set[Path]:
+        return {p for d in self.dirs for p in d.glob("armvcpu-*")}
+
+    def report(self) -> str:
+        return "\n".join(f"  {p}  (made by {self.made_by.get(p, 'a module or session fixture')})"
+                         for p in sorted(self.listing()))  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leftovers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Leftovers]:
+    """Every temporary file of this test process, and of the processes it
+    starts (QEMU's session directories, the CLI's, notebooks', gdb's), goes to
+    a TMPDIR of its own under pytest's base temp, and the run fails if armvcpu
+    left anything there or in the process's /dev/shm directory.
+
+    A session's directory goes when the session closes, so one left behind
+    means a process was killed without its TMPDIR in the test's tmp_path, or a
+    session was never closed. Under pytest-xdist each worker has its own base
+    temp (``popen-gwN``), so a worker counts only what its own tests left,
+    never a session the other worker is still running, nor anyone else's
+    QEMU in /tmp. What is left stays there to look at (pytest keeps the last
+    three base temps)."""
+    tmpdir = tmp_path_factory.mktemp("tmp", numbered=False)
+    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = str(tmpdir)
+    tempfile.tempdir = str(tmpdir)  # gettempdir() may have cached /tmp already
+    try:
+        found = Leftovers(tmpdir)
+        yield found
+        if found.listing():
+            pytest.fail("the tests left armvcpu's temporary files behind (a process killed "
+                        "without its TMPDIR in the test's tmp_path, or a session never "
+                        "closed):\n" + found.report(), pytrace=False)  # fmt: skip
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+
+
+@pytest.fixture(autouse=True)
+def _name_leftovers(request: pytest.FixtureRequest, leftovers: Leftovers) -> Iterator[None]:
+    """Remember which test made each new entry, for the report above."""
+    before = leftovers.listing()
+    yield
+    for path in leftovers.listing() - before:
+        leftovers.made_by.setdefault(path, request.node.nodeid)
 
 
 @pytest.fixture

@@ -7,9 +7,11 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +37,11 @@ class Cluster:
     client: Any
     scheduler: subprocess.Popen[bytes]
     workers: dict[str, subprocess.Popen[bytes]]  # worker address -> its process
+    #: The workers' TMPDIR, where their sessions make their directories.
+    tmpdir: Path
+
+    def leftovers(self) -> list[str]:
+        return sorted(p.name for p in self.tmpdir.glob("armvcpu-*"))
 
 
 def _wait_for(what: str, ready: Any, procs: list[subprocess.Popen[bytes]], log: Path) -> None:
@@ -49,15 +56,20 @@ def _wait_for(what: str, ready: Any, procs: list[subprocess.Popen[bytes]], log: 
 
 @contextlib.contextmanager
 def start_cluster(tmp_path: Path, workers: int) -> Iterator[Cluster]:
-    """A scheduler and single-threaded workers (no nanny: a killed worker stays dead)."""
+    """A scheduler and single-threaded workers (no nanny: a killed worker stays dead),
+    with a TMPDIR of their own that goes with them: a worker killed outright
+    leaves its session's directory there. (Not in tmp_path: the sessions'
+    sockets are in it, and a Unix socket's path must fit in 107 bytes.)"""
     log = tmp_path / "cluster.log"
     sched_file = tmp_path / "scheduler.json"
+    tmpdir = Path(tempfile.mkdtemp())
+    env = {**os.environ, "TMPDIR": str(tmpdir)}
     procs: list[subprocess.Popen[bytes]] = []
     with log.open("wb") as out:
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
              "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
-            stdout=out, stderr=subprocess.STDOUT))  # fmt: skip
+            stdout=out, stderr=subprocess.STDOUT, env=env))  # fmt: skip
     client = None
     try:
         _wait_for("the scheduler file", sched_file.exists, procs, log)
@@ -68,7 +80,7 @@ def start_cluster(tmp_path: Path, workers: int) -> Iterator[Cluster]:
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "distributed.cli.dask_worker", address,
                      "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", f"w{i}"],
-                    stdout=out, stderr=subprocess.STDOUT))  # fmt: skip
+                    stdout=out, stderr=subprocess.STDOUT, env=env))  # fmt: skip
         client = distributed.Client(address, timeout=60, set_as_default=False)
 
         def joined() -> bool:
@@ -77,7 +89,8 @@ def start_cluster(tmp_path: Path, workers: int) -> Iterator[Cluster]:
         _wait_for(f"{workers} workers", joined, procs, log)
         pids = client.run(os.getpid)
         by_pid = {p.pid: p for p in procs[1:]}
-        yield Cluster(address, client, procs[0], {a: by_pid[pid] for a, pid in pids.items()})
+        yield Cluster(address, client, procs[0], {a: by_pid[pid] for a, pid in pids.items()},
+                      tmpdir)  # fmt: skip
     finally:
         if client is not None:
             client.close()
@@ -90,6 +103,7 @@ def start_cluster(tmp_path: Path, workers: int) -> Iterator[Cluster]:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -114,6 +128,7 @@ def test_a_cluster_campaign_has_the_local_outcome_table(local_summary, no_leaked
     # Both workers ran programs, each in its own sessions.
     assert set(summary.hosts) == set(cluster.workers)
     assert sum(summary.hosts.values()) == CONFIG.programs
+    assert not cluster.leftovers()  # the campaign closed its sessions on the workers
 
 
 @pytest.mark.timeout(600)

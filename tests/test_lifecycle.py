@@ -7,7 +7,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+from collections.abc import Iterator
+from pathlib import Path
 
 import armvcpu
 import pytest
@@ -29,29 +32,41 @@ OWNER_SCRIPT = textwrap.dedent(
 )
 
 
-def _start_owner(transport: str) -> tuple[subprocess.Popen[str], int]:
+@pytest.fixture
+def owner_tmpdir() -> Iterator[Path]:
+    """The owner's TMPDIR, where it makes its session's directory; removed
+    when the test ends, since an owner killed outright cannot remove it. Not
+    in tmp_path: QEMU's sockets are in that directory, and a Unix socket's
+    path must fit in 107 bytes."""
+    with tempfile.TemporaryDirectory() as tmpdir:
+        yield Path(tmpdir)
+
+
+def _start_owner(transport: str, tmpdir: Path) -> tuple[subprocess.Popen[str], int]:
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER_SCRIPT, transport], stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-c", OWNER_SCRIPT, transport],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmpdir)},
+    )  # fmt: skip
     assert owner.stdout is not None
     line = owner.stdout.readline()
     assert line.strip().isdigit(), f"owner printed {line!r}"
     return owner, int(line)
 
 
-def test_killing_the_owner_process_kills_qemu(no_leaked_qemu, transport):
-    owner, qemu_pid = _start_owner(transport)
+def test_killing_the_owner_process_kills_qemu(owner_tmpdir, no_leaked_qemu, transport):
+    owner, qemu_pid = _start_owner(transport, owner_tmpdir)
     assert not pid_gone(qemu_pid, timeout=0.1)
     owner.kill()  # SIGKILL: no Python cleanup runs at all
     owner.wait()
     assert pid_gone(qemu_pid), "QEMU outlived the process that owned it"
 
 
-def test_ctrl_c_in_the_owner_tears_qemu_down(no_leaked_qemu, transport):
-    owner, qemu_pid = _start_owner(transport)
+def test_ctrl_c_in_the_owner_tears_qemu_down(owner_tmpdir, no_leaked_qemu, transport):
+    owner, qemu_pid = _start_owner(transport, owner_tmpdir)
     owner.send_signal(signal.SIGINT)
     assert owner.wait(timeout=10) != 0
     assert pid_gone(qemu_pid)
+    assert not list(owner_tmpdir.iterdir()), "the session's directory outlived it"
 
 
 def test_exception_inside_the_session_stops_qemu(hypercalls_guest, no_leaked_qemu):
@@ -101,6 +116,16 @@ def test_qemu_refusing_its_arguments(no_leaked_qemu):
         Hypervisor(extra_args=["-no-such-option"]),
     ):
         pass
+
+
+def test_an_argument_qemu_cannot_be_given_leaves_no_directory(tmp_path, monkeypatch,
+                                                              no_leaked_qemu):  # fmt: skip
+    # Popen refuses the int after the session's directory is made, and before
+    # there is a QEMU for close() to stop: the directory must still go.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(TypeError, match="not int"), Hypervisor(extra_args=["-smp", 2]):
+        pass
+    assert not list(tmp_path.iterdir())
 
 
 def test_missing_or_bad_firmware(tmp_path, no_leaked_qemu):

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbclient
@@ -40,7 +42,17 @@ def notebook_paths() -> list[Path]:
 
 
 @pytest.fixture
-def kernel_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncKernelManager:
+def kernel_tmpdir() -> Iterator[Path]:
+    """The kernel's TMPDIR, where test_notebook_runs looks for what a notebook
+    left behind. Not in tmp_path: the notebooks' sessions make QEMU's sockets
+    in it, and a Unix socket's path must fit in 107 bytes."""
+    with tempfile.TemporaryDirectory() as tmpdir:
+        yield Path(tmpdir)
+
+
+@pytest.fixture
+def kernel_manager(tmp_path: Path, kernel_tmpdir: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> AsyncKernelManager:  # fmt: skip
     """A kernel manager that starts sys.executable's ipykernel, and only that."""
     # Connection files go to a private directory, not ~/.local/share/jupyter/runtime.
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
@@ -55,6 +67,7 @@ def kernel_manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncKern
             "MPLBACKEND": "Agg",  # no display; figures are drawn into PNGs
             "IPYTHONDIR": str(tmp_path / "ipython"),  # no user profile, no history file
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "TMPDIR": str(kernel_tmpdir),
         },
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
@@ -95,7 +108,7 @@ def test_the_kernel_is_this_python(kernel_manager):
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
-def test_notebook_runs(path: Path, kernel_manager, no_leaked_qemu):
+def test_notebook_runs(path: Path, kernel_tmpdir: Path, kernel_manager, no_leaked_qemu):
     nb = nbformat.read(path, as_version=4)
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} is stored with outputs; clear them before committing"
@@ -104,6 +117,10 @@ def test_notebook_runs(path: Path, kernel_manager, no_leaked_qemu):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if o.output_type == "error"]  # fmt: skip
     assert not errors
+    # A reader runs these notebooks too: whatever one writes, it cleans up
+    # (the kernel has shut down by now, so its sessions have closed).
+    left = sorted(p.name for p in kernel_tmpdir.glob("armvcpu-*"))
+    assert not left, f"{path.name} left {left} in its TMPDIR"
     out = os.environ.get("ARMVCPU_NOTEBOOK_OUT")
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)

@@ -111,6 +111,17 @@ class QemuProcess:
     """A running QEMU with a private directory for its sockets and logs."""
 
     def __init__(self, config: QemuConfig, firmware: Path) -> None:
+        try:
+            self._start(config, firmware)
+        except BaseException:
+            # Nobody can terminate() a QemuProcess that was never made, so its
+            # directory goes here (say an extra_args item is not a string:
+            # Popen refuses it after the directory is made).
+            if hasattr(self, "workdir"):
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
+
+    def _start(self, config: QemuConfig, firmware: Path) -> None:
         binary = shutil.which(config.binary)
         if binary is None:
             raise ToolNotFoundError(
