@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,10 +23,6 @@ from pathlib import Path
 from .. import _core
 from .._process import die_with_parent
 from ..errors import QemuError, ToolNotFoundError
-
-#: How long the console copy waits after each chunk so that the next one is
-#: a batch (readers poll the console file; 5 ms adds nothing they can see).
-_CONSOLE_BATCH_S = 0.005
 
 
 @dataclass
@@ -133,23 +128,25 @@ class QemuProcess:
         self.gdb_socket = self.workdir / "gdb.sock"
         self.console_path = self.workdir / "console.log"
         self.stderr_path = self.workdir / "qemu.stderr"
-        # With input, the console is a pair of FIFOs (QEMU's pipe chardev:
-        # console.in, console.out), not a socket. QEMU sends the PL011's
-        # output a byte per write; a Unix socket holds only ~240 such writes
-        # (each counts its whole buffer), so QEMU stalled whenever the copy
-        # below paused: a Debian boot printed its log 0.1 s slower than on
-        # bare QEMU. A pipe packs the bytes, 64 KiB of them.
+        # With input, the console is QEMU's pipe chardev: it reads
+        # console.in, a FIFO send_console writes, and writes console.out,
+        # here a plain file and the console file itself, as `-serial file:`
+        # does without input. QEMU writes the PL011's output a byte at a
+        # time: through a Unix socket (as before) or a FIFO, a host thread
+        # had to copy it out, and whenever that copy paused the socket's room
+        # for ~240 such writes ran out and stalled QEMU (a Debian boot printed
+        # its log 0.1 s later than on bare QEMU).
         self.console_fifo = self.workdir / "console" if config.console_input else None
         if self.console_fifo is not None:
             os.mkfifo(self.console_fifo.with_suffix(".in"), 0o600)
-            os.mkfifo(self.console_fifo.with_suffix(".out"), 0o600)
+            self.console_path = self.console_fifo.with_suffix(".out")
+            self.console_path.touch(0o600)  # QEMU opens it; it never creates it
         self.doorbell_socket = self.workdir / "doorbell.sock" if config.doorbell else None
         self.command = config.command(firmware, self.gdb_socket, self.console_path,
                                       self.console_fifo, self.doorbell_socket)  # fmt: skip
         self.command[0] = binary
         self._console_cache: str | None = None
         self._console_in: int | None = None  # console.in, written by send_console
-        self._console_thread: threading.Thread | None = None
         self._doorbell_conn: socket.socket | None = None
         with self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
@@ -206,43 +203,19 @@ class QemuProcess:
             self._connect_console(deadline)
 
     def _connect_console(self, deadline: float) -> None:
-        """Open the console FIFOs (QEMU opened its ends before its gdbstub,
-        and is halted, so nothing is lost) and copy what QEMU writes into the
-        console file."""
+        """Open the console's input FIFO (QEMU opened its end before its
+        gdbstub); QEMU writes the output into the console file itself."""
         assert self.console_fifo is not None
-        # Non-blocking opens: a FIFO's blocking open would wait forever for a
-        # QEMU that died; a dead QEMU's console.out reads as end of file.
+        # A non-blocking open: a FIFO's blocking open would wait forever for a
+        # QEMU that died (ENXIO: nobody reads console.in).
         try:
-            out_fd = os.open(self.console_fifo.with_suffix(".out"),
-                             os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # fmt: skip
-            os.set_blocking(out_fd, True)
             self._console_in = os.open(self.console_fifo.with_suffix(".in"),
                                        os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # fmt: skip
             os.set_blocking(self._console_in, True)
-        except OSError as exc:  # ENXIO: nobody reads console.in, so QEMU is gone
+        except OSError as exc:
             raise QemuError(
                 f"QEMU's console did not open ({exc}): {self.describe_exit()}"
             ) from None
-
-        def copy() -> None:
-            with os.fdopen(out_fd, "rb", buffering=0) as src, self.console_path.open("ab") as out:
-                while True:
-                    try:
-                        data = src.read(65536)
-                    except OSError:
-                        return
-                    if not data:
-                        return
-                    out.write(data)
-                    out.flush()
-                    # QEMU writes the PL011's output a byte at a time: without
-                    # a pause this thread woke (read, write, the GIL) once per
-                    # byte, ~12 000 times in a Linux boot. The pipe keeps
-                    # what comes meanwhile for the next read.
-                    time.sleep(_CONSOLE_BATCH_S)
-
-        self._console_thread = threading.Thread(target=copy, name="armvcpu-console", daemon=True)
-        self._console_thread.start()
 
     def connect_doorbell(self) -> socket.socket:
         """The doorbell socket (``QemuConfig.doorbell``), connected; QEMU
@@ -258,12 +231,6 @@ class QemuProcess:
                             f"{self.describe_exit()}") from None  # fmt: skip
         self._doorbell_conn = conn
         return conn
-
-    def console_settled(self, timeout: float = 2.0) -> None:
-        """Once QEMU has exited: wait until what it wrote to the console FIFO
-        is in the console file (the copy ends at the FIFO's end of file)."""
-        if self._console_thread is not None and self.proc.poll() is not None:
-            self._console_thread.join(timeout)
 
     def send_console(self, data: bytes) -> None:
         """Type ``data`` into the console (``QemuConfig(console_input=True)``)."""
@@ -322,8 +289,6 @@ class QemuProcess:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.proc.pid, signal.SIGKILL)
                 self._reap(10.0)
-        if self._console_thread is not None:
-            self._console_thread.join(2.0)  # QEMU is gone: its last output, then EOF
         if self._console_in is not None:
             os.close(self._console_in)
             self._console_in = None

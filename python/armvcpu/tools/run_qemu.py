@@ -201,8 +201,7 @@ def run(config: VirtCommandLine, args: argparse.Namespace) -> int:
                 print(f"armvcpu: QEMU failed: {str(exc).splitlines()[0]}", file=sys.stderr)
                 status = 4
         if hv.qemu is not None:
-            hv.qemu.wait(5.0)  # it powers off after the last exit; then its last output
-            hv.qemu.console_settled()
+            hv.qemu.wait(5.0)  # it powers off after the last exit, its output all written
         show_console()
         if status == 0 and (last is None or last.kind != ExitKind.SystemDown):
             what = repr(last.reason) if last is not None else "no exit"
