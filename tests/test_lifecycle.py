@@ -16,6 +16,7 @@ import armvcpu
 import pytest
 from armvcpu import Guest, Hypervisor
 from armvcpu.errors import GdbProtocolError, TargetConnectionError
+from armvcpu.session.qemu import remove_orphaned_workdirs
 
 from .conftest import pid_gone
 
@@ -56,9 +57,29 @@ def _start_owner(transport: str, tmpdir: Path) -> tuple[subprocess.Popen[str], i
 def test_killing_the_owner_process_kills_qemu(owner_tmpdir, no_leaked_qemu, transport):
     owner, qemu_pid = _start_owner(transport, owner_tmpdir)
     assert not pid_gone(qemu_pid, timeout=0.1)
+    # While the owner lives its directory is its own, whoever sweeps.
+    assert remove_orphaned_workdirs(directory=owner_tmpdir) == 0
+    assert len(list(owner_tmpdir.glob("armvcpu-*"))) == 1
     owner.kill()  # SIGKILL: no Python cleanup runs at all
     owner.wait()
     assert pid_gone(qemu_pid), "QEMU outlived the process that owned it"
+    # What it could not remove, a sweep (as a fuzz campaign runs after a
+    # worker it killed) does.
+    assert remove_orphaned_workdirs([owner.pid], directory=owner_tmpdir) == 1
+    assert not list(owner_tmpdir.iterdir())
+
+
+def test_a_session_directory_too_deep_for_a_socket_is_a_clear_error(no_leaked_qemu):
+    with tempfile.TemporaryDirectory() as short:
+        deep = Path(short) / ("d" * (110 - len(short)))
+        deep.mkdir()
+        env = {**os.environ, "TMPDIR": str(deep)}
+        out = subprocess.run([sys.executable, "-c", "import armvcpu; armvcpu.Hypervisor().start()"],
+                             env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert out.returncode != 0
+        assert "too deep for QEMU's sockets" in out.stderr
+        assert "set TMPDIR to a shorter directory" in out.stderr
+        assert not list(deep.iterdir())  # its directory went with it
 
 
 def test_ctrl_c_in_the_owner_tears_qemu_down(owner_tmpdir, no_leaked_qemu, transport):

@@ -21,8 +21,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import _core
-from .._process import die_with_parent
+from .._process import die_with_parent, is_dead
 from ..errors import QemuError, ToolNotFoundError
+
+#: The file in a session's directory naming the process that made it.
+OWNER_FILE = "owner"
+#: The longest path a Unix socket can have on Linux (sun_path, less its NUL).
+_SUN_PATH_MAX = 107
+
+
+def remove_orphaned_workdirs(pids: Sequence[int] | None = None,
+                             directory: str | Path | None = None) -> int:  # fmt: skip
+    """Remove session directories (``armvcpu-*`` in ``directory``, by default
+    the temporary directory) whose owner process is dead, or only those of
+    ``pids``; returns how many. A session's owner killed with SIGKILL (a fuzz
+    worker the campaign kills, a test's victim) takes its QEMU with it but
+    cannot remove its directory; a live owner's directories are never touched."""
+    removed = 0
+    for owner in Path(directory or tempfile.gettempdir()).glob(f"armvcpu-*/{OWNER_FILE}"):
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue
+        if (pids is None or pid in pids) and is_dead(pid):
+            shutil.rmtree(owner.parent, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 @dataclass
@@ -125,7 +149,17 @@ class QemuProcess:
             )
         self.config = config
         self.workdir = Path(tempfile.mkdtemp(prefix="armvcpu-"))
+        # Who made it: a process killed with SIGKILL cannot remove it, and
+        # remove_orphaned_workdirs() tells by this whose owner is gone.
+        (self.workdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.gdb_socket = self.workdir / "gdb.sock"
+        longest = self.workdir / "doorbell.sock"
+        if len(os.fsencode(longest)) > _SUN_PATH_MAX:
+            raise QemuError(
+                f"the session's directory {self.workdir} is too deep for QEMU's sockets "
+                f"({len(os.fsencode(longest))} bytes in {longest.name}'s path; a Unix socket's "
+                f"path has at most {_SUN_PATH_MAX}): set TMPDIR to a shorter directory"
+            )
         self.console_path = self.workdir / "console.log"
         self.stderr_path = self.workdir / "qemu.stderr"
         # With input, the console is QEMU's pipe chardev: it reads

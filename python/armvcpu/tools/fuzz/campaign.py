@@ -217,12 +217,16 @@ def _outcome_from_dict(d: dict[str, Any]) -> Outcome:
 
 
 def _remove_shm_files(pids: Iterable[int]) -> None:
-    """RAM files of workers that were killed before they could unlink them."""
+    """RAM files and session directories of workers that were killed before
+    they could remove them."""
     from ...session.hypervisor import ram_file_dir
+    from ...session.qemu import remove_orphaned_workdirs
 
+    pids = list(pids)
     for pid in pids:
         for path in ram_file_dir().glob(f"armvcpu-{pid}-*"):
             path.unlink(missing_ok=True)
+    remove_orphaned_workdirs(pids)
 
 
 Spec = tuple[int, tuple[int, ...]]  # (seed, lineage)
@@ -410,29 +414,21 @@ def _close_worker_runners() -> int:
 
 
 def _remove_dead_shm_files() -> int:
-    """Run on every worker at the end of a campaign: remove RAM files whose
-    creator is dead (a worker killed while it started a session leaves its
-    file, named armvcpu-PID-*, on its machine; a worker there removes it)."""
+    """Run on every worker at the end of a campaign: remove RAM files and
+    session directories whose creator is dead (a worker killed while it ran a
+    session leaves its RAM file, named armvcpu-PID-*, and its directory, with
+    an owner file; a worker on the same machine removes them)."""
+    from ..._process import is_dead
     from ...session.hypervisor import ram_file_dir
+    from ...session.qemu import remove_orphaned_workdirs
 
     removed = 0
     for path in ram_file_dir().glob("armvcpu-*-*"):
         pid = path.name.split("-")[1]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            # A killed worker nobody has reaped yet is a zombie: dead too.
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
-                    continue
-        except (ProcessLookupError, FileNotFoundError):
-            pass  # gone (between the two looks, too)
-        except OSError:
-            continue  # not ours to judge (another user's process)
-        path.unlink(missing_ok=True)
-        removed += 1
-    return removed
+        if pid.isdigit() and is_dead(int(pid)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed + remove_orphaned_workdirs()
 
 
 def connect(address: str, timeout: float = 30.0) -> Any:
