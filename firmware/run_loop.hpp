@@ -104,6 +104,8 @@ struct VcpuRun {
     const armvcpu::GuestConfig& cfg = vm.cfg;
     auto* vcpu = new (g_vcpu_storage[cpu]) Vcpu(hal, vm.id, index, {guest_mpidr(index), context});
     vcpu->set_power_state(&vm.power);
+    vcpu->set_smccc((vm.features & armvcpu::kFeatureQemuSmccc) != 0 ? armvcpu::psci::Smccc::QemuVirt
+                                                                    : armvcpu::psci::Smccc::V1_1);
     hal.write_sysreg(armvcpu::SysReg::mdcr_el2, cfg.mdcr_el2 | mdcr_el2_bits());
     if (vcpu->setup({false, cfg.hcr_el2_set | feature_hcr_bits()}) != armvcpu::VCpuError::None ||
         vcpu->set_entry(entry) != armvcpu::VCpuError::None ||
@@ -119,6 +121,15 @@ struct VcpuRun {
     return *vcpu;
 }
 
+// armvcpu_fast_path for a VM: the vectors' fast path unless every exit must
+// be seen (the exit log), SMCCC_VERSION left to the core for QEMU virt's SMCCC.
+constexpr std::uint8_t fast_path_flags(std::uint32_t features) {
+    if ((features & armvcpu::kFeatureExitLog) != 0) return 0;
+    const bool qemu_smccc = (features & armvcpu::kFeatureQemuSmccc) != 0;
+    return static_cast<std::uint8_t>(armvcpu::kFastPathOn |
+                                     (qemu_smccc ? 1u << armvcpu::kFastPathNoSmcccVersionBit : 0u));
+}
+
 // Starts vCPU `cpu`'s run on this physical CPU (vCPU cpu - first_cpu of the
 // VM that owns the CPU).
 [[gnu::always_inline]] inline VcpuRun begin_run(unsigned cpu, std::uint64_t entry,
@@ -131,8 +142,7 @@ struct VcpuRun {
                 bind_vcpu(cpu, vm, index, entry, context),
                 g_hal[cpu],
                 (vm.features & armvcpu::kFeatureVgic) != 0,
-                // The vectors' fast path, unless every exit must be seen (the exit log).
-                static_cast<std::uint8_t>((vm.features & armvcpu::kFeatureExitLog) != 0 ? 0 : 1),
+                fast_path_flags(vm.features),
                 {},
                 {}};
     // The timer PPIs follow the guest's GIC from the first entry on.

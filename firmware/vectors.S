@@ -149,8 +149,8 @@ armvcpu_guest_exit:
     ldrb    w2, [x3, x2]
     adrp    x3, armvcpu_fast_path
     add     x3, x3, :lo12:armvcpu_fast_path
-    ldrb    w3, [x3, x2]
-    cbz     w3, 2f
+    ldrb    w4, [x3, x2]                    // its flags (x4 is saved in the frame)
+    cbz     w4, 2f
     mrs     x2, esr_el2
     lsr     x2, x2, #26
     cmp     x2, #ESR_EC_HVC64
@@ -162,7 +162,8 @@ armvcpu_guest_exit:
     ldr     x2, =PSCI_VERSION_VALUE
     str     x2, [x0, #TRAP_FRAME_X0]
     b       armvcpu_enter_gprs
-1:  mov     x3, #SMCCC_VERSION_FID
+1:  tbnz    w4, #FAST_PATH_NO_SMCCC_VERSION_BIT, 2f  // QEMU virt's SMCCC: the core answers
+    mov     x3, #SMCCC_VERSION_FID
     cmp     x2, x3
     b.ne    2f
     ldr     x2, =SMCCC_VERSION_VALUE

@@ -192,6 +192,7 @@ to_bytes() after changing .action and .frame.
     m.attr("FEATURE_GPIO") = kFeatureGpio;
     m.attr("FEATURE_PCIE") = kFeaturePcie;
     m.attr("FEATURE_SMMU") = kFeatureSmmu;
+    m.attr("FEATURE_QEMU_SMCCC") = kFeatureQemuSmccc;
     m.attr("DMA_FAULT_INTID") = smmu::kVirtEventqIntid;
     m.attr("DMA_FAULT_ENTRIES") = smmu::kDmaFaultEntries;
     m.attr("DMA_FAULT_LAYOUT") =

@@ -44,8 +44,14 @@ void bind_psci(py::module_& m) {
     p.attr("SMCCC_VERSION") = psci::kSmcccVersion;
     p.def("is_core_function", &psci::is_core_function, py::arg("x0"),
           "True when the core answers this function ID (SMCCC owners 0 and 4, fast calls).");
-    p.def("psci_is_implemented", &psci::is_implemented, py::arg("fid"),
-          "True when PSCI_FEATURES reports the function as implemented.");
+    p.def(
+        "psci_is_implemented",
+        [](std::uint64_t fid, bool qemu_virt) {
+            return psci::is_implemented(fid, qemu_virt ? psci::Smccc::QemuVirt : psci::Smccc::V1_1);
+        },
+        py::arg("fid"), py::arg("qemu_virt") = false,
+        "True when PSCI_FEATURES reports the function as implemented (qemu_virt: as QEMU "
+        "7.2's own PSCI reports it, without SMCCC 1.1's calls).");
 
     py::class_<psci::VmPowerState>(p, "VmPowerState", R"doc(
 The PSCI power state of a VM's vCPUs, shared by them (CPU_ON, CPU_OFF,

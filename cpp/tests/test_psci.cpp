@@ -149,6 +149,46 @@ TEST(PsciFeatures, SmcccVersionIsDiscoverable) {
     EXPECT_EQ(f.gpr(0), kSuccess);
 }
 
+// psci::Smccc::QemuVirt: what QEMU 7.2's own PSCI answers a -M virt guest,
+// measured on qemu-system-aarch64 7.2 (cortex-a57, PSCI over HVC): PSCI 1.1;
+// PSCI_FEATURES NOT_SUPPORTED for SMCCC_VERSION, SMCCC_ARCH_FEATURES and
+// SYSTEM_RESET2 (SMC32 and SMC64), SUCCESS for PSCI_FEATURES, CPU_SUSPEND
+// (both), MIGRATE_INFO_TYPE and AFFINITY_INFO64; the three calls themselves
+// NOT_SUPPORTED, so Linux assumes SMCCC 1.0.
+TEST(QemuVirtSmccc, SmcccCallsAreNotSupportedAndNotReported) {
+    const ClassifyContext qemu{nullptr, 0, psci::Smccc::QemuVirt};
+    for (std::uint64_t fid : {0x80000000ull, 0x80000001ull, 0x84000012ull, 0xC4000012ull}) {
+        TrapFrame features = call(0x8400000A, fid);
+        EXPECT_EQ(classify_sync(features, {kHvc, 0, 0}, qemu).kind, ExitKind::Nothing);
+        EXPECT_EQ(features.gpr(0), kNotSupported) << std::hex << fid;
+        TrapFrame direct = call(fid, 0x80000000);
+        EXPECT_EQ(classify_sync(direct, {kHvc, 0, 0}, qemu).kind, ExitKind::Nothing)
+            << std::hex << fid;
+        EXPECT_EQ(direct.gpr(0), kNotSupported) << std::hex << fid;
+    }
+}
+
+TEST(QemuVirtSmccc, PsciIsAsQemusOwn) {
+    const ClassifyContext qemu{nullptr, 0, psci::Smccc::QemuVirt};
+    TrapFrame version = call(0x84000000);
+    classify_sync(version, {kHvc, 0, 0}, qemu);
+    EXPECT_EQ(version.gpr(0), 0x10001u);
+    for (std::uint64_t fid :
+         {0x8400000Aull, 0x84000001ull, 0xC4000001ull, 0x84000006ull, kAffinityInfo64}) {
+        TrapFrame f = call(0x8400000A, fid);
+        classify_sync(f, {kHvc, 0, 0}, qemu);
+        EXPECT_EQ(f.gpr(0), kSuccess) << std::hex << fid;
+    }
+    for (std::uint64_t fid : {0x84000005ull, 0x8400000Bull, 0x8400000Eull, 0x84000013ull}) {
+        TrapFrame f = call(0x8400000A, fid);
+        classify_sync(f, {kHvc, 0, 0}, qemu);
+        EXPECT_EQ(f.gpr(0), kNotSupported) << std::hex << fid;
+    }
+    // SYSTEM_RESET (not SYSTEM_RESET2) still resets.
+    TrapFrame reset = call(0x84000009);
+    EXPECT_EQ(classify_sync(reset, {kHvc, 0, 0}, qemu).kind, ExitKind::SystemDown);
+}
+
 TEST(SmcccArchFeatures, WorkaroundsAreNotSupported) {
     for (std::uint64_t fid : {0x80008000ull, 0x80007FFFull, 0x80003FFFull}) {
         TrapFrame f = call(0x80000001, fid);

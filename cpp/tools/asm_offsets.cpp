@@ -34,4 +34,5 @@ void armvcpu_asm_offsets() {
     ARMVCPU_OFFSET(SMCCC_VERSION_FID,
                    static_cast<std::uint64_t>(armvcpu::psci::Function::SmcccVersion));
     ARMVCPU_OFFSET(SMCCC_VERSION_VALUE, armvcpu::psci::kSmcccVersion);
+    ARMVCPU_OFFSET(FAST_PATH_NO_SMCCC_VERSION_BIT, armvcpu::kFastPathNoSmcccVersionBit);
 }

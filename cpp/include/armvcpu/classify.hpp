@@ -33,6 +33,9 @@ struct ClassifyContext {
     // CPU_ON always becomes a CpuUp exit and AFFINITY_INFO reports ON).
     psci::VmPowerState* power = nullptr;
     unsigned vcpu_index = 0;
+    // Which SMCCC the VM's firmware interface offers (QEMU virt's, for a
+    // guest booted as bare QEMU would boot it).
+    psci::Smccc smccc = psci::Smccc::V1_1;
 };
 
 // The seeds' hypercall convention: number in X0, arguments in X1..X6.
@@ -61,12 +64,18 @@ constexpr ExitReason classify_psci(TrapFrame& frame, const ClassifyContext& ctx)
         const std::uint64_t v = frame.gpr(i);
         return wide ? v : (v & 0xffffffffu);
     };
+    if (ctx.smccc == psci::Smccc::QemuVirt && !psci::is_implemented(x0, ctx.smccc) &&
+        psci::is_implemented(x0)) {
+        set_psci_result(frame, ReturnCode::NotSupported);  // SMCCC 1.1's own calls
+        return make_exit(exit::Nothing{});
+    }
     switch (psci::canonical(x0)) {
         case Function::PsciVersion: frame.set_gpr(0, psci::kPsciVersion); break;
         case Function::SmcccVersion: frame.set_gpr(0, psci::kSmcccVersion); break;
         case Function::PsciFeatures:
-            set_psci_result(frame, psci::is_implemented(arg(1)) ? ReturnCode::Success
-                                                                : ReturnCode::NotSupported);
+            set_psci_result(frame, psci::is_implemented(arg(1), ctx.smccc)
+                                       ? ReturnCode::Success
+                                       : ReturnCode::NotSupported);
             break;
         case Function::SmcccArchFeatures:
             // No ARCH_WORKAROUND_* service is offered; only the call itself.

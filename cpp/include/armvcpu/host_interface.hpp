@@ -155,6 +155,16 @@ inline constexpr std::uint32_t kFeaturePcie = 1u << 8;
 // (VM 1's config, with kFeaturePcie) QEMU's SMMUv3 (-M virt,iommu=smmuv3)
 // confines PCIe DMA to the VM's RAM (smmu.hpp); a blocked DMA is an exit.
 inline constexpr std::uint32_t kFeatureSmmu = 1u << 9;
+// The VM's PSCI and SMCCC calls are answered as QEMU 7.2's own PSCI answers a
+// -M virt guest (psci::Smccc::QemuVirt: no SMCCC_VERSION, so SMCCC 1.0), for
+// a guest booted as bare QEMU boots it; without it, SMCCC 1.1.
+inline constexpr std::uint32_t kFeatureQemuSmccc = 1u << 10;
+
+// The firmware's armvcpu_fast_path[slot]: bit 0 lets the vector code answer
+// PSCI_VERSION and SMCCC_VERSION itself (vectors.S); bit 1 leaves
+// SMCCC_VERSION to the core (a VM with kFeatureQemuSmccc).
+inline constexpr std::uint8_t kFastPathOn = 1u << 0;
+inline constexpr unsigned kFastPathNoSmcccVersionBit = 1;
 // (VM 1's config) Snapshot the VM at its first guest entry, for
 // HostAction::Restore (snapshot.hpp). A high bit: it is no device.
 inline constexpr std::uint32_t kFeatureSnapshot = 1u << 16;

@@ -90,9 +90,30 @@ constexpr Function canonical(std::uint64_t x0) {
     return has_smc64_form(id32) ? static_cast<Function>(id32) : static_cast<Function>(id);
 }
 
+// The SMCCC a VM's firmware interface offers.
+enum class Smccc : std::uint8_t {
+    // SMCCC 1.1 (DEN0028): SMCCC_VERSION answers 1.1, SMCCC_ARCH_FEATURES and
+    // SYSTEM_RESET2 are implemented and PSCI_FEATURES says so.
+    V1_1 = 0,
+    // What QEMU 7.2's own PSCI offers a -M virt guest (measured on
+    // qemu-system-aarch64 7.2 with PSCI over HVC): SMCCC_VERSION,
+    // SMCCC_ARCH_FEATURES and SYSTEM_RESET2 answer NOT_SUPPORTED and
+    // PSCI_FEATURES reports them so, which makes a caller assume SMCCC 1.0
+    // (Linux prints "SMC Calling Convention v1.0").
+    QemuVirt = 1,
+};
+
 // Whether PSCI_FEATURES reports a function as implemented.
-constexpr bool is_implemented(std::uint64_t fid) {
+constexpr bool is_implemented(std::uint64_t fid, Smccc smccc = Smccc::V1_1) {
     if (!is_core_function(fid)) return false;
+    if (smccc == Smccc::QemuVirt) {
+        switch (canonical(fid)) {
+            case Function::SmcccVersion:
+            case Function::SmcccArchFeatures:
+            case Function::SystemReset2: return false;
+            default: break;
+        }
+    }
     switch (canonical(fid)) {
         case Function::PsciVersion:
         case Function::CpuSuspend:

@@ -104,6 +104,8 @@ public:
 
     // The VM's shared PSCI power state, for CPU_ON/AFFINITY_INFO answers.
     constexpr void set_power_state(psci::VmPowerState* power) { power_ = power; }
+    // The SMCCC its PSCI/SMCCC calls are answered by (classify_psci).
+    constexpr void set_smccc(psci::Smccc smccc) { smccc_ = smccc; }
 
     // Created -> Free.
     constexpr VCpuError setup(const VCpuSetupConfig& config) {
@@ -162,7 +164,7 @@ public:
         ExitReason reason{};
         switch (type) {
             case ExceptionType::Synchronous:
-                reason = classify_sync(ctx_, syndrome, ClassifyContext{power_, vcpu_id_});
+                reason = classify_sync(ctx_, syndrome, ClassifyContext{power_, vcpu_id_, smccc_});
                 break;
             case ExceptionType::Irq:
                 reason = make_exit(exit::ExternalInterrupt{hal_.irq_fetch()});
@@ -213,6 +215,7 @@ private:
     TrapFrame ctx_{};
     GuestSystemRegisters sysregs_{};
     psci::VmPowerState* power_ = nullptr;
+    psci::Smccc smccc_ = psci::Smccc::V1_1;
 };
 
 }  // namespace armvcpu

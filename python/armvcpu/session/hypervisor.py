@@ -932,6 +932,9 @@ class Hypervisor:
         passed through (the UART then the guest's own). The firmware confines
         PCIe DMA when the machine has an SMMU and the VM has the host bridge."""
         cfg.features |= int(_core.FEATURE_VGIC) | sum(_PASSTHROUGH_FEATURES[d] for d in devices)
+        # PSCI and SMCCC as QEMU's own PSCI offers them: no SMCCC_VERSION, so
+        # Linux says "SMC Calling Convention v1.0", as on bare QEMU.
+        cfg.features |= int(_core.FEATURE_QEMU_SMCCC)
         if self.config.iommu and "pcie" in devices:
             cfg.features |= int(_core.FEATURE_SMMU)
         if "uart" in devices:
