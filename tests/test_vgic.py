@@ -273,6 +273,19 @@ def test_psci_and_smccc_versions_answer_the_same_with_or_without_the_fast_path(l
         assert len(answered) == 3 and set((answered["esr"] >> 26).tolist()) == {0x16}
 
 
+@pytest.mark.parametrize("logged", [False, True], ids=["fast-path", "exit-log"])
+def test_a_guest_booted_as_qemu_boots_it_has_qemus_smccc(logged):
+    """Booted as QEMU's -kernel boots a raw image (hv.boot), the guest gets
+    QEMU 7.2's own PSCI: PSCI 1.1 and no SMCCC_VERSION (NOT_SUPPORTED, as bare
+    qemu-system-aarch64 7.2 answers), from the vector code's fast path too."""
+    with Hypervisor() as hv:
+        if logged:
+            hv.enable_exit_log()
+        hv.boot(Guest.from_asm(SMCCC_QUERIES).segments[0].data)
+        exits = hv.run(lambda e: 0 if e.kind == ExitKind.Hypercall else None)
+    assert exits[0].reason.args[:3] == (0x10001, 0xFFFF_FFFF_FFFF_FFFF, 0x10001)
+
+
 # -- isolation: the guest's GIC is not the machine's ---------------------------------------
 
 HOSTILE_GIC = """
