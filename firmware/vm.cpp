@@ -160,8 +160,9 @@ void stop_vm(Vm& vm, const armvcpu::ExitReason& reason) {
         put_str("armvcpu: VM ");
         put_dec(vm.id);
         put_str(" stopped after ");
-        put_dec(__atomic_load_n(&g_exits, __ATOMIC_RELAXED));
-        put_str(" exits (last: ");
+        const auto exits = __atomic_load_n(&g_exits, __ATOMIC_RELAXED);
+        put_dec(exits);
+        put_str(exits == 1 ? " exit (last: " : " exits (last: ");
         put_str(armvcpu::exit_kind_name(reason.kind));
         put_str(")\n");
     }

@@ -353,13 +353,19 @@ _OUTCOMES = {EXIT_OK: "powered-off", EXIT_GUEST_STOPPED: "stopped", EXIT_TIMEOUT
              EXIT_QEMU: "qemu-failed"}  # fmt: skip
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 exit``, ``2 exits``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _finish(trace: Any, args: argparse.Namespace, status: int, count: int, last: Any) -> int:
     path = None
     if trace is not None:
         path = trace.save(args.trace)
-        what = f"{len(trace)} exits"
+        what = _count(len(trace), "exit")
         if len(trace.firmware_log):
-            what = f"{len(trace)} host exits and {len(trace.firmware_log)} logged by the firmware"
+            logged = len(trace.firmware_log)
+            what = f"{_count(len(trace), 'host exit')} and {logged} logged by the firmware"
         print(f"armvcpu: trace of {what} saved to {path}", file=sys.stderr)
     if args.json:
         # The guest's console may have ended mid-line: the summary gets its own line.
@@ -390,7 +396,7 @@ def _trace(args: argparse.Namespace) -> int:
             out_rows += [{**plain(r), "source": "firmware"} for r in trace.firmware_summary()]
             print_json(out_rows)
             return 0
-        table = Table(title=f"{args.file}: {len(trace)} exits")
+        table = Table(title=f"{args.file}: {_count(len(trace), 'exit')}")
         for col in ("kind", "count", "share", "median handling", "p99 handling"):
             table.add_column(col, justify="left" if col == "kind" else "right")
         for r in rows:
@@ -398,7 +404,7 @@ def _trace(args: argparse.Namespace) -> int:
                           f"{r.p99_us:.1f} µs")  # fmt: skip
         out.print(table)
         if len(trace.firmware_log):
-            fw = Table(title=f"the firmware's exit log: {len(trace.firmware_log)} exits")
+            fw = Table(title=f"the firmware's exit log: {_count(len(trace.firmware_log), 'exit')}")
             for col in ("kind", "answered by", "count", "per second"):
                 fw.add_column(col, justify="left" if col in ("kind", "answered by") else "right")
             for s in trace.firmware_summary():
