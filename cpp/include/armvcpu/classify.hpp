@@ -64,9 +64,8 @@ constexpr ExitReason classify_psci(TrapFrame& frame, const ClassifyContext& ctx)
         const std::uint64_t v = frame.gpr(i);
         return wide ? v : (v & 0xffffffffu);
     };
-    if (ctx.smccc == psci::Smccc::QemuVirt && !psci::is_implemented(x0, ctx.smccc) &&
-        psci::is_implemented(x0)) {
-        set_psci_result(frame, ReturnCode::NotSupported);  // SMCCC 1.1's own calls
+    if (ctx.smccc == psci::Smccc::QemuVirt && psci::absent_on_qemu_virt(x0)) {
+        set_psci_result(frame, ReturnCode::NotSupported);
         return make_exit(exit::Nothing{});
     }
     switch (psci::canonical(x0)) {

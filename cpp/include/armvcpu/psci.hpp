@@ -103,17 +103,20 @@ enum class Smccc : std::uint8_t {
     QemuVirt = 1,
 };
 
+// The calls SMCCC 1.1 offers and QEMU virt's own PSCI does not.
+constexpr bool absent_on_qemu_virt(std::uint64_t fid) {
+    switch (canonical(fid)) {
+        case Function::SmcccVersion:
+        case Function::SmcccArchFeatures:
+        case Function::SystemReset2: return is_core_function(fid);
+        default: return false;
+    }
+}
+
 // Whether PSCI_FEATURES reports a function as implemented.
 constexpr bool is_implemented(std::uint64_t fid, Smccc smccc = Smccc::V1_1) {
     if (!is_core_function(fid)) return false;
-    if (smccc == Smccc::QemuVirt) {
-        switch (canonical(fid)) {
-            case Function::SmcccVersion:
-            case Function::SmcccArchFeatures:
-            case Function::SystemReset2: return false;
-            default: break;
-        }
-    }
+    if (smccc == Smccc::QemuVirt && absent_on_qemu_virt(fid)) return false;
     switch (canonical(fid)) {
         case Function::PsciVersion:
         case Function::CpuSuspend:
